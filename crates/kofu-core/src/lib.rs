@@ -1,0 +1,5 @@
+//! kofu's pure domain: the session state machine, the registry's record model and the
+//! deterministic synthetic population. No I/O, no clocks, no actors.
+
+pub mod records;
+pub mod session;

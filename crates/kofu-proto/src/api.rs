@@ -1,0 +1,269 @@
+//! The kiosk protocol v1 (API.md) as types: request and response bodies, and the one
+//! error vocabulary with its HTTP statuses.
+
+use serde::{Deserialize, Serialize};
+
+use crate::CertKind;
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    pub card_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateSessionResponse {
+    pub session_id: String,
+    pub challenge: String,
+    pub expires_in_s: u64,
+}
+
+/// `POST /v1/sessions/{id}/auth`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRequest {
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthResponse {
+    pub holder: Holder,
+    pub municipality: MunicipalityInfo,
+    pub kinds: Vec<KindOffer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Holder {
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MunicipalityInfo {
+    pub code: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KindOffer {
+    pub kind: CertKind,
+    pub fee_yen: u32,
+}
+
+/// `POST /v1/sessions/{id}/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub kind: CertKind,
+    pub copies: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobResponse {
+    pub job_id: String,
+    pub fee_yen: u32,
+}
+
+/// `202` of the document long poll.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RenderingResponse {
+    pub status: String,
+}
+
+/// `POST .../printed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PrintedResponse {
+    pub serial: String,
+    pub charged_yen: u32,
+}
+
+/// `GET /v1/issuer-key`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuerKeyResponse {
+    pub alg: String,
+    pub public_key: String,
+}
+
+/// Response headers carrying the binding and the issuer's signature over it.
+pub const BINDING_HEADER: &str = "Kofu-Binding";
+pub const SIGNATURE_HEADER: &str = "Kofu-Signature";
+
+/// Every error code of the protocol. The code decides the HTTP status, so no handler
+/// can answer a code with the wrong status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidCardId,
+    UnauthorizedKiosk,
+    BadSignature,
+    NotAuthenticated,
+    CardRevoked,
+    UnknownCard,
+    UnknownSession,
+    UnknownJob,
+    NotFound,
+    MethodNotAllowed,
+    CardInUse,
+    AlreadyAuthenticated,
+    NotDelivered,
+    JobVoided,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    NotIssuable,
+    SessionLocked,
+    TooManyJobs,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::InvalidCardId => 400,
+            ErrorCode::UnauthorizedKiosk
+            | ErrorCode::BadSignature
+            | ErrorCode::NotAuthenticated => 401,
+            ErrorCode::CardRevoked => 403,
+            ErrorCode::UnknownCard
+            | ErrorCode::UnknownSession
+            | ErrorCode::UnknownJob
+            | ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::CardInUse | ErrorCode::AlreadyAuthenticated | ErrorCode::NotDelivered => 409,
+            ErrorCode::JobVoided => 410,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::NotIssuable => 422,
+            ErrorCode::SessionLocked => 423,
+            ErrorCode::TooManyJobs => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidCardId => "invalid_card_id",
+            ErrorCode::UnauthorizedKiosk => "unauthorized_kiosk",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::CardRevoked => "card_revoked",
+            ErrorCode::UnknownCard => "unknown_card",
+            ErrorCode::UnknownSession => "unknown_session",
+            ErrorCode::UnknownJob => "unknown_job",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::CardInUse => "card_in_use",
+            ErrorCode::AlreadyAuthenticated => "already_authenticated",
+            ErrorCode::NotDelivered => "not_delivered",
+            ErrorCode::JobVoided => "job_voided",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::NotIssuable => "not_issuable",
+            ErrorCode::SessionLocked => "session_locked",
+            ErrorCode::TooManyJobs => "too_many_jobs",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// A message for a person at the kiosk or in the operations room. Fixed text per
+    /// code, so no request data can ever leak into an error.
+    pub fn default_message(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "the request is malformed",
+            ErrorCode::InvalidCardId => "the card id must be 16 upper-case hexadecimal digits",
+            ErrorCode::UnauthorizedKiosk => "missing or invalid kiosk credential",
+            ErrorCode::BadSignature => "the card signature does not verify",
+            ErrorCode::NotAuthenticated => "the session is not authenticated yet",
+            ErrorCode::CardRevoked => "the card's certificate is revoked",
+            ErrorCode::UnknownCard => "no such card in the registry",
+            ErrorCode::UnknownSession => "no such session",
+            ErrorCode::UnknownJob => "no such job in this session",
+            ErrorCode::NotFound => "no such resource",
+            ErrorCode::MethodNotAllowed => "method not allowed on this resource",
+            ErrorCode::CardInUse => "the card has an open session at another kiosk",
+            ErrorCode::AlreadyAuthenticated => "the session is already authenticated",
+            ErrorCode::NotDelivered => "the document has not been delivered yet",
+            ErrorCode::JobVoided => "the job was voided; create a new job",
+            ErrorCode::PayloadTooLarge => "the request body exceeds 16 KiB",
+            ErrorCode::UnsupportedMediaType => "the request body must be JSON",
+            ErrorCode::NotIssuable => "the certificate cannot be issued for this holder",
+            ErrorCode::SessionLocked => "too many bad signatures; the session is closed",
+            ErrorCode::TooManyJobs => "a session may create at most 5 jobs",
+            ErrorCode::Unavailable => "no safe owner for this session right now; retry later",
+            ErrorCode::Internal => "internal error",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error body of every non-2xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attempts_left: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode) -> ErrorBody {
+        ErrorBody {
+            error: code,
+            message: code.default_message().to_owned(),
+            attempts_left: None,
+            reason: None,
+        }
+    }
+
+    pub fn with_message(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            message: message.into(),
+            ..ErrorBody::new(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_shape() {
+        let mut e = ErrorBody::new(ErrorCode::BadSignature);
+        e.attempts_left = Some(2);
+        let json = serde_json::to_value(&e).expect("serialize");
+        assert_eq!(json["error"], "bad_signature");
+        assert_eq!(json["attempts_left"], 2);
+        assert!(json.get("reason").is_none());
+    }
+
+    #[test]
+    fn code_names_agree_with_serde() {
+        for code in [
+            ErrorCode::InvalidCardId,
+            ErrorCode::NotIssuable,
+            ErrorCode::TooManyJobs,
+        ] {
+            let json = serde_json::to_string(&code).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn requests_reject_unknown_fields() {
+        assert!(serde_json::from_str::<CreateSessionRequest>(r#"{"card_id":"A","x":1}"#).is_err());
+        assert!(serde_json::from_str::<JobRequest>(r#"{"kind":"tax","copies":1}"#).is_ok());
+        assert!(serde_json::from_str::<JobRequest>(r#"{"kind":"taxes","copies":1}"#).is_err());
+    }
+}
