@@ -96,6 +96,7 @@ pub enum ErrorCode {
     InvalidRequest,
     InvalidCardId,
     UnauthorizedKiosk,
+    Unauthorized,
     BadSignature,
     NotAuthenticated,
     CardRevoked,
@@ -122,6 +123,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::InvalidCardId => 400,
             ErrorCode::UnauthorizedKiosk
+            | ErrorCode::Unauthorized
             | ErrorCode::BadSignature
             | ErrorCode::NotAuthenticated => 401,
             ErrorCode::CardRevoked => 403,
@@ -147,6 +149,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidCardId => "invalid_card_id",
             ErrorCode::UnauthorizedKiosk => "unauthorized_kiosk",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BadSignature => "bad_signature",
             ErrorCode::NotAuthenticated => "not_authenticated",
             ErrorCode::CardRevoked => "card_revoked",
@@ -176,6 +179,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "the request is malformed",
             ErrorCode::InvalidCardId => "the card id must be 16 upper-case hexadecimal digits",
             ErrorCode::UnauthorizedKiosk => "missing or invalid kiosk credential",
+            ErrorCode::Unauthorized => "missing or invalid admin credential",
             ErrorCode::BadSignature => "the card signature does not verify",
             ErrorCode::NotAuthenticated => "the session is not authenticated yet",
             ErrorCode::CardRevoked => "the card's certificate is revoked",
