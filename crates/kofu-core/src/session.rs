@@ -373,3 +373,6 @@ fn printed(job: &mut Job) -> Outcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -171,7 +171,7 @@ pub struct JobId {
 }
 
 impl JobId {
-    pub fn new(index: u8, random: [u8; 8]) -> JobId {
+    pub const fn new(index: u8, random: [u8; 8]) -> JobId {
         JobId { index, random }
     }
 

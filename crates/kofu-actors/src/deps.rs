@@ -1,0 +1,86 @@
+//! What every actor of a node needs, built once at start and shared read-only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kofu_coord::{FencedStore, Registry};
+use kofu_render::Issuer;
+
+use crate::ActorMetrics;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub idle_timeout: Duration,
+    pub hard_limit: Duration,
+    pub render_deadline: Duration,
+    /// Capacity of each session's mailbox; a full mailbox answers `503`.
+    pub session_mailbox: usize,
+    /// Capacity of each shard host's mailbox.
+    pub host_mailbox: usize,
+    /// How long a closed session is remembered so that a repeated DELETE stays `204`.
+    pub tombstone_ttl: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout: Duration::from_secs(180),
+            hard_limit: Duration::from_secs(15 * 60),
+            render_deadline: Duration::from_secs(30),
+            session_mailbox: 16,
+            host_mailbox: 4096,
+            tombstone_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Fault injection for drills and tests: slows down rendering of every n-th job so that
+/// render deadlines can be exercised under load.
+#[derive(Debug, Default)]
+pub struct RenderFaults {
+    pub delay: Duration,
+    pub every: u64,
+    counter: AtomicU64,
+}
+
+impl RenderFaults {
+    pub fn new(delay: Duration, every: u64) -> RenderFaults {
+        RenderFaults {
+            delay,
+            every: every.max(1),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The delay for the next job rendered on this node.
+    pub fn next_delay(&self) -> Duration {
+        if self.delay.is_zero() {
+            return Duration::ZERO;
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        if n % self.every == self.every - 1 || self.every == 1 {
+            self.delay
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+pub struct Deps {
+    pub store: Arc<dyn FencedStore>,
+    pub registry: Arc<dyn Registry>,
+    pub issuer: Arc<Issuer>,
+    pub issuer_public: ed25519_dalek::VerifyingKey,
+    pub config: SessionConfig,
+    pub faults: RenderFaults,
+    pub metrics: ActorMetrics,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("config", &self.config)
+            .finish()
+    }
+}

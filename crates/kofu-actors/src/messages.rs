@@ -1,0 +1,98 @@
+//! The messages between the HTTP layer, shard hosts and sessions. Replies travel on a
+//! oneshot inside the message, so a session answers the waiting request directly.
+
+use std::sync::Arc;
+
+use actix::Message;
+use kofu_core::records::ResidentRecord;
+use kofu_proto::api::{AuthResponse, CreateSessionResponse, JobResponse, PrintedResponse};
+use kofu_proto::{CardId, CertKind, ErrorCode, JobId, KioskId, SessionId};
+use kofu_render::Document;
+use tokio::sync::oneshot;
+
+/// An API error as an actor decides it; the HTTP layer turns it into the error JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub attempts_left: Option<u8>,
+    pub reason: Option<&'static str>,
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> ApiError {
+        ApiError {
+            code,
+            attempts_left: None,
+            reason: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum SessionOp {
+    Auth {
+        signature: [u8; 64],
+    },
+    CreateJob {
+        kind: CertKind,
+        copies: u8,
+    },
+    /// `wait`: park the request while the job renders instead of answering `Rendering`.
+    Fetch {
+        job: JobId,
+        wait: bool,
+    },
+    Printed {
+        job: JobId,
+    },
+    Close,
+}
+
+#[derive(Debug)]
+pub enum SessionReply {
+    Created(CreateSessionResponse),
+    Authenticated(AuthResponse),
+    JobCreated(JobResponse),
+    Document(Arc<Document>),
+    Rendering,
+    Printed(PrintedResponse),
+    Closed,
+    Error(ApiError),
+}
+
+impl From<ErrorCode> for SessionReply {
+    fn from(code: ErrorCode) -> SessionReply {
+        SessionReply::Error(code.into())
+    }
+}
+
+pub type ReplyTo = oneshot::Sender<SessionReply>;
+
+/// A request for an existing session, routed by its shard.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionCall {
+    pub session: SessionId,
+    pub kiosk: KioskId,
+    pub op: SessionOp,
+    pub reply: ReplyTo,
+}
+
+/// A card was inserted; the registry already knows it and it is not revoked.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CreateSession {
+    pub card: CardId,
+    pub record: Arc<ResidentRecord>,
+    pub kiosk: KioskId,
+    pub reply: ReplyTo,
+}
+
+/// A session ended and persisted its end; the host forgets it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionEnded {
+    pub session: SessionId,
+    pub kiosk: KioskId,
+    pub card_digest: String,
+}

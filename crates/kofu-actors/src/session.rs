@@ -1,0 +1,291 @@
+//! The session actor: one per open session. It alone holds the session's state, the
+//! card it authenticated and the documents rendered for it (I3), persists every
+//! transition through the fenced store before answering, and ends itself on timers.
+
+mod ops;
+pub(crate) mod timers;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use ed25519_dalek::VerifyingKey;
+use kofu_coord::{Applied, CardLockOp, Change, Fence, SnapshotOp, StoreError};
+use kofu_core::session::{CloseReason, Command, Outcome, Session as Machine, VoidReason};
+use kofu_proto::api::CreateSessionResponse;
+use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
+use kofu_render::Document;
+
+use crate::Deps;
+use crate::messages::{ApiError, ReplyTo, SessionCall, SessionEnded, SessionOp, SessionReply};
+use crate::shard_host::ShardHost;
+use crate::snapshot::{JobMeta, Snapshot};
+
+/// What a session keeps per job besides the persisted metadata: the document bytes
+/// (never persisted) and the requests parked on it.
+#[derive(Default)]
+struct Slot {
+    doc: Option<Arc<Document>>,
+    waiters: Vec<ReplyTo>,
+}
+
+pub struct Session {
+    id: SessionId,
+    kiosk: KioskId,
+    card: CardId,
+    card_digest: String,
+    card_key: VerifyingKey,
+    fence: Fence,
+    challenge: [u8; 32],
+    machine: Machine,
+    metas: Vec<JobMeta>,
+    slots: Vec<Slot>,
+    deps: Arc<Deps>,
+    host: Addr<ShardHost>,
+    started_ms: u64,
+    last_activity: Instant,
+    /// The answer to the kiosk's create request, sent once the start is persisted.
+    pending_create: Option<ReplyTo>,
+}
+
+/// Everything a session starts from.
+pub struct SessionInit {
+    pub id: SessionId,
+    pub kiosk: KioskId,
+    pub card: CardId,
+    pub card_key: VerifyingKey,
+    pub fence: Fence,
+    pub challenge: [u8; 32],
+    pub deps: Arc<Deps>,
+    pub host: Addr<ShardHost>,
+    pub reply: ReplyTo,
+}
+
+impl Session {
+    pub fn new(init: SessionInit) -> Session {
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        Session {
+            card_digest: init.card.digest(),
+            id: init.id,
+            kiosk: init.kiosk,
+            card: init.card,
+            card_key: init.card_key,
+            fence: init.fence,
+            challenge: init.challenge,
+            machine: Machine::new(),
+            metas: Vec::new(),
+            slots: Vec::new(),
+            deps: init.deps,
+            host: init.host,
+            started_ms,
+            last_activity: Instant::now(),
+            pending_create: Some(init.reply),
+        }
+    }
+
+    fn snapshot_bytes(&self, machine: &Machine, metas: &[JobMeta]) -> Vec<u8> {
+        Snapshot {
+            v: 1,
+            session: self.id,
+            kiosk: self.kiosk.clone(),
+            card: self.card.clone(),
+            challenge: self.challenge,
+            machine: machine.clone(),
+            jobs: metas.to_vec(),
+            started_ms: self.started_ms,
+        }
+        .encode()
+    }
+
+    fn job_index(&self, job: JobId) -> Option<usize> {
+        self.machine.jobs.iter().position(|j| j.id == job)
+    }
+
+    /// Persists `machine`/`metas` (plus `change`'s other effects) and adopts them only
+    /// once the store acknowledged; the mailbox waits meanwhile, so transitions of one
+    /// session never interleave.
+    fn commit<F>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        op: &'static str,
+        machine: Machine,
+        metas: Vec<JobMeta>,
+        mut change: Change,
+        done: F,
+    ) where
+        F: FnOnce(&mut Self, &mut Context<Self>, Result<Applied, ApiError>) + 'static,
+    {
+        change.snapshot = if machine.is_closed() {
+            SnapshotOp::Delete
+        } else {
+            SnapshotOp::Put(self.snapshot_bytes(&machine, &metas))
+        };
+        let timer = self.deps.metrics.store_op(op);
+        let fut = self.deps.store.apply(self.fence, self.id, change);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
+            timer.observe_duration();
+            match res {
+                Ok(applied) => {
+                    act.machine = machine;
+                    act.metas = metas;
+                    done(act, ctx, Ok(applied));
+                }
+                Err(e) => {
+                    act.store_failed(&e, ctx);
+                    done(act, ctx, Err(ErrorCode::Unavailable.into()));
+                }
+            }
+        }));
+    }
+
+    /// A fenced write means another node owns the shard now: this session must not act
+    /// any more (I2). An unreachable store only fails this request (I7).
+    fn store_failed(&mut self, e: &StoreError, ctx: &mut Context<Self>) {
+        match e {
+            StoreError::Fenced { .. } => {
+                self.deps.metrics.fencing_rejections.inc();
+                tracing::warn!(shard = self.fence.shard, error = %e, "session lost its shard; stopping");
+                ctx.stop();
+            }
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+                self.deps.metrics.store_unavailable.inc();
+                tracing::warn!(shard = self.fence.shard, error = %e, "store change failed");
+            }
+        }
+    }
+
+    /// Ends the session for `reason`: voids unconfirmed jobs, releases the card lock and
+    /// deletes the snapshot, then stops. `reply` gets `answer` once that is persisted.
+    fn end(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reason: CloseReason,
+        reply: Option<ReplyTo>,
+        answer: SessionReply,
+    ) {
+        let mut next = self.machine.clone();
+        let voided = match next.apply(Command::Close(reason)) {
+            Outcome::Closed { voided } => voided,
+            _ => Vec::new(),
+        };
+        let change = Change {
+            snapshot: SnapshotOp::Delete,
+            card_lock: CardLockOp::Release {
+                card_digest: self.card_digest.clone(),
+            },
+            allocate_serial: false,
+            audit: None,
+        };
+        let metas = self.metas.clone();
+        self.commit(ctx, "close", next, metas, change, move |act, ctx, res| {
+            match res {
+                Ok(_) => {
+                    act.deps
+                        .metrics
+                        .voided(VoidReason::SessionClosed, voided.len());
+                    act.deps.metrics.session_ended(reason);
+                    if let Some(r) = reply {
+                        let _ = r.send(answer);
+                    }
+                    ctx.stop();
+                }
+                Err(e) => {
+                    if let Some(r) = reply {
+                        let _ = r.send(SessionReply::Error(e));
+                    }
+                    // Timers retry the close; a kiosk retries its DELETE.
+                    act.schedule_idle_check(ctx, std::time::Duration::from_secs(1));
+                }
+            }
+        });
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.deps.config.session_mailbox);
+        self.deps.metrics.sessions_open.inc();
+        self.deps.metrics.sessions_started.inc();
+        self.schedule_idle_check(ctx, self.deps.config.idle_timeout);
+        self.schedule_hard_limit(ctx);
+        let change = Change {
+            snapshot: SnapshotOp::Keep,
+            card_lock: CardLockOp::Acquire {
+                card_digest: self.card_digest.clone(),
+                kiosk_id: self.kiosk.as_str().to_owned(),
+            },
+            allocate_serial: false,
+            audit: None,
+        };
+        let machine = self.machine.clone();
+        self.commit(
+            ctx,
+            "start",
+            machine,
+            Vec::new(),
+            change,
+            |act, ctx, res| {
+                let Some(reply) = act.pending_create.take() else {
+                    return;
+                };
+                match res {
+                    Ok(_) => {
+                        let _ = reply.send(SessionReply::Created(CreateSessionResponse {
+                            session_id: act.id.to_string(),
+                            challenge: kofu_proto::b64url(&act.challenge),
+                            expires_in_s: act.deps.config.idle_timeout.as_millis().div_ceil(1000)
+                                as u64,
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(SessionReply::Error(e));
+                        ctx.stop();
+                    }
+                }
+            },
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.deps.metrics.sessions_open.dec();
+        for slot in &mut self.slots {
+            for w in slot.waiters.drain(..) {
+                let _ = w.send(ErrorCode::UnknownSession.into());
+            }
+        }
+        self.host.do_send(SessionEnded {
+            session: self.id,
+            kiosk: self.kiosk.clone(),
+            card_digest: std::mem::take(&mut self.card_digest),
+        });
+    }
+}
+
+impl Handler<SessionCall> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
+        if self.machine.is_closed() {
+            let _ = msg.reply.send(ErrorCode::UnknownSession.into());
+            return;
+        }
+        self.last_activity = Instant::now();
+        match msg.op {
+            SessionOp::Auth { signature } => self.auth(ctx, signature, msg.reply),
+            SessionOp::CreateJob { kind, copies } => self.create_job(ctx, kind, copies, msg.reply),
+            SessionOp::Fetch { job, wait } => self.fetch(ctx, job, wait, msg.reply),
+            SessionOp::Printed { job } => self.printed(ctx, job, msg.reply),
+            SessionOp::Close => self.end(
+                ctx,
+                CloseReason::Removed,
+                Some(msg.reply),
+                SessionReply::Closed,
+            ),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The session's timers, each a message the actor sends itself: render start, render
+//! deadline, idle timeout and hard limit, plus the host's order to close.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use kofu_core::session::{CloseReason, Command, Outcome, VoidReason};
+use kofu_proto::{ErrorCode, JobId};
+
+use super::Session;
+use crate::messages::SessionReply;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct RenderNow(pub JobId);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct RenderDeadline(pub JobId);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct IdleCheck;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct HardLimit;
+
+/// The shard host ends a session (replaced by a newer one of the same kiosk, shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSession(pub CloseReason);
+
+const RENDER_RETRY: Duration = Duration::from_millis(100);
+
+impl Session {
+    pub(super) fn schedule_idle_check(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        ctx.notify_later(IdleCheck, after);
+    }
+
+    pub(super) fn schedule_hard_limit(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify_later(HardLimit, self.deps.config.hard_limit);
+    }
+
+    /// Rendering starts right after the `202` is sent (or after an injected delay); the
+    /// deadline runs from job creation.
+    pub(super) fn schedule_render(&mut self, ctx: &mut Context<Self>, job: JobId) {
+        let delay = self.deps.faults.next_delay();
+        if delay.is_zero() {
+            ctx.notify(RenderNow(job));
+        } else {
+            ctx.notify_later(RenderNow(job), delay);
+        }
+        ctx.notify_later(RenderDeadline(job), self.deps.config.render_deadline);
+    }
+
+    pub(super) fn schedule_render_retry(&mut self, ctx: &mut Context<Self>, job: JobId) {
+        ctx.notify_later(RenderNow(job), RENDER_RETRY);
+    }
+}
+
+impl Handler<RenderNow> for Session {
+    type Result = ();
+
+    fn handle(&mut self, RenderNow(job): RenderNow, ctx: &mut Context<Self>) {
+        self.render(ctx, job);
+    }
+}
+
+impl Handler<RenderDeadline> for Session {
+    type Result = ();
+
+    fn handle(&mut self, RenderDeadline(job): RenderDeadline, ctx: &mut Context<Self>) {
+        let mut next = self.machine.clone();
+        if next.apply(Command::RenderDeadline { job }) != Outcome::Changed {
+            return;
+        }
+        let Some(i) = self.job_index(job) else { return };
+        let metas = self.metas.clone();
+        self.commit(
+            ctx,
+            "void",
+            next,
+            metas,
+            super::ops::snapshot_only(),
+            move |act, ctx, res| {
+                if res.is_err() {
+                    // Not voided yet: try again shortly; the job stays unreleasable meanwhile
+                    // because only Ready jobs release and this one is still Rendering.
+                    ctx.notify_later(RenderDeadline(job), RENDER_RETRY);
+                    return;
+                }
+                act.deps.metrics.voided(VoidReason::Deadline, 1);
+                act.slots[i].doc = None;
+                for w in act.slots[i].waiters.drain(..) {
+                    let _ = w.send(SessionReply::from(ErrorCode::JobVoided));
+                }
+            },
+        );
+    }
+}
+
+impl Handler<IdleCheck> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: IdleCheck, ctx: &mut Context<Self>) {
+        let idle = self.deps.config.idle_timeout;
+        let quiet = self.last_activity.elapsed();
+        if quiet >= idle {
+            self.end(ctx, CloseReason::IdleTimeout, None, SessionReply::Closed);
+        } else {
+            self.schedule_idle_check(ctx, idle - quiet);
+        }
+    }
+}
+
+impl Handler<HardLimit> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: HardLimit, ctx: &mut Context<Self>) {
+        self.end(ctx, CloseReason::HardLimit, None, SessionReply::Closed);
+    }
+}
+
+impl Handler<CloseSession> for Session {
+    type Result = ();
+
+    fn handle(&mut self, CloseSession(reason): CloseSession, ctx: &mut Context<Self>) {
+        self.last_activity = Instant::now();
+        self.end(ctx, reason, None, SessionReply::Closed);
+    }
+}

@@ -1,0 +1,207 @@
+//! The shard host: one actor per owned shard. It owns the shard's session table and card
+//! locks, starts session actors on its own arbiter, and routes calls to them, answering
+//! `unknown_session` for any session of another kiosk exactly as for a missing one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use ed25519_dalek::VerifyingKey;
+use kofu_coord::Fence;
+use kofu_core::session::CloseReason;
+use kofu_proto::{ErrorCode, KioskId, SessionId};
+
+use crate::Deps;
+use crate::messages::{CreateSession, SessionCall, SessionEnded, SessionOp, SessionReply};
+use crate::session::timers::CloseSession;
+use crate::session::{Session, SessionInit};
+
+struct Entry {
+    addr: Addr<Session>,
+    kiosk: KioskId,
+}
+
+pub struct ShardHost {
+    fence: Fence,
+    deps: Arc<Deps>,
+    sessions: HashMap<SessionId, Entry>,
+    /// card digest → the session holding the card on this shard
+    cards: HashMap<String, SessionId>,
+    /// Recently ended sessions and their kiosk, in two generations: a repeated DELETE
+    /// by the same kiosk stays `204` for at least one `tombstone_ttl`.
+    tombstones: [HashMap<SessionId, KioskId>; 2],
+    accepting: bool,
+}
+
+impl ShardHost {
+    pub fn new(fence: Fence, deps: Arc<Deps>) -> ShardHost {
+        ShardHost {
+            fence,
+            deps,
+            sessions: HashMap::new(),
+            cards: HashMap::new(),
+            tombstones: [HashMap::new(), HashMap::new()],
+            accepting: true,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RotateTombstones;
+
+/// Stop admitting new sessions (drain); open sessions go on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+/// Close every open session of this shard; answers how many were closed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll(pub CloseReason);
+
+impl Actor for ShardHost {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.deps.config.host_mailbox);
+        ctx.notify_later(RotateTombstones, self.deps.config.tombstone_ttl);
+    }
+}
+
+impl Handler<RotateTombstones> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, _: RotateTombstones, ctx: &mut Context<Self>) {
+        let [young, old] = &mut self.tombstones;
+        std::mem::swap(young, old);
+        young.clear();
+        ctx.notify_later(RotateTombstones, self.deps.config.tombstone_ttl);
+    }
+}
+
+impl Handler<CreateSession> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, msg: CreateSession, ctx: &mut Context<Self>) {
+        self.deps.metrics.mailbox_backlog.dec();
+        if !self.accepting {
+            let _ = msg.reply.send(ErrorCode::Unavailable.into());
+            return;
+        }
+        let Ok(card_key) = VerifyingKey::from_bytes(&msg.record.card_public_key) else {
+            tracing::error!(
+                shard = self.fence.shard,
+                "registry holds an invalid card key"
+            );
+            let _ = msg.reply.send(ErrorCode::Unavailable.into());
+            return;
+        };
+        let digest = msg.card.digest();
+        if let Some(old) = self.cards.get(&digest).copied() {
+            match self.sessions.get(&old) {
+                Some(e) if e.kiosk != msg.kiosk => {
+                    let _ = msg.reply.send(ErrorCode::CardInUse.into());
+                    return;
+                }
+                Some(_) => {
+                    // Same kiosk, same card: the old session ends first. Its lock release
+                    // only applies while it still holds the lock, so the new lock stands.
+                    if let Some(e) = self.sessions.remove(&old) {
+                        e.addr.do_send(CloseSession(CloseReason::Replaced));
+                        self.tombstones[0].insert(old, e.kiosk);
+                    }
+                }
+                None => {}
+            }
+        }
+        let id = SessionId::new(self.fence.shard, rand::random());
+        let init = SessionInit {
+            id,
+            kiosk: msg.kiosk.clone(),
+            card: msg.card,
+            card_key,
+            fence: self.fence,
+            challenge: rand::random(),
+            deps: self.deps.clone(),
+            host: ctx.address(),
+            reply: msg.reply,
+        };
+        let addr = Session::new(init).start();
+        self.cards.insert(digest, id);
+        self.sessions.insert(
+            id,
+            Entry {
+                addr,
+                kiosk: msg.kiosk,
+            },
+        );
+    }
+}
+
+impl Handler<SessionCall> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionCall, _ctx: &mut Context<Self>) {
+        self.deps.metrics.mailbox_backlog.dec();
+        let Some(entry) = self.sessions.get(&msg.session) else {
+            let ended_here = self
+                .tombstones
+                .iter()
+                .any(|t| t.get(&msg.session) == Some(&msg.kiosk));
+            let answer = if ended_here && matches!(msg.op, SessionOp::Close) {
+                SessionReply::Closed
+            } else {
+                ErrorCode::UnknownSession.into()
+            };
+            let _ = msg.reply.send(answer);
+            return;
+        };
+        if entry.kiosk != msg.kiosk {
+            let _ = msg.reply.send(ErrorCode::UnknownSession.into());
+            return;
+        }
+        if let Err(err) = entry.addr.try_send(msg) {
+            let (msg, code) = match err {
+                SendError::Full(m) => {
+                    self.deps.metrics.mailbox_rejections.inc();
+                    (m, ErrorCode::Unavailable)
+                }
+                SendError::Closed(m) => (m, ErrorCode::UnknownSession),
+            };
+            let _ = msg.reply.send(code.into());
+        }
+    }
+}
+
+impl Handler<SessionEnded> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEnded, _ctx: &mut Context<Self>) {
+        if self.cards.get(&msg.card_digest) == Some(&msg.session) {
+            self.cards.remove(&msg.card_digest);
+        }
+        if self.sessions.remove(&msg.session).is_some() {
+            self.tombstones[0].insert(msg.session, msg.kiosk);
+        }
+    }
+}
+
+impl Handler<StopAccepting> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAccepting, _ctx: &mut Context<Self>) {
+        self.accepting = false;
+    }
+}
+
+impl Handler<CloseAll> for ShardHost {
+    type Result = usize;
+
+    fn handle(&mut self, CloseAll(reason): CloseAll, _ctx: &mut Context<Self>) -> usize {
+        for e in self.sessions.values() {
+            e.addr.do_send(CloseSession(reason));
+        }
+        self.sessions.len()
+    }
+}

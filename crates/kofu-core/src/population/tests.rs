@@ -1,0 +1,535 @@
+//! Tests of the synthetic population: the properties other crates' tests lean on
+//! (determinism, uniqueness, household consistency, keys that verify, a card for every
+//! status) and the plausibility of what it generates.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::{Signer, Verifier, VerifyingKey};
+use kofu_proto::CertKind;
+
+use super::names::Gender;
+use super::*;
+use crate::records::Relation;
+
+fn spec(seed: u64, residents: u32, kiosks: u32) -> PopulationSpec {
+    PopulationSpec {
+        seed,
+        residents,
+        kiosks,
+    }
+}
+
+fn make(seed: u64, residents: u32, kiosks: u32) -> Population {
+    Population::generate(&spec(seed, residents, kiosks))
+}
+
+#[test]
+fn same_spec_same_population() {
+    let a = make(42, 500, 20);
+    let b = make(42, 500, 20);
+    assert!(a == b, "same spec must give the same population");
+    assert_eq!(a.fixture_lines(), b.fixture_lines());
+}
+
+#[test]
+fn different_seeds_differ_everywhere() {
+    let a = make(1, 200, 5);
+    let b = make(2, 200, 5);
+    assert_ne!(a.admin_token, b.admin_token);
+    assert_ne!(issuer_seed(1), issuer_seed(2));
+    assert_eq!(issuer_seed(1), issuer_seed(1));
+    let ids_a: HashSet<&str> = a.residents.iter().map(|r| r.card_id.expose()).collect();
+    assert!(
+        b.residents
+            .iter()
+            .all(|r| !ids_a.contains(r.card_id.expose()))
+    );
+    assert!(
+        a.card_secrets
+            .iter()
+            .zip(&b.card_secrets)
+            .all(|(x, y)| x != y)
+    );
+    let tokens_a: HashSet<String> = a.kiosks.iter().map(KioskCredential::token).collect();
+    assert!(b.kiosks.iter().all(|k| !tokens_a.contains(&k.token())));
+    let names_a: Vec<&str> = a.residents.iter().map(|r| r.full_name.as_str()).collect();
+    let names_b: Vec<&str> = b.residents.iter().map(|r| r.full_name.as_str()).collect();
+    assert_ne!(names_a, names_b);
+}
+
+#[test]
+fn issuer_seed_is_not_a_card_or_kiosk_value() {
+    let p = make(5, 100, 5);
+    let issuer = issuer_seed(5);
+    assert!(!p.card_secrets.contains(&issuer));
+    assert!(!p.admin_token.contains(&kofu_proto::b64url(&issuer[..30])));
+}
+
+#[test]
+fn exact_counts_and_version_one() {
+    for n in [0u32, 1, 2, 7, 20, 50, 333] {
+        let p = make(9, n, 3);
+        assert_eq!(p.residents.len(), n as usize);
+        assert_eq!(p.card_secrets.len(), n as usize);
+        assert_eq!(p.kiosks.len(), 3);
+        assert!(p.residents.iter().all(|r| r.version == 1));
+    }
+}
+
+#[test]
+fn card_ids_are_unique_upper_hex() {
+    let p = make(3, 20_000, 0);
+    let mut seen = HashSet::new();
+    for r in &p.residents {
+        let id = r.card_id.expose();
+        assert_eq!(id.len(), 16);
+        assert!(
+            id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'A'..=b'F')),
+            "{id}"
+        );
+        assert!(seen.insert(id.to_owned()));
+    }
+}
+
+#[test]
+fn card_keys_sign_and_verify() {
+    let p = make(11, 300, 0);
+    let lines = p.fixture_lines();
+    for (i, r) in p.residents.iter().enumerate() {
+        let key = SigningKey::from_bytes(&p.card_secrets[i]);
+        let msg = kofu_proto::auth_message("session", "SEJ-13104-0042-01", &[7; 32]);
+        let sig = key.sign(&msg);
+        let public = VerifyingKey::from_bytes(&r.card_public_key).expect("valid point");
+        assert!(public.verify(&msg, &sig).is_ok(), "resident {i}");
+        let FixtureLine::Card { secret_key, .. } = &lines[i] else {
+            panic!("line {i} is not a card");
+        };
+        let decoded = kofu_proto::b64url_decode(secret_key).expect("base64url");
+        assert_eq!(decoded, p.card_secrets[i]);
+    }
+    let distinct: HashSet<[u8; 32]> = p.residents.iter().map(|r| r.card_public_key).collect();
+    assert_eq!(distinct.len(), p.residents.len());
+}
+
+#[test]
+fn full_names_are_unique_two_word_ascii() {
+    let p = make(4, 30_000, 0);
+    let mut seen = HashSet::new();
+    for r in &p.residents {
+        let words: Vec<&str> = r.full_name.split(' ').collect();
+        assert_eq!(words.len(), 2, "{}", r.full_name);
+        for w in &words {
+            let mut chars = w.chars();
+            assert!(chars.next().is_some_and(|c| c.is_ascii_uppercase()), "{w}");
+            assert!(chars.all(|c| c.is_ascii_lowercase()), "{w}");
+        }
+        assert!(
+            seen.insert(r.full_name.clone()),
+            "duplicate {}",
+            r.full_name
+        );
+    }
+}
+
+/// A document is checked by searching its text for every other resident's name, so no
+/// name may occur inside another name, an address or a municipality name.
+#[test]
+fn no_name_can_be_found_inside_other_text() {
+    let p = make(8, 1_500, 0);
+    let mut texts: Vec<&str> = p.residents.iter().map(|r| r.address.as_str()).collect();
+    texts.extend(p.municipalities.iter().map(|m| m.name.as_str()));
+    texts.sort_unstable();
+    texts.dedup();
+    for a in &p.residents {
+        for b in &p.residents {
+            if a.card_id != b.card_id {
+                assert!(
+                    !b.full_name.contains(&a.full_name),
+                    "{} in {}",
+                    a.full_name,
+                    b.full_name
+                );
+            }
+        }
+        for t in &texts {
+            assert!(!t.contains(&a.full_name), "{} in {t}", a.full_name);
+        }
+    }
+}
+
+/// The structural reasons the brute-force test above holds for any population size.
+#[test]
+fn name_lists_are_shaped_against_false_matches() {
+    let forbidden = places::address_words();
+    let book = NameBook::new(&forbidden);
+    let families = book.families();
+    assert!(
+        book.real_family_count() >= 200,
+        "{}",
+        book.real_family_count()
+    );
+    let mut sorted: Vec<&String> = families.iter().collect();
+    sorted.sort();
+    for pair in sorted.windows(2) {
+        // In sorted order a prefix sits right before the names it starts.
+        assert!(
+            !pair[1].starts_with(pair[0].as_str()),
+            "{} / {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let male = book.given_names(Gender::Male);
+    let female = book.given_names(Gender::Female);
+    assert!(male.len() + female.len() >= 150);
+    let family_set: HashSet<&String> = families.iter().collect();
+    let mut given_set = HashSet::new();
+    for g in male.iter().chain(female) {
+        assert!(given_set.insert(g), "{g} in both gender lists");
+        assert!(!family_set.contains(g), "{g} is also a family name");
+        assert!(!forbidden.contains(g), "{g} appears in addresses");
+    }
+}
+
+#[test]
+fn three_hundred_thousand_names_stay_unique() {
+    let d = draft(12, 300_000);
+    assert_eq!(d.people.len(), 300_000);
+    let names: HashSet<&str> = d.people.iter().map(|p| p.full_name.as_str()).collect();
+    assert_eq!(names.len(), 300_000);
+}
+
+#[test]
+fn households_are_consistent() {
+    let p = make(6, 5_000, 0);
+    let mut by_household: BTreeMap<&str, Vec<&ResidentRecord>> = BTreeMap::new();
+    for r in &p.residents {
+        by_household
+            .entry(r.household_id.as_str())
+            .or_default()
+            .push(r);
+    }
+    for (id, members) in &by_household {
+        assert!(id.len() == 8 && id.starts_with('H'), "{id}");
+        assert!((1..=6).contains(&members.len()), "{id}: {}", members.len());
+        let expected: Vec<Member> = members
+            .iter()
+            .map(|r| Member {
+                full_name: r.full_name.clone(),
+                birth_date: r.birth_date,
+                relation: r.relation,
+            })
+            .collect();
+        let head = members[0];
+        assert_eq!(head.relation, Relation::Head, "{id}");
+        let family = head.full_name.split(' ').nth(1);
+        for r in members {
+            assert_eq!(r.household, expected, "{id}");
+            assert_eq!(r.address, head.address);
+            assert_eq!(r.municipality, head.municipality);
+            assert_eq!(r.full_name.split(' ').nth(1), family);
+        }
+        let heads = members
+            .iter()
+            .filter(|r| r.relation == Relation::Head)
+            .count();
+        assert_eq!(heads, 1, "{id}");
+        let head_age = 2026 - i32::from(head.birth_date.year);
+        assert!((20..=90).contains(&head_age), "{id}");
+        for r in members.iter().filter(|r| r.relation == Relation::Child) {
+            assert!(r.birth_date > head.birth_date, "{id}");
+        }
+    }
+    // Households are contiguous and numbered in order.
+    let mut last = String::new();
+    for r in &p.residents {
+        assert!(r.household_id >= last);
+        last.clone_from(&r.household_id);
+    }
+}
+
+#[test]
+fn addresses_look_japanese() {
+    let p = make(13, 300, 0);
+    for r in &p.residents {
+        let (street, rest) = r.address.split_once(' ').expect("street part");
+        let numbers: Vec<&str> = street.split('-').collect();
+        assert!((3..=4).contains(&numbers.len()), "{}", r.address);
+        assert!(
+            numbers.iter().all(|n| n.parse::<u32>().is_ok()),
+            "{}",
+            r.address
+        );
+        assert!(rest.contains(&r.municipality.name), "{}", r.address);
+        let postal = r.address.rsplit(' ').next().expect("postal code");
+        let b = postal.as_bytes();
+        assert!(b.len() == 8 && b[3] == b'-', "{postal}");
+    }
+}
+
+#[test]
+fn check_digits() {
+    assert_eq!(with_check_digit("13104").as_deref(), Some("131041"));
+    assert_eq!(with_check_digit("13101").as_deref(), Some("131016"));
+    assert_eq!(with_check_digit("01100").as_deref(), Some("011002"));
+    assert_eq!(with_check_digit("47201").as_deref(), Some("472018"));
+    for bad in ["1310", "131041", "1310a", ""] {
+        assert_eq!(with_check_digit(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn municipalities_are_well_formed() {
+    let p = make(1, 10, 0);
+    assert!(p.municipalities.len() >= 40);
+    let codes: HashSet<&str> = p.municipalities.iter().map(|m| m.code.as_str()).collect();
+    let names: HashSet<&str> = p.municipalities.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(codes.len(), p.municipalities.len());
+    assert_eq!(names.len(), p.municipalities.len());
+    for m in &p.municipalities {
+        assert_eq!(
+            with_check_digit(&m.code[..5]).as_deref(),
+            Some(m.code.as_str())
+        );
+        assert!(m.name.is_ascii() && m.name.contains(", "), "{}", m.name);
+    }
+    assert!(names.contains("Shinjuku City, Tokyo"));
+    assert!(names.contains("Sapporo City, Hokkaido"));
+    assert!(names.contains("Naha City, Okinawa"));
+}
+
+fn first_ordinary(p: &Population) -> Option<&ResidentRecord> {
+    p.residents.iter().find(|r| {
+        !r.card_revoked && !r.restricted && r.issuable_kinds().len() == CertKind::ALL.len()
+    })
+}
+
+#[test]
+fn small_populations_start_with_ordinary_cards() {
+    for seed in 0..40 {
+        for n in [1u32, 2, 5, 20] {
+            let p = make(seed, n, 1);
+            let first = &p.residents[0];
+            assert!(matches!(first.seal, Seal::Registered { .. }), "seed {seed}");
+            assert!(first.tax.is_some(), "seed {seed}");
+            assert_eq!(first_ordinary(&p).map(|r| &r.card_id), Some(&first.card_id));
+            for r in p.residents.iter().take(households::ORDINARY_PREFIX) {
+                assert!(!r.card_revoked && !r.restricted, "seed {seed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_status_exists_from_fifty_residents() {
+    for seed in 0..60 {
+        for n in [50u32, 51, 64, 120] {
+            let p = make(seed, n, 0);
+            let r = &p.residents;
+            let ctx = format!("seed {seed}, {n} residents");
+            assert!(r.iter().any(|r| r.card_revoked), "card_revoked, {ctx}");
+            assert!(r.iter().any(|r| r.restricted), "restricted, {ctx}");
+            assert!(
+                r.iter().any(|r| matches!(r.seal, Seal::Revoked { .. })),
+                "revoked, {ctx}"
+            );
+            assert!(
+                r.iter().any(|r| r.seal == Seal::NotRegistered),
+                "unregistered, {ctx}"
+            );
+            assert!(r.iter().any(|r| r.tax.is_none()), "no tax, {ctx}");
+            assert!(first_ordinary(&p).is_some(), "{ctx}");
+        }
+    }
+}
+
+#[test]
+fn distribution_is_plausible() {
+    let p = make(21, 40_000, 0);
+    let n = p.residents.len() as f64;
+    let share = |f: &dyn Fn(&ResidentRecord) -> bool| {
+        p.residents.iter().filter(|r| f(r)).count() as f64 / n
+    };
+    let registered = share(&|r| matches!(r.seal, Seal::Registered { .. }));
+    let unregistered = share(&|r| r.seal == Seal::NotRegistered);
+    let revoked = share(&|r| matches!(r.seal, Seal::Revoked { .. }));
+    let taxed = share(&|r| r.tax.is_some());
+    let restricted = share(&|r| r.restricted);
+    let card_revoked = share(&|r| r.card_revoked);
+    let report = format!(
+        "registered {registered:.3} unregistered {unregistered:.3} revoked {revoked:.3} \
+         taxed {taxed:.3} restricted {restricted:.3} card_revoked {card_revoked:.3}"
+    );
+    assert!((0.62..=0.78).contains(&registered), "{report}");
+    assert!((0.14..=0.28).contains(&unregistered), "{report}");
+    assert!((0.06..=0.14).contains(&revoked), "{report}");
+    assert!((0.78..=0.92).contains(&taxed), "{report}");
+    assert!((0.01..=0.03).contains(&restricted), "{report}");
+    assert!((0.01..=0.03).contains(&card_revoked), "{report}");
+
+    let mut sizes: HashMap<&str, usize> = HashMap::new();
+    for r in &p.residents {
+        *sizes.entry(r.household_id.as_str()).or_default() += 1;
+        let age = 2026 - i32::from(r.birth_date.year);
+        if age < i32::from(households::TAX_MIN_AGE) {
+            assert!(r.tax.is_none(), "a child has a tax record");
+        }
+        if let Some(t) = &r.tax {
+            assert_eq!(t.fiscal_year, 2025);
+            assert!(t.municipal_tax_yen <= t.income_yen / 10 + 3_500);
+            assert!(t.prefectural_tax_yen <= t.income_yen / 10 + 1_500);
+        }
+        match &r.seal {
+            Seal::Registered {
+                number,
+                registered_on,
+            } => {
+                assert!(number.starts_with(&format!("SEAL-{}-", r.municipality.code)));
+                assert!(*registered_on > r.birth_date);
+            }
+            Seal::Revoked { number, revoked_on } => {
+                assert!(number.starts_with("SEAL-") && *revoked_on > r.birth_date);
+            }
+            Seal::NotRegistered => {}
+        }
+    }
+    for size in 1..=6 {
+        assert!(sizes.values().any(|s| *s == size), "no household of {size}");
+    }
+    let municipalities: HashSet<&str> = p
+        .residents
+        .iter()
+        .map(|r| r.municipality.code.as_str())
+        .collect();
+    assert_eq!(municipalities.len(), p.municipalities.len());
+}
+
+#[test]
+fn seal_numbers_are_unique() {
+    let p = make(22, 10_000, 0);
+    let mut seen = HashSet::new();
+    for r in &p.residents {
+        if let Seal::Registered { number, .. } | Seal::Revoked { number, .. } = &r.seal {
+            assert!(seen.insert(number.clone()), "{number}");
+        }
+    }
+}
+
+#[test]
+fn kiosks_are_unique_and_well_formed() {
+    let p = make(14, 10, 5_000);
+    assert_eq!(p.kiosks.len(), 5_000);
+    let mut seen = HashSet::new();
+    let codes: HashSet<&str> = p.municipalities.iter().map(|m| &m.code[..5]).collect();
+    for k in &p.kiosks {
+        let id = k.kiosk_id.as_str();
+        assert!(seen.insert(id.to_owned()), "{id}");
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(parts.len(), 4, "{id}");
+        assert!(CHAINS.contains(&parts[0]), "{id}");
+        assert!(codes.contains(parts[1]), "{id}");
+        assert!(parts[2].len() == 4 && parts[3].len() == 2, "{id}");
+        assert_eq!(k.secret.len(), 32);
+        assert!(kofu_proto::b64url_decode(&k.secret).is_some_and(|b| b.len() == 24));
+        assert_eq!(k.token(), format!("{id}.{}", k.secret));
+        let expected: [u8; 32] = Sha256::digest(k.secret.as_bytes()).into();
+        assert_eq!(k.secret_hash(), expected);
+    }
+    let secrets: HashSet<&str> = p.kiosks.iter().map(|k| k.secret.as_str()).collect();
+    assert_eq!(secrets.len(), p.kiosks.len());
+}
+
+#[test]
+fn kiosks_do_not_depend_on_residents() {
+    let a = make(15, 10, 8);
+    let b = make(15, 2_000, 8);
+    assert!(a.kiosks == b.kiosks);
+    assert_eq!(a.admin_token, b.admin_token);
+}
+
+#[test]
+fn admin_token_shape() {
+    let p = make(16, 1, 1);
+    let rest = p.admin_token.strip_prefix("adm-").expect("adm- prefix");
+    assert_eq!(rest.len(), 40);
+    assert!(
+        rest.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    );
+}
+
+#[test]
+fn fixture_lines_follow_the_population() {
+    let p = make(17, 200, 4);
+    let lines = p.fixture_lines();
+    assert_eq!(lines.len(), 200 + 4 + 1);
+    for (r, line) in p.residents.iter().zip(&lines) {
+        let FixtureLine::Card {
+            card_id,
+            full_name,
+            municipality_code,
+            household_id,
+            seal_registered,
+            seal_revoked,
+            card_revoked,
+            restricted,
+            tax_record,
+            ..
+        } = line
+        else {
+            panic!("expected a card line");
+        };
+        assert_eq!(card_id, r.card_id.expose());
+        assert_eq!(full_name, &r.full_name);
+        assert_eq!(municipality_code, &r.municipality.code);
+        assert_eq!(household_id, &r.household_id);
+        assert_eq!(*seal_registered, matches!(r.seal, Seal::Registered { .. }));
+        assert_eq!(*seal_revoked, matches!(r.seal, Seal::Revoked { .. }));
+        assert_eq!(*card_revoked, r.card_revoked);
+        assert_eq!(*restricted, r.restricted);
+        assert_eq!(*tax_record, r.tax.is_some());
+    }
+    for (k, line) in p.kiosks.iter().zip(&lines[200..204]) {
+        let expected = FixtureLine::Kiosk {
+            kiosk_id: k.kiosk_id.to_string(),
+            token: k.token(),
+        };
+        assert_eq!(line, &expected);
+    }
+    let admin = FixtureLine::Admin {
+        token: p.admin_token.clone(),
+    };
+    assert_eq!(lines.last(), Some(&admin));
+    // The JSON form is what `kofu fixtures` prints.
+    let json = serde_json::to_string(&lines[0]).expect("serialize");
+    assert!(json.starts_with(r#"{"type":"card","card_id":""#), "{json}");
+}
+
+#[test]
+fn debug_output_leaks_no_secrets() {
+    let p = make(18, 3, 2);
+    let shown = format!("{p:?} {:?}", p.kiosks);
+    assert!(!shown.contains(&p.kiosks[0].secret));
+    assert!(!shown.contains(&p.admin_token));
+    assert!(!shown.contains(&p.residents[0].full_name));
+}
+
+#[test]
+fn oversized_specs_are_rejected() {
+    assert_eq!(spec(1, 10, 10).validate(), Ok(()));
+    let too_many = spec(1, PopulationSpec::MAX_RESIDENTS + 1, 0).validate();
+    assert!(matches!(too_many, Err(SpecError::TooManyResidents { .. })));
+    let too_many = spec(1, 0, PopulationSpec::MAX_KIOSKS + 1).validate();
+    assert!(matches!(too_many, Err(SpecError::TooManyKiosks { .. })));
+}
+
+/// Performance is measured by benchmarks; this only proves the size works.
+#[test]
+fn a_hundred_thousand_residents() {
+    let p = make(19, 100_000, 100);
+    assert_eq!(p.residents.len(), 100_000);
+    let ids: HashSet<&str> = p.residents.iter().map(|r| r.card_id.expose()).collect();
+    assert_eq!(ids.len(), 100_000);
+    let names: HashSet<&str> = p.residents.iter().map(|r| r.full_name.as_str()).collect();
+    assert_eq!(names.len(), 100_000);
+}

@@ -1,0 +1,156 @@
+//! The one typed configuration of `kofu serve`: every setting is a flag and a `KOFU_*`
+//! variable, validated before anything starts so bad config exits with a clear message.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Kiosk API listener.
+    #[arg(long, env = "KOFU_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin and metrics listener.
+    #[arg(long, env = "KOFU_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// Redis URL of the cluster; unset runs the embedded single node.
+    #[arg(long, env = "KOFU_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// This node's name (default: host name + listen port).
+    #[arg(long, env = "KOFU_NODE_ID")]
+    pub node_id: Option<String>,
+    #[arg(long, env = "KOFU_SHARD_COUNT", default_value_t = kofu_proto::DEFAULT_SHARD_COUNT)]
+    pub shard_count: u32,
+    /// Seed of the synthetic population, kiosks and admin token served.
+    #[arg(long, env = "KOFU_FIXTURE_SEED", default_value_t = 1)]
+    pub fixture_seed: u64,
+    #[arg(long, env = "KOFU_FIXTURE_RESIDENTS", default_value_t = 1000)]
+    pub fixture_residents: u32,
+    #[arg(long, env = "KOFU_FIXTURE_KIOSKS", default_value_t = 20)]
+    pub fixture_kiosks: u32,
+    /// The issuer's Ed25519 key: 32 raw bytes, or 64 hex digits / base64url text.
+    #[arg(long, env = "KOFU_ISSUER_KEY_FILE")]
+    pub issuer_key_file: Option<PathBuf>,
+    /// Append every confirmed print to this file (JSON lines) before answering.
+    #[arg(long, env = "KOFU_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+    #[arg(long, env = "KOFU_IDLE_TIMEOUT_MS", default_value_t = 180_000)]
+    pub idle_timeout_ms: u64,
+    #[arg(long, env = "KOFU_HARD_LIMIT_MS", default_value_t = 900_000)]
+    pub hard_limit_ms: u64,
+    #[arg(long, env = "KOFU_RENDER_DEADLINE_MS", default_value_t = 30_000)]
+    pub render_deadline_ms: u64,
+    /// Fault injection for drills: delay rendering of every n-th job by this much.
+    #[arg(long, env = "KOFU_RENDER_DELAY_MS", default_value_t = 0)]
+    pub render_delay_ms: u64,
+    #[arg(long, env = "KOFU_RENDER_DELAY_EVERY", default_value_t = 1)]
+    pub render_delay_every: u64,
+    /// How long a shutdown waits for open sessions before closing them.
+    #[arg(long, env = "KOFU_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub drain_timeout_ms: u64,
+    /// HTTP worker threads for the kiosk API (default: one per core).
+    #[arg(long, env = "KOFU_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+    /// Arbiter threads running shard hosts and sessions (default: one per core).
+    #[arg(long, env = "KOFU_ACTOR_THREADS")]
+    pub actor_threads: Option<usize>,
+    #[arg(long, env = "KOFU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `kofu_actors=debug`.
+    #[arg(long, env = "KOFU_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--shard-count must be between 1 and 65536, got {0}")]
+    ShardCount(u32),
+    #[error("--fixture-residents must be between 1 and 5000000, got {0}")]
+    Residents(u32),
+    #[error("--fixture-kiosks must be between 1 and 100000, got {0}")]
+    Kiosks(u32),
+    #[error("--{0} must be greater than zero")]
+    Zero(&'static str),
+    #[error("--listen and --admin-listen must differ")]
+    SameListener,
+    #[error("--redis-url is set, but this build serves the embedded single node only; unset it")]
+    RedisUnsupported,
+    #[error("--render-delay-every must be at least 1")]
+    DelayEvery,
+    #[error("--{0} must be at least 1")]
+    Threads(&'static str),
+}
+
+impl ServeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=65_536).contains(&self.shard_count) {
+            return Err(ConfigError::ShardCount(self.shard_count));
+        }
+        if !(1..=5_000_000).contains(&self.fixture_residents) {
+            return Err(ConfigError::Residents(self.fixture_residents));
+        }
+        if !(1..=100_000).contains(&self.fixture_kiosks) {
+            return Err(ConfigError::Kiosks(self.fixture_kiosks));
+        }
+        for (name, v) in [
+            ("idle-timeout-ms", self.idle_timeout_ms),
+            ("hard-limit-ms", self.hard_limit_ms),
+            ("render-deadline-ms", self.render_deadline_ms),
+            ("drain-timeout-ms", self.drain_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.render_delay_every == 0 {
+            return Err(ConfigError::DelayEvery);
+        }
+        if self.http_workers == Some(0) {
+            return Err(ConfigError::Threads("http-workers"));
+        }
+        if self.actor_threads == Some(0) {
+            return Err(ConfigError::Threads("actor-threads"));
+        }
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return Err(ConfigError::SameListener);
+        }
+        if self.redis_url.is_some() {
+            return Err(ConfigError::RedisUnsupported);
+        }
+        Ok(())
+    }
+
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default();
+            let host = if host.is_empty() {
+                "kofu".to_owned()
+            } else {
+                host
+            };
+            format!("{host}-{}", self.listen.port())
+        })
+    }
+
+    pub fn cores() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}

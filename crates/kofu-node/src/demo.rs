@@ -1,0 +1,180 @@
+//! `kofu demo`: the main job on the embedded default. Starts a node in this process,
+//! drives concurrent kiosk sessions over real HTTP, verifies every document as a kiosk
+//! would, writes one sample certificate and prints a summary.
+
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser};
+use kofu_core::{Population, PopulationSpec};
+use kofu_proto::CertKind;
+
+use crate::config::ServeConfig;
+use crate::node::Node;
+use client::{DemoCard, DemoKiosk, Plan, Report};
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Complete kiosk sessions to run.
+    #[arg(long, default_value_t = 400)]
+    pub sessions: u64,
+    /// Sessions in flight at once.
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub residents: u32,
+    #[arg(long, default_value_t = 50)]
+    pub kiosks: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Certificate kind of every job (residence, seal, tax, family_register); default:
+    /// a mix of what each holder may be issued.
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: Option<CertKind>,
+    /// Where to write one verified sample certificate.
+    #[arg(long, default_value = "kofu-sample.pdf")]
+    pub out: PathBuf,
+    /// Threads of the in-process kiosk client.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+}
+
+fn parse_kind(s: &str) -> Result<CertKind, String> {
+    CertKind::parse(s).ok_or_else(|| format!("unknown kind {s:?}"))
+}
+
+/// Lets the demo's node take `KOFU_*` settings like `serve` does, on free ports.
+#[derive(Debug, Parser)]
+struct ServeDefaults {
+    #[command(flatten)]
+    cfg: ServeConfig,
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(crate::config::LogFormat::Text, "warn")?;
+    let residents = args.residents.to_string();
+    let kiosks = args.kiosks.to_string();
+    let seed = args.seed.to_string();
+    let mut cfg = ServeDefaults::try_parse_from([
+        "kofu",
+        "--fixture-residents",
+        &residents,
+        "--fixture-kiosks",
+        &kiosks,
+        "--fixture-seed",
+        &seed,
+        "--drain-timeout-ms",
+        "1000",
+    ])
+    .context("demo node configuration")?
+    .cfg;
+    cfg.listen = "127.0.0.1:0".parse()?;
+    cfg.admin_listen = "127.0.0.1:0".parse()?;
+    cfg.validate().context("demo node configuration")?;
+
+    let population = Population::generate(&PopulationSpec {
+        seed: args.seed,
+        residents: args.residents,
+        kiosks: args.kiosks,
+    });
+    let cards = DemoCard::from_population(&population);
+    let kiosk_list = DemoKiosk::from_population(&population);
+    anyhow::ensure!(
+        !cards.is_empty(),
+        "the population has no card that may open a session"
+    );
+
+    let plan = Plan {
+        sessions: args.sessions,
+        concurrency: args.concurrency.clamp(1, cards.len()),
+        kind: args.kind,
+        cards,
+        kiosks: kiosk_list,
+    };
+    let client_threads = args.client_threads.max(1);
+    let (report, node_addr) = actix_rt::System::new().block_on(async move {
+        let node = Node::start(&cfg, population).await?;
+        let base = format!("http://{}", node.kiosk_addr);
+        let addr = node.kiosk_addr;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("kofu-demo-client".into())
+            .spawn(move || {
+                let report = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(client_threads)
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rt| rt.block_on(client::drive(base, plan)));
+                let _ = tx.send(report);
+            })
+            .context("starting the demo client")?;
+        let report = rx.await.context("demo client vanished")?;
+        node.shutdown().await;
+        report.map(|r| (r, addr))
+    })?;
+    print_summary(&args, &report, node_addr);
+    if let Some(sample) = &report.sample {
+        std::fs::write(&args.out, &sample.pdf)
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+        println!(
+            "  sample certificate   {} ({}, {} page{})",
+            args.out.display(),
+            sample.kind,
+            sample.pages,
+            if sample.pages == 1 { "" } else { "s" }
+        );
+    }
+    let ok = report.failed == 0 && report.misdeliveries == 0 && report.verified == report.completed;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn print_summary(args: &DemoArgs, r: &Report, addr: std::net::SocketAddr) {
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "kofu demo: embedded node on {addr}, {} sessions, {} in flight, {} kiosks",
+        args.sessions, r.concurrency, args.kiosks
+    );
+    println!(
+        "  completed sessions   {} ({} failed)",
+        r.completed, r.failed
+    );
+    println!(
+        "  documents verified   {} (issuer signature, doc_sha256, binding, holder name)",
+        r.verified
+    );
+    println!("  misdeliveries        {}", r.misdeliveries);
+    for (what, n) in &r.errors {
+        println!("  error                {what}: {n}");
+    }
+    println!(
+        "  throughput           {:.0} sessions/s, {:.0} requests/s over {:.2} s",
+        r.completed as f64 / secs,
+        r.requests as f64 / secs,
+        secs
+    );
+    let q = |h: &hdrhistogram::Histogram<u64>, p: f64| ms(h.value_at_quantile(p));
+    println!(
+        "  request latency      p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        q(&r.request_us, 0.5),
+        q(&r.request_us, 0.99),
+        q(&r.request_us, 0.999),
+        ms(r.request_us.max())
+    );
+    println!(
+        "  session latency      p50 {:.2} ms  p99 {:.2} ms",
+        q(&r.session_us, 0.5),
+        q(&r.session_us, 0.99)
+    );
+}

@@ -1,0 +1,145 @@
+//! The admin listener: metrics, health, the cluster view, registry changes that must
+//! take effect everywhere once acknowledged, and drain.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use kofu_coord::RevokeOutcome;
+use kofu_proto::{CardId, ErrorCode};
+use prometheus::{Encoder as _, TextEncoder};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::read_json;
+use super::error::{code, error_response, method_not_allowed};
+use super::{AppState, header};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/metrics").route(web::get().to(metrics)))
+        .service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(readyz)))
+        .service(resource("/admin/v1/cluster").route(web::get().to(cluster)))
+        .service(
+            resource("/admin/v1/residents/{card_id}/seal/revoke").route(web::post().to(revoke)),
+        )
+        .service(resource("/admin/v1/residents/{card_id}/address").route(web::post().to(address)))
+        .service(resource("/admin/v1/drain").route(web::post().to(drain)));
+}
+
+fn admin(state: &AppState, req: &HttpRequest) -> Result<(), HttpResponse> {
+    state
+        .admin
+        .check(header(req, "authorization"))
+        .map_err(code)
+}
+
+fn card(req: &HttpRequest) -> Result<CardId, HttpResponse> {
+    req.match_info()
+        .get("card_id")
+        .and_then(|c| CardId::parse(c).ok())
+        .ok_or_else(|| code(ErrorCode::InvalidCardId))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    if let Err(e) = TextEncoder::new().encode(&state.prometheus.gather(), &mut buf) {
+        tracing::error!(error = %e, "metrics encoding failed");
+        return code(ErrorCode::Internal);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(buf)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.is_draining() {
+        code(ErrorCode::Unavailable)
+    } else {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    }
+}
+
+async fn cluster(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req) {
+        return r;
+    }
+    HttpResponse::Ok().json(state.coordinator.view())
+}
+
+async fn revoke(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req) {
+        return r;
+    }
+    let card = match card(&req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let today = kofu_actors::clock::today();
+    match state.registry.revoke_seal(&card, today).await {
+        Ok(RevokeOutcome::Revoked { record_version })
+        | Ok(RevokeOutcome::AlreadyRevoked { record_version }) => {
+            tracing::info!(card = %card.short_digest(), record_version, "seal registration revoked");
+            HttpResponse::Ok().json(json!({"record_version": record_version, "seal": "revoked"}))
+        }
+        Ok(RevokeOutcome::NotRegistered) => error_response(kofu_actors::ApiError {
+            code: ErrorCode::NotIssuable,
+            attempts_left: None,
+            reason: Some("seal_not_registered"),
+        }),
+        Ok(RevokeOutcome::UnknownCard) => code(ErrorCode::UnknownCard),
+        Err(e) => {
+            tracing::warn!(error = %e, "revocation not stored");
+            code(ErrorCode::Unavailable)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressChange {
+    address: String,
+}
+
+async fn address(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    if let Err(r) = admin(&state, &req) {
+        return r;
+    }
+    let card = match card(&req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body: AddressChange = match read_json(&req, payload).await {
+        Ok(b) => b,
+        Err(e) => return error_response(e),
+    };
+    let address = body.address.trim().to_owned();
+    if address.is_empty() || address.len() > 200 || !address.is_ascii() {
+        return code(ErrorCode::InvalidRequest);
+    }
+    match state.registry.update_address(&card, address).await {
+        Ok(Some(record_version)) => {
+            tracing::info!(card = %card.short_digest(), record_version, "address updated");
+            HttpResponse::Ok().json(json!({"record_version": record_version}))
+        }
+        Ok(None) => code(ErrorCode::UnknownCard),
+        Err(e) => {
+            tracing::warn!(error = %e, "address change not stored");
+            code(ErrorCode::Unavailable)
+        }
+    }
+}
+
+async fn drain(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req) {
+        return r;
+    }
+    state.start_draining();
+    HttpResponse::Ok().json(json!({"draining": true}))
+}

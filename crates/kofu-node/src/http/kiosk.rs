@@ -1,0 +1,227 @@
+//! The kiosk protocol v1 endpoints (API.md). Handlers only authenticate, parse and
+//! translate: every decision about a session is made by its actor.
+
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+use actix_web::http::header::ContentType;
+use actix_web::{HttpRequest, HttpResponse, web};
+use kofu_actors::{SessionOp, SessionReply};
+use kofu_proto::api::{
+    AuthRequest, CreateSessionRequest, IssuerKeyResponse, JobRequest, RenderingResponse,
+};
+use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
+
+use super::body::read_json;
+use super::error::{code, error_response, method_not_allowed};
+use super::{AppState, header};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/v1/sessions").route(web::post().to(create_session)))
+        .service(resource("/v1/sessions/{session_id}").route(web::delete().to(close_session)))
+        .service(resource("/v1/sessions/{session_id}/auth").route(web::post().to(authenticate)))
+        .service(resource("/v1/sessions/{session_id}/jobs").route(web::post().to(create_job)))
+        .service(
+            resource("/v1/sessions/{session_id}/jobs/{job_id}/document")
+                .route(web::get().to(document)),
+        )
+        .service(
+            resource("/v1/sessions/{session_id}/jobs/{job_id}/printed")
+                .route(web::post().to(printed)),
+        )
+        .service(resource("/v1/issuer-key").route(web::get().to(issuer_key)));
+}
+
+/// Longest long poll a kiosk may ask for (API.md: `wait_ms=0..10000`).
+const MAX_WAIT_MS: u64 = 10_000;
+/// A job id that no session ever issues: malformed job ids still go to the session, so
+/// that a foreign session answers `unknown_session` before anything about the job.
+const NO_SUCH_JOB: JobId = JobId::new(u8::MAX, [0; 8]);
+
+fn kiosk(state: &AppState, req: &HttpRequest) -> Result<KioskId, HttpResponse> {
+    state
+        .kiosks
+        .check(header(req, "authorization"))
+        .map_err(code)
+}
+
+fn session_id(req: &HttpRequest) -> Result<SessionId, HttpResponse> {
+    req.match_info()
+        .get("session_id")
+        .and_then(|s| SessionId::parse(s).ok())
+        .ok_or_else(|| code(ErrorCode::UnknownSession))
+}
+
+fn job_id(req: &HttpRequest) -> JobId {
+    req.match_info()
+        .get("job_id")
+        .and_then(|s| JobId::parse(s).ok())
+        .unwrap_or(NO_SUCH_JOB)
+}
+
+fn respond(reply: SessionReply) -> HttpResponse {
+    match reply {
+        SessionReply::Created(r) => HttpResponse::Created().json(r),
+        SessionReply::Authenticated(r) => HttpResponse::Ok().json(r),
+        SessionReply::JobCreated(r) => HttpResponse::Accepted().json(r),
+        SessionReply::Document(doc) => HttpResponse::Ok()
+            .content_type("application/pdf")
+            .insert_header((kofu_proto::api::BINDING_HEADER, doc.binding_b64.as_str()))
+            .insert_header((
+                kofu_proto::api::SIGNATURE_HEADER,
+                doc.signature_b64.as_str(),
+            ))
+            .body(doc.pdf.clone()),
+        SessionReply::Rendering => rendering(),
+        SessionReply::Printed(r) => HttpResponse::Ok().json(r),
+        SessionReply::Closed => HttpResponse::NoContent().finish(),
+        SessionReply::Error(e) => error_response(e),
+    }
+}
+
+fn rendering() -> HttpResponse {
+    HttpResponse::Accepted().json(RenderingResponse {
+        status: "rendering".to_owned(),
+    })
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        }
+    };
+}
+
+async fn call(state: &AppState, session: SessionId, kiosk: KioskId, op: SessionOp) -> HttpResponse {
+    let span = tracing::debug_span!("session_call", session_id = %session, shard = session.shard());
+    match state
+        .router
+        .call(session, kiosk, op, None)
+        .instrument(span)
+        .await
+    {
+        Some(reply) => respond(reply),
+        None => code(ErrorCode::Unavailable),
+    }
+}
+
+async fn create_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let kiosk = tri!(kiosk(&state, &req));
+    let body: CreateSessionRequest = tri!(read_json(&req, payload).await.map_err(error_response));
+    let card = tri!(CardId::parse(&body.card_id).map_err(|_| code(ErrorCode::InvalidCardId)));
+    if state.is_draining() {
+        return code(ErrorCode::Unavailable);
+    }
+    let record = match state.registry.record(&card).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return code(ErrorCode::UnknownCard),
+        Err(e) => {
+            tracing::warn!(error = %e, "registry read failed");
+            return code(ErrorCode::Unavailable);
+        }
+    };
+    if record.card_revoked {
+        return code(ErrorCode::CardRevoked);
+    }
+    respond(state.router.create_session(card, record, kiosk).await)
+}
+
+async fn authenticate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let kiosk = tri!(kiosk(&state, &req));
+    let session = tri!(session_id(&req));
+    let body: AuthRequest = tri!(read_json(&req, payload).await.map_err(error_response));
+    // Undecodable signatures are bad signatures: they count as an attempt.
+    let signature = kofu_proto::b64url_decode(&body.signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .unwrap_or([0u8; 64]);
+    call(&state, session, kiosk, SessionOp::Auth { signature }).await
+}
+
+async fn create_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let kiosk = tri!(kiosk(&state, &req));
+    let session = tri!(session_id(&req));
+    let body: JobRequest = tri!(read_json(&req, payload).await.map_err(error_response));
+    if !(1..=5).contains(&body.copies) {
+        return code(ErrorCode::InvalidRequest);
+    }
+    let op = SessionOp::CreateJob {
+        kind: body.kind,
+        copies: body.copies,
+    };
+    call(&state, session, kiosk, op).await
+}
+
+fn wait_ms(req: &HttpRequest) -> Result<u64, HttpResponse> {
+    let mut wait = 0;
+    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "wait_ms" {
+            wait = v
+                .parse::<u64>()
+                .ok()
+                .filter(|w| *w <= MAX_WAIT_MS)
+                .ok_or_else(|| code(ErrorCode::InvalidRequest))?;
+        }
+    }
+    Ok(wait)
+}
+
+async fn document(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let kiosk = tri!(kiosk(&state, &req));
+    let session = tri!(session_id(&req));
+    let wait = tri!(wait_ms(&req));
+    let job = job_id(&req);
+    let op = SessionOp::Fetch {
+        job,
+        wait: wait > 0,
+    };
+    let span = tracing::debug_span!("document", session_id = %session, shard = session.shard());
+    let limit = (wait > 0).then(|| Duration::from_millis(wait));
+    match state
+        .router
+        .call(session, kiosk, op, limit)
+        .instrument(span)
+        .await
+    {
+        Some(reply) => respond(reply),
+        None => rendering(),
+    }
+}
+
+async fn printed(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let kiosk = tri!(kiosk(&state, &req));
+    let session = tri!(session_id(&req));
+    let job = job_id(&req);
+    call(&state, session, kiosk, SessionOp::Printed { job }).await
+}
+
+async fn close_session(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let kiosk = tri!(kiosk(&state, &req));
+    let session = tri!(session_id(&req));
+    call(&state, session, kiosk, SessionOp::Close).await
+}
+
+async fn issuer_key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .json(IssuerKeyResponse {
+            alg: "ed25519".to_owned(),
+            public_key: state.issuer_key_b64.clone(),
+        })
+}

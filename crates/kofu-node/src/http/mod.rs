@@ -1,0 +1,109 @@
+//! The HTTP face of a node: the kiosk API and the admin API on separate listeners,
+//! sharing one state and one metrics registry.
+
+mod admin;
+mod body;
+pub mod error;
+mod kiosk;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::{App, HttpRequest, web};
+use kofu_actors::Router;
+use kofu_coord::{Coordinator, Registry};
+
+use crate::auth::{AdminAuth, KioskAuth};
+use metrics::HttpMetrics;
+
+pub struct AppState {
+    pub router: Router,
+    pub registry: Arc<dyn Registry>,
+    pub coordinator: Arc<dyn Coordinator>,
+    pub kiosks: KioskAuth,
+    pub admin: AdminAuth,
+    pub issuer_key_b64: String,
+    pub prometheus: prometheus::Registry,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        router: Router,
+        registry: Arc<dyn Registry>,
+        coordinator: Arc<dyn Coordinator>,
+        kiosks: KioskAuth,
+        admin: AdminAuth,
+        issuer_key_b64: String,
+        prometheus: prometheus::Registry,
+    ) -> AppState {
+        AppState {
+            router,
+            registry,
+            coordinator,
+            kiosks,
+            admin,
+            issuer_key_b64,
+            prometheus,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops admitting sessions: readiness fails and new sessions get `503`.
+    pub fn start_draining(&self) {
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            self.router.stop_accepting();
+            tracing::info!("draining: no new sessions are admitted");
+        }
+    }
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+pub fn kiosk_app(
+    state: web::Data<AppState>,
+    metrics: web::Data<HttpMetrics>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(metrics)
+        .wrap(actix_web::middleware::from_fn(metrics::track))
+        .configure(kiosk::routes)
+        .default_service(web::to(error::not_found))
+}
+
+pub fn admin_app(
+    state: web::Data<AppState>,
+    metrics: web::Data<HttpMetrics>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(metrics)
+        .wrap(actix_web::middleware::from_fn(metrics::track))
+        .configure(admin::routes)
+        .default_service(web::to(error::not_found))
+}

@@ -1,0 +1,122 @@
+//! The `kofu` binary: `serve` runs a node, `fixtures` prints the synthetic population a
+//! node serves, `demo` runs an embedded node and drives kiosk sessions against it.
+
+mod auth;
+mod config;
+mod demo;
+mod http;
+mod node;
+mod telemetry;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kofu_core::{Population, PopulationSpec};
+
+use crate::config::ServeConfig;
+use crate::node::Node;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kofu",
+    version,
+    about = "Routes certificate print sessions from store kiosks to their owner"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: kiosk API, admin API, actors.
+    Serve(Box<ServeConfig>),
+    /// Print the synthetic population as JSON lines (API.md, Fixtures).
+    Fixtures {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 1000)]
+        residents: u32,
+        #[arg(long, default_value_t = 20)]
+        kiosks: u32,
+    },
+    /// Start an embedded node in-process, drive concurrent kiosk sessions, verify every
+    /// document and print a summary.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(cfg) => serve(*cfg),
+        Command::Fixtures {
+            seed,
+            residents,
+            kiosks,
+        } => fixtures(seed, residents, kiosks),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kofu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
+    if let Err(e) = cfg.validate() {
+        eprintln!("kofu: invalid configuration: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    telemetry::init(cfg.log_format, &cfg.log_level)?;
+    let spec = PopulationSpec {
+        seed: cfg.fixture_seed,
+        residents: cfg.fixture_residents,
+        kiosks: cfg.fixture_kiosks,
+    };
+    let population = Population::generate(&spec);
+    actix_rt::System::new().block_on(async move {
+        let node = Node::start(&cfg, population).await?;
+        tracing::info!(
+            kiosk_api = %node.kiosk_addr,
+            admin_api = %node.admin_addr,
+            mode = "embedded",
+            shards = cfg.shard_count,
+            "kofu serving"
+        );
+        wait_for_signal().await?;
+        tracing::info!("shutdown requested");
+        node.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn fixtures(seed: u64, residents: u32, kiosks: u32) -> anyhow::Result<ExitCode> {
+    let pop = Population::generate(&PopulationSpec {
+        seed,
+        residents,
+        kiosks,
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in pop.fixture_lines() {
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! Locates the `kofu` binary under test: built once per test process from the same
+//! workspace and profile, so tests never run a stale or foreign binary by accident.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Path to the `kofu` binary, built once per test process (`KOFU_BIN` overrides).
+pub fn kofu_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("KOFU_BIN") {
+            return PathBuf::from(path);
+        }
+        build_kofu()
+    })
+    .clone()
+}
+
+fn workspace_root() -> PathBuf {
+    // The testkit sits at <root>/crates/kofu-testkit.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn is_release() -> bool {
+    std::env::current_exe()
+        .map(|exe| exe.components().any(|c| c.as_os_str() == "release"))
+        .unwrap_or(false)
+}
+
+fn build_kofu() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "-p", "kofu-node", "--bin", "kofu"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if is_release() {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build kofu: {e}"));
+    assert!(
+        out.status.success(),
+        "`cargo build -p kofu-node --bin kofu` failed ({}); see the compiler output above",
+        out.status
+    );
+    // Cargo's own artifact report is the only reliable source of the path, whatever
+    // the target dir configuration is.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != "kofu" {
+            continue;
+        }
+        if let Some(exe) = msg["executable"].as_str() {
+            return PathBuf::from(exe);
+        }
+    }
+    panic!("cargo built kofu but reported no executable path");
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind an ephemeral port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"))
+        .port()
+}

@@ -1,0 +1,213 @@
+//! One real `kofu serve` process per handle, on fresh loopback ports, with its output in
+//! a file so tests can scan the logs (privacy) and failures can show what the node said.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{free_port, kofu_bin};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const TERM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ports come from `free_port`, so another process may grab one before the node binds.
+const START_ATTEMPTS: u32 = 3;
+
+/// How to start a node; `args` and `env` come after the harness's own settings.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub seed: u64,
+    pub residents: u32,
+    pub kiosks: u32,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions {
+            seed: 7,
+            residents: 200,
+            kiosks: 20,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running `kofu serve`; killed when dropped.
+#[derive(Debug)]
+pub struct KofuNode {
+    /// Kiosk API base URL, `http://127.0.0.1:P`.
+    pub api: String,
+    /// Admin listener base URL.
+    pub admin: String,
+    child: Child,
+    log_path: PathBuf,
+    exit: Option<ExitStatus>,
+    _dir: tempfile::TempDir,
+}
+
+impl KofuNode {
+    /// Starts a node and waits until `GET /readyz` answers 200.
+    pub fn start(opts: NodeOptions) -> KofuNode {
+        let mut last_log = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match KofuNode::try_start(&opts) {
+                Ok(node) => return node,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!(
+            "kofu serve exited before it was ready ({START_ATTEMPTS} attempts); log tail:\n{}",
+            tail(&last_log, 60)
+        );
+    }
+
+    /// `Err(log)` when the process exited early (e.g. a port was taken meanwhile).
+    fn try_start(opts: &NodeOptions) -> Result<KofuNode, String> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let log_path = dir.path().join("kofu.log");
+        let log = File::create(&log_path).unwrap_or_else(|e| panic!("no log file: {e}"));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let (api_port, admin_port) = (free_port(), free_port());
+        let api_addr = format!("127.0.0.1:{api_port}");
+        let admin_addr = format!("127.0.0.1:{admin_port}");
+        let mut cmd = Command::new(kofu_bin());
+        cmd.arg("serve")
+            .args(["--listen", &api_addr, "--admin-listen", &admin_addr])
+            .args(["--fixture-seed", &opts.seed.to_string()])
+            .args(["--fixture-residents", &opts.residents.to_string()])
+            .args(["--fixture-kiosks", &opts.kiosks.to_string()])
+            .args(["--log-format", "json"])
+            .args(&opts.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // The harness decides the configuration; a developer's shell must not leak in.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("KOFU_") {
+                cmd.env_remove(key);
+            }
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", kofu_bin().display()));
+        let mut node = KofuNode {
+            api: format!("http://{api_addr}"),
+            admin: format!("http://{admin_addr}"),
+            child,
+            log_path,
+            exit: None,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                node.exit = Some(status);
+                return Err(format!("exit status {status}\n{}", node.logs()));
+            }
+            if sync_get_status(&admin_addr, "/readyz") == Some(200) {
+                return Ok(node);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "kofu serve not ready within {READY_TIMEOUT:?}; log tail:\n{}",
+                    tail(&node.logs(), 60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Everything the node wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Graceful stop: SIGTERM, then waits up to 30 s (panics if the node hangs).
+    pub fn terminate(&mut self) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + TERM_TIMEOUT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exit = Some(status);
+                    return status;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "kofu did not exit within {TERM_TIMEOUT:?} of SIGTERM; log tail:\n{}",
+                        tail(&self.logs(), 40)
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for KofuNode {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- kofu node {} log tail ---\n{}",
+                self.api,
+                tail(&self.logs(), 40)
+            );
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A blocking HTTP/1.0 GET that works inside or outside any async runtime.
+fn sync_get_status(addr: &str, path: &str) -> Option<u16> {
+    let sock = addr.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut head = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        let n = stream.read(&mut head[got..]).ok()?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let line = std::str::from_utf8(&head[..got]).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

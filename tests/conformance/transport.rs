@@ -1,0 +1,188 @@
+//! Transport rules of API.md: kiosk credentials, the issuer key, body limits, and the
+//! error shape of unknown routes and methods.
+
+use kofu_proto::api::IssuerKeyResponse;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_key_needs_no_credential() {
+    let env = Env::start(&[]).await;
+    let r = raw(
+        Method::GET,
+        &format!("{}/v1/issuer-key", env.node.api),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let key: IssuerKeyResponse = r.json();
+    assert_eq!(key.alg, "ed25519");
+    let raw_key = kofu_proto::b64url_decode(&key.public_key).expect("base64url");
+    assert_eq!(raw_key.len(), 32);
+    assert_eq!(raw_key, env.issuer.to_bytes());
+    // The key derives from the fixture seed: a second node agrees.
+    let again = Env::start(&[]).await;
+    assert_eq!(again.issuer, env.issuer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_v1_call_needs_a_valid_kiosk_credential() {
+    let env = Env::start(&[]).await;
+    let k = env.kiosk(0);
+    let card = full_card(env.fx, 0);
+    let sid = authed(&k, card).await;
+    let jid = job(&k, &sid, "residence", 1).await;
+    let (id0, tok0) = (&env.fx.kiosks[0].kiosk_id, &env.fx.kiosks[0].token);
+    let secret0 = tok0
+        .split_once('.')
+        .map(|(_, s)| s)
+        .expect("token has a secret");
+    let id1 = &env.fx.kiosks[1].kiosk_id;
+    let wrong_secret = format!("Bearer {id0}.{}", "0".repeat(secret0.len()));
+    let unknown = format!("Bearer ZZZ-99999-9999-99.{secret0}");
+    let swapped = format!("Bearer {id1}.{secret0}");
+    let headers: Vec<Option<String>> = vec![
+        None,
+        Some(String::new()),
+        Some("Bearer".into()),
+        Some("Bearer ".into()),
+        Some(format!("Basic {tok0}")),
+        Some(format!("Bearer {id0}")),
+        Some(format!("Bearer {id0}.")),
+        Some(format!("Bearer .{secret0}")),
+        Some(format!("Bearer {tok0}x")),
+        Some(format!("Bearer {tok0} {tok0}")),
+        Some(wrong_secret),
+        Some(unknown),
+        Some(swapped),
+    ];
+    let api = &env.node.api;
+    let routes = [
+        (
+            Method::POST,
+            format!("{api}/v1/sessions"),
+            Some(json!({"card_id": card.card_id})),
+        ),
+        (
+            Method::POST,
+            format!("{api}/v1/sessions/{sid}/auth"),
+            Some(json!({"signature": "AAAA"})),
+        ),
+        (
+            Method::POST,
+            format!("{api}/v1/sessions/{sid}/jobs"),
+            Some(json!({"kind": "tax", "copies": 1})),
+        ),
+        (
+            Method::GET,
+            format!("{api}/v1/sessions/{sid}/jobs/{jid}/document?wait_ms=0"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("{api}/v1/sessions/{sid}/jobs/{jid}/printed"),
+            None,
+        ),
+        (Method::DELETE, format!("{api}/v1/sessions/{sid}"), None),
+    ];
+    for (method, url, body) in &routes {
+        for h in &headers {
+            let body = body.as_ref().map(|b| b.to_string().into_bytes());
+            let r = raw(method.clone(), url, h.as_deref(), body).await;
+            let v = expect_error(&r, "unauthorized_kiosk");
+            assert!(!r.text().contains(secret0), "401 echoes a secret: {v}");
+        }
+    }
+    // None of the refused calls changed the session.
+    let doc = k.document(&sid, &jid, 10_000).await;
+    kofu_testkit::verify_document(
+        env.fx,
+        card,
+        &doc,
+        &sid,
+        &k.kiosk_id,
+        "residence",
+        1,
+        &env.issuer,
+    )
+    .expect("document after refused calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_16_kib_are_413() {
+    let env = Env::start(&[]).await;
+    let k = env.kiosk(0);
+    let auth = format!("Bearer {}", k.token);
+    let card = full_card(env.fx, 0);
+    let url = format!("{}/v1/sessions", env.node.api);
+    let limit = kofu_proto::MAX_BODY_BYTES;
+    // Exactly at the limit (JSON padded with whitespace) is accepted.
+    let mut at_limit = json!({"card_id": card.card_id}).to_string().into_bytes();
+    at_limit.resize(limit, b' ');
+    let r = raw(Method::POST, &url, Some(&auth), Some(at_limit)).await;
+    let s = created(&r);
+    let mut over = json!({"card_id": card.card_id}).to_string().into_bytes();
+    over.resize(limit + 1, b' ');
+    expect_error(
+        &raw(Method::POST, &url, Some(&auth), Some(over)).await,
+        "payload_too_large",
+    );
+    let big = vec![b'x'; 64 * 1024];
+    expect_error(
+        &raw(Method::POST, &url, Some(&auth), Some(big.clone())).await,
+        "payload_too_large",
+    );
+    let auth_url = format!("{}/v1/sessions/{}/auth", env.node.api, s.session_id);
+    expect_error(
+        &raw(Method::POST, &auth_url, Some(&auth), Some(big)).await,
+        "payload_too_large",
+    );
+    let sig = json!({"signature": "A".repeat(20_000)})
+        .to_string()
+        .into_bytes();
+    expect_error(
+        &raw(Method::POST, &auth_url, Some(&auth), Some(sig)).await,
+        "payload_too_large",
+    );
+    // The session is intact: a 413 is no auth attempt.
+    let genuine =
+        kofu_testkit::Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
+    assert_eq!(k.auth(&s.session_id, &genuine).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_are_404_and_wrong_methods_405() {
+    let env = Env::start(&[]).await;
+    let k = env.kiosk(0);
+    let auth = format!("Bearer {}", k.token);
+    let sid = authed(&k, full_card(env.fx, 0)).await;
+    let api = &env.node.api;
+    for path in ["/", "/v2/sessions", "/v1/nothing", "/v1/sessions/x/y/z/w/v"] {
+        let r = raw(Method::GET, &format!("{api}{path}"), Some(&auth), None).await;
+        expect_error(&r, "not_found");
+    }
+    for (method, path) in [
+        (Method::GET, "/v1/sessions".to_string()),
+        (Method::PUT, format!("/v1/sessions/{sid}/auth")),
+        (Method::GET, format!("/v1/sessions/{sid}/jobs")),
+        (Method::PATCH, format!("/v1/sessions/{sid}")),
+        (Method::POST, "/v1/issuer-key".to_string()),
+    ] {
+        let r = raw(method.clone(), &format!("{api}{path}"), Some(&auth), None).await;
+        expect_error(&r, "method_not_allowed");
+    }
+    // A malformed session id is simply an unknown session.
+    for bad in ["short", "0000AAAAAAAAAAAAAAAAAAAAAA0", "%F0%9F%A6%80"] {
+        let url = format!("{api}/v1/sessions/{bad}/jobs");
+        let body = json!({"kind": "residence", "copies": 1})
+            .to_string()
+            .into_bytes();
+        expect_error(
+            &raw(Method::POST, &url, Some(&auth), Some(body)).await,
+            "unknown_session",
+        );
+    }
+}

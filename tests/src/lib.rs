@@ -1,1 +1,0 @@
-//! Black-box tests live in `tests/`; this library is empty on purpose.
