@@ -13,7 +13,10 @@ use kofu_proto::api::{
     AuthResponse, CreateSessionResponse, IssuerKeyResponse, JobResponse, PrintedResponse,
 };
 use kofu_testkit::{Fixtures, Kiosk, KofuNode, NodeOptions, Resp, verify_document};
-use tokio::sync::{Barrier, Semaphore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Barrier, Semaphore, watch};
 use tokio::task::JoinSet;
 
 const RESIDENTS: u32 = 2500;
@@ -27,8 +30,9 @@ const TEST_BUDGET: Duration = Duration::from_secs(240);
 /// How long one job may take from creation to a final answer before the test calls it lost.
 const FETCH_BUDGET: Duration = Duration::from_secs(30);
 /// The creates are released together; their send instants must fall within this window.
-/// The measured span is printed; this bound only catches a harness that serialised them.
-const MAX_CREATE_SPAN: Duration = Duration::from_millis(50);
+/// ~10 ms is measured on an otherwise idle 2-core machine (see `run`); the margin is for
+/// a CI machine that runs other tests beside this one. The span is always printed.
+const MAX_CREATE_SPAN: Duration = Duration::from_millis(40);
 /// pdftotext per document is a process spawn: bound how many run at once (the testkit
 /// gates itself too) so that 3,000 verifications do not starve the node under test.
 const VERIFY_PARALLEL: usize = 8;
@@ -84,6 +88,8 @@ async fn two_thousand_sessions_with_forced_render_timeouts() {
 #[derive(Debug, Default)]
 struct Report {
     create_span: Duration,
+    /// p50, p90, p99 of the creates' send instants, after the first one.
+    create_quantiles: [Duration; 3],
     elapsed: Duration,
     sessions_completed: usize,
     released: usize,
@@ -99,10 +105,11 @@ struct Report {
 impl Report {
     fn print(&self, what: &str) {
         eprintln!(
-            "{what}: {} sessions, creates sent within {:?}, {} released, {} voided, \
-             {} misdeliveries, {} errors, {:?} in all",
+            "{what}: {} sessions, creates sent within {:?} (p50/p90/p99 {:?}), {} released, \
+             {} voided, {} misdeliveries, {} errors, {:?} in all",
             self.sessions_completed,
             self.create_span,
+            self.create_quantiles,
             self.released,
             self.voided,
             self.misdeliveries.len(),
@@ -146,7 +153,6 @@ struct Ctx {
 /// What one session task reports.
 #[derive(Debug, Default)]
 struct SessionOutcome {
-    sent_at: Option<Instant>,
     session_id: Option<String>,
     completed: bool,
     serials: Vec<String>,
@@ -201,19 +207,47 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
         voids_allowed,
     });
 
-    warm_pool(&kiosks[0], SESSIONS).await;
-
-    // Every task waits at the barrier with its request prepared; the last arrival
-    // releases all 2,000 creates at once.
-    let barrier = Arc::new(Barrier::new(SESSIONS));
+    // The creates: every connection is opened beforehand and carries its whole create
+    // request but the last byte, so the node waits on 2,000 incomplete bodies. Two
+    // blaster tasks (one per core) then write the last bytes in a tight loop behind a
+    // barrier: no per-session task wake-up, one small syscall per create, while the node
+    // is paused so that it neither competes for the two cores nor starts on the first
+    // creates before the last are written. Measured on the 2-core box: through reqwest
+    // the sends spread over ~150 ms; raw writes with the node running 15–70 ms; with
+    // the node paused ~10 ms (about 10 µs per loopback write per core). Everything
+    // after the create goes through the kiosk client as usual.
+    let mut prepared = JoinSet::new();
+    for (i, &card_ix) in card_ixs.iter().enumerate() {
+        let request = create_request(&kiosks[i / PER_KIOSK], &ctx.fx.cards[card_ix].card_id);
+        let host = node.api.trim_start_matches("http://").to_owned();
+        prepared.spawn(async move { (i, prepare(&host, &request).await) });
+    }
+    let mut readers: Vec<Option<OwnedReadHalf>> = (0..SESSIONS).map(|_| None).collect();
+    let mut writers = Vec::with_capacity(SESSIONS);
+    let mut report = Report::default();
+    while let Some(joined) = prepared.join_next().await {
+        match joined {
+            Ok((i, Ok((reader, writer)))) => {
+                readers[i] = Some(reader);
+                writers.push(writer);
+            }
+            Ok((i, Err(e))) => report.errors.push(format!("session {i}: {e}")),
+            Err(e) => report.errors.push(format!("prepare task died: {e}")),
+        }
+    }
+    let (blast_tx, blast_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for (i, card_ix) in card_ixs.into_iter().enumerate() {
-        let kiosk = kiosks[i / PER_KIOSK].clone();
-        let (ctx, barrier) = (ctx.clone(), barrier.clone());
-        tasks.spawn(async move { session(ctx, i, kiosk, card_ix, barrier).await });
+        let (ctx, kiosk) = (ctx.clone(), kiosks[i / PER_KIOSK].clone());
+        let (reader, rx) = (readers[i].take(), blast_rx.clone());
+        tasks.spawn(async move { session(ctx, i, kiosk, card_ix, reader, rx).await });
     }
-    let mut report = Report::default();
-    let mut sent = Vec::with_capacity(SESSIONS);
+    let (sent, writers) = {
+        let _paused = Paused::new(node.pid());
+        blast(writers, &mut report).await
+    };
+    let _ = blast_tx.send(true);
+
     let mut serials = HashSet::new();
     let mut sids = HashSet::new();
     while let Some(joined) = tasks.join_next().await {
@@ -224,7 +258,6 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
                 continue;
             }
         };
-        sent.extend(out.sent_at);
         if let Some(sid) = out.session_id
             && !sids.insert(sid)
         {
@@ -241,52 +274,202 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
         report.misdeliveries.extend(out.misdeliveries);
         report.errors.extend(out.errors);
     }
-    if let (Some(first), Some(last)) = (sent.iter().min(), sent.iter().max()) {
-        report.create_span = last.duration_since(*first);
+    // Dropping a write half half-closes its connection: only once every answer was read.
+    drop(writers);
+    let mut sent = sent;
+    sent.sort();
+    if let (Some(first), Some(_)) = (sent.first(), sent.last()) {
+        let at = |q: usize| sent[(sent.len() - 1) * q / 100].duration_since(*first);
+        report.create_span = at(100);
+        report.create_quantiles = [at(50), at(90), at(99)];
     }
     report.elapsed = started.elapsed();
     drop(node);
     report
 }
 
-/// Opens (about) `n` keep-alive connections by sending `n` requests at once, so that
-/// the barrier releases requests rather than TCP handshakes.
-async fn warm_pool(kiosk: &Kiosk, n: usize) {
-    let barrier = Arc::new(Barrier::new(n));
-    let mut set = JoinSet::new();
-    for _ in 0..n {
-        let (k, b) = (kiosk.clone(), barrier.clone());
-        set.spawn(async move {
-            b.wait().await;
-            k.issuer_key().await.status
-        });
+/// Holds the node stopped (SIGSTOP) while the creates' last bytes are written, so that
+/// when it resumes it finds all 2,000 requests complete at the same instant, however
+/// slowly two busy cores let the kiosks write. Resumes it when dropped, whatever happens.
+struct Paused(String);
+
+impl Paused {
+    fn new(pid: u32) -> Paused {
+        let paused = Paused(pid.to_string());
+        paused.signal("-STOP");
+        paused
     }
-    let mut failed = 0;
-    while let Some(r) = set.join_next().await {
-        if r.map_or(true, |s| s != 200) {
-            failed += 1;
-        }
+
+    fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([sig, &self.0])
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "kill {sig} {}: {status:?}",
+            self.0
+        );
     }
-    assert_eq!(
-        failed, 0,
-        "warming {n} connections: {failed} requests failed"
-    );
 }
 
-/// One kiosk session: create (at the barrier), auth, 1–2 jobs, fetch and verify each,
-/// print, close. Never panics: every deviation is reported.
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+    }
+}
+
+/// Connects and sends all of `request` but its last byte.
+async fn prepare(host: &str, request: &[u8]) -> Result<(OwnedReadHalf, OwnedWriteHalf), String> {
+    let stream = TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
+    let (reader, mut writer) = stream.into_split();
+    writer
+        .write_all(&request[..request.len() - 1])
+        .await
+        .map_err(|e| format!("sending the create's head: {e}"))?;
+    Ok((reader, writer))
+}
+
+/// Completes every prepared create at once: two tasks, each writing the last byte of
+/// half of the requests behind a common barrier. Returns each write's instant.
+async fn blast(
+    writers: Vec<OwnedWriteHalf>,
+    report: &mut Report,
+) -> (Vec<Instant>, Vec<OwnedWriteHalf>) {
+    const BLASTERS: usize = 2;
+    let barrier = Arc::new(Barrier::new(BLASTERS));
+    let mut groups: Vec<Vec<OwnedWriteHalf>> = (0..BLASTERS).map(|_| Vec::new()).collect();
+    for (i, w) in writers.into_iter().enumerate() {
+        groups[i % BLASTERS].push(w);
+    }
+    let mut set = JoinSet::new();
+    for mut group in groups {
+        let barrier = barrier.clone();
+        set.spawn(async move {
+            let mut sent = Vec::with_capacity(group.len());
+            let mut errors = Vec::new();
+            barrier.wait().await;
+            for w in &mut group {
+                let at = Instant::now();
+                // The JSON body ends with `}`; that byte completes the request.
+                match w.write_all(b"}").await {
+                    Ok(()) => sent.push(at),
+                    Err(e) => errors.push(format!("sending the create's last byte: {e}")),
+                }
+            }
+            (sent, errors, group)
+        });
+    }
+    let mut sent = Vec::new();
+    let mut writers = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((s, errors, group)) => {
+                sent.extend(s);
+                report.errors.extend(errors);
+                writers.extend(group);
+            }
+            Err(e) => report.errors.push(format!("blaster died: {e}")),
+        }
+    }
+    (sent, writers)
+}
+
+/// `POST /v1/sessions` as bytes, on a connection the server closes after answering.
+fn create_request(kiosk: &Kiosk, card_id: &str) -> Vec<u8> {
+    let host = kiosk.base.trim_start_matches("http://");
+    let body = serde_json::json!({ "card_id": card_id }).to_string();
+    format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        kiosk.token,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// An answer that never came, as the testkit reports one (`status == 0`).
+fn no_answer(why: String) -> Resp {
+    Resp {
+        status: 0,
+        headers: reqwest::header::HeaderMap::new(),
+        body: bytes::Bytes::from(why),
+    }
+}
+
+/// Reads a whole HTTP/1.1 answer up to the server's close.
+async fn read_answer(stream: &mut OwnedReadHalf) -> Resp {
+    let mut raw = Vec::with_capacity(512);
+    match tokio::time::timeout(FETCH_BUDGET, stream.read_to_end(&mut raw)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return no_answer(format!("reading the create answer: {e}")),
+        Err(_) => return no_answer("no create answer in time".to_owned()),
+    }
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return no_answer("the create answer has no header end".to_owned());
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers: reqwest::header::HeaderMap::new(),
+        body: bytes::Bytes::from(body),
+    }
+}
+
+/// Decodes a chunked body (the server may chunk any answer).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        raw = &raw[eol + 2..];
+        if size == 0 || raw.len() < size {
+            break;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = raw.get(size + 2..).unwrap_or_default();
+    }
+    out
+}
+
+/// One kiosk session: its create was sent by a blaster; here it reads the answer
+/// (once the blast is over), then auth, 1–2 jobs, fetch and verify each, print, close.
+/// Never panics: every deviation is reported.
 async fn session(
     ctx: Arc<Ctx>,
     i: usize,
     kiosk: Kiosk,
     card_ix: usize,
-    barrier: Arc<Barrier>,
+    reader: Option<OwnedReadHalf>,
+    mut blast_done: watch::Receiver<bool>,
 ) -> SessionOutcome {
     let mut out = SessionOutcome::default();
     let card = &ctx.fx.cards[card_ix];
-    barrier.wait().await;
-    out.sent_at = Some(Instant::now());
-    let r = kiosk.create_session(&card.card_id).await;
+    // Reading (and the work that follows) waits for the blast, so that the kiosks'
+    // own processing does not spread the creates.
+    let _ = blast_done.wait_for(|done| *done).await;
+    let Some(mut reader) = reader else {
+        out.errors
+            .push(format!("session {i}: its connection could not be prepared"));
+        return out;
+    };
+    let r = read_answer(&mut reader).await;
+    drop(reader);
     if r.status != 201 {
         out.errors.push(step(i, "create session", &r));
         return out;

@@ -12,6 +12,8 @@ mod auth;
 mod documents;
 #[path = "conformance/jobs.rs"]
 mod jobs;
+#[path = "conformance/process.rs"]
+mod process;
 #[path = "conformance/sessions.rs"]
 mod sessions;
 #[path = "conformance/transport.rs"]

@@ -130,26 +130,60 @@ fn random_query(rng: &mut StdRng) -> String {
     }
 }
 
-fn random_path(rng: &mut StdRng, t: &Targets) -> (String, bool) {
+/// Which handler a path aims at, so bodies can be shaped for it.
+#[derive(Clone, Copy)]
+enum Route {
+    Sessions,
+    Auth,
+    Jobs,
+    Other,
+}
+
+/// A path, whether it names a prepared session, its route's own method and its route.
+fn random_path(rng: &mut StdRng, t: &Targets) -> (String, bool, Method, Route) {
     let session = t.sessions.choose(rng);
     let sid = some_id(rng, session.map(|s| &s.0));
     let jid = some_id(rng, session.and_then(|s| s.1.first()));
     let real = session.is_some_and(|s| s.0 == sid);
-    let path = match rng.random_range(0..12) {
-        0 => "/v1/sessions".to_string(),
-        1 => format!("/v1/sessions/{sid}"),
-        2 | 3 => format!("/v1/sessions/{sid}/auth"),
-        4 | 5 => format!("/v1/sessions/{sid}/jobs"),
-        6 | 7 => format!(
-            "/v1/sessions/{sid}/jobs/{jid}/document{}",
-            random_query(rng)
+    let (path, method, route) = match rng.random_range(0..12) {
+        0 | 1 => ("/v1/sessions".to_string(), Method::POST, Route::Sessions),
+        2 => (format!("/v1/sessions/{sid}"), Method::DELETE, Route::Other),
+        3 | 4 => (
+            format!("/v1/sessions/{sid}/auth"),
+            Method::POST,
+            Route::Auth,
         ),
-        8 => format!("/v1/sessions/{sid}/jobs/{jid}/printed"),
-        9 => "/v1/issuer-key".to_string(),
-        10 => format!("/v1/{}/{}", garbage_segment(rng), garbage_segment(rng)),
-        _ => format!("/{}/{}", garbage_segment(rng), garbage_segment(rng)),
+        5 | 6 => (
+            format!("/v1/sessions/{sid}/jobs"),
+            Method::POST,
+            Route::Jobs,
+        ),
+        7 => (
+            format!(
+                "/v1/sessions/{sid}/jobs/{jid}/document{}",
+                random_query(rng)
+            ),
+            Method::GET,
+            Route::Other,
+        ),
+        8 => (
+            format!("/v1/sessions/{sid}/jobs/{jid}/printed"),
+            Method::POST,
+            Route::Other,
+        ),
+        9 => ("/v1/issuer-key".to_string(), Method::GET, Route::Other),
+        10 => (
+            format!("/v1/{}/{}", garbage_segment(rng), garbage_segment(rng)),
+            Method::GET,
+            Route::Other,
+        ),
+        _ => (
+            format!("/{}/{}", garbage_segment(rng), garbage_segment(rng)),
+            Method::POST,
+            Route::Other,
+        ),
     };
-    (path, real)
+    (path, real, method, route)
 }
 
 fn auth_header(rng: &mut StdRng, t: &Targets) -> Option<HeaderValue> {
@@ -198,7 +232,7 @@ fn nested(rng: &mut StdRng) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn random_body(rng: &mut StdRng, t: &Targets) -> Option<Vec<u8>> {
+fn random_body(rng: &mut StdRng, t: &Targets, route: Route) -> Option<Vec<u8>> {
     let card = t.card_ids.choose(rng).cloned().unwrap_or_default();
     let kind = [
         "residence",
@@ -210,7 +244,18 @@ fn random_body(rng: &mut StdRng, t: &Targets) -> Option<Vec<u8>> {
     ]
     .choose(rng)
     .map_or("", |s| s);
-    let text = match rng.random_range(0..24) {
+    // Half the bodies are shaped for the route so they reach its field validation.
+    let shaped: &[u32] = match route {
+        Route::Sessions => &[4, 12, 13, 16, 19, 20, 23],
+        Route::Auth => &[5, 5, 21, 15],
+        Route::Jobs => &[6, 7, 10, 11, 22],
+        Route::Other => &[],
+    };
+    let case = match shaped.choose(rng) {
+        Some(c) if rng.random_bool(0.5) => *c,
+        _ => rng.random_range(0..24),
+    };
+    let text = match case {
         0..=3 => return None,
         4 => format!("{{\"card_id\":\"{card}\"}}"),
         5 => format!("{{\"signature\":\"{}\"}}", b64ish(rng, 86)),
@@ -283,8 +328,12 @@ pub fn random_request(rng: &mut StdRng, t: &Targets) -> FuzzRequest {
         Method::HEAD,
         Method::OPTIONS,
     ];
-    let mut method = methods.choose(rng).cloned().unwrap_or(Method::GET);
-    let (path, real) = random_path(rng, t);
+    let (path, real, natural, route) = random_path(rng, t);
+    let mut method = if rng.random_bool(0.7) {
+        natural
+    } else {
+        methods.choose(rng).cloned().unwrap_or(Method::GET)
+    };
     // Closing the prepared sessions early would leave little to fuzz on.
     if real && method == Method::DELETE && rng.random_bool(0.9) {
         method = Method::GET;
@@ -296,7 +345,7 @@ pub fn random_request(rng: &mut StdRng, t: &Targets) -> FuzzRequest {
     if let Some(v) = auth_header(rng, t) {
         headers.push((reqwest::header::AUTHORIZATION, v));
     }
-    let body = random_body(rng, t);
+    let body = random_body(rng, t, route);
     let ctype = content_type(rng);
     if let (Some(_), Some(ct)) = (&body, ctype) {
         headers.push((reqwest::header::CONTENT_TYPE, HeaderValue::from_static(ct)));

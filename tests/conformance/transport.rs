@@ -186,3 +186,129 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         );
     }
 }
+
+/// One HTTP/1.1 exchange on a raw socket: the status, whether the answer announced
+/// `Connection: close`, and what went wrong with a next request on that connection.
+fn exchange(addr: &str, request: &[u8]) -> (u16, bool, Option<String>) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    // Head and body in separate writes, as HTTP clients often send them: the answer may
+    // come before the body has arrived.
+    let split = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(request.len(), |i| i + 4);
+    s.write_all(&request[..split]).expect("send head");
+    std::thread::sleep(Duration::from_millis(20));
+    let _ = s.write_all(&request[split..]);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).expect("read head");
+        assert!(n > 0, "connection closed before a response");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).expect("read body");
+        assert!(n > 0, "body cut short");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let announced = head
+        .lines()
+        .any(|l| l.starts_with("connection:") && l.contains("close"));
+    // A kiosk's next request on the same connection must get an answer.
+    std::thread::sleep(Duration::from_millis(50));
+    let next = format!("GET /v1/issuer-key HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let next_answer = match s.write_all(next.as_bytes()).map(|()| s.read(&mut chunk)) {
+        Err(e) | Ok(Err(e)) => format!("send/read failed: {e}"),
+        Ok(Ok(0)) => "connection closed".to_string(),
+        Ok(Ok(n)) => String::from_utf8_lossy(&chunk[..n.min(40)]).into_owned(),
+    };
+    let closed = (!next_answer.starts_with("HTTP/1.1 200")).then_some(next_answer);
+    (status, announced, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_error_answers_do_not_silently_drop_keep_alive_connections() {
+    let env = Env::start(&[]).await;
+    let addr = env.node.api.trim_start_matches("http://").to_string();
+    let token = env.fx.kiosks[0].token.clone();
+    let card = full_card(env.fx, 0).card_id.clone();
+    let body = json!({ "card_id": card }).to_string();
+    let cases = [
+        (
+            "POST",
+            "/v1/sessions",
+            "Bearer wrong.secret".to_string(),
+            body.clone(),
+        ),
+        (
+            "POST",
+            "/v1/sessions",
+            "Bearer wrong.secret".to_string(),
+            body.repeat(100),
+        ),
+        ("POST", "/nope/x", format!("Bearer {token}"), body.clone()),
+        (
+            "DELETE",
+            "/v1/sessions",
+            format!("Bearer {token}"),
+            body.clone(),
+        ),
+        (
+            "GET",
+            "/v1/sessions/0000AAAAAAAAAAAAAAAAAAAAAA/jobs/j0-AAAAAAAAAAA/document",
+            format!("Bearer {token}"),
+            body.clone(),
+        ),
+        (
+            "POST",
+            "/v1/sessions",
+            format!("Bearer {token}"),
+            "x".repeat(20_000),
+        ),
+    ];
+    let mut broken = Vec::new();
+    for (method, path, auth, body) in cases {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let addr = addr.clone();
+        let (status, announced, closed) =
+            tokio::task::spawn_blocking(move || exchange(&addr, req.as_bytes()))
+                .await
+                .expect("exchange");
+        // RFC 9112 9.6: a server that closes after a response announces it, otherwise
+        // a kiosk's next request on that keep-alive connection fails mid-flight.
+        if let (Some(next), false) = (closed, announced) {
+            broken.push(format!(
+                "{method} {path} ({} byte body) -> {status}; next request: {next:?}",
+                body.len()
+            ));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "closed the connection without `Connection: close`:\n{}",
+        broken.join("\n")
+    );
+}

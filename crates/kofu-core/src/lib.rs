@@ -5,4 +5,4 @@ pub mod population;
 pub mod records;
 pub mod session;
 
-pub use population::{KioskCredential, Population, PopulationSpec, issuer_seed};
+pub use population::{KioskCredential, Population, PopulationSpec, SpecError, issuer_seed};

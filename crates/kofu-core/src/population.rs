@@ -403,11 +403,8 @@ fn card_id(seed: u64, index: u64, taken: &mut HashSet<[u8; 8]>) -> CardId {
         let mut raw = [0u8; 8];
         raw.copy_from_slice(&d[..8]);
         if taken.insert(raw) {
-            let text = hex::encode_upper(raw);
-            // 16 upper-case hex digits by construction.
-            if let Ok(id) = CardId::parse(&text) {
-                return id;
-            }
+            return CardId::parse(&hex::encode_upper(raw))
+                .expect("16 upper-case hex digits are a valid card id");
         }
         attempt += 1;
     }
@@ -438,9 +435,8 @@ fn kiosks(seed: u64, count: u32) -> Vec<KioskCredential> {
                 store = store % 9999 + 1;
             }
         };
-        let Ok(kiosk_id) = KioskId::parse(&id) else {
-            continue;
-        };
+        let kiosk_id =
+            KioskId::parse(&id).expect("chain, digits and dashes match the kiosk id pattern");
         taken.insert(id);
         let secret = kofu_proto::b64url(&derive(b"kofu-kiosk-secret-v1", seed, &[k])[..24]);
         out.push(KioskCredential { kiosk_id, secret });

@@ -75,11 +75,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     cfg.admin_listen = "127.0.0.1:0".parse()?;
     cfg.validate().context("demo node configuration")?;
 
-    let population = Population::generate(&PopulationSpec {
+    let spec = PopulationSpec {
         seed: args.seed,
         residents: args.residents,
         kiosks: args.kiosks,
-    });
+    };
+    spec.validate().context("demo population")?;
+    let population = Population::generate(&spec);
     let cards = DemoCard::from_population(&population);
     let kiosk_list = DemoKiosk::from_population(&population);
     anyhow::ensure!(

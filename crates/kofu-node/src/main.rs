@@ -106,11 +106,16 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 fn fixtures(seed: u64, residents: u32, kiosks: u32) -> anyhow::Result<ExitCode> {
-    let pop = Population::generate(&PopulationSpec {
+    let spec = PopulationSpec {
         seed,
         residents,
         kiosks,
-    });
+    };
+    if let Err(e) = spec.validate() {
+        eprintln!("kofu: invalid fixture arguments: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    let pop = Population::generate(&spec);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for line in pop.fixture_lines() {

@@ -61,10 +61,17 @@ impl Resp {
     }
 
     pub(crate) fn transport_error(err: &reqwest::Error) -> Resp {
+        // The top-level text is generic ("error sending request"); the cause is below.
+        let mut text = format!("transport error: {err}");
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
         Resp {
             status: 0,
             headers: HeaderMap::new(),
-            body: Bytes::from(format!("transport error: {err}")),
+            body: Bytes::from(text),
         }
     }
 

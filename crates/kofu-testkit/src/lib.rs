@@ -9,7 +9,7 @@ mod pdf;
 mod verify;
 
 pub use bin::{free_port, kofu_bin};
-pub use client::{Kiosk, Resp, admin_post, get};
+pub use client::{Kiosk, Resp, admin_post, get, new_client};
 pub use fixtures::{Card, Fixtures, KioskCred};
 pub use node::{KofuNode, NodeOptions};
 pub use pdf::{contains_name, pdf_text};

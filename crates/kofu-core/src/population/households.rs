@@ -29,6 +29,7 @@ pub(super) struct Person {
 }
 
 impl Person {
+    /// Whole years before the reference year, the way ages are drawn.
     pub(super) fn age(&self) -> u16 {
         REFERENCE_YEAR.saturating_sub(self.birth_date.year)
     }
@@ -145,19 +146,24 @@ fn rank(relation: Relation) -> u8 {
     }
 }
 
-/// The first resident index of the household is `first`: the first residents of every
-/// population are kept ordinary so that tests can simply take them.
+/// What the population decided about a household before its members are drawn.
 pub(super) struct HouseholdPlan<'a> {
     pub(super) size: usize,
+    /// Index into the name book's family names.
     pub(super) family: usize,
+    /// Index into `PLACES`.
     pub(super) place: usize,
+    /// The municipality's 6-digit code, for seal numbers.
     pub(super) lg_code: &'a str,
+    /// Population index of the first member: the first residents of every population
+    /// are kept ordinary so that tests can simply take them.
     pub(super) first: usize,
 }
 
 /// Residents who are kept free of flags, so tests find ordinary cards at the front.
 pub(super) const ORDINARY_PREFIX: usize = 10;
 
+/// Draws the members of one household, in register order, with their registry data.
 pub(super) fn people<R: Rng>(
     plan: &HouseholdPlan<'_>,
     names: &mut NameBook,
@@ -208,7 +214,7 @@ pub(super) fn people<R: Rng>(
 
 /// Income by stage of life, taxes as a flat local rate above a basic deduction (about
 /// 6% municipal and 4% prefectural plus the per-capita levies), rounded to 100 yen.
-pub(super) fn tax_record<R: Rng>(age: u16, rng: &mut R) -> TaxRecord {
+fn tax_record<R: Rng>(age: u16, rng: &mut R) -> TaxRecord {
     let income_yen: u64 = if rng.random_bool(0.1) {
         0
     } else {

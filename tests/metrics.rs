@@ -1,0 +1,83 @@
+//! The metrics endpoint after real traffic: the series DESIGN.md names are there, the
+//! exposition passes `promtool check metrics`, and no label carries an id (I6).
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use kofu_testkit::{Fixtures, KofuNode, Kiosk, NodeOptions, get};
+
+fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (Debian package prometheus); .ci/test installs it");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_promtool_clean_and_free_of_ids() {
+    let opts = NodeOptions::default();
+    let fx = Fixtures::load(opts.seed, opts.residents, opts.kiosks);
+    let node = KofuNode::start(opts);
+    let kiosk = Kiosk::new(&node.api, &fx.kiosks[0]);
+    let key: kofu_proto::api::IssuerKeyResponse = kiosk.issuer_key().await.json();
+    let issuer = kofu_proto::verify::issuer_key(&key.public_key).expect("issuer key");
+    let mut session_ids = Vec::new();
+    for card in fx.ordinary().take(5) {
+        let report = kiosk
+            .full_session(&fx, card, "residence", 1, &issuer)
+            .await
+            .expect("a full session succeeds");
+        session_ids.push(report.session_id);
+    }
+    // Some errors too, so error-status series exist.
+    assert_eq!(kiosk.create_session("NOT-A-CARD").await.status, 400);
+
+    let text = get(&format!("{}/metrics", node.admin)).await.text();
+    for series in [
+        "kofu_sessions_open",
+        "kofu_sessions_started_total",
+        "kofu_sessions_ended_total",
+        "kofu_http_requests_total",
+        "kofu_http_request_duration_seconds_bucket",
+        "kofu_documents_rendered_total",
+        "kofu_documents_released_total",
+        "kofu_binding_self_check_failures_total",
+        "kofu_prints_confirmed_total",
+        "kofu_charged_yen_total",
+        "kofu_shards_owned",
+        "kofu_fencing_rejections_total",
+        "kofu_mailbox_backlog_messages",
+        "kofu_render_duration_seconds_bucket",
+        "kofu_store_op_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(series), "missing series {series}");
+    }
+    assert!(text.contains("kofu_sessions_started_total 5"), "5 sessions counted");
+    assert!(text.contains("kofu_binding_self_check_failures_total 0"));
+    assert!(text.contains(r#"kofu_prints_confirmed_total{kind="residence"} 5"#));
+    for card in &fx.cards {
+        assert!(!text.contains(&card.card_id), "a card id is in the metrics");
+        assert!(!text.contains(&card.full_name), "a name is in the metrics");
+    }
+    for sid in &session_ids {
+        assert!(!text.contains(sid.as_str()), "a session id is in the metrics");
+    }
+    let (ok, said) = promtool_check(&text);
+    assert!(ok && said.trim().is_empty(), "promtool check metrics: {said}");
+}
