@@ -30,9 +30,10 @@ const TEST_BUDGET: Duration = Duration::from_secs(240);
 /// How long one job may take from creation to a final answer before the test calls it lost.
 const FETCH_BUDGET: Duration = Duration::from_secs(30);
 /// The creates are released together; their send instants must fall within this window.
-/// ~10 ms is measured on an otherwise idle 2-core machine (see `run`); the margin is for
-/// a CI machine that runs other tests beside this one. The span is always printed.
-const MAX_CREATE_SPAN: Duration = Duration::from_millis(40);
+/// 6–17 ms is measured on the 2-core machine (see `run`), up to 49 ms while builds ran
+/// beside the test (load average 10); the node is paused meanwhile, so from its side
+/// all creates arrive at once whatever this span is. The span is always printed.
+const MAX_CREATE_SPAN: Duration = Duration::from_millis(50);
 /// pdftotext per document is a process spawn: bound how many run at once (the testkit
 /// gates itself too) so that 3,000 verifications do not starve the node under test.
 const VERIFY_PARALLEL: usize = 8;
@@ -296,30 +297,34 @@ struct Paused(String);
 impl Paused {
     fn new(pid: u32) -> Paused {
         let paused = Paused(pid.to_string());
-        paused.signal("-STOP");
+        assert!(paused.signal("-STOP"), "cannot pause the node (kill -STOP)");
         paused
     }
 
-    fn signal(&self, sig: &str) {
-        let status = std::process::Command::new("kill")
+    fn signal(&self, sig: &str) -> bool {
+        std::process::Command::new("kill")
             .args([sig, &self.0])
-            .status();
-        assert!(
-            status.as_ref().is_ok_and(|s| s.success()),
-            "kill {sig} {}: {status:?}",
-            self.0
-        );
+            .status()
+            .is_ok_and(|s| s.success())
     }
 }
 
 impl Drop for Paused {
     fn drop(&mut self) {
-        self.signal("-CONT");
+        // No assert here: a panic while unwinding would abort the test process. A node
+        // left stopped fails every later request, which the test reports anyway.
+        if !self.signal("-CONT") {
+            eprintln!("could not resume the node (kill -CONT {})", self.0);
+        }
     }
 }
 
-/// Connects and sends all of `request` but its last byte.
+/// Connects and sends all of `request` but its last byte, which must be the closing
+/// `}` of its JSON body (the blasters send exactly that byte).
 async fn prepare(host: &str, request: &[u8]) -> Result<(OwnedReadHalf, OwnedWriteHalf), String> {
+    if request.last() != Some(&b'}') {
+        return Err("a create request must end with its body's closing brace".to_owned());
+    }
     let stream = TcpStream::connect(host)
         .await
         .map_err(|e| format!("connect: {e}"))?;

@@ -6,7 +6,7 @@
 //! incident 6 (configuration drift) is about. Every body also runs a little background
 //! traffic ([`Noise`]) so that nothing it checks holds only on an idle node.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -83,12 +83,6 @@ async fn incident_6_configuration_drift() {
             one.exact,
             default.exact,
             "{}: the deterministic outcomes differ between --shard-count 1 and the default",
-            scenario.name()
-        );
-        assert_eq!(
-            one.seen_keys(),
-            default.seen_keys(),
-            "{}: the kinds of outcome differ between --shard-count 1 and the default",
             scenario.name()
         );
     }
@@ -175,23 +169,14 @@ impl Scenario {
     }
 }
 
-/// What a scenario run showed. `exact` counts are deterministic (the same on every
-/// topology); `seen` counts depend on timing, so only which of them are non-zero is
-/// compared.
+/// What a scenario run showed. `exact` counts are deterministic, so they must be the
+/// same on every topology; `seen` counts depend on timing (which job hit the injected
+/// delay, how much background traffic ran) and are only reported: every outcome a
+/// scenario needs (say, both voided and released jobs) is asserted by its body.
 #[derive(Debug, Default)]
 struct Summary {
     exact: BTreeMap<&'static str, u64>,
     seen: BTreeMap<&'static str, u64>,
-}
-
-impl Summary {
-    fn seen_keys(&self) -> BTreeSet<&'static str> {
-        self.seen
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|(k, _)| *k)
-            .collect()
-    }
 }
 
 /// What tasks of a scenario report: counters, released serials and failures. Tasks
@@ -712,10 +697,27 @@ fn page_marks(text: &str) -> Vec<(u32, u32)> {
     marks
 }
 
-/// A document request on a raw connection that is dropped on purpose: after `hold`
-/// when `read_bytes` is 0 (while the long poll waits), else after the first
-/// `read_bytes` bytes of the answer (mid-response). Returns the status line's code if
-/// it was read.
+/// What a kiosk got of an answer before its connection dropped.
+#[derive(Debug)]
+struct Partial {
+    status: Option<u16>,
+    /// The bytes read, headers included.
+    raw: Vec<u8>,
+}
+
+impl Partial {
+    /// The body as JSON, when the whole answer was read.
+    fn json(&self) -> Value {
+        let at = self.raw.windows(4).position(|w| w == b"\r\n\r\n");
+        at.and_then(|at| serde_json::from_slice(&self.raw[at + 4..]).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// A request on a raw connection that is dropped on purpose: after `hold` when
+/// `read_bytes` is 0 (while a long poll waits), else after the first `read_bytes`
+/// bytes of the answer (mid-response) or the server's close (`Connection: close`), so a
+/// large `read_bytes` reads a whole answer the kiosk then "loses".
 async fn abandoned_request(
     base: &str,
     token: &str,
@@ -724,13 +726,15 @@ async fn abandoned_request(
     body: Option<&str>,
     read_bytes: usize,
     hold: Duration,
-) -> Result<Option<u16>, String> {
+) -> Result<Partial, String> {
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n"
+    );
     match body {
         Some(b) => req.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
@@ -744,7 +748,10 @@ async fn abandoned_request(
         .map_err(|e| format!("write: {e}"))?;
     if read_bytes == 0 {
         tokio::time::sleep(hold).await;
-        return Ok(None);
+        return Ok(Partial {
+            status: None,
+            raw: Vec::new(),
+        });
     }
     let mut buf = vec![0u8; read_bytes];
     let mut got = 0;
@@ -760,8 +767,12 @@ async fn abandoned_request(
         .await
         .map_err(|_| "no answer on the raw connection".to_owned())?;
     // Dropping the stream here closes the connection mid-response.
-    let head = String::from_utf8_lossy(&buf[..got]);
-    Ok(head.split_whitespace().nth(1).and_then(|s| s.parse().ok()))
+    buf.truncate(got);
+    let status = String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok());
+    Ok(Partial { status, raw: buf })
 }
 
 // ---------------------------------------------------------------------------------
@@ -1471,7 +1482,8 @@ fn check_pages(env: &Env, card_ix: usize, c: &Checked, t: &mut Tally) {
         if !text.contains(serial.as_str()) {
             t.fail(format!("document {serial}: page {at}/{n} lacks the serial"));
         }
-        // Any other serial-looking mark on the page would belong to another document.
+        // Exactly one page mark, and it is this page's: a page of another document (or of
+        // another length) would carry its own.
         let marks = page_marks(&text);
         if marks != [(at, n)] {
             t.fail(format!(
@@ -1824,27 +1836,53 @@ async fn retrying_kiosk(
     let token = &kiosk.token;
     let fail = |t: &mut Tally, msg: String| t.fail(format!("kiosk {i}: {msg}"));
 
-    // 1. The create's answer is lost: the server answered, the connection dropped.
+    // 1. The create's answer is lost: the server answered, the connection dropped. (The
+    //    test reads the lost answer to learn the session id the kiosk never saw.)
     let body = json!({ "card_id": card.card_id }).to_string();
-    match abandoned_request(
+    let lost = abandoned_request(
         &kiosk.base,
         token,
         "POST",
         "/v1/sessions",
         Some(&body),
-        16,
+        16 * 1024,
         Duration::ZERO,
     )
-    .await
-    {
-        Ok(Some(201)) => t.add("lost_create_answers", 1),
-        other => fail(&mut t, format!("create with a lost answer: {other:?}")),
-    }
-    // The retry opens a new session; the same kiosk reopening closes the lost one.
+    .await;
+    let lost_sid = match &lost {
+        Ok(p) if p.status == Some(201) => {
+            t.add("lost_create_answers", 1);
+            let sid = p.json()["session_id"].as_str().map(str::to_owned);
+            if sid.is_none() {
+                fail(
+                    &mut t,
+                    "the lost create answer has no session id".to_owned(),
+                );
+            }
+            sid
+        }
+        other => {
+            fail(&mut t, format!("create with a lost answer: {other:?}"));
+            None
+        }
+    };
+    // The retry opens a new session; the same kiosk reopening closes the lost one, so
+    // nothing can be done in the session the kiosk does not know.
     let r = kiosk.create_session(&card.card_id).await;
     if r.status != 201 {
         fail(&mut t, brief("retried create", &r));
         return t;
+    }
+    if let Some(lost_sid) = lost_sid {
+        let r = kiosk.create_job(&lost_sid, "residence", 1).await;
+        if is_error(&r, 404, "unknown_session") {
+            t.add("lost_sessions_closed", 1);
+        } else {
+            fail(
+                &mut t,
+                brief("job in the session whose create answer was lost", &r),
+            );
+        }
     }
     let created: CreateSessionResponse = r.json();
     let sid = match authenticate(kiosk, card, &created).await {
@@ -1908,7 +1946,7 @@ async fn retrying_kiosk(
         _ => fail(&mut t, brief("document with a client timeout", &r)),
     }
     match abandoned_request(&kiosk.base, token, "GET", &path, None, 64, Duration::ZERO).await {
-        Ok(Some(200)) => t.add("dropped_mid_response", 1),
+        Ok(p) if p.status == Some(200) => t.add("dropped_mid_response", 1),
         other => fail(&mut t, format!("document dropped mid-response: {other:?}")),
     }
     // The retries: the kiosk's own documents, the same bytes every time.
@@ -1953,7 +1991,7 @@ async fn retrying_kiosk(
     )
     .await
     {
-        Ok(Some(200)) => t.add("lost_printed_answers", 1),
+        Ok(p) if p.status == Some(200) => t.add("lost_printed_answers", 1),
         other => fail(&mut t, format!("printed with a lost answer: {other:?}")),
     }
     let (p1, p2, p3) = tokio::join!(

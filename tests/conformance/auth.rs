@@ -20,7 +20,15 @@ fn expected_kinds(card: &Card) -> Vec<(String, u32)> {
             CertKind::Tax => card.tax_record,
             CertKind::Residence | CertKind::FamilyRegister => true,
         })
-        .map(|k| (k.as_str().to_owned(), k.fee_yen()))
+        // API.md's fee table, spelled out so a wrong table in proto cannot hide here.
+        .map(|k| {
+            let fee = match k {
+                CertKind::Residence | CertKind::Seal => 200,
+                CertKind::Tax => 300,
+                CertKind::FamilyRegister => 450,
+            };
+            (k.as_str().to_owned(), fee)
+        })
         .collect()
 }
 

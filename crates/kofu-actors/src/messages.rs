@@ -96,3 +96,20 @@ pub struct SessionEnded {
     pub kiosk: KioskId,
     pub card_digest: String,
 }
+
+/// Messages that carry their reply channel, so a refused send can still be answered.
+pub trait Replying {
+    fn into_reply(self) -> ReplyTo;
+}
+
+impl Replying for SessionCall {
+    fn into_reply(self) -> ReplyTo {
+        self.reply
+    }
+}
+
+impl Replying for CreateSession {
+    fn into_reply(self) -> ReplyTo {
+        self.reply
+    }
+}

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::Deps;
-use crate::messages::{CreateSession, SessionCall, SessionOp, SessionReply};
+use crate::messages::{CreateSession, Replying, SessionCall, SessionOp, SessionReply};
 use crate::shard_host::{CloseAll, ShardHost, StopAccepting};
 
 struct Inner {
@@ -82,7 +82,7 @@ impl Router {
         make: impl FnOnce(oneshot::Sender<SessionReply>) -> M,
     ) -> oneshot::Receiver<SessionReply>
     where
-        M: Message<Result = ()> + Send + 'static,
+        M: Message<Result = ()> + Replying + Send + 'static,
         ShardHost: Handler<M>,
     {
         let (tx, rx) = oneshot::channel();
@@ -92,11 +92,13 @@ impl Router {
         };
         let metrics = &self.inner.deps.metrics;
         metrics.mailbox_backlog.inc();
-        if host.try_send(make(tx)).is_err() {
-            // The message (and its reply sender) came back with the error and is
-            // dropped here, so the receiver resolves to "closed": answered 503 below.
+        if let Err(err) = host.try_send(make(tx)) {
             metrics.mailbox_backlog.dec();
             metrics.mailbox_rejections.inc();
+            let msg = match err {
+                SendError::Full(m) | SendError::Closed(m) => m,
+            };
+            let _ = msg.into_reply().send(ErrorCode::Unavailable.into());
         }
         rx
     }
@@ -114,6 +116,8 @@ impl Router {
             kiosk,
             reply,
         });
+        // The host always answers a create; a dropped reply means the session actor
+        // died while starting, which is not a decision about this card.
         rx.await.unwrap_or_else(|_| ErrorCode::Unavailable.into())
     }
 
@@ -126,6 +130,17 @@ impl Router {
         op: SessionOp,
         wait: Option<Duration>,
     ) -> Option<SessionReply> {
+        // Past the host (which checked the kiosk), a dropped reply means the session
+        // ended before handling the request: it is gone, and a DELETE has its answer.
+        if session.shard() >= self.shard_count() {
+            // No session of this cluster can carry that shard: it never existed.
+            return Some(ErrorCode::UnknownSession.into());
+        }
+        let ended = if matches!(op, SessionOp::Close) {
+            SessionReply::Closed
+        } else {
+            ErrorCode::UnknownSession.into()
+        };
         let rx = self.post(session.shard(), |reply| SessionCall {
             session,
             kiosk,
@@ -133,9 +148,9 @@ impl Router {
             reply,
         });
         match wait {
-            None => Some(rx.await.unwrap_or_else(|_| ErrorCode::Unavailable.into())),
+            None => Some(rx.await.unwrap_or(ended)),
             Some(d) => match tokio::time::timeout(d, rx).await {
-                Ok(r) => Some(r.unwrap_or_else(|_| ErrorCode::Unavailable.into())),
+                Ok(r) => Some(r.unwrap_or(ended)),
                 Err(_) => None,
             },
         }

@@ -167,6 +167,11 @@ impl Handler<SessionCall> for ShardHost {
                     self.deps.metrics.mailbox_rejections.inc();
                     (m, ErrorCode::Unavailable)
                 }
+                SendError::Closed(m) if matches!(m.op, SessionOp::Close) => {
+                    // Stopped but not yet forgotten: the session is closed already.
+                    let _ = m.reply.send(SessionReply::Closed);
+                    return;
+                }
                 SendError::Closed(m) => (m, ErrorCode::UnknownSession),
             };
             let _ = msg.reply.send(code.into());

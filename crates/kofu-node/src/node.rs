@@ -120,7 +120,7 @@ impl Node {
             .workers(cfg.http_workers.unwrap_or_else(ServeConfig::cores))
             .disable_signals()
             .backlog(4096)
-            .shutdown_timeout(5)
+            .shutdown_timeout(1)
             .bind(cfg.listen)
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let kiosk_addr = first_addr(&kiosk_server.addrs())?;
@@ -128,7 +128,7 @@ impl Node {
         let admin_server = HttpServer::new(move || http::admin_app(s.clone(), m.clone()))
             .workers(1)
             .disable_signals()
-            .shutdown_timeout(2)
+            .shutdown_timeout(1)
             .bind(cfg.admin_listen)
             .with_context(|| format!("cannot listen on {}", cfg.admin_listen))?;
         let admin_addr = first_addr(&admin_server.addrs())?;

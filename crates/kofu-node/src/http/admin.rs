@@ -8,7 +8,7 @@ use prometheus::{Encoder as _, TextEncoder};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::read_json;
+use super::body::{finish, read_json};
 use super::error::{code, error_response, method_not_allowed};
 use super::{AppState, header};
 
@@ -79,9 +79,11 @@ async fn revoke(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     };
     let today = kofu_actors::clock::today();
     match state.registry.revoke_seal(&card, today).await {
-        Ok(RevokeOutcome::Revoked { record_version })
-        | Ok(RevokeOutcome::AlreadyRevoked { record_version }) => {
+        Ok(RevokeOutcome::Revoked { record_version }) => {
             tracing::info!(card = %card.short_digest(), record_version, "seal registration revoked");
+            HttpResponse::Ok().json(json!({"record_version": record_version, "seal": "revoked"}))
+        }
+        Ok(RevokeOutcome::AlreadyRevoked { record_version }) => {
             HttpResponse::Ok().json(json!({"record_version": record_version, "seal": "revoked"}))
         }
         Ok(RevokeOutcome::NotRegistered) => error_response(kofu_actors::ApiError {
@@ -106,20 +108,30 @@ struct AddressChange {
 async fn address(
     state: web::Data<AppState>,
     req: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
 ) -> HttpResponse {
-    if let Err(r) = admin(&state, &req) {
+    let resp = address_inner(&state, &req, &mut payload).await;
+    finish(resp, payload).await
+}
+
+async fn address_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> HttpResponse {
+    if let Err(r) = admin(state, req) {
         return r;
     }
-    let card = match card(&req) {
+    let card = match card(req) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let body: AddressChange = match read_json(&req, payload).await {
+    let body: AddressChange = match read_json(req, payload).await {
         Ok(b) => b,
         Err(e) => return error_response(e),
     };
     let address = body.address.trim().to_owned();
+    // Certificates use the PDF base fonts, which print romanized (ASCII) addresses only.
     if address.is_empty() || address.len() > 200 || !address.is_ascii() {
         return code(ErrorCode::InvalidRequest);
     }

@@ -1,7 +1,8 @@
 //! Request bodies: read with a hard 16 KiB cap and parsed strictly, so that oversize,
 //! malformed or unexpected input gets API.md's error JSON instead of a framework page.
 
-use actix_web::{HttpMessage as _, HttpRequest, web};
+use actix_web::http::ConnectionType;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use futures::StreamExt as _;
 use kofu_actors::ApiError;
 use kofu_proto::{ErrorCode, MAX_BODY_BYTES};
@@ -9,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub async fn read_json<T: DeserializeOwned>(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
 ) -> Result<T, ApiError> {
     if let Some(len) = req
         .headers()
@@ -34,4 +35,21 @@ pub async fn read_json<T: DeserializeOwned>(
         return Err(ErrorCode::UnsupportedMediaType.into());
     }
     serde_json::from_slice(&body).map_err(|_| ErrorCode::InvalidRequest.into())
+}
+
+/// Answers with `resp` after reading what is left of the request body, so the keep-alive
+/// connection stays usable after an early answer (an error before the body was read).
+/// A body too large to skip cheaply closes the connection, and says so.
+pub async fn finish(mut resp: HttpResponse, mut payload: web::Payload) -> HttpResponse {
+    let mut skipped = 0usize;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(c) if skipped + c.len() <= MAX_BODY_BYTES => skipped += c.len(),
+            _ => {
+                resp.head_mut().set_connection_type(ConnectionType::Close);
+                break;
+            }
+        }
+    }
+    resp
 }

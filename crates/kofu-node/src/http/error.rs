@@ -2,7 +2,7 @@
 //! agree with API.md, and never carrying request data.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, http::header};
+use actix_web::{HttpResponse, http::header, web};
 use kofu_actors::ApiError;
 use kofu_proto::{ErrorBody, ErrorCode};
 
@@ -27,10 +27,10 @@ pub fn code(code: ErrorCode) -> HttpResponse {
     error_response(code.into())
 }
 
-pub async fn not_found() -> HttpResponse {
-    code(ErrorCode::NotFound)
+pub async fn not_found(payload: web::Payload) -> HttpResponse {
+    super::body::finish(code(ErrorCode::NotFound), payload).await
 }
 
-pub async fn method_not_allowed() -> HttpResponse {
-    code(ErrorCode::MethodNotAllowed)
+pub async fn method_not_allowed(payload: web::Payload) -> HttpResponse {
+    super::body::finish(code(ErrorCode::MethodNotAllowed), payload).await
 }

@@ -13,7 +13,7 @@ use kofu_proto::api::{
 };
 use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
 
-use super::body::read_json;
+use super::body::{finish, read_json};
 use super::error::{code, error_response, method_not_allowed};
 use super::{AppState, header};
 
@@ -109,13 +109,34 @@ async fn call(state: &AppState, session: SessionId, kiosk: KioskId, op: SessionO
     }
 }
 
-async fn create_session(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+/// Wraps a handler so that whatever it answers, the request body is consumed first.
+macro_rules! with_body {
+    ($name:ident, $inner:ident) => {
+        async fn $name(
+            state: web::Data<AppState>,
+            req: HttpRequest,
+            mut payload: web::Payload,
+        ) -> HttpResponse {
+            let resp = $inner(&state, &req, &mut payload).await;
+            finish(resp, payload).await
+        }
+    };
+}
+
+with_body!(create_session, create_session_inner);
+with_body!(authenticate, authenticate_inner);
+with_body!(create_job, create_job_inner);
+with_body!(document, document_inner);
+with_body!(printed, printed_inner);
+with_body!(close_session, close_session_inner);
+
+async fn create_session_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
 ) -> HttpResponse {
-    let kiosk = tri!(kiosk(&state, &req));
-    let body: CreateSessionRequest = tri!(read_json(&req, payload).await.map_err(error_response));
+    let kiosk = tri!(kiosk(state, req));
+    let body: CreateSessionRequest = tri!(read_json(req, payload).await.map_err(error_response));
     let card = tri!(CardId::parse(&body.card_id).map_err(|_| code(ErrorCode::InvalidCardId)));
     if state.is_draining() {
         return code(ErrorCode::Unavailable);
@@ -134,29 +155,29 @@ async fn create_session(
     respond(state.router.create_session(card, record, kiosk).await)
 }
 
-async fn authenticate(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+async fn authenticate_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
 ) -> HttpResponse {
-    let kiosk = tri!(kiosk(&state, &req));
-    let session = tri!(session_id(&req));
-    let body: AuthRequest = tri!(read_json(&req, payload).await.map_err(error_response));
+    let kiosk = tri!(kiosk(state, req));
+    let session = tri!(session_id(req));
+    let body: AuthRequest = tri!(read_json(req, payload).await.map_err(error_response));
     // Undecodable signatures are bad signatures: they count as an attempt.
     let signature = kofu_proto::b64url_decode(&body.signature)
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .unwrap_or([0u8; 64]);
-    call(&state, session, kiosk, SessionOp::Auth { signature }).await
+    call(state, session, kiosk, SessionOp::Auth { signature }).await
 }
 
-async fn create_job(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+async fn create_job_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
 ) -> HttpResponse {
-    let kiosk = tri!(kiosk(&state, &req));
-    let session = tri!(session_id(&req));
-    let body: JobRequest = tri!(read_json(&req, payload).await.map_err(error_response));
+    let kiosk = tri!(kiosk(state, req));
+    let session = tri!(session_id(req));
+    let body: JobRequest = tri!(read_json(req, payload).await.map_err(error_response));
     if !(1..=5).contains(&body.copies) {
         return code(ErrorCode::InvalidRequest);
     }
@@ -164,7 +185,7 @@ async fn create_job(
         kind: body.kind,
         copies: body.copies,
     };
-    call(&state, session, kiosk, op).await
+    call(state, session, kiosk, op).await
 }
 
 fn wait_ms(req: &HttpRequest) -> Result<u64, HttpResponse> {
@@ -182,11 +203,11 @@ fn wait_ms(req: &HttpRequest) -> Result<u64, HttpResponse> {
     Ok(wait)
 }
 
-async fn document(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let kiosk = tri!(kiosk(&state, &req));
-    let session = tri!(session_id(&req));
-    let wait = tri!(wait_ms(&req));
-    let job = job_id(&req);
+async fn document_inner(state: &AppState, req: &HttpRequest, _: &mut web::Payload) -> HttpResponse {
+    let kiosk = tri!(kiosk(state, req));
+    let session = tri!(session_id(req));
+    let wait = tri!(wait_ms(req));
+    let job = job_id(req);
     let op = SessionOp::Fetch {
         job,
         wait: wait > 0,
@@ -204,24 +225,29 @@ async fn document(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     }
 }
 
-async fn printed(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let kiosk = tri!(kiosk(&state, &req));
-    let session = tri!(session_id(&req));
-    let job = job_id(&req);
-    call(&state, session, kiosk, SessionOp::Printed { job }).await
+async fn printed_inner(state: &AppState, req: &HttpRequest, _: &mut web::Payload) -> HttpResponse {
+    let kiosk = tri!(kiosk(state, req));
+    let session = tri!(session_id(req));
+    let job = job_id(req);
+    call(state, session, kiosk, SessionOp::Printed { job }).await
 }
 
-async fn close_session(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let kiosk = tri!(kiosk(&state, &req));
-    let session = tri!(session_id(&req));
-    call(&state, session, kiosk, SessionOp::Close).await
+async fn close_session_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    _: &mut web::Payload,
+) -> HttpResponse {
+    let kiosk = tri!(kiosk(state, req));
+    let session = tri!(session_id(req));
+    call(state, session, kiosk, SessionOp::Close).await
 }
 
-async fn issuer_key(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+async fn issuer_key(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let resp = HttpResponse::Ok()
         .insert_header(ContentType::json())
         .json(IssuerKeyResponse {
             alg: "ed25519".to_owned(),
             public_key: state.issuer_key_b64.clone(),
-        })
+        });
+    finish(resp, payload).await
 }
