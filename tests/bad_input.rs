@@ -102,6 +102,7 @@ async fn random_requests_never_break_the_node() {
     let client = reqwest::Client::builder()
         .timeout(PER_REQUEST)
         .pool_max_idle_per_host(pool)
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
         .build()
         .expect("client");
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -188,7 +188,8 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     // HTTP/1.1 needs one connection per in-flight request.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(SESSIONS + 64)
-        .pool_idle_timeout(Duration::from_secs(120))
+        // Below the node's keep-alive (75 s): never reuse a connection being closed.
+        .pool_idle_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)

@@ -292,6 +292,7 @@ async fn deploy(flags: &[&str], shard_count: Option<u32>) -> Deployment {
     let fx = tokio::task::block_in_place(|| Fixtures::load(seed, RESIDENTS, KIOSKS));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
+        .pool_idle_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(20))
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use kofu_testkit::{Fixtures, KofuNode, Kiosk, NodeOptions, get};
+use kofu_testkit::{Fixtures, Kiosk, KofuNode, NodeOptions, get};
 
 fn promtool_check(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")
@@ -68,7 +68,10 @@ async fn metrics_are_promtool_clean_and_free_of_ids() {
     ] {
         assert!(text.contains(series), "missing series {series}");
     }
-    assert!(text.contains("kofu_sessions_started_total 5"), "5 sessions counted");
+    assert!(
+        text.contains("kofu_sessions_started_total 5"),
+        "5 sessions counted"
+    );
     assert!(text.contains("kofu_binding_self_check_failures_total 0"));
     assert!(text.contains(r#"kofu_prints_confirmed_total{kind="residence"} 5"#));
     for card in &fx.cards {
@@ -76,8 +79,14 @@ async fn metrics_are_promtool_clean_and_free_of_ids() {
         assert!(!text.contains(&card.full_name), "a name is in the metrics");
     }
     for sid in &session_ids {
-        assert!(!text.contains(sid.as_str()), "a session id is in the metrics");
+        assert!(
+            !text.contains(sid.as_str()),
+            "a session id is in the metrics"
+        );
     }
     let (ok, said) = promtool_check(&text);
-    assert!(ok && said.trim().is_empty(), "promtool check metrics: {said}");
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
 }

@@ -94,7 +94,7 @@ pub struct CreateSession {
 pub struct SessionEnded {
     pub session: SessionId,
     pub kiosk: KioskId,
-    pub card_digest: String,
+    pub card_digest: [u8; 32],
 }
 
 /// Messages that carry their reply channel, so a refused send can still be answered.

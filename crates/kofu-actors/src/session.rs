@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use ed25519_dalek::VerifyingKey;
 use kofu_coord::{Applied, CardLockOp, Change, Fence, SnapshotOp, StoreError};
 use kofu_core::session::{CloseReason, Command, Outcome, Session as Machine, VoidReason};
 use kofu_proto::api::CreateSessionResponse;
@@ -33,8 +32,10 @@ pub struct Session {
     id: SessionId,
     kiosk: KioskId,
     card: CardId,
-    card_digest: String,
-    card_key: VerifyingKey,
+    card_digest: [u8; 32],
+    /// Compressed: decompressing costs once per session at auth, and the expanded
+    /// point would be most of an idle session's memory.
+    card_key: [u8; 32],
     fence: Fence,
     challenge: [u8; 32],
     machine: Machine,
@@ -43,6 +44,7 @@ pub struct Session {
     deps: Arc<Deps>,
     host: Addr<ShardHost>,
     started_ms: u64,
+    started: Instant,
     last_activity: Instant,
     /// The answer to the kiosk's create request, sent once the start is persisted.
     pending_create: Option<ReplyTo>,
@@ -53,7 +55,7 @@ pub struct SessionInit {
     pub id: SessionId,
     pub kiosk: KioskId,
     pub card: CardId,
-    pub card_key: VerifyingKey,
+    pub card_key: [u8; 32],
     pub fence: Fence,
     pub challenge: [u8; 32],
     pub deps: Arc<Deps>,
@@ -68,7 +70,7 @@ impl Session {
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
         Session {
-            card_digest: init.card.digest(),
+            card_digest: init.card.digest_bytes(),
             id: init.id,
             kiosk: init.kiosk,
             card: init.card,
@@ -81,6 +83,7 @@ impl Session {
             deps: init.deps,
             host: init.host,
             started_ms,
+            started: Instant::now(),
             last_activity: Instant::now(),
             pending_create: Some(init.reply),
         }
@@ -174,7 +177,7 @@ impl Session {
         let change = Change {
             snapshot: SnapshotOp::Delete,
             card_lock: CardLockOp::Release {
-                card_digest: self.card_digest.clone(),
+                card_digest: self.card_digest,
             },
             allocate_serial: false,
             audit: None,
@@ -212,11 +215,10 @@ impl Actor for Session {
         self.deps.metrics.sessions_open.inc();
         self.deps.metrics.sessions_started.inc();
         self.schedule_idle_check(ctx, self.deps.config.idle_timeout);
-        self.schedule_hard_limit(ctx);
         let change = Change {
             snapshot: SnapshotOp::Keep,
             card_lock: CardLockOp::Acquire {
-                card_digest: self.card_digest.clone(),
+                card_digest: self.card_digest,
                 kiosk_id: self.kiosk.as_str().to_owned(),
             },
             allocate_serial: false,
@@ -261,7 +263,7 @@ impl Actor for Session {
         self.host.do_send(SessionEnded {
             session: self.id,
             kiosk: self.kiosk.clone(),
-            card_digest: std::mem::take(&mut self.card_digest),
+            card_digest: self.card_digest,
         });
     }
 }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ed25519_dalek::VerifyingKey;
 use kofu_coord::Fence;
 use kofu_core::session::CloseReason;
 use kofu_proto::{ErrorCode, KioskId, SessionId};
@@ -26,7 +25,7 @@ pub struct ShardHost {
     deps: Arc<Deps>,
     sessions: HashMap<SessionId, Entry>,
     /// card digest → the session holding the card on this shard
-    cards: HashMap<String, SessionId>,
+    cards: HashMap<[u8; 32], SessionId>,
     /// Recently ended sessions and their kiosk, in two generations: a repeated DELETE
     /// by the same kiosk stays `204` for at least one `tombstone_ttl`.
     tombstones: [HashMap<SessionId, KioskId>; 2],
@@ -89,15 +88,8 @@ impl Handler<CreateSession> for ShardHost {
             let _ = msg.reply.send(ErrorCode::Unavailable.into());
             return;
         }
-        let Ok(card_key) = VerifyingKey::from_bytes(&msg.record.card_public_key) else {
-            tracing::error!(
-                shard = self.fence.shard,
-                "registry holds an invalid card key"
-            );
-            let _ = msg.reply.send(ErrorCode::Unavailable.into());
-            return;
-        };
-        let digest = msg.card.digest();
+        let card_key = msg.record.card_public_key;
+        let digest = msg.card.digest_bytes();
         if let Some(old) = self.cards.get(&digest).copied() {
             match self.sessions.get(&old) {
                 Some(e) if e.kiosk != msg.kiosk => {

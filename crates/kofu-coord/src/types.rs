@@ -35,19 +35,19 @@ pub enum SnapshotOp {
     Delete,
 }
 
-/// Card locks are keyed by the card's digest, never by the id.
+/// Card locks are keyed by the card's SHA-256 digest, never by the id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardLockOp {
     None,
     /// Take the lock for this session (overwriting a lock of the same kiosk, which the
     /// shard host has closed already).
     Acquire {
-        card_digest: String,
+        card_digest: [u8; 32],
         kiosk_id: String,
     },
     /// Drop the lock only if this session still holds it.
     Release {
-        card_digest: String,
+        card_digest: [u8; 32],
     },
 }
 

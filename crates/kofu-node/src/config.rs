@@ -56,12 +56,10 @@ pub struct ServeConfig {
     /// How long a shutdown waits for open sessions before closing them.
     #[arg(long, env = "KOFU_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
     pub drain_timeout_ms: u64,
-    /// HTTP worker threads for the kiosk API (default: one per core).
+    /// HTTP worker threads for the kiosk API, which also run the shard hosts and their
+    /// sessions (default: one per core).
     #[arg(long, env = "KOFU_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
-    /// Arbiter threads running shard hosts and sessions (default: one per core).
-    #[arg(long, env = "KOFU_ACTOR_THREADS")]
-    pub actor_threads: Option<usize>,
     #[arg(long, env = "KOFU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `kofu_actors=debug`.
@@ -115,9 +113,6 @@ impl ServeConfig {
         }
         if self.http_workers == Some(0) {
             return Err(ConfigError::Threads("http-workers"));
-        }
-        if self.actor_threads == Some(0) {
-            return Err(ConfigError::Threads("actor-threads"));
         }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(ConfigError::SameListener);

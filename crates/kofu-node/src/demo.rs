@@ -99,7 +99,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let client_threads = args.client_threads.max(1);
     let (report, node_addr) = actix_rt::System::new().block_on(async move {
         let node = Node::start(&cfg, population).await?;
-        let base = format!("http://{}", node.kiosk_addr);
         let addr = node.kiosk_addr;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -110,7 +109,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     .enable_all()
                     .build()
                     .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(client::drive(base, plan)));
+                    .and_then(|rt| rt.block_on(client::drive(addr, plan)));
                 let _ = tx.send(report);
             })
             .context("starting the demo client")?;

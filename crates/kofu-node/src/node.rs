@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
@@ -103,8 +104,7 @@ impl Node {
             ),
             metrics,
         });
-        let threads = cfg.actor_threads.unwrap_or_else(ServeConfig::cores);
-        let router = Router::start(cfg.shard_count, &coordinator.local_leases(), deps, threads);
+        let router = Router::new(cfg.shard_count, coordinator.local_leases(), deps);
         let state = web::Data::new(AppState::new(
             router,
             registry,
@@ -116,13 +116,25 @@ impl Node {
         ));
 
         let (s, m) = (state.clone(), http_metrics.clone());
-        let kiosk_server = HttpServer::new(move || http::kiosk_app(s.clone(), m.clone()))
-            .workers(cfg.http_workers.unwrap_or_else(ServeConfig::cores))
-            .disable_signals()
-            .backlog(4096)
-            .shutdown_timeout(1)
-            .bind(cfg.listen)
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let workers = cfg.http_workers.unwrap_or_else(ServeConfig::cores);
+        let next_worker = Arc::new(AtomicUsize::new(0));
+        let kiosk_server = HttpServer::new(move || {
+            // Runs once on each worker thread: that thread hosts its share of shards.
+            let worker = next_worker.fetch_add(1, Ordering::Relaxed);
+            if worker < workers {
+                s.router.place_hosts(worker, workers);
+            }
+            http::kiosk_app(s.clone(), m.clone())
+        })
+        .workers(workers)
+        // Kiosks keep connections between steps of a session; a client pool must idle
+        // out before the server does, and common pools use 30-60 s.
+        .keep_alive(Duration::from_secs(75))
+        .disable_signals()
+        .backlog(4096)
+        .shutdown_timeout(1)
+        .bind(cfg.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let kiosk_addr = first_addr(&kiosk_server.addrs())?;
         let (s, m) = (state.clone(), http_metrics);
         let admin_server = HttpServer::new(move || http::admin_app(s.clone(), m.clone()))
@@ -137,6 +149,11 @@ impl Node {
         let (kiosk, admin) = (kiosk_server.handle(), admin_server.handle());
         actix_rt::spawn(kiosk_server);
         actix_rt::spawn(admin_server);
+        let placed_by = Instant::now() + Duration::from_secs(30);
+        while !state.router.ready() {
+            anyhow::ensure!(Instant::now() < placed_by, "shard hosts did not start");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Ok(Node {
             state,
             kiosk_addr,
@@ -167,7 +184,6 @@ impl Node {
         }
         self.kiosk.stop(true).await;
         self.admin.stop(true).await;
-        router.stop();
         tracing::info!("stopped");
     }
 }

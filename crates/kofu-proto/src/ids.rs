@@ -44,6 +44,11 @@ impl CardId {
         hex::encode(Sha256::digest(self.0))
     }
 
+    /// The raw SHA-256 of the id, for compact in-memory keys.
+    pub fn digest_bytes(&self) -> [u8; 32] {
+        Sha256::digest(self.0).into()
+    }
+
     /// A short digest prefix for logs and traces.
     pub fn short_digest(&self) -> String {
         let d = Sha256::digest(self.0);

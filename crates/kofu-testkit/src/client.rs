@@ -100,6 +100,9 @@ pub fn new_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
+        // Below the node's keep-alive (75 s), so the pool never reuses a connection the
+        // node is closing (that race loses the request).
+        .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_else(|e| panic!("cannot build an HTTP client: {e}"))
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ed25519_dalek::Signature;
+use ed25519_dalek::{Signature, VerifyingKey};
 use kofu_coord::{AuditOutcome, AuditRecord, CardLockOp, Change, SnapshotOp};
 use kofu_core::records::{NotIssuable, ResidentRecord};
 use kofu_core::session::{Command, JobPhase, Outcome, Rejection};
@@ -65,8 +65,15 @@ impl Session {
     pub(super) fn auth(&mut self, ctx: &mut Context<Self>, signature: [u8; 64], reply: ReplyTo) {
         let msg =
             kofu_proto::auth_message(&self.id.to_string(), self.kiosk.as_str(), &self.challenge);
-        let valid = self
-            .card_key
+        let Ok(key) = VerifyingKey::from_bytes(&self.card_key) else {
+            tracing::error!(
+                shard = self.fence.shard,
+                "registry holds an invalid card key"
+            );
+            let _ = reply.send(ErrorCode::Unavailable.into());
+            return;
+        };
+        let valid = key
             .verify_strict(&msg, &Signature::from_bytes(&signature))
             .is_ok();
         let mut next = self.machine.clone();
@@ -412,7 +419,7 @@ impl Session {
                     job_id: job.to_string(),
                     serial: serial.clone(),
                     kiosk_id: self.kiosk.as_str().to_owned(),
-                    card_digest: self.card_digest.clone(),
+                    card_digest: hex_digest(&self.card_digest),
                     kind,
                     copies,
                     charged_yen,
@@ -479,4 +486,15 @@ fn auth_response(rec: &ResidentRecord) -> AuthResponse {
             })
             .collect(),
     }
+}
+
+/// Lower-case hex of a digest, as audit records carry it.
+fn hex_digest(d: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in d {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }

@@ -22,10 +22,6 @@ pub(super) struct RenderDeadline(pub JobId);
 #[rtype(result = "()")]
 pub(super) struct IdleCheck;
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(super) struct HardLimit;
-
 /// The shard host ends a session (replaced by a newer one of the same kiosk, shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -34,12 +30,16 @@ pub struct CloseSession(pub CloseReason);
 const RENDER_RETRY: Duration = Duration::from_millis(100);
 
 impl Session {
+    /// One timer serves both the idle timeout and the hard limit (a pending timer costs
+    /// memory per open session): it fires at whichever comes first, never later than
+    /// `after`.
     pub(super) fn schedule_idle_check(&mut self, ctx: &mut Context<Self>, after: Duration) {
-        ctx.notify_later(IdleCheck, after);
-    }
-
-    pub(super) fn schedule_hard_limit(&mut self, ctx: &mut Context<Self>) {
-        ctx.notify_later(HardLimit, self.deps.config.hard_limit);
+        let to_hard_limit = self
+            .deps
+            .config
+            .hard_limit
+            .saturating_sub(self.started.elapsed());
+        ctx.notify_later(IdleCheck, after.min(to_hard_limit));
     }
 
     /// Rendering starts right after the `202` is sent (or after an injected delay); the
@@ -104,6 +104,10 @@ impl Handler<IdleCheck> for Session {
     type Result = ();
 
     fn handle(&mut self, _: IdleCheck, ctx: &mut Context<Self>) {
+        if self.started.elapsed() >= self.deps.config.hard_limit {
+            self.end(ctx, CloseReason::HardLimit, None, SessionReply::Closed);
+            return;
+        }
         let idle = self.deps.config.idle_timeout;
         let quiet = self.last_activity.elapsed();
         if quiet >= idle {
@@ -111,14 +115,6 @@ impl Handler<IdleCheck> for Session {
         } else {
             self.schedule_idle_check(ctx, idle - quiet);
         }
-    }
-}
-
-impl Handler<HardLimit> for Session {
-    type Result = ();
-
-    fn handle(&mut self, _: HardLimit, ctx: &mut Context<Self>) {
-        self.end(ctx, CloseReason::HardLimit, None, SessionReply::Closed);
     }
 }
 

@@ -61,7 +61,7 @@ struct ShardState {
     serial: u64,
     snapshots: HashMap<SessionId, Vec<u8>>,
     /// card digest → (holding session, kiosk)
-    card_locks: HashMap<String, (SessionId, String)>,
+    card_locks: HashMap<[u8; 32], (SessionId, String)>,
     audited: HashSet<(String, String)>,
     audit: Vec<AuditRecord>,
 }

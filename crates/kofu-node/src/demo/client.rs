@@ -6,14 +6,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use anyhow::Context as _;
+use bytes::Bytes;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use hdrhistogram::Histogram;
+use http::{Method, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use kofu_core::Population;
 use kofu_proto::api::{AuthResponse, CreateSessionResponse, IssuerKeyResponse, JobResponse};
 use kofu_proto::verify::{Expected, issuer_key, verify_release};
 use kofu_proto::{CardId, CertKind};
-use reqwest::{Client, StatusCode};
+use serde::de::DeserializeOwned;
 
 pub struct DemoCard {
     card: CardId,
@@ -87,9 +94,76 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")
 }
 
+/// A kiosk's own keep-alive connection: one request at a time, like a real kiosk, and
+/// no shared pool between workers.
+type Conn = SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Conn> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    let span = tracing::debug_span!("demo_connection");
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let _ = conn.await;
+        },
+        span,
+    ));
+    Ok(sender)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json<T: DeserializeOwned>(&self, step: &'static str) -> Result<T, Failure> {
+        serde_json::from_slice(&self.body).map_err(|_| Failure::Transport(step))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+async fn exchange(
+    conn: &mut Conn,
+    host: &str,
+    method: Method,
+    path: &str,
+    auth: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<Reply> {
+    conn.ready().await?;
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, host);
+    if !auth.is_empty() {
+        req = req.header(header::AUTHORIZATION, auth);
+    }
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let (parts, body) = conn.send_request(req).await?.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
 struct Worker {
-    http: Client,
-    base: String,
+    addr: SocketAddr,
+    host: String,
+    conn: Option<Conn>,
     issuer: VerifyingKey,
     plan: Arc<Plan>,
     request_us: Histogram<u64>,
@@ -111,72 +185,87 @@ enum Failure {
 }
 
 impl Worker {
-    async fn timed(
+    async fn send(
         &mut self,
-        req: reqwest::RequestBuilder,
         step: &'static str,
-    ) -> Result<reqwest::Response, Failure> {
+        method: Method,
+        path: &str,
+        auth: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, Failure> {
         let t = Instant::now();
-        let resp = req.send().await.map_err(|_| Failure::Transport(step));
+        let conn = match self.conn.take() {
+            Some(c) if !c.is_closed() => Ok(c),
+            _ => connect(self.addr).await,
+        };
+        let reply = match conn {
+            Ok(mut c) => {
+                let r = exchange(&mut c, &self.host, method, path, auth, body).await;
+                if r.is_ok() {
+                    self.conn = Some(c);
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
         self.requests += 1;
         let _ = self
             .request_us
             .record(t.elapsed().as_micros().max(1) as u64);
-        resp
+        reply.map_err(|_| Failure::Transport(step))
     }
 
     async fn expect(
         &mut self,
-        req: reqwest::RequestBuilder,
         step: &'static str,
         want: StatusCode,
-    ) -> Result<reqwest::Response, Failure> {
-        let resp = self.timed(req, step).await?;
-        if resp.status() == want {
-            Ok(resp)
+        method: Method,
+        path: &str,
+        auth: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, Failure> {
+        let reply = self.send(step, method, path, auth, body).await?;
+        if reply.status == want {
+            Ok(reply)
         } else {
-            Err(Failure::Status(step, resp.status()))
+            Err(Failure::Status(step, reply.status))
         }
     }
 
     async fn session(&mut self, n: u64, card: usize, kiosk: usize) -> Result<(), Failure> {
         let plan = self.plan.clone();
         let (card, kiosk) = (&plan.cards[card], &plan.kiosks[kiosk]);
-        let base = self.base.clone();
-        let url = |p: &str| format!("{base}{p}");
-        let body = serde_json::json!({ "card_id": card.card.expose() });
-        let req = self
-            .http
-            .post(url("/v1/sessions"))
-            .header("authorization", &kiosk.auth)
-            .json(&body);
+        let auth = kiosk.auth.as_str();
+        let body = serde_json::to_vec(&serde_json::json!({ "card_id": card.card.expose() })).ok();
         let created: CreateSessionResponse = self
-            .expect(req, "create", StatusCode::CREATED)
+            .expect(
+                "create",
+                StatusCode::CREATED,
+                Method::POST,
+                "/v1/sessions",
+                auth,
+                body,
+            )
             .await?
-            .json()
-            .await
-            .map_err(|_| Failure::Transport("create"))?;
+            .json("create")?;
         let sid = created.session_id;
         let challenge = kofu_proto::b64url_decode(&created.challenge).unwrap_or_default();
         let sig = card
             .key
             .sign(&kofu_proto::auth_message(&sid, &kiosk.id, &challenge));
-        let body = serde_json::json!({ "signature": kofu_proto::b64url(&sig.to_bytes()) });
-        let req = self
-            .http
-            .post(url(&format!("/v1/sessions/{sid}/auth")))
-            .header("authorization", &kiosk.auth)
-            .json(&body);
-        let auth: AuthResponse = self
-            .expect(req, "auth", StatusCode::OK)
+        let body = serde_json::to_vec(
+            &serde_json::json!({ "signature": kofu_proto::b64url(&sig.to_bytes()) }),
+        )
+        .ok();
+        let path = format!("/v1/sessions/{sid}/auth");
+        let offered: AuthResponse = self
+            .expect("auth", StatusCode::OK, Method::POST, &path, auth, body)
             .await?
-            .json()
-            .await
-            .map_err(|_| Failure::Transport("auth"))?;
+            .json("auth")?;
         let kind = plan.kind.unwrap_or_else(|| {
-            let offered: Vec<CertKind> = auth.kinds.iter().map(|k| k.kind).collect();
-            offered
-                .get(n as usize % offered.len().max(1))
+            let kinds: Vec<CertKind> = offered.kinds.iter().map(|k| k.kind).collect();
+            kinds
+                .get(n as usize % kinds.len().max(1))
                 .copied()
                 .unwrap_or(CertKind::Residence)
         });
@@ -185,41 +274,19 @@ impl Worker {
         } else {
             1 + (n % 2) as u8
         };
-        let body = serde_json::json!({ "kind": kind, "copies": copies });
-        let req = self
-            .http
-            .post(url(&format!("/v1/sessions/{sid}/jobs")))
-            .header("authorization", &kiosk.auth)
-            .json(&body);
+        let body = serde_json::to_vec(&serde_json::json!({ "kind": kind, "copies": copies })).ok();
+        let path = format!("/v1/sessions/{sid}/jobs");
         let job: JobResponse = self
-            .expect(req, "job", StatusCode::ACCEPTED)
+            .expect("job", StatusCode::ACCEPTED, Method::POST, &path, auth, body)
             .await?
-            .json()
-            .await
-            .map_err(|_| Failure::Transport("job"))?;
-        let doc_url = url(&format!(
+            .json("job")?;
+        let path = format!(
             "/v1/sessions/{sid}/jobs/{}/document?wait_ms=10000",
             job.job_id
-        ));
-        let resp = self
-            .expect(
-                self.http.get(&doc_url).header("authorization", &kiosk.auth),
-                "document",
-                StatusCode::OK,
-            )
+        );
+        let doc = self
+            .expect("document", StatusCode::OK, Method::GET, &path, auth, None)
             .await?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (binding, signature) = (header("kofu-binding"), header("kofu-signature"));
-        let pdf = resp
-            .bytes()
-            .await
-            .map_err(|_| Failure::Transport("document"))?;
         let expected = Expected {
             session_id: &sid,
             kiosk_id: &kiosk.id,
@@ -227,15 +294,22 @@ impl Worker {
             kind,
             copies,
         };
-        verify_release(&self.issuer, &pdf, &binding, &signature, &expected)
-            .map_err(|e| Failure::Misdelivery(e.to_string()))?;
-        if !contains(&pdf, card.full_name.as_bytes()) {
+        verify_release(
+            &self.issuer,
+            &doc.body,
+            doc.header("kofu-binding"),
+            doc.header("kofu-signature"),
+            &expected,
+        )
+        .map_err(|e| Failure::Misdelivery(e.to_string()))?;
+        if !contains(&doc.body, card.full_name.as_bytes()) {
             return Err(Failure::Misdelivery(
                 "holder's name missing from the document".into(),
             ));
         }
         self.verified += 1;
         if self.sample.is_none() {
+            let pdf = &doc.body;
             let pages = pdf.windows(11).filter(|w| w == b"/Type /Page").count()
                 - pdf.windows(12).filter(|w| w == b"/Type /Pages").count();
             self.sample = Some(Sample {
@@ -244,19 +318,19 @@ impl Worker {
                 pages,
             });
         }
-        let req = self
-            .http
-            .post(url(&format!(
-                "/v1/sessions/{sid}/jobs/{}/printed",
-                job.job_id
-            )))
-            .header("authorization", &kiosk.auth);
-        self.expect(req, "printed", StatusCode::OK).await?;
-        let req = self
-            .http
-            .delete(url(&format!("/v1/sessions/{sid}")))
-            .header("authorization", &kiosk.auth);
-        self.expect(req, "close", StatusCode::NO_CONTENT).await?;
+        let path = format!("/v1/sessions/{sid}/jobs/{}/printed", job.job_id);
+        self.expect("printed", StatusCode::OK, Method::POST, &path, auth, None)
+            .await?;
+        let path = format!("/v1/sessions/{sid}");
+        self.expect(
+            "close",
+            StatusCode::NO_CONTENT,
+            Method::DELETE,
+            &path,
+            auth,
+            None,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -265,19 +339,16 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-pub async fn drive(base: String, plan: Plan) -> anyhow::Result<Report> {
-    let http = Client::builder()
-        .pool_max_idle_per_host(plan.concurrency)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let key: IssuerKeyResponse = http
-        .get(format!("{base}/v1/issuer-key"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+pub async fn drive(addr: SocketAddr, plan: Plan) -> anyhow::Result<Report> {
+    let host = addr.to_string();
+    let mut conn = connect(addr).await.context("connecting to the demo node")?;
+    let reply = exchange(&mut conn, &host, Method::GET, "/v1/issuer-key", "", None).await?;
+    anyhow::ensure!(
+        reply.status == StatusCode::OK,
+        "issuer key answered {}",
+        reply.status
+    );
+    let key: IssuerKeyResponse = serde_json::from_slice(&reply.body).context("issuer key body")?;
     let issuer = issuer_key(&key.public_key).context("issuer key")?;
     let concurrency = plan.concurrency;
     let plan = Arc::new(plan);
@@ -286,8 +357,9 @@ pub async fn drive(base: String, plan: Plan) -> anyhow::Result<Report> {
     let mut tasks = Vec::with_capacity(concurrency);
     for w in 0..concurrency {
         let mut worker = Worker {
-            http: http.clone(),
-            base: base.clone(),
+            addr,
+            host: host.clone(),
+            conn: None,
             issuer,
             plan: plan.clone(),
             request_us: histogram(),

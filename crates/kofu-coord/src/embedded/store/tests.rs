@@ -89,7 +89,7 @@ fn release_only_by_the_holder() {
             s,
             Change {
                 card_lock: CardLockOp::Acquire {
-                    card_digest: "c".into(),
+                    card_digest: [7; 32],
                     kiosk_id: "K01".into(),
                 },
                 ..change()
@@ -102,7 +102,7 @@ fn release_only_by_the_holder() {
             s,
             Change {
                 card_lock: CardLockOp::Release {
-                    card_digest: "c".into(),
+                    card_digest: [7; 32],
                 },
                 ..change()
             },
