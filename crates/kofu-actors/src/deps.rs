@@ -59,7 +59,7 @@ impl RenderFaults {
             return Duration::ZERO;
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        if n % self.every == self.every - 1 || self.every == 1 {
+        if (n + 1) % self.every == 0 {
             self.delay
         } else {
             Duration::ZERO
@@ -71,7 +71,6 @@ pub struct Deps {
     pub store: Arc<dyn FencedStore>,
     pub registry: Arc<dyn Registry>,
     pub issuer: Arc<Issuer>,
-    pub issuer_public: ed25519_dalek::VerifyingKey,
     pub config: SessionConfig,
     pub faults: RenderFaults,
     pub metrics: ActorMetrics,
@@ -82,5 +81,24 @@ impl std::fmt::Debug for Deps {
         f.debug_struct("Deps")
             .field("config", &self.config)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_nth_job_is_delayed() {
+        let f = RenderFaults::new(Duration::from_millis(5), 3);
+        let delays: Vec<bool> = (0..9).map(|_| !f.next_delay().is_zero()).collect();
+        assert_eq!(
+            delays,
+            [false, false, true, false, false, true, false, false, true]
+        );
+        let every = RenderFaults::new(Duration::from_millis(5), 1);
+        assert!((0..4).all(|_| !every.next_delay().is_zero()));
+        let none = RenderFaults::new(Duration::ZERO, 1);
+        assert!(none.next_delay().is_zero());
     }
 }

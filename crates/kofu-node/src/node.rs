@@ -15,6 +15,7 @@ use kofu_coord::embedded::{AuditSink, EmbeddedCoordinator, EmbeddedRegistry, Emb
 use kofu_core::Population;
 use kofu_core::session::CloseReason;
 use kofu_render::Issuer;
+use tracing::Instrument as _;
 
 use crate::auth::{AdminAuth, KioskAuth};
 use crate::config::ServeConfig;
@@ -90,7 +91,6 @@ impl Node {
         let deps = Arc::new(Deps {
             store,
             registry: registry.clone(),
-            issuer_public: issuer.verifying_key(),
             issuer: issuer.clone(),
             config: SessionConfig {
                 idle_timeout: cfg.idle_timeout(),
@@ -147,8 +147,8 @@ impl Node {
         let kiosk_server = kiosk_server.run();
         let admin_server = admin_server.run();
         let (kiosk, admin) = (kiosk_server.handle(), admin_server.handle());
-        actix_rt::spawn(kiosk_server);
-        actix_rt::spawn(admin_server);
+        actix_rt::spawn(kiosk_server.instrument(tracing::info_span!("kiosk_listener")));
+        actix_rt::spawn(admin_server.instrument(tracing::info_span!("admin_listener")));
         let placed_by = Instant::now() + Duration::from_secs(30);
         while !state.router.ready() {
             anyhow::ensure!(Instant::now() < placed_by, "shard hosts did not start");

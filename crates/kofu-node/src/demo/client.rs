@@ -373,43 +373,49 @@ pub async fn drive(addr: SocketAddr, plan: Plan) -> anyhow::Result<Report> {
             sample: None,
         };
         let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            // Each worker owns the cards w, w+C, w+2C, ... so no card is ever in two
-            // sessions at once (that would be a legitimate 409, not a demo failure).
-            let own: Vec<usize> = (w..worker.plan.cards.len()).step_by(concurrency).collect();
-            let mut k = 0usize;
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= worker.plan.sessions {
-                    break;
-                }
-                let card = own[k % own.len()];
-                k += 1;
-                let kiosk = n as usize % worker.plan.kiosks.len();
-                let t = Instant::now();
-                match worker.session(n, card, kiosk).await {
-                    Ok(()) => {
-                        worker.completed += 1;
-                        let _ = worker
-                            .session_us
-                            .record(t.elapsed().as_micros().max(1) as u64);
+        let span = tracing::debug_span!("demo_kiosk", worker = w);
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                // Each worker owns the cards w, w+C, w+2C, ... so no card is ever in two
+                // sessions at once (that would be a legitimate 409, not a demo failure).
+                let own: Vec<usize> = (w..worker.plan.cards.len()).step_by(concurrency).collect();
+                let mut k = 0usize;
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= worker.plan.sessions {
+                        break;
                     }
-                    Err(f) => {
-                        worker.failed += 1;
-                        let what = match f {
-                            Failure::Status(step, st) => format!("{step} answered {}", st.as_u16()),
-                            Failure::Transport(step) => format!("{step} transport error"),
-                            Failure::Misdelivery(why) => {
-                                worker.misdeliveries += 1;
-                                format!("misdelivery: {why}")
-                            }
-                        };
-                        *worker.errors.entry(what).or_default() += 1;
+                    let card = own[k % own.len()];
+                    k += 1;
+                    let kiosk = n as usize % worker.plan.kiosks.len();
+                    let t = Instant::now();
+                    match worker.session(n, card, kiosk).await {
+                        Ok(()) => {
+                            worker.completed += 1;
+                            let _ = worker
+                                .session_us
+                                .record(t.elapsed().as_micros().max(1) as u64);
+                        }
+                        Err(f) => {
+                            worker.failed += 1;
+                            let what = match f {
+                                Failure::Status(step, st) => {
+                                    format!("{step} answered {}", st.as_u16())
+                                }
+                                Failure::Transport(step) => format!("{step} transport error"),
+                                Failure::Misdelivery(why) => {
+                                    worker.misdeliveries += 1;
+                                    format!("misdelivery: {why}")
+                                }
+                            };
+                            *worker.errors.entry(what).or_default() += 1;
+                        }
                     }
                 }
-            }
-            worker
-        }));
+                worker
+            },
+            span,
+        )));
     }
     let mut report = Report {
         concurrency,
