@@ -36,3 +36,44 @@ impl Snapshot {
         rmp_serde::from_slice(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kofu_core::session::Command;
+    use kofu_proto::{CertKind, JobId};
+
+    #[test]
+    fn round_trips_through_messagepack() {
+        let mut machine = Machine::new();
+        machine.apply(Command::Authenticate { valid: true });
+        machine.apply(Command::CreateJob {
+            id: JobId::new(0, [1; 8]),
+            kind: CertKind::Seal,
+            copies: 2,
+            issuable: Ok(()),
+        });
+        let snap = Snapshot {
+            v: 1,
+            session: SessionId::new(12, [9; 16]),
+            kiosk: KioskId::parse("SEJ-13104-0042-01").expect("kiosk"),
+            card: CardId::parse("0123456789ABCDEF").expect("card"),
+            challenge: [3; 32],
+            machine,
+            jobs: vec![JobMeta {
+                serial: Some("0012-1-00000001".into()),
+                issued_at: None,
+                record_version: 4,
+            }],
+            started_ms: 1_700_000_000_000,
+        };
+        let bytes = snap.encode();
+        assert!(
+            bytes.len() < 256,
+            "snapshots stay small: {} bytes",
+            bytes.len()
+        );
+        assert_eq!(Snapshot::decode(&bytes).expect("decodes"), snap);
+        assert!(Snapshot::decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+}

@@ -124,7 +124,7 @@ impl Node {
             if worker < workers {
                 s.router.place_hosts(worker, workers);
             }
-            http::kiosk_app(s.clone(), m.clone())
+            http::app(s.clone(), m.clone(), http::kiosk_routes)
         })
         .workers(workers)
         // Kiosks keep connections between steps of a session; a client pool must idle
@@ -137,12 +137,13 @@ impl Node {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let kiosk_addr = first_addr(&kiosk_server.addrs())?;
         let (s, m) = (state.clone(), http_metrics);
-        let admin_server = HttpServer::new(move || http::admin_app(s.clone(), m.clone()))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(cfg.admin_listen)
-            .with_context(|| format!("cannot listen on {}", cfg.admin_listen))?;
+        let admin_server =
+            HttpServer::new(move || http::app(s.clone(), m.clone(), http::admin_routes))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(cfg.admin_listen)
+                .with_context(|| format!("cannot listen on {}", cfg.admin_listen))?;
         let admin_addr = first_addr(&admin_server.addrs())?;
         let kiosk_server = kiosk_server.run();
         let admin_server = admin_server.run();

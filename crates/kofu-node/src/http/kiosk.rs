@@ -96,16 +96,29 @@ macro_rules! tri {
     };
 }
 
-async fn call(state: &AppState, session: SessionId, kiosk: KioskId, op: SessionOp) -> HttpResponse {
+/// Authenticates the kiosk and parses the session id, in that order (API.md: the
+/// credential is checked before anything else).
+fn caller(state: &AppState, req: &HttpRequest) -> Result<(KioskId, SessionId), HttpResponse> {
+    Ok((kiosk(state, req)?, session_id(req)?))
+}
+
+/// Sends `op` to its session; with `wait`, a document still rendering after that long
+/// answers `202`.
+async fn call(
+    state: &AppState,
+    (kiosk, session): (KioskId, SessionId),
+    op: SessionOp,
+    wait: Option<Duration>,
+) -> HttpResponse {
     let span = tracing::debug_span!("session_call", session_id = %session, shard = session.shard());
     match state
         .router
-        .call(session, kiosk, op, None)
+        .call(session, kiosk, op, wait)
         .instrument(span)
         .await
     {
         Some(reply) => respond(reply),
-        None => code(ErrorCode::Unavailable),
+        None => rendering(),
     }
 }
 
@@ -160,14 +173,13 @@ async fn authenticate_inner(
     req: &HttpRequest,
     payload: &mut web::Payload,
 ) -> HttpResponse {
-    let kiosk = tri!(kiosk(state, req));
-    let session = tri!(session_id(req));
+    let who = tri!(caller(state, req));
     let body: AuthRequest = tri!(read_json(req, payload).await.map_err(error_response));
     // Undecodable signatures are bad signatures: they count as an attempt.
     let signature = kofu_proto::b64url_decode(&body.signature)
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .unwrap_or([0u8; 64]);
-    call(state, session, kiosk, SessionOp::Auth { signature }).await
+    call(state, who, SessionOp::Auth { signature }, None).await
 }
 
 async fn create_job_inner(
@@ -175,8 +187,7 @@ async fn create_job_inner(
     req: &HttpRequest,
     payload: &mut web::Payload,
 ) -> HttpResponse {
-    let kiosk = tri!(kiosk(state, req));
-    let session = tri!(session_id(req));
+    let who = tri!(caller(state, req));
     let body: JobRequest = tri!(read_json(req, payload).await.map_err(error_response));
     if !(1..=5).contains(&body.copies) {
         return code(ErrorCode::InvalidRequest);
@@ -185,7 +196,7 @@ async fn create_job_inner(
         kind: body.kind,
         copies: body.copies,
     };
-    call(state, session, kiosk, op).await
+    call(state, who, op, None).await
 }
 
 fn wait_ms(req: &HttpRequest) -> Result<u64, HttpResponse> {
@@ -204,32 +215,24 @@ fn wait_ms(req: &HttpRequest) -> Result<u64, HttpResponse> {
 }
 
 async fn document_inner(state: &AppState, req: &HttpRequest, _: &mut web::Payload) -> HttpResponse {
-    let kiosk = tri!(kiosk(state, req));
-    let session = tri!(session_id(req));
+    let who = tri!(caller(state, req));
     let wait = tri!(wait_ms(req));
-    let job = job_id(req);
     let op = SessionOp::Fetch {
-        job,
+        job: job_id(req),
         wait: wait > 0,
     };
-    let span = tracing::debug_span!("document", session_id = %session, shard = session.shard());
-    let limit = (wait > 0).then(|| Duration::from_millis(wait));
-    match state
-        .router
-        .call(session, kiosk, op, limit)
-        .instrument(span)
-        .await
-    {
-        Some(reply) => respond(reply),
-        None => rendering(),
-    }
+    call(
+        state,
+        who,
+        op,
+        (wait > 0).then(|| Duration::from_millis(wait)),
+    )
+    .await
 }
 
 async fn printed_inner(state: &AppState, req: &HttpRequest, _: &mut web::Payload) -> HttpResponse {
-    let kiosk = tri!(kiosk(state, req));
-    let session = tri!(session_id(req));
-    let job = job_id(req);
-    call(state, session, kiosk, SessionOp::Printed { job }).await
+    let who = tri!(caller(state, req));
+    call(state, who, SessionOp::Printed { job: job_id(req) }, None).await
 }
 
 async fn close_session_inner(
@@ -237,9 +240,8 @@ async fn close_session_inner(
     req: &HttpRequest,
     _: &mut web::Payload,
 ) -> HttpResponse {
-    let kiosk = tri!(kiosk(state, req));
-    let session = tri!(session_id(req));
-    call(state, session, kiosk, SessionOp::Close).await
+    let who = tri!(caller(state, req));
+    call(state, who, SessionOp::Close, None).await
 }
 
 async fn issuer_key(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {

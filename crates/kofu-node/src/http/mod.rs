@@ -68,29 +68,14 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-pub fn kiosk_app(
-    state: web::Data<AppState>,
-    metrics: web::Data<HttpMetrics>,
-) -> App<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    App::new()
-        .app_data(state)
-        .app_data(metrics)
-        .wrap(actix_web::middleware::from_fn(metrics::track))
-        .configure(kiosk::routes)
-        .default_service(web::to(error::not_found))
-}
+pub use admin::routes as admin_routes;
+pub use kiosk::routes as kiosk_routes;
 
-pub fn admin_app(
+/// One listener's app: shared state and metrics, request tracking, JSON 404s.
+pub fn app(
     state: web::Data<AppState>,
     metrics: web::Data<HttpMetrics>,
+    routes: fn(&mut web::ServiceConfig),
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -104,6 +89,6 @@ pub fn admin_app(
         .app_data(state)
         .app_data(metrics)
         .wrap(actix_web::middleware::from_fn(metrics::track))
-        .configure(admin::routes)
+        .configure(routes)
         .default_service(web::to(error::not_found))
 }
