@@ -67,10 +67,15 @@ pub async fn track(
     let res = next.call(req).await?;
     if let Some(m) = metrics {
         let route = res.request().match_pattern();
-        m.observe(
-            route.as_deref().unwrap_or("unmatched"),
-            res.status().as_u16(),
-            started,
+        let route = route.as_deref().unwrap_or("unmatched");
+        let status = res.status().as_u16();
+        m.observe(route, status, started);
+        // The route pattern, never the path: paths carry session ids and card ids.
+        tracing::debug!(
+            route,
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "request"
         );
     }
     Ok(res)
