@@ -47,6 +47,8 @@ pub struct KofuNode {
     child: Child,
     log_path: PathBuf,
     exit: Option<ExitStatus>,
+    /// (seed, residents, kiosks) of the population served, for the privacy scan.
+    population: (u64, u32, u32),
     _dir: tempfile::TempDir,
 }
 
@@ -106,6 +108,7 @@ impl KofuNode {
             child,
             log_path,
             exit: None,
+            population: (opts.seed, opts.residents, opts.kiosks),
             _dir: dir,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -184,8 +187,25 @@ impl Drop for KofuNode {
                 self.api,
                 tail(&self.logs(), 40)
             );
+            return;
         }
+        // Every node of every test doubles as a privacy check (I6): whatever the test
+        // did, its log must hold no card id and no name of the population it served.
+        let leaks = personal_data_in(&self.logs(), self.population);
+        assert!(
+            leaks == 0,
+            "the node's log holds {leaks} card id(s) or name(s) of its population (I6)"
+        );
     }
+}
+
+/// How many card ids and full names of the population appear in `log`.
+fn personal_data_in(log: &str, (seed, residents, kiosks): (u64, u32, u32)) -> usize {
+    let fx = crate::Fixtures::load(seed, residents, kiosks);
+    fx.cards
+        .iter()
+        .filter(|c| log.contains(&c.card_id) || crate::contains_name(log, &c.full_name))
+        .count()
 }
 
 fn tail(text: &str, lines: usize) -> String {
