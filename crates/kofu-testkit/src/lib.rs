@@ -1,11 +1,13 @@
 //! Test harness for black-box tests: spawns real `kofu` processes, knows their fixture
-//! population and drives them as kiosks do, so every test checks the product over HTTP.
+//! population and drives them as kiosks do, so every test checks the product over HTTP;
+//! it also launches private `redis-server`s for the cluster and coordinator tests.
 
 mod bin;
 mod client;
 mod fixtures;
 mod node;
 mod pdf;
+mod redis;
 mod verify;
 
 pub use bin::{free_port, kofu_bin};
@@ -13,4 +15,5 @@ pub use client::{Kiosk, Resp, admin_post, get, new_client};
 pub use fixtures::{Card, Fixtures, KioskCred};
 pub use node::{KofuNode, NodeOptions};
 pub use pdf::{contains_name, pdf_text};
+pub use redis::RedisServer;
 pub use verify::{SessionReport, verify_document};

@@ -1,0 +1,81 @@
+//! Every Redis key kofu uses, in one place. All keys of one shard carry the hash tag
+//! `{s<shard>}` so that each script touches a single Redis Cluster slot, and card keys
+//! use the hex SHA-256 card digest, never the card id (I6).
+
+use kofu_proto::{CardId, SessionId};
+
+/// Where the shard count the registry was loaded with is kept; records are keyed by
+/// `shard_of(card, shard_count)`, so a node with another count would miss them all.
+pub const META_SHARD_COUNT: &str = "kofu:meta:shard_count";
+
+fn shard_key(shard: u32, rest: &str) -> String {
+    format!("kofu:{{s{shard}}}:{rest}")
+}
+
+/// `<node_id>:<epoch>` with a PX ttl: who may write for the shard right now.
+pub fn lease(shard: u32) -> String {
+    shard_key(shard, "lease")
+}
+
+/// The INCR counter the lease epochs come from; never expires, so epochs never repeat.
+pub fn epoch(shard: u32) -> String {
+    shard_key(shard, "epoch")
+}
+
+pub fn serial(shard: u32) -> String {
+    shard_key(shard, "serial")
+}
+
+pub fn snapshot(shard: u32, session: &SessionId) -> String {
+    shard_key(shard, &format!("snap:{session}"))
+}
+
+pub fn card_lock(shard: u32, card_digest: &[u8; 32]) -> String {
+    shard_key(shard, &format!("lock:{}", hex::encode(card_digest)))
+}
+
+pub fn audit(shard: u32) -> String {
+    shard_key(shard, "audit")
+}
+
+/// The `session_id/job_id` pairs already audited, for exactly-once charging (I5).
+pub fn audited(shard: u32) -> String {
+    shard_key(shard, "audited")
+}
+
+/// A registry record lives in the shard its card belongs to.
+pub fn record(card: &CardId, shard_count: u32) -> String {
+    let shard = kofu_proto::shard_of(card, shard_count);
+    shard_key(shard, &format!("rec:{}", card.digest()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_keys_share_one_hash_tag() {
+        let session = SessionId::new(7, [1; 16]);
+        for key in [
+            lease(7),
+            epoch(7),
+            serial(7),
+            snapshot(7, &session),
+            card_lock(7, &[0xab; 32]),
+            audit(7),
+            audited(7),
+        ] {
+            assert!(key.starts_with("kofu:{s7}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn record_key_holds_the_digest_not_the_id() {
+        let card = CardId::parse("0123456789ABCDEF").expect("valid card id");
+        let key = record(&card, 16);
+        assert!(!key.contains(card.expose()));
+        assert!(key.ends_with(&card.digest()));
+        let shard = kofu_proto::shard_of(&card, 16);
+        assert!(key.starts_with(&format!("kofu:{{s{shard}}}:rec:")));
+    }
+}

@@ -1,0 +1,247 @@
+//! The registry's reads and atomic updates (I4), the key layout (hash tags, no card ids
+//! in keys, I6) and failing closed while Redis is away (I7).
+
+use super::*;
+
+#[tokio::test]
+async fn registry_load_read_revoke_and_update() {
+    let env = env().await;
+    let records = population();
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    assert_eq!(registry.load(records.clone()).await.expect("load"), 300);
+    for r in records.iter().take(20) {
+        let got = registry.record(&r.card_id).await.expect("record");
+        assert_eq!(got.as_deref(), Some(r));
+    }
+    let unknown = card(0xEE);
+    assert_eq!(registry.record(&unknown).await, Ok(None));
+    assert_eq!(
+        registry.revoke_seal(&unknown, ON).await,
+        Ok(RevokeOutcome::UnknownCard)
+    );
+    assert_eq!(
+        registry.update_address(&unknown, "x".into()).await,
+        Ok(None)
+    );
+
+    let sealed = pick(&records, |s| matches!(s, Seal::Registered { .. }));
+    let got = registry.revoke_seal(&sealed.card_id, ON).await;
+    assert_eq!(got, Ok(RevokeOutcome::Revoked { record_version: 2 }));
+    let got = registry.revoke_seal(&sealed.card_id, ON).await;
+    assert_eq!(got, Ok(RevokeOutcome::AlreadyRevoked { record_version: 2 }));
+    // Seen through another connection right away.
+    let other = RedisRegistry::new(connect(&env._server.url()).await.expect("connect"), SHARDS);
+    let seen = other.record(&sealed.card_id).await.expect("record");
+    let seen = seen.expect("known card");
+    assert!(matches!(seen.seal, Seal::Revoked { revoked_on, .. } if revoked_on == ON));
+    assert_eq!(seen.version, 2);
+
+    let unsealed = pick(&records, |s| matches!(s, Seal::NotRegistered));
+    let got = registry.revoke_seal(&unsealed.card_id, ON).await;
+    assert_eq!(got, Ok(RevokeOutcome::NotRegistered));
+    let moved = registry
+        .update_address(&unsealed.card_id, "新住所 1-2-3".into())
+        .await;
+    assert_eq!(moved, Ok(Some(2)));
+    let moved = registry
+        .update_address(&unsealed.card_id, "新住所 4-5-6".into())
+        .await;
+    assert_eq!(moved, Ok(Some(3)));
+    let seen = registry.record(&unsealed.card_id).await.expect("record");
+    let seen = seen.expect("known card");
+    assert_eq!((seen.version, seen.address.as_str()), (3, "新住所 4-5-6"));
+}
+
+#[tokio::test]
+async fn registry_refuses_another_shard_count() {
+    let env = env().await;
+    let records = population();
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    registry
+        .load(records.iter().take(5).cloned())
+        .await
+        .expect("load");
+    registry.check_shard_count().await.expect("same count");
+    let other = RedisRegistry::new(env.raw.clone(), SHARDS * 2);
+    let res = other.load(records.iter().take(5).cloned()).await;
+    assert!(matches!(
+        res,
+        Err(RegistrySetupError::ShardCountMismatch {
+            stored: 16,
+            configured: 32
+        })
+    ));
+}
+
+#[tokio::test]
+async fn undecodable_record_is_corrupt() {
+    let env = env().await;
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    let c = card(0x42);
+    let key = format!(
+        "kofu:{{s{}}}:rec:{}",
+        kofu_proto::shard_of(&c, SHARDS),
+        c.digest()
+    );
+    let _: () = raw(&env.raw, redis::cmd("SET").arg(&key).arg("garbage")).await;
+    assert!(matches!(
+        registry.record(&c).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_lose_nothing() {
+    let env = env().await;
+    let records = population();
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    registry.load(records.clone()).await.expect("load");
+    let sealed = pick(&records, |s| matches!(s, Seal::Registered { .. }));
+    let card = sealed.card_id.clone();
+    // Two revocations race each other and a stream of address changes on the record.
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (registry, card) = (registry.clone(), card.clone());
+        tasks.push(tokio::spawn(async move {
+            registry.revoke_seal(&card, ON).await.map(Some)
+        }));
+    }
+    for n in 0..2 {
+        let (registry, card) = (registry.clone(), card.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let address = format!("addr {n}-{i}");
+                registry.update_address(&card, address).await?;
+            }
+            Ok(None)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        if let Some(o) = t.await.expect("task").expect("update") {
+            outcomes.push(o);
+        }
+    }
+    let revoked = outcomes
+        .iter()
+        .filter(|o| matches!(o, RevokeOutcome::Revoked { .. }))
+        .count();
+    let already = outcomes
+        .iter()
+        .filter(|o| matches!(o, RevokeOutcome::AlreadyRevoked { .. }))
+        .count();
+    assert_eq!((revoked, already), (1, 1), "{outcomes:?}");
+    let last = registry.record(&card).await.expect("record");
+    let last = last.expect("known card");
+    assert!(matches!(last.seal, Seal::Revoked { .. }));
+    assert_eq!(last.version, 1 + 1 + 20, "an update was lost");
+}
+
+/// Drives a workload over several shards and the registry, then inspects every key.
+#[tokio::test]
+async fn keys_share_the_shard_tag_and_never_hold_a_card_id() {
+    let env = env().await;
+    let records = population();
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    registry.load(records.clone()).await.expect("load");
+    let sealed = pick(&records, |s| matches!(s, Seal::Registered { .. }));
+    registry
+        .revoke_seal(&sealed.card_id, ON)
+        .await
+        .expect("revoke");
+    for (n, r) in records.iter().take(8).enumerate() {
+        let shard = kofu_proto::shard_of(&r.card_id, SHARDS);
+        let fence = match env.leases.acquire(shard, "a", LONG).await.expect("acquire") {
+            Some(f) => f,
+            None => {
+                let (_, epoch) = env
+                    .leases
+                    .holder(shard)
+                    .await
+                    .expect("holder")
+                    .expect("held");
+                Fence { shard, epoch }
+            }
+        };
+        let s = session(shard, n as u8);
+        env.store
+            .apply(fence, s, full_change(&s, &r.card_id))
+            .await
+            .expect("apply");
+    }
+    let keys: Vec<String> = raw(&env.raw, redis::cmd("KEYS").arg("*")).await;
+    assert!(keys.len() > records.len());
+    for key in &keys {
+        assert!(key.starts_with("kofu:"), "{key}");
+        if key == "kofu:meta:shard_count" {
+            continue;
+        }
+        let tag = key
+            .split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(tag, _)| tag)
+            .unwrap_or_else(|| panic!("key without hash tag: {key}"));
+        let shard: u32 = tag
+            .strip_prefix('s')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("malformed hash tag: {key}"));
+        assert!(shard < SHARDS, "{key}");
+        assert!(key.starts_with(&format!("kofu:{{s{shard}}}:")), "{key}");
+        if let Some(digest) = key.split(":rec:").nth(1) {
+            let r = records.iter().find(|r| r.card_id.digest() == digest);
+            let r = r.unwrap_or_else(|| panic!("record key of no card: {key}"));
+            assert_eq!(kofu_proto::shard_of(&r.card_id, SHARDS), shard);
+        }
+    }
+    let streams: Vec<&String> = keys.iter().filter(|k| k.ends_with(":audit")).collect();
+    assert!(!streams.is_empty());
+    let mut stream_text = String::new();
+    for s in streams {
+        let v: redis::Value = raw(&env.raw, redis::cmd("XRANGE").arg(s).arg("-").arg("+")).await;
+        stream_text.push_str(&format!("{v:?}"));
+    }
+    for r in &records {
+        let id = r.card_id.expose();
+        for key in &keys {
+            assert!(!key.contains(id), "a key holds a raw card id");
+        }
+        assert!(
+            !stream_text.contains(id),
+            "the audit stream holds a raw card id"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_and_recovers() {
+    let mut env = env().await;
+    let fence = env.leases.acquire(1, "a", LONG).await.expect("acquire");
+    let fence = fence.expect("lease");
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    env._server.stop();
+    let s = session(1, 1);
+    let res = env.store.apply(fence, s, Change::snapshot(vec![1])).await;
+    assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
+    assert!(matches!(
+        registry.record(&card(1)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        env.leases.acquire(1, "a", LONG).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // The restarted server is empty: the old fence is gone with it, a new lease works.
+    env._server.start_again();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let fence = loop {
+        match env.leases.acquire(1, "a", LONG).await {
+            Ok(Some(f)) => break f,
+            Ok(None) => panic!("empty server has a lease"),
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("no reconnect: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!(fence.epoch, 1);
+    let res = env.store.apply(fence, s, Change::snapshot(vec![1])).await;
+    assert_eq!(res, Ok(Applied::default()));
+}
