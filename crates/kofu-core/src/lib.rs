@@ -1,6 +1,8 @@
-//! kofu's pure domain: the session state machine, the registry's record model and the
-//! deterministic synthetic population. No I/O, no clocks, no actors.
+//! kofu's pure domain: the session state machine, the registry's record model, the
+//! deterministic synthetic population and the shard-to-node assignment. No I/O, no
+//! clocks, no actors.
 
+pub mod assignment;
 pub mod population;
 pub mod records;
 pub mod session;

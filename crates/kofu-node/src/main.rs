@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod http;
 mod node;
+mod registry_cmd;
 mod telemetry;
 
 use std::io::Write as _;
@@ -46,6 +47,9 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         kiosks: u32,
     },
+    /// Manage a cluster's registry in Redis.
+    #[command(subcommand)]
+    Registry(registry_cmd::RegistryCommand),
     /// Start an embedded node in-process, drive concurrent kiosk sessions, verify every
     /// document and print a summary.
     Demo(demo::DemoArgs),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
             kiosks,
         } => fixtures(seed, residents, kiosks),
         Command::Demo(args) => demo::run(args),
+        Command::Registry(cmd) => registry_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,9 @@ use kofu_proto::{CardId, SessionId};
 /// Where the shard count the registry was loaded with is kept; records are keyed by
 /// `shard_of(card, shard_count)`, so a node with another count would miss them all.
 pub const META_SHARD_COUNT: &str = "kofu:meta:shard_count";
+/// Which synthetic population was loaded (`seed/residents`), so a second load cannot
+/// silently overwrite records that changed since (a revocation would be undone).
+pub const META_POPULATION: &str = "kofu:meta:population";
 
 fn shard_key(shard: u32, rest: &str) -> String {
     format!("kofu:{{s{shard}}}:{rest}")

@@ -96,6 +96,30 @@ impl RedisRegistry {
         Ok(())
     }
 
+    /// The population label stored by a completed load, if any.
+    pub async fn loaded_population(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("GET")
+            .arg(keys::META_POPULATION)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Marks the load of population `label` complete; written after the records, so an
+    /// interrupted load is simply run again.
+    pub async fn mark_population(&self, label: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("SET")
+            .arg(keys::META_POPULATION)
+            .arg(label)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| unavailable(&e))
+    }
+
     /// Writes every record (replacing what is stored), pipelined; returns how many.
     pub async fn load(
         &self,
