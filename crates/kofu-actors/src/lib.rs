@@ -11,6 +11,7 @@ mod router;
 mod session;
 mod shard_host;
 pub mod snapshot;
+pub mod wire_link;
 
 pub use deps::{Deps, RenderFaults, SessionConfig};
 pub use messages::{ApiError, SessionOp, SessionReply};

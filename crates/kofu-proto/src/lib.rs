@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod ids;
 pub mod kind;
 pub mod verify;
+pub mod wire;
 
 pub use api::{ErrorBody, ErrorCode};
 pub use binding::{Binding, card_digest};

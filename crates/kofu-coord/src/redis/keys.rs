@@ -11,6 +11,19 @@ pub const META_SHARD_COUNT: &str = "kofu:meta:shard_count";
 /// silently overwrite records that changed since (a revocation would be undone).
 pub const META_POPULATION: &str = "kofu:meta:population";
 
+/// Prefix of the membership heartbeat keys. They carry no hash tag: in Redis Cluster the
+/// member list then has to be scanned per primary, which is acceptable for a handful
+/// of nodes and keeps heartbeats spread over the slots.
+pub const MEMBER_PREFIX: &str = "kofu:member:";
+
+/// `SCAN` pattern matching every member key.
+pub const MEMBER_PATTERN: &str = "kofu:member:*";
+
+/// One node's heartbeat: its `Member` record with a PX ttl.
+pub fn member(node_id: &str) -> String {
+    format!("{MEMBER_PREFIX}{node_id}")
+}
+
 fn shard_key(shard: u32, rest: &str) -> String {
     format!("kofu:{{s{shard}}}:{rest}")
 }

@@ -6,8 +6,10 @@
 //! through a `ConnectionManager`, which reconnects on its own; reads are never served by
 //! replicas, so a write the primary acknowledged is seen by every later read.
 
+mod coordinator;
 mod keys;
 mod leases;
+mod membership;
 mod registry;
 mod scripts;
 mod store;
@@ -17,7 +19,9 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Value};
 
+pub use coordinator::RedisCoordinator;
 pub use leases::RedisLeases;
+pub use membership::{Member, RedisMembership};
 pub use registry::{RedisRegistry, RegistrySetupError};
 pub use store::RedisStore;
 

@@ -1,6 +1,8 @@
 //! The Redis coordinator against a real, private `redis-server` per test: leases and
-//! the fenced store in `store`, the registry, the key layout and outages in `registry`.
+//! the fenced store in `store`, the registry, the key layout and outages in `registry`,
+//! shard ownership across nodes in `coordinator`.
 
+mod coordinator;
 mod registry;
 mod store;
 

@@ -1,0 +1,258 @@
+//! Loopback tests of the inter-node transport: the handshake, multiplexing of many calls
+//! over one connection, and that every failure ends calls promptly instead of hanging.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use kofu_actors::wire_link::{Handler, LinkError, WireClient, WireServer};
+use kofu_proto::wire::{
+    Body, Frame, HANDSHAKE_ID, LEN_PREFIX, MAX_FRAME, Role, Transcript, WireOp, decode_frame,
+    encode_frame, mac,
+};
+use kofu_proto::{KioskId, SessionId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SECRET: &[u8] = b"test cluster secret";
+const LONG: Duration = Duration::from_secs(30);
+
+/// Echoes every request after sleeping its `wait_ms`, and tracks how many requests were
+/// in the handler at once (to prove calls really overlap).
+fn echo(busy: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> Handler {
+    Arc::new(move |body: Body| {
+        let (busy, peak) = (busy.clone(), peak.clone());
+        async move {
+            let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            if let Body::Call { wait_ms, .. } = &body {
+                tokio::time::sleep(Duration::from_millis(u64::from(*wait_ms))).await;
+            }
+            busy.fetch_sub(1, Ordering::SeqCst);
+            body
+        }
+        .boxed()
+    })
+}
+
+async fn echo_server() -> (WireServer, Arc<AtomicUsize>) {
+    let peak = Arc::new(AtomicUsize::new(0));
+    let handler = echo(Arc::new(AtomicUsize::new(0)), peak.clone());
+    let server = WireServer::bind("127.0.0.1:0", "node-b", SECRET, handler)
+        .await
+        .expect("bind");
+    (server, peak)
+}
+
+/// A call whose every field depends on `i`, so a crossed reply cannot go unnoticed.
+fn call(i: u32, wait_ms: u32) -> Body {
+    let mut random = [0u8; 16];
+    random[..4].copy_from_slice(&i.to_be_bytes());
+    Body::Call {
+        session: SessionId::new(i % 1024, random),
+        kiosk: KioskId::parse(&format!("K{i:05}")).expect("valid kiosk"),
+        op: WireOp::Auth {
+            signature: i.to_be_bytes().repeat(16),
+        },
+        wait_ms,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_succeeds_and_a_call_is_answered() {
+    let (server, _) = echo_server().await;
+    let client = WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("connect");
+    assert_eq!(client.peer_node_id(), "node-b");
+    let reply = client.call(call(7, 0), LONG).await.expect("call");
+    assert_eq!(reply, call(7, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_is_rejected_and_the_server_keeps_serving() {
+    let (server, _) = echo_server().await;
+    let good = WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("connect");
+    let bad = WireClient::connect(server.local_addr(), "node-x", b"not the secret").await;
+    assert!(
+        matches!(bad, Err(LinkError::Handshake(_))),
+        "{:?}",
+        bad.err()
+    );
+    assert_eq!(good.call(call(1, 0), LONG).await.expect("call"), call(1, 0));
+    let later = WireClient::connect(server.local_addr(), "node-c", SECRET)
+        .await
+        .expect("connect after a rejection");
+    assert_eq!(
+        later.call(call(2, 0), LONG).await.expect("call"),
+        call(2, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_secret_is_refused_up_front() {
+    let (server, _) = echo_server().await;
+    let client = WireClient::connect(server.local_addr(), "node-a", b"").await;
+    assert!(matches!(client, Err(LinkError::EmptySecret)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_concurrent_calls_each_get_their_own_answer() {
+    let (server, peak) = echo_server().await;
+    let client = Arc::new(
+        WireClient::connect(server.local_addr(), "node-a", SECRET)
+            .await
+            .expect("connect"),
+    );
+    let calls: Vec<_> = (0..500u32)
+        .map(|i| {
+            let client = client.clone();
+            // Random handler delays make replies come back out of order.
+            let wait = rand::random_range(0..=5u32);
+            tokio::spawn(async move { (i, wait, client.call(call(i, wait), LONG).await) })
+        })
+        .collect();
+    for task in calls {
+        let (i, wait, reply) = task.await.expect("task");
+        assert_eq!(reply.expect("call"), call(i, wait), "call {i}");
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) > 1,
+        "calls were served one at a time"
+    );
+    assert!(!client.is_closed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_call_leaves_the_connection_usable() {
+    let (server, _) = echo_server().await;
+    let client = WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("connect");
+    let slow = client.call(call(1, 500), Duration::from_millis(20)).await;
+    assert!(matches!(slow, Err(LinkError::Timeout)), "{slow:?}");
+    assert_eq!(
+        client.call(call(2, 0), LONG).await.expect("call"),
+        call(2, 0)
+    );
+    // The late reply of the abandoned call must not be taken for a later call's.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        client.call(call(3, 0), LONG).await.expect("call"),
+        call(3, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_server_fails_pending_calls_promptly() {
+    let (server, _) = echo_server().await;
+    let client = Arc::new(
+        WireClient::connect(server.local_addr(), "node-a", SECRET)
+            .await
+            .expect("connect"),
+    );
+    let calls: Vec<_> = (0..20u32)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(call(i, 60_000), LONG).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dropped = Instant::now();
+    drop(server);
+    for task in calls {
+        let result = task.await.expect("task");
+        assert!(matches!(result, Err(LinkError::Closed)), "{result:?}");
+    }
+    assert!(
+        dropped.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        dropped.elapsed()
+    );
+    assert!(client.is_closed());
+    let after = client.call(call(99, 0), LONG).await;
+    assert!(matches!(after, Err(LinkError::Closed)), "{after:?}");
+}
+
+async fn read_frame(stream: &mut TcpStream) -> Frame {
+    let mut bytes = vec![0u8; LEN_PREFIX];
+    stream.read_exact(&mut bytes).await.expect("prefix");
+    let mut prefix = [0u8; LEN_PREFIX];
+    prefix.copy_from_slice(&bytes);
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).await.expect("body");
+    bytes.extend_from_slice(&body);
+    decode_frame(&bytes).expect("decode").expect("whole").0
+}
+
+async fn write_frame(stream: &mut TcpStream, body: Body) {
+    let frame = Frame {
+        id: HANDSHAKE_ID,
+        body,
+    };
+    let bytes = encode_frame(&frame).expect("encode");
+    stream.write_all(&bytes).await.expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_frame_closes_only_that_connection() {
+    let (server, _) = echo_server().await;
+    let good = WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("connect");
+
+    // A peer that authenticates properly, then announces a frame over the limit.
+    let mut raw = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    let client_nonce = [5u8; 16];
+    write_frame(
+        &mut raw,
+        Body::Hello {
+            node_id: "node-raw".into(),
+            nonce: client_nonce,
+        },
+    )
+    .await;
+    let Body::Welcome {
+        node_id: server_id,
+        nonce: server_nonce,
+    } = read_frame(&mut raw).await.body
+    else {
+        panic!("expected welcome");
+    };
+    let transcript = Transcript {
+        client_id: "node-raw",
+        client_nonce: &client_nonce,
+        server_id: &server_id,
+        server_nonce: &server_nonce,
+    };
+    write_frame(
+        &mut raw,
+        Body::Proof {
+            mac: mac(SECRET, Role::Client, &transcript),
+        },
+    )
+    .await;
+    assert!(matches!(
+        read_frame(&mut raw).await.body,
+        Body::Proof { .. }
+    ));
+    let oversize = u32::try_from(MAX_FRAME + 1).expect("fits");
+    raw.write_all(&oversize.to_be_bytes()).await.expect("write");
+    raw.write_all(&[0u8; 1024]).await.expect("write");
+
+    // The server hangs up on it: end of stream (or a reset), promptly.
+    let mut sink = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(2), raw.read(&mut sink))
+        .await
+        .expect("server must close the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // Everyone else is unaffected.
+    assert_eq!(good.call(call(1, 0), LONG).await.expect("call"), call(1, 0));
+    assert!(!good.is_closed());
+}
