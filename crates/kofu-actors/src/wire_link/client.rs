@@ -1,0 +1,251 @@
+//! The calling side of a node-to-node link: one persistent connection multiplexing many
+//! concurrent calls, each matched to its reply by correlation id.
+
+use super::*;
+
+type Pending = HashMap<u64, oneshot::Sender<Body>>;
+
+/// State shared by the client handle and its connection tasks.
+struct Shared {
+    /// `None` once the connection is gone: no call can register after that, so none can
+    /// wait for a reply that will never come.
+    pending: Mutex<Option<Pending>>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    /// Fails every pending call with `Closed` (dropping its sender) and refuses new ones.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pending.lock().take();
+    }
+}
+
+/// Removes a call's entry however the call ends (reply, timeout, or caller dropped),
+/// so abandoned calls do not accumulate.
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.shared.pending.lock().as_mut() {
+            pending.remove(&self.id);
+        }
+    }
+}
+
+/// One persistent, authenticated connection to another node, shared by all calls to it.
+/// Once it reports `Closed` it stays closed: the owner of the handle reconnects.
+pub struct WireClient {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Vec<u8>>,
+    next_id: AtomicU64,
+    in_flight: Semaphore,
+    peer_node_id: String,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl WireClient {
+    pub async fn connect(
+        addr: impl ToSocketAddrs,
+        node_id: impl Into<String>,
+        secret: impl AsRef<[u8]>,
+    ) -> Result<WireClient, LinkError> {
+        let secret = secret.as_ref();
+        if secret.is_empty() {
+            return Err(LinkError::EmptySecret);
+        }
+        let node_id = node_id.into();
+        let (peer, reader, write, peer_node_id) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            let stream = TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(true);
+            let peer = stream.peer_addr()?;
+            let (read, mut write) = stream.into_split();
+            let mut reader = FrameReader::new(read);
+            let peer_node_id = client_handshake(&mut reader, &mut write, &node_id, secret).await?;
+            Ok::<_, LinkError>((peer, reader, write, peer_node_id))
+        })
+        .await
+        .map_err(|_| LinkError::Handshake("timed out"))??;
+
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Some(HashMap::new())),
+            closed: AtomicBool::new(false),
+        });
+        let (queue, rx) = mpsc::channel(WRITE_QUEUE);
+        let span = tracing::info_span!("wire_client", node = %node_id, peer = %peer, peer_node = %peer_node_id);
+        let writer = {
+            let shared = shared.clone();
+            tokio::spawn(
+                async move {
+                    if let Err(e) = run_writer(write, rx).await {
+                        tracing::warn!(error = %e, "write failed");
+                    }
+                    shared.close();
+                }
+                .instrument(span.clone()),
+            )
+        };
+        let reader = {
+            let shared = shared.clone();
+            tokio::spawn(read_replies(reader, shared).instrument(span))
+        };
+        Ok(WireClient {
+            shared,
+            queue,
+            next_id: AtomicU64::new(HANDSHAKE_ID + 1),
+            in_flight: Semaphore::new(CLIENT_IN_FLIGHT),
+            peer_node_id,
+            tasks: [writer, reader],
+        })
+    }
+
+    /// The node id the peer proved itself as during the handshake.
+    pub fn peer_node_id(&self) -> &str {
+        &self.peer_node_id
+    }
+
+    /// Whether the connection is gone (every later call fails with `Closed`).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends one request and waits for its reply, at most `timeout` in all.
+    pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, LinkError> {
+        tokio::time::timeout(timeout, self.call_inner(body))
+            .await
+            .map_err(|_| LinkError::Timeout)?
+    }
+
+    async fn call_inner(&self, body: Body) -> Result<Body, LinkError> {
+        if self.is_closed() {
+            return Err(LinkError::Closed);
+        }
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Encoding first: a frame too large fails this call only, not the connection.
+        let bytes = encode_frame(&Frame { id, body })?;
+        let (tx, rx) = oneshot::channel();
+        match self.shared.pending.lock().as_mut() {
+            Some(pending) => pending.insert(id, tx),
+            None => return Err(LinkError::Closed),
+        };
+        let _guard = PendingGuard {
+            shared: &self.shared,
+            id,
+        };
+        self.queue
+            .send(bytes)
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        rx.await.map_err(|_| LinkError::Closed)
+    }
+}
+
+impl Drop for WireClient {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.shared.close();
+    }
+}
+
+async fn client_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut FrameReader<R>,
+    write: &mut W,
+    node_id: &str,
+    secret: &[u8],
+) -> Result<String, LinkError> {
+    let client_nonce = fresh_nonce();
+    let hello = Body::Hello {
+        node_id: node_id.to_owned(),
+        nonce: client_nonce,
+    };
+    write_frame(
+        write,
+        &Frame {
+            id: HANDSHAKE_ID,
+            body: hello,
+        },
+    )
+    .await?;
+    let Body::Welcome {
+        node_id: server_id,
+        nonce: server_nonce,
+    } = reader.expect().await?.body
+    else {
+        return Err(LinkError::Handshake("expected welcome"));
+    };
+    let transcript = Transcript {
+        client_id: node_id,
+        client_nonce: &client_nonce,
+        server_id: &server_id,
+        server_nonce: &server_nonce,
+    };
+    let proof = Body::Proof {
+        mac: mac(secret, Role::Client, &transcript),
+    };
+    write_frame(
+        write,
+        &Frame {
+            id: HANDSHAKE_ID,
+            body: proof,
+        },
+    )
+    .await?;
+    // A server that rejects our proof just closes: report that as a handshake failure.
+    let answer = match reader.next().await {
+        Ok(Some(frame)) => frame.body,
+        Ok(None) | Err(LinkError::Closed | LinkError::Io(_)) => {
+            return Err(LinkError::Handshake("rejected by peer"));
+        }
+        Err(e) => return Err(e),
+    };
+    let Body::Proof { mac: theirs } = answer else {
+        return Err(LinkError::Handshake("expected proof"));
+    };
+    if !verify_mac(secret, Role::Server, &transcript, &theirs) {
+        return Err(LinkError::Handshake(
+            "peer does not know the cluster secret",
+        ));
+    }
+    Ok(server_id)
+}
+
+/// Hands each reply to its waiting call; on any read failure fails them all at once.
+async fn read_replies<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, shared: Arc<Shared>) {
+    loop {
+        match reader.next().await {
+            Ok(Some(frame)) => {
+                let waiter = shared
+                    .pending
+                    .lock()
+                    .as_mut()
+                    .and_then(|pending| pending.remove(&frame.id));
+                match waiter {
+                    // The caller may have given up meanwhile; its loss.
+                    Some(tx) => {
+                        let _ = tx.send(frame.body);
+                    }
+                    None => tracing::debug!(id = frame.id, "reply for an abandoned call"),
+                }
+            }
+            Ok(None) => {
+                tracing::info!("peer closed the connection");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "connection failed");
+                break;
+            }
+        }
+    }
+    shared.close();
+}
