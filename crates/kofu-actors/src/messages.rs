@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use actix::Message;
-use kofu_core::records::ResidentRecord;
 use kofu_proto::api::{AuthResponse, CreateSessionResponse, JobResponse, PrintedResponse};
 use kofu_proto::{CardId, CertKind, ErrorCode, JobId, KioskId, SessionId};
 use kofu_render::Document;
@@ -83,7 +82,8 @@ pub struct SessionCall {
 #[rtype(result = "()")]
 pub struct CreateSession {
     pub card: CardId,
-    pub record: Arc<ResidentRecord>,
+    /// The card's Ed25519 public key from its record.
+    pub card_key: [u8; 32],
     pub kiosk: KioskId,
     pub reply: ReplyTo,
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use kofu_coord::Fence;
-use kofu_core::records::ResidentRecord;
 use kofu_core::session::CloseReason;
 use kofu_proto::{CardId, ErrorCode, KioskId, SessionId};
 use tokio::sync::oneshot;
@@ -126,13 +125,13 @@ impl Router {
     pub async fn create_session(
         &self,
         card: CardId,
-        record: Arc<ResidentRecord>,
+        card_key: [u8; 32],
         kiosk: KioskId,
     ) -> SessionReply {
         let shard = kofu_proto::shard_of(&card, self.shard_count());
         let rx = self.post(shard, |reply| CreateSession {
             card,
-            record,
+            card_key,
             kiosk,
             reply,
         });

@@ -144,6 +144,30 @@ impl Session {
         }));
     }
 
+    /// `commit`, then answer `reply`: `ok` builds the answer once the store acknowledged;
+    /// a failed change answers its error.
+    #[allow(clippy::too_many_arguments)] // commit's arguments plus the reply and its answer
+    fn commit_then_reply<F>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        op: &'static str,
+        machine: Machine,
+        metas: Vec<JobMeta>,
+        change: Change,
+        reply: ReplyTo,
+        ok: F,
+    ) where
+        F: FnOnce(&mut Self, Applied) -> SessionReply + 'static,
+    {
+        self.commit(ctx, op, machine, metas, change, move |act, _, res| {
+            let answer = match res {
+                Ok(applied) => ok(act, applied),
+                Err(e) => SessionReply::Error(e),
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
     /// A fenced write means another node owns the shard now: this session must not act
     /// any more (I2). An unreachable store only fails this request (I7).
     fn store_failed(&mut self, e: &StoreError, ctx: &mut Context<Self>) {

@@ -88,7 +88,6 @@ impl Handler<CreateSession> for ShardHost {
             let _ = msg.reply.send(ErrorCode::Unavailable.into());
             return;
         }
-        let card_key = msg.record.card_public_key;
         let digest = msg.card.digest_bytes();
         if let Some(old) = self.cards.get(&digest).copied() {
             match self.sessions.get(&old) {
@@ -112,7 +111,7 @@ impl Handler<CreateSession> for ShardHost {
             id,
             kiosk: msg.kiosk.clone(),
             card: msg.card,
-            card_key,
+            card_key: msg.card_key,
             fence: self.fence,
             challenge: rand::random(),
             deps: self.deps.clone(),

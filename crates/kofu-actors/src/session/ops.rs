@@ -84,40 +84,32 @@ impl Session {
                     return;
                 };
                 let metas = act.metas.clone();
-                act.commit(
+                act.commit_then_reply(
                     ctx,
                     "auth",
                     next,
                     metas,
                     snapshot_only(),
-                    move |_, _, res| {
-                        let answer = match res {
-                            Ok(_) => SessionReply::Authenticated(auth_response(&rec)),
-                            Err(e) => SessionReply::Error(e),
-                        };
-                        let _ = reply.send(answer);
-                    },
+                    reply,
+                    move |_, _| SessionReply::Authenticated(auth_response(&rec)),
                 );
             }),
             Outcome::BadSignature { attempts_left } => {
                 self.deps.metrics.auth_failures.inc();
                 let metas = self.metas.clone();
-                self.commit(
+                self.commit_then_reply(
                     ctx,
                     "auth",
                     next,
                     metas,
                     snapshot_only(),
-                    move |_, _, res| {
-                        let answer = match res {
-                            Ok(_) => SessionReply::Error(ApiError {
-                                code: ErrorCode::BadSignature,
-                                attempts_left: Some(attempts_left),
-                                reason: None,
-                            }),
-                            Err(e) => SessionReply::Error(e),
-                        };
-                        let _ = reply.send(answer);
+                    reply,
+                    move |_, _| {
+                        SessionReply::Error(ApiError {
+                            code: ErrorCode::BadSignature,
+                            attempts_left: Some(attempts_left),
+                            reason: None,
+                        })
                     },
                 );
             }
@@ -340,21 +332,16 @@ impl Session {
                         let _ = reply.send(SessionReply::Document(doc));
                         return;
                     }
-                    act.commit(
+                    act.commit_then_reply(
                         ctx,
                         "deliver",
                         next,
                         metas,
                         snapshot_only(),
-                        move |act, _, res| {
-                            let answer = match res {
-                                Ok(_) => {
-                                    act.deps.metrics.released(kind);
-                                    SessionReply::Document(doc)
-                                }
-                                Err(e) => SessionReply::Error(e),
-                            };
-                            let _ = reply.send(answer);
+                        reply,
+                        move |act, _| {
+                            act.deps.metrics.released(kind);
+                            SessionReply::Document(doc)
                         },
                     );
                 }
@@ -367,18 +354,14 @@ impl Session {
                         return;
                     }
                     act.slots[i].doc = None;
-                    act.commit(
+                    act.commit_then_reply(
                         ctx,
                         "refuse",
                         next,
                         metas,
                         snapshot_only(),
-                        move |_, _, res| {
-                            let _ = reply.send(match res {
-                                Ok(_) => rejected(r),
-                                Err(e) => SessionReply::Error(e),
-                            });
-                        },
+                        reply,
+                        move |_, _| rejected(r),
                     );
                 }
                 other => unexpected(other, reply),
@@ -419,7 +402,7 @@ impl Session {
                     job_id: job.to_string(),
                     serial: serial.clone(),
                     kiosk_id: self.kiosk.as_str().to_owned(),
-                    card_digest: hex_digest(&self.card_digest),
+                    card_digest: self.card.digest(),
                     kind,
                     copies,
                     charged_yen,
@@ -431,21 +414,23 @@ impl Session {
                     ..snapshot_only()
                 };
                 let metas = self.metas.clone();
-                self.commit(ctx, "print", next, metas, change, move |act, _, res| {
-                    let answer = match res {
-                        Ok(applied) => {
-                            if applied.audit == Some(AuditOutcome::Recorded) {
-                                act.deps.metrics.printed(kind, charged_yen);
-                            }
-                            SessionReply::Printed(PrintedResponse {
-                                serial,
-                                charged_yen,
-                            })
+                self.commit_then_reply(
+                    ctx,
+                    "print",
+                    next,
+                    metas,
+                    change,
+                    reply,
+                    move |act, applied| {
+                        if applied.audit == Some(AuditOutcome::Recorded) {
+                            act.deps.metrics.printed(kind, charged_yen);
                         }
-                        Err(e) => SessionReply::Error(e),
-                    };
-                    let _ = reply.send(answer);
-                });
+                        SessionReply::Printed(PrintedResponse {
+                            serial,
+                            charged_yen,
+                        })
+                    },
+                );
             }
             Outcome::AlreadyCharged { charged_yen } => {
                 let _ = reply.send(SessionReply::Printed(PrintedResponse {
@@ -486,15 +471,4 @@ fn auth_response(rec: &ResidentRecord) -> AuthResponse {
             })
             .collect(),
     }
-}
-
-/// Lower-case hex of a digest, as audit records carry it.
-fn hex_digest(d: &[u8; 32]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for b in d {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    out
 }

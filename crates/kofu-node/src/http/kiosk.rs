@@ -165,7 +165,12 @@ async fn create_session_inner(
     if record.card_revoked {
         return code(ErrorCode::CardRevoked);
     }
-    respond(state.router.create_session(card, record, kiosk).await)
+    respond(
+        state
+            .router
+            .create_session(card, record.card_public_key, kiosk)
+            .await,
+    )
 }
 
 async fn authenticate_inner(
