@@ -55,11 +55,6 @@ impl Binding {
     }
 }
 
-/// Hex SHA-256 of a card id, the only card reference a binding holds.
-pub fn card_digest(card: &CardId) -> String {
-    card.digest()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ pub mod verify;
 pub mod wire;
 
 pub use api::{ErrorBody, ErrorCode};
-pub use binding::{Binding, card_digest};
+pub use binding::Binding;
 pub use fixtures::FixtureLine;
 pub use ids::{CardId, IdError, JobId, KioskId, SessionId, shard_of};
 pub use kind::CertKind;
