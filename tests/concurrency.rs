@@ -18,7 +18,7 @@ use ed25519_dalek::VerifyingKey;
 use kofu_proto::api::IssuerKeyResponse;
 use kofu_testkit::{Fixtures, Kiosk, KofuNode, NodeOptions};
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::blast::{Paused, blast, create_request, prepare};
@@ -40,9 +40,6 @@ const FETCH_BUDGET: Duration = Duration::from_secs(30);
 /// beside the test (load average 10); the node is paused meanwhile, so from its side
 /// all creates arrive at once whatever this span is. The span is always printed.
 const MAX_CREATE_SPAN: Duration = Duration::from_millis(50);
-/// pdftotext per document is a process spawn: bound how many run at once (the testkit
-/// gates itself too) so that 3,000 verifications do not starve the node under test.
-const VERIFY_PARALLEL: usize = 8;
 
 /// Fault flags of the second test: every third job sleeps 1.5 s before rendering, but
 /// its deadline is 0.5 s, so it is voided while jobs around it render at once.
@@ -95,7 +92,6 @@ async fn two_thousand_sessions_with_forced_render_timeouts() {
 struct Ctx {
     fx: Fixtures,
     issuer: VerifyingKey,
-    verify_gate: Semaphore,
     /// With fault flags a `410 job_voided` is a valid answer; without, it is an error.
     voids_allowed: bool,
 }
@@ -154,7 +150,6 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     let ctx = Arc::new(Ctx {
         fx,
         issuer,
-        verify_gate: Semaphore::new(VERIFY_PARALLEL),
         voids_allowed,
     });
 

@@ -47,8 +47,6 @@ const NOISE_MAX_SESSIONS: usize = 300;
 const SCENARIO_BUDGET: Duration = Duration::from_secs(80);
 /// How long one job may take from the first fetch to a final answer.
 const FETCH_BUDGET: Duration = Duration::from_secs(20);
-/// Parallel pdftotext runs of the verifier (each is a process).
-const VERIFY_PARALLEL: usize = 6;
 
 // ---------------------------------------------------------------------------------
 // The named tests: one node each, default shard count.

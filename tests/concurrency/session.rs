@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use kofu_proto::CertKind;
 use kofu_proto::api::{AuthResponse, CreateSessionResponse, JobResponse, PrintedResponse};
-use kofu_testkit::{Kiosk, Resp, verify_document};
+use kofu_testkit::{Kiosk, Resp, verify_document_async};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
 
@@ -155,10 +155,10 @@ async fn fetch(kiosk: &Kiosk, sid: &str, job_id: &str) -> Resp {
 }
 
 /// The full kiosk check (issuer signature, doc_sha256, binding session/kiosk/card/kind/
-/// copies, holder's name in the PDF text and no name from outside the household) on a
-/// blocking thread, since it runs pdftotext. Returns the serial.
+/// copies, holder's name in the PDF text and no name from outside the household).
+/// Returns the serial.
 async fn verify(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
     card_ix: usize,
     resp: &Resp,
     sid: &str,
@@ -166,32 +166,18 @@ async fn verify(
     kind: CertKind,
     copies: u8,
 ) -> Result<String, String> {
-    let _slot = ctx
-        .verify_gate
-        .acquire()
-        .await
-        .map_err(|e| format!("verify gate: {e}"))?;
-    let (ctx, resp, sid, kiosk_id) = (
-        ctx.clone(),
-        resp.clone(),
-        sid.to_owned(),
-        kiosk_id.to_owned(),
-    );
-    tokio::task::spawn_blocking(move || {
-        verify_document(
-            &ctx.fx,
-            &ctx.fx.cards[card_ix],
-            &resp,
-            &sid,
-            &kiosk_id,
-            kind.as_str(),
-            copies,
-            &ctx.issuer,
-        )
-        .map(|b| b.serial)
-    })
+    verify_document_async(
+        &ctx.fx,
+        &ctx.fx.cards[card_ix],
+        resp,
+        sid,
+        kiosk_id,
+        kind.as_str(),
+        copies,
+        &ctx.issuer,
+    )
     .await
-    .map_err(|e| format!("verify task: {e}"))?
+    .map(|(binding, _)| binding.serial)
 }
 
 fn step(i: usize, what: &str, r: &Resp) -> String {

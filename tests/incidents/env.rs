@@ -8,13 +8,12 @@ use std::time::Duration;
 use ed25519_dalek::VerifyingKey;
 use kofu_proto::api::IssuerKeyResponse;
 use kofu_proto::{Binding, CertKind};
-use kofu_testkit::{Card, Fixtures, Kiosk, KofuNode, NodeOptions, Resp, pdf_text, verify_document};
+use kofu_testkit::{Card, Fixtures, Kiosk, KofuNode, NodeOptions, Resp, verify_document_async};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::steps::normalize_spaces;
-use crate::{KIOSKS, NOISE_CARDS_PER_KIOSK, NOISE_KIOSKS, RESIDENTS, VERIFY_PARALLEL};
+use crate::{KIOSKS, NOISE_CARDS_PER_KIOSK, NOISE_KIOSKS, RESIDENTS};
 
 /// Everything a scenario may use besides the API bases.
 pub(crate) struct Env {
@@ -24,7 +23,6 @@ pub(crate) struct Env {
     admins: Vec<String>,
     /// One keep-alive pool for all kiosks of the scenario.
     client: reqwest::Client,
-    verify_gate: Semaphore,
     /// Cards reserved for the background traffic.
     pub(crate) noise_cards: Vec<usize>,
 }
@@ -79,7 +77,6 @@ pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>) -> Deployme
         issuer,
         admins: vec![node.admin.clone()],
         client,
-        verify_gate: Semaphore::new(VERIFY_PARALLEL),
         noise_cards,
     };
     // The topology under test must be the one asked for, or incident 6 compares nothing.
@@ -183,9 +180,9 @@ impl Env {
 
     /// The full kiosk check (issuer signature, doc_sha256, binding session/kiosk/card/
     /// kind/copies, holder's name present and no name from outside the household),
-    /// plus the text for scenario-specific checks. Runs pdftotext on a blocking thread.
+    /// plus the text for scenario-specific checks.
     pub(crate) async fn verify(
-        self: &Arc<Self>,
+        &self,
         card_ix: usize,
         resp: &Resp,
         sid: &str,
@@ -193,43 +190,28 @@ impl Env {
         kind: CertKind,
         copies: u8,
     ) -> Result<Checked, String> {
-        let _slot = self
-            .verify_gate
-            .acquire()
-            .await
-            .map_err(|e| format!("verify gate: {e}"))?;
-        let (env, resp, sid, kiosk_id) = (
-            self.clone(),
-            resp.clone(),
-            sid.to_owned(),
-            kiosk_id.to_owned(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let binding = verify_document(
-                &env.fx,
-                env.card(card_ix),
-                &resp,
-                &sid,
-                &kiosk_id,
-                kind.as_str(),
-                copies,
-                &env.issuer,
-            )
-            .map_err(|e| format!("MISDELIVERY/REFUSED session {sid} {kind} x{copies}: {e}"))?;
-            let text = pdf_text(&resp.body);
-            // The page footers name the record version; it must be the binding's.
-            for v in numbers_after(&normalize_spaces(&text), "record version ") {
-                if v != binding.record_version {
-                    return Err(format!(
-                        "document {}: text names record version {v}, binding {}",
-                        binding.serial, binding.record_version
-                    ));
-                }
-            }
-            Ok(Checked { binding, text })
-        })
+        let (binding, text) = verify_document_async(
+            &self.fx,
+            self.card(card_ix),
+            resp,
+            sid,
+            kiosk_id,
+            kind.as_str(),
+            copies,
+            &self.issuer,
+        )
         .await
-        .map_err(|e| format!("verify task: {e}"))?
+        .map_err(|e| format!("MISDELIVERY/REFUSED session {sid} {kind} x{copies}: {e}"))?;
+        // The page footers name the record version; it must be the binding's.
+        for v in numbers_after(&normalize_spaces(&text), "record version ") {
+            if v != binding.record_version {
+                return Err(format!(
+                    "document {}: text names record version {v}, binding {}",
+                    binding.serial, binding.record_version
+                ));
+            }
+        }
+        Ok(Checked { binding, text })
     }
 
     /// Opens `n` pooled connections to every node at once, so that barriers release

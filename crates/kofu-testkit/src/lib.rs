@@ -16,4 +16,4 @@ pub use fixtures::{Card, Fixtures, KioskCred};
 pub use node::{KofuNode, NodeOptions};
 pub use pdf::{contains_name, pdf_text};
 pub use redis::RedisServer;
-pub use verify::{SessionReport, verify_document};
+pub use verify::{SessionReport, verify_document, verify_document_async};

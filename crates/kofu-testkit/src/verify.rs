@@ -36,6 +36,25 @@ pub fn verify_document(
     Ok(binding)
 }
 
+/// [`verify_document`] without blocking an async worker thread. The document's text comes
+/// back with the binding, so callers with checks of their own do not extract it again.
+#[allow(clippy::too_many_arguments)] // mirrors everything a kiosk knows about its order
+pub async fn verify_document_async(
+    fx: &Fixtures,
+    card: &Card,
+    resp: &Resp,
+    session_id: &str,
+    kiosk_id: &str,
+    kind: &str,
+    copies: u8,
+    issuer: &VerifyingKey,
+) -> Result<(Binding, String), String> {
+    let binding = verify_headers(card, resp, session_id, kiosk_id, kind, copies, issuer)?;
+    let text = pdf_text_async(&resp.body).await;
+    check_text(fx, card, &binding, &text)?;
+    Ok((binding, text))
+}
+
 fn verify_headers(
     card: &Card,
     resp: &Resp,
@@ -80,7 +99,7 @@ fn page_count(text: &str) -> u32 {
     u32::try_from(feeds.max(1)).unwrap_or(u32::MAX)
 }
 
-fn check_text(fx: &Fixtures, card: &Card, binding: &Binding, raw: &str) -> Result<u32, String> {
+fn check_text(fx: &Fixtures, card: &Card, binding: &Binding, raw: &str) -> Result<(), String> {
     let text = normalize_spaces(raw);
     let what = format!("{} document {}", binding.kind, binding.serial);
     if !contains_name(&text, &card.full_name) {
@@ -115,7 +134,7 @@ fn check_text(fx: &Fixtures, card: &Card, binding: &Binding, raw: &str) -> Resul
             foreign.len()
         ));
     }
-    Ok(page_count(raw))
+    Ok(())
 }
 
 impl Kiosk {
@@ -154,8 +173,10 @@ impl Kiosk {
             return Err(format!("create job: fee_yen {} != {fee}", job.fee_yen));
         }
         let doc = self.await_document(&sid, &job.job_id).await;
-        let binding = verify_headers(card, &doc, &sid, &self.kiosk_id, kind, copies, issuer)?;
-        let pages = check_text(fx, card, &binding, &pdf_text_async(&doc.body).await)?;
+        let (binding, text) =
+            verify_document_async(fx, card, &doc, &sid, &self.kiosk_id, kind, copies, issuer)
+                .await?;
+        let pages = page_count(&text);
         let r = self.printed(&sid, &job.job_id).await;
         if r.status != 200 {
             return Err(step("printed", &r));
