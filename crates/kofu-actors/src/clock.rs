@@ -21,3 +21,12 @@ pub fn today() -> Date {
         day: now.day(),
     }
 }
+
+/// Unix milliseconds: session and job start times travel in snapshots between nodes,
+/// so they cannot be monotonic instants.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kofu_coord::{FencedStore, Registry};
+use kofu_coord::{Coordinator, FencedStore, Registry};
 use kofu_render::Issuer;
 
-use crate::ActorMetrics;
+use crate::{ActorMetrics, ClusterMetrics};
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -70,10 +70,13 @@ impl RenderFaults {
 pub struct Deps {
     pub store: Arc<dyn FencedStore>,
     pub registry: Arc<dyn Registry>,
+    /// Whether this node still holds a shard's lease, asked before acting for it.
+    pub coordinator: Arc<dyn Coordinator>,
     pub issuer: Arc<Issuer>,
     pub config: SessionConfig,
     pub faults: RenderFaults,
     pub metrics: ActorMetrics,
+    pub cluster: ClusterMetrics,
 }
 
 impl std::fmt::Debug for Deps {

@@ -4,6 +4,7 @@
 //! shared between sessions.
 
 pub mod clock;
+mod cluster_metrics;
 mod deps;
 mod messages;
 mod metrics;
@@ -13,7 +14,9 @@ mod shard_host;
 pub mod snapshot;
 pub mod wire_link;
 
+pub use cluster_metrics::{ClusterMetrics, DropReason, ForwardResult};
 pub use deps::{Deps, RenderFaults, SessionConfig};
 pub use messages::{ApiError, SessionOp, SessionReply};
+pub use messages::{Detach, ForwardedDocument};
 pub use metrics::ActorMetrics;
-pub use router::Router;
+pub use router::{Remote, Router, RouterConfig, wire_handler};

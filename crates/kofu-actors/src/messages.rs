@@ -17,6 +17,16 @@ pub struct ApiError {
     pub reason: Option<&'static str>,
 }
 
+impl ApiError {
+    /// A write refused by the fence: nothing happened here, and the shard's new owner
+    /// can take the request (the router retries it there, never the kiosk's problem).
+    pub const MOVED: ApiError = ApiError {
+        code: ErrorCode::Unavailable,
+        attempts_left: None,
+        reason: Some("moved"),
+    };
+}
+
 impl From<ErrorCode> for ApiError {
     fn from(code: ErrorCode) -> ApiError {
         ApiError {
@@ -27,7 +37,7 @@ impl From<ErrorCode> for ApiError {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum SessionOp {
     Auth {
         signature: [u8; 64],
@@ -53,10 +63,33 @@ pub enum SessionReply {
     Authenticated(AuthResponse),
     JobCreated(JobResponse),
     Document(Arc<Document>),
+    /// A document released by another node, as it came over the wire.
+    Forwarded(ForwardedDocument),
     Rendering,
     Printed(PrintedResponse),
     Closed,
     Error(ApiError),
+    /// This node does not (or no longer) act for the shard: nothing was done, and the
+    /// router tries the owner again (never sent to a kiosk).
+    Moving,
+}
+
+/// The three parts of a released document the kiosk receives.
+#[derive(Debug, Clone)]
+pub struct ForwardedDocument {
+    pub pdf: Vec<u8>,
+    pub binding_b64: String,
+    pub signature_b64: String,
+}
+
+impl From<ApiError> for SessionReply {
+    fn from(e: ApiError) -> SessionReply {
+        if e == ApiError::MOVED {
+            SessionReply::Moving
+        } else {
+            SessionReply::Error(e)
+        }
+    }
 }
 
 impl From<ErrorCode> for SessionReply {
@@ -96,6 +129,13 @@ pub struct SessionEnded {
     pub kiosk: KioskId,
     pub card_digest: [u8; 32],
 }
+
+/// Stop acting for the session without ending it (its shard moves or was lost): the
+/// snapshot and card lock stay for the next owner. Handled after any transition in
+/// flight, since a session waits for its store writes before reading its mailbox.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach;
 
 /// Messages that carry their reply channel, so a refused send can still be answered.
 pub trait Replying {

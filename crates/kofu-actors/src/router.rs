@@ -1,25 +1,84 @@
-//! The router: takes a request to the host of its shard. Session ids embed the shard,
-//! so only the first request of a session (which carries the card) needs the card id.
+//! The router: takes a request to the host of its shard, here or on the owning node.
+//! Session ids embed the shard, so only the first request of a session (which carries
+//! the card) needs the card id. A shard that is moving, or has no safe owner yet, is
+//! waited for (bounded in time and in the number of waiting requests), then `503` (I7).
 
-use std::sync::{Arc, OnceLock};
+mod remote;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
 use kofu_coord::Fence;
 use kofu_core::session::CloseReason;
 use kofu_proto::{CardId, ErrorCode, KioskId, SessionId};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-use crate::Deps;
 use crate::messages::{CreateSession, Replying, SessionCall, SessionOp, SessionReply};
-use crate::shard_host::{CloseAll, ShardHost, StopAccepting};
+use crate::shard_host::{CloseAll, HandOff, ShardHost, StopAccepting};
+use crate::{Deps, DropReason};
+pub use remote::{Remote, wire_handler};
+
+/// How long a request may wait for a moving shard, and how many may wait at once.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterConfig {
+    pub move_wait: Duration,
+    pub max_waiting: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            move_wait: Duration::from_secs(5),
+            max_waiting: 10_000,
+        }
+    }
+}
+
+/// Pause between routing attempts while a shard moves: short, since a handoff takes
+/// milliseconds and the new owner is announced at once.
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(100);
+
+enum Slot {
+    Empty,
+    Active(Fence, Addr<ShardHost>),
+    /// Being handed off or dropped: requests wait for the next owner.
+    Moving,
+}
+
+/// One request as the router carries it, possibly several times (to a moved shard).
+#[derive(Debug, Clone)]
+pub(crate) enum Request {
+    Create {
+        card: CardId,
+        card_key: [u8; 32],
+        kiosk: KioskId,
+    },
+    Call {
+        session: SessionId,
+        kiosk: KioskId,
+        op: SessionOp,
+    },
+}
+
+/// One routing attempt: an answer, or "try again" (nothing happened anywhere).
+pub(crate) enum Attempt {
+    Done(Option<SessionReply>),
+    Again,
+}
 
 struct Inner {
-    /// Indexed by shard number; empty for shards this node does not own or has not
-    /// placed yet.
-    hosts: Vec<OnceLock<Addr<ShardHost>>>,
-    leases: Vec<Fence>,
+    slots: Vec<RwLock<Slot>>,
+    /// The HTTP workers' arbiters, on which shard hosts run.
+    arbiters: Mutex<Vec<Option<ArbiterHandle>>>,
     deps: Arc<Deps>,
+    remote: std::sync::OnceLock<Remote>,
+    config: RouterConfig,
+    waiting: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -30,74 +89,146 @@ pub struct Router {
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("shards", &self.inner.hosts.len())
+            .field("shards", &self.inner.slots.len())
             .finish()
     }
 }
 
+/// Decrements the waiting count however the wait ends.
+struct Waiting<'a>(&'a Router);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.inner.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.0.inner.deps.cluster.buffered.dec();
+    }
+}
+
 impl Router {
-    /// A router for `leases`; hosts start when each HTTP worker calls `place_hosts`.
-    pub fn new(shard_count: u32, leases: Vec<Fence>, deps: Arc<Deps>) -> Router {
+    /// A router for `workers` HTTP workers; hosts start as shards are added once every
+    /// worker has registered its arbiter.
+    pub fn new(shard_count: u32, workers: usize, deps: Arc<Deps>, config: RouterConfig) -> Router {
         Router {
             inner: Arc::new(Inner {
-                hosts: (0..shard_count).map(|_| OnceLock::new()).collect(),
-                leases,
+                slots: (0..shard_count).map(|_| RwLock::new(Slot::Empty)).collect(),
+                arbiters: Mutex::new(vec![None; workers.max(1)]),
                 deps,
+                remote: std::sync::OnceLock::new(),
+                config,
+                waiting: AtomicUsize::new(0),
             }),
         }
     }
 
-    /// Starts, on the calling thread's arbiter, the hosts of the shards that fall to
-    /// HTTP worker `worker` of `workers`. Sessions then run on the thread that accepts
-    /// their requests for about 1/`workers` of all requests, which saves two thread
-    /// hand-offs per request; the rest cross threads as before.
-    pub fn place_hosts(&self, worker: usize, workers: usize) {
-        let workers = workers.max(1);
-        let mut placed = 0;
-        for fence in self
-            .inner
-            .leases
-            .iter()
-            .filter(|f| f.shard as usize % workers == worker)
-        {
-            let Some(slot) = self.inner.hosts.get(fence.shard as usize) else {
-                continue;
-            };
-            if slot.get().is_none() {
-                let addr = ShardHost::new(*fence, self.inner.deps.clone()).start();
-                if slot.set(addr).is_ok() {
-                    placed += 1;
-                }
-            }
+    /// Called on each HTTP worker thread: shards `s` with `s % workers == worker` run
+    /// there, so about 1/`workers` of requests are served on the thread that accepted
+    /// them, saving two thread hand-offs.
+    pub fn register_worker(&self, worker: usize) {
+        if let Some(slot) = self.inner.arbiters.lock().get_mut(worker) {
+            *slot = Some(Arbiter::current());
         }
-        let metrics = &self.inner.deps.metrics;
-        metrics.shards_owned.add(placed);
-        metrics.shard_acquisitions.inc_by(placed as u64);
     }
 
-    /// Whether every lease has a running host.
+    /// Whether every worker has registered (hosts can be placed).
     pub fn ready(&self) -> bool {
-        self.inner.leases.iter().all(|f| {
-            self.inner
-                .hosts
-                .get(f.shard as usize)
-                .is_some_and(|h| h.get().is_some())
-        })
+        self.inner.arbiters.lock().iter().all(Option::is_some)
+    }
+
+    /// Enables forwarding to other nodes (cluster mode).
+    pub fn set_remote(&self, remote: Remote) {
+        let _ = self.inner.remote.set(remote);
     }
 
     pub fn shard_count(&self) -> u32 {
-        self.inner.hosts.len() as u32
+        self.inner.slots.len() as u32
     }
 
-    fn host(&self, shard: u32) -> Option<&Addr<ShardHost>> {
-        self.inner.hosts.get(shard as usize).and_then(OnceLock::get)
+    pub(crate) fn deps(&self) -> &Arc<Deps> {
+        &self.inner.deps
+    }
+
+    /// Starts the host of a shard whose lease this node just took.
+    pub fn add_shard(&self, fence: Fence) {
+        let Some(slot) = self.inner.slots.get(fence.shard as usize) else {
+            return;
+        };
+        let arbiter = {
+            let arbiters = self.inner.arbiters.lock();
+            arbiters
+                .get(fence.shard as usize % arbiters.len())
+                .cloned()
+                .flatten()
+        };
+        let Some(arbiter) = arbiter else {
+            tracing::error!(
+                shard = fence.shard,
+                "no worker arbiter to place the shard on"
+            );
+            return;
+        };
+        let deps = self.inner.deps.clone();
+        let addr = ShardHost::start_in_arbiter(&arbiter, move |_| ShardHost::new(fence, deps));
+        let old = std::mem::replace(&mut *slot.write(), Slot::Active(fence, addr));
+        if let Slot::Active(_, old) = old {
+            old.do_send(HandOff);
+        } else {
+            self.inner.deps.metrics.shards_owned.inc();
+        }
+        self.inner.deps.metrics.shard_acquisitions.inc();
+    }
+
+    /// Gives a shard up: requests wait from now on, every session is detached after
+    /// its in-flight transition, then the slot is empty and the lease may go.
+    pub async fn hand_off(&self, shard: u32) {
+        let Some(slot) = self.inner.slots.get(shard as usize) else {
+            return;
+        };
+        let old = std::mem::replace(&mut *slot.write(), Slot::Moving);
+        let metrics = &self.inner.deps.metrics;
+        if let Slot::Active(_, addr) = old {
+            let timer = self.inner.deps.cluster.handoff_duration.start_timer();
+            let _ = addr.send(HandOff).await;
+            timer.observe_duration();
+            metrics.shards_owned.dec();
+            self.inner.deps.cluster.handoffs.inc();
+        }
+        let mut slot = slot.write();
+        if matches!(*slot, Slot::Moving) {
+            *slot = Slot::Empty;
+        }
+    }
+
+    /// The lease of `fence` is gone (lapsed or taken): stop acting for it at once.
+    pub fn drop_shard(&self, fence: Fence) {
+        let Some(slot) = self.inner.slots.get(fence.shard as usize) else {
+            return;
+        };
+        let mut slot = slot.write();
+        if let Slot::Active(f, addr) = &*slot
+            && *f == fence
+        {
+            addr.do_send(HandOff);
+            *slot = Slot::Empty;
+            self.inner.deps.metrics.shards_owned.dec();
+        }
+    }
+
+    fn host(&self, shard: u32) -> Result<Addr<ShardHost>, bool> {
+        match self.inner.slots.get(shard as usize).map(|s| s.read()) {
+            Some(slot) => match &*slot {
+                Slot::Active(_, addr) => Ok(addr.clone()),
+                Slot::Moving => Err(true),
+                Slot::Empty => Err(false),
+            },
+            None => Err(false),
+        }
     }
 
     /// Hands a message to a host without waiting for room: a full mailbox is overload,
     /// answered `503` at once rather than queued without bound.
     fn post<M>(
         &self,
-        shard: u32,
+        host: &Addr<ShardHost>,
         make: impl FnOnce(oneshot::Sender<SessionReply>) -> M,
     ) -> oneshot::Receiver<SessionReply>
     where
@@ -105,10 +236,6 @@ impl Router {
         ShardHost: Handler<M>,
     {
         let (tx, rx) = oneshot::channel();
-        let Some(host) = self.host(shard) else {
-            let _ = tx.send(ErrorCode::Unavailable.into());
-            return rx;
-        };
         let metrics = &self.inner.deps.metrics;
         metrics.mailbox_backlog.inc();
         if let Err(err) = host.try_send(make(tx)) {
@@ -122,6 +249,113 @@ impl Router {
         rx
     }
 
+    /// One attempt on this node's own host: `Again` when the shard is not (or no
+    /// longer) served here. `wait` bounds a long poll; `Done(None)` means still rendering.
+    pub(crate) async fn attempt_local(
+        &self,
+        shard: u32,
+        req: &Request,
+        wait: Option<Duration>,
+    ) -> Option<Attempt> {
+        let host = match self.host(shard) {
+            Ok(h) => h,
+            Err(_) => return None,
+        };
+        let req = req.clone();
+        let (rx, ended) = match req {
+            Request::Create {
+                card,
+                card_key,
+                kiosk,
+            } => {
+                let rx = self.post(&host, |reply| CreateSession {
+                    card,
+                    card_key,
+                    kiosk,
+                    reply,
+                });
+                (rx, ErrorCode::Unavailable.into())
+            }
+            Request::Call { session, kiosk, op } => {
+                // Past the host (which checked the kiosk), a dropped reply means the
+                // session ended before handling the request: gone, and a DELETE has its
+                // answer.
+                let ended = if matches!(op, SessionOp::Close) {
+                    SessionReply::Closed
+                } else {
+                    ErrorCode::UnknownSession.into()
+                };
+                (
+                    self.post(&host, |reply| SessionCall {
+                        session,
+                        kiosk,
+                        op,
+                        reply,
+                    }),
+                    ended,
+                )
+            }
+        };
+        let reply = match wait {
+            None => Some(rx.await.unwrap_or(ended)),
+            Some(d) => match tokio::time::timeout(d, rx).await {
+                Ok(r) => Some(r.unwrap_or(ended)),
+                Err(_) => None,
+            },
+        };
+        Some(match reply {
+            Some(SessionReply::Moving) => Attempt::Again,
+            other => Attempt::Done(other),
+        })
+    }
+
+    /// Routes `req` for `shard` until it is answered, waiting out moves up to the
+    /// configured bound.
+    async fn route(
+        &self,
+        shard: u32,
+        req: Request,
+        wait: Option<Duration>,
+    ) -> Option<SessionReply> {
+        let started = Instant::now();
+        let deadline = started + self.inner.config.move_wait;
+        let mut waiting: Option<Waiting<'_>> = None;
+        let mut pause = RETRY_PAUSE;
+        loop {
+            let left = wait.map(|w| w.saturating_sub(started.elapsed()));
+            let attempt = match self.attempt_local(shard, &req, left).await {
+                Some(a) => a,
+                None => match self.inner.remote.get() {
+                    Some(remote) => remote.attempt(self, shard, &req, left).await,
+                    None => Attempt::Again,
+                },
+            };
+            match attempt {
+                Attempt::Done(reply) => return reply,
+                Attempt::Again => {}
+            }
+            let cluster = &self.inner.deps.cluster;
+            if Instant::now() + pause > deadline {
+                cluster.dropped(DropReason::Deadline);
+                return Some(ErrorCode::Unavailable.into());
+            }
+            if waiting.is_none() {
+                let n = self.inner.waiting.fetch_add(1, Ordering::AcqRel);
+                cluster.buffered.inc();
+                let guard = Waiting(self);
+                if n >= self.inner.config.max_waiting {
+                    cluster.dropped(DropReason::Full);
+                    return Some(ErrorCode::Unavailable.into());
+                }
+                waiting = Some(guard);
+            }
+            cluster.route_retries.inc();
+            self.inner.deps.coordinator.refresh();
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+        }
+    }
+
     pub async fn create_session(
         &self,
         card: CardId,
@@ -129,15 +363,14 @@ impl Router {
         kiosk: KioskId,
     ) -> SessionReply {
         let shard = kofu_proto::shard_of(&card, self.shard_count());
-        let rx = self.post(shard, |reply| CreateSession {
+        let req = Request::Create {
             card,
             card_key,
             kiosk,
-            reply,
-        });
-        // The host always answers a create; a dropped reply means the session actor
-        // died while starting, which is not a decision about this card.
-        rx.await.unwrap_or_else(|_| ErrorCode::Unavailable.into())
+        };
+        self.route(shard, req, None)
+            .await
+            .unwrap_or_else(|| ErrorCode::Unavailable.into())
     }
 
     /// Sends `op` to a session. With `wait`, a pending document is awaited up to `wait`
@@ -149,35 +382,28 @@ impl Router {
         op: SessionOp,
         wait: Option<Duration>,
     ) -> Option<SessionReply> {
-        // Past the host (which checked the kiosk), a dropped reply means the session
-        // ended before handling the request: it is gone, and a DELETE has its answer.
         if session.shard() >= self.shard_count() {
             // No session of this cluster can carry that shard: it never existed.
             return Some(ErrorCode::UnknownSession.into());
         }
-        let ended = if matches!(op, SessionOp::Close) {
-            SessionReply::Closed
-        } else {
-            ErrorCode::UnknownSession.into()
-        };
-        let rx = self.post(session.shard(), |reply| SessionCall {
-            session,
-            kiosk,
-            op,
-            reply,
-        });
-        match wait {
-            None => Some(rx.await.unwrap_or(ended)),
-            Some(d) => match tokio::time::timeout(d, rx).await {
-                Ok(r) => Some(r.unwrap_or(ended)),
-                Err(_) => None,
-            },
-        }
+        let req = Request::Call { session, kiosk, op };
+        self.route(session.shard(), req, wait).await
+    }
+
+    fn active_hosts(&self) -> Vec<Addr<ShardHost>> {
+        self.inner
+            .slots
+            .iter()
+            .filter_map(|s| match &*s.read() {
+                Slot::Active(_, a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Stops admitting new sessions on every shard of this node.
     pub fn stop_accepting(&self) {
-        for h in self.inner.hosts.iter().filter_map(OnceLock::get) {
+        for h in self.active_hosts() {
             h.do_send(StopAccepting);
         }
     }
@@ -189,7 +415,7 @@ impl Router {
     /// Closes every open session (their unconfirmed jobs are voided, never charged).
     pub async fn close_all(&self, reason: CloseReason) -> usize {
         let mut n = 0;
-        for h in self.inner.hosts.iter().filter_map(OnceLock::get) {
+        for h in self.active_hosts() {
             n += h.send(CloseAll(reason)).await.unwrap_or(0);
         }
         n

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use kofu_coord::{Applied, CardLockOp, Change, Fence, SnapshotOp, StoreError};
+use kofu_coord::{Applied, CardLockOp, Change, Fence, LockOutcome, SnapshotOp, StoreError};
 use kofu_core::session::{CloseReason, Command, Outcome, Session as Machine, VoidReason};
 use kofu_proto::api::CreateSessionResponse;
 use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
 use kofu_render::Document;
 
 use crate::Deps;
-use crate::messages::{ApiError, ReplyTo, SessionCall, SessionEnded, SessionOp, SessionReply};
+use crate::messages::{
+    ApiError, Detach, ReplyTo, SessionCall, SessionEnded, SessionOp, SessionReply,
+};
 use crate::shard_host::ShardHost;
 use crate::snapshot::{JobMeta, Snapshot};
 
@@ -48,6 +50,10 @@ pub struct Session {
     last_activity: Instant,
     /// The answer to the kiosk's create request, sent once the start is persisted.
     pending_create: Option<ReplyTo>,
+    /// Started from a snapshot on a new owner rather than by a kiosk's create.
+    resumed: bool,
+    /// Stopped without ending (shard moved): parked requests go to the new owner.
+    detached: bool,
 }
 
 /// Everything a session starts from.
@@ -65,10 +71,7 @@ pub struct SessionInit {
 
 impl Session {
     pub fn new(init: SessionInit) -> Session {
-        let started_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
+        let started_ms = crate::clock::now_ms();
         Session {
             card_digest: init.card.digest_bytes(),
             id: init.id,
@@ -86,6 +89,36 @@ impl Session {
             started: Instant::now(),
             last_activity: Instant::now(),
             pending_create: Some(init.reply),
+            resumed: false,
+            detached: false,
+        }
+    }
+
+    /// A session as its last snapshot left it, on the shard's new owner. Document bytes
+    /// are re-rendered on demand from the persisted serial, issue time and record.
+    pub fn resume(snap: Snapshot, fence: Fence, deps: Arc<Deps>, host: Addr<ShardHost>) -> Session {
+        let now_ms = crate::clock::now_ms();
+        let age = std::time::Duration::from_millis(now_ms.saturating_sub(snap.started_ms));
+        let now = Instant::now();
+        Session {
+            card_digest: snap.card.digest_bytes(),
+            id: snap.session,
+            kiosk: snap.kiosk,
+            card: snap.card,
+            card_key: snap.card_key,
+            fence,
+            challenge: snap.challenge,
+            slots: snap.jobs.iter().map(|_| Slot::default()).collect(),
+            machine: snap.machine,
+            metas: snap.jobs,
+            deps,
+            host,
+            started_ms: snap.started_ms,
+            started: now.checked_sub(age).unwrap_or(now),
+            last_activity: now,
+            pending_create: None,
+            resumed: true,
+            detached: false,
         }
     }
 
@@ -95,6 +128,7 @@ impl Session {
             session: self.id,
             kiosk: self.kiosk.clone(),
             card: self.card.clone(),
+            card_key: self.card_key,
             challenge: self.challenge,
             machine: machine.clone(),
             jobs: metas.to_vec(),
@@ -138,7 +172,11 @@ impl Session {
                 }
                 Err(e) => {
                     act.store_failed(&e, ctx);
-                    done(act, ctx, Err(ErrorCode::Unavailable.into()));
+                    let answer = match e {
+                        StoreError::Fenced { .. } => ApiError::MOVED,
+                        _ => ErrorCode::Unavailable.into(),
+                    };
+                    done(act, ctx, Err(answer));
                 }
             }
         }));
@@ -162,7 +200,7 @@ impl Session {
         self.commit(ctx, op, machine, metas, change, move |act, _, res| {
             let answer = match res {
                 Ok(applied) => ok(act, applied),
-                Err(e) => SessionReply::Error(e),
+                Err(e) => SessionReply::from(e),
             };
             let _ = reply.send(answer);
         });
@@ -221,7 +259,7 @@ impl Session {
                 }
                 Err(e) => {
                     if let Some(r) = reply {
-                        let _ = r.send(SessionReply::Error(e));
+                        let _ = r.send(SessionReply::from(e));
                     }
                     // Timers retry the close; a kiosk retries its DELETE.
                     act.schedule_idle_check(ctx, std::time::Duration::from_secs(1));
@@ -237,8 +275,13 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.deps.config.session_mailbox);
         self.deps.metrics.sessions_open.inc();
-        self.deps.metrics.sessions_started.inc();
         self.schedule_idle_check(ctx, self.deps.config.idle_timeout);
+        if self.resumed {
+            self.deps.cluster.sessions_resumed.inc();
+            self.resume_renders(ctx);
+            return;
+        }
+        self.deps.metrics.sessions_started.inc();
         let change = Change {
             snapshot: SnapshotOp::Keep,
             card_lock: CardLockOp::Acquire {
@@ -260,6 +303,12 @@ impl Actor for Session {
                     return;
                 };
                 match res {
+                    Ok(applied) if applied.lock == Some(LockOutcome::InUse) => {
+                        // Held by a session this host has not met yet (it lives in a
+                        // snapshot from before a takeover): the card is in use.
+                        let _ = reply.send(ErrorCode::CardInUse.into());
+                        ctx.stop();
+                    }
                     Ok(_) => {
                         let _ = reply.send(SessionReply::Created(CreateSessionResponse {
                             session_id: act.id.to_string(),
@@ -269,7 +318,7 @@ impl Actor for Session {
                         }));
                     }
                     Err(e) => {
-                        let _ = reply.send(SessionReply::Error(e));
+                        let _ = reply.send(SessionReply::from(e));
                         ctx.stop();
                     }
                 }
@@ -281,7 +330,11 @@ impl Actor for Session {
         self.deps.metrics.sessions_open.dec();
         for slot in &mut self.slots {
             for w in slot.waiters.drain(..) {
-                let _ = w.send(ErrorCode::UnknownSession.into());
+                let _ = w.send(if self.detached {
+                    SessionReply::Moving
+                } else {
+                    ErrorCode::UnknownSession.into()
+                });
             }
         }
         self.host.do_send(SessionEnded {
@@ -300,6 +353,14 @@ impl Handler<SessionCall> for Session {
             let _ = msg.reply.send(ErrorCode::UnknownSession.into());
             return;
         }
+        // Checked per request: a node that could not renew its lease in time must not
+        // act for the shard any more, not even to re-send a rendered document (I2).
+        if !self.deps.coordinator.holds(self.fence) {
+            let _ = msg.reply.send(SessionReply::Moving);
+            self.detached = true;
+            ctx.stop();
+            return;
+        }
         self.last_activity = Instant::now();
         match msg.op {
             SessionOp::Auth { signature } => self.auth(ctx, signature, msg.reply),
@@ -313,5 +374,14 @@ impl Handler<SessionCall> for Session {
                 SessionReply::Closed,
             ),
         }
+    }
+}
+
+impl Handler<Detach> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Detach, ctx: &mut Context<Self>) {
+        self.detached = true;
+        ctx.stop();
     }
 }

@@ -1,6 +1,10 @@
 //! The shard host: one actor per owned shard. It owns the shard's session table and card
 //! locks, starts session actors on its own arbiter, and routes calls to them, answering
 //! `unknown_session` for any session of another kiosk exactly as for a missing one.
+//! Sessions it has not met are resumed from their snapshot (a takeover), and a handoff
+//! detaches them all for the next owner.
+
+mod resume;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use kofu_core::session::CloseReason;
 use kofu_proto::{ErrorCode, KioskId, SessionId};
 
 use crate::Deps;
-use crate::messages::{CreateSession, SessionCall, SessionEnded, SessionOp, SessionReply};
+use crate::messages::{CreateSession, Detach, SessionCall, SessionEnded, SessionOp, SessionReply};
 use crate::session::timers::CloseSession;
 use crate::session::{Session, SessionInit};
 
@@ -29,7 +33,11 @@ pub struct ShardHost {
     /// Recently ended sessions and their kiosk, in two generations: a repeated DELETE
     /// by the same kiosk stays `204` for at least one `tombstone_ttl`.
     tombstones: [HashMap<SessionId, KioskId>; 2],
+    /// Sessions whose snapshot is being read, with the calls waiting for it.
+    loading: HashMap<SessionId, Vec<SessionCall>>,
     accepting: bool,
+    /// Handing the shard off: every message is answered `Moving`.
+    moving: bool,
 }
 
 impl ShardHost {
@@ -40,7 +48,9 @@ impl ShardHost {
             sessions: HashMap::new(),
             cards: HashMap::new(),
             tombstones: [HashMap::new(), HashMap::new()],
+            loading: HashMap::new(),
             accepting: true,
+            moving: false,
         }
     }
 }
@@ -53,6 +63,12 @@ struct RotateTombstones;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopAccepting;
+
+/// Give the shard up: from now on every message is answered `Moving`, and every session
+/// is detached once its in-flight transition is persisted. Resolves when all are gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandOff;
 
 /// Close every open session of this shard; answers how many were closed.
 #[derive(Message)]
@@ -84,6 +100,10 @@ impl Handler<CreateSession> for ShardHost {
 
     fn handle(&mut self, msg: CreateSession, ctx: &mut Context<Self>) {
         self.deps.metrics.mailbox_backlog.dec();
+        if self.moving {
+            let _ = msg.reply.send(SessionReply::Moving);
+            return;
+        }
         if !self.accepting {
             let _ = msg.reply.send(ErrorCode::Unavailable.into());
             return;
@@ -133,19 +153,33 @@ impl Handler<CreateSession> for ShardHost {
 impl Handler<SessionCall> for ShardHost {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionCall, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         self.deps.metrics.mailbox_backlog.dec();
+        if self.moving {
+            let _ = msg.reply.send(SessionReply::Moving);
+            return;
+        }
+        self.route(msg, ctx);
+    }
+}
+
+impl ShardHost {
+    fn route(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         let Some(entry) = self.sessions.get(&msg.session) else {
             let ended_here = self
                 .tombstones
                 .iter()
                 .any(|t| t.get(&msg.session) == Some(&msg.kiosk));
-            let answer = if ended_here && matches!(msg.op, SessionOp::Close) {
-                SessionReply::Closed
-            } else {
-                ErrorCode::UnknownSession.into()
-            };
-            let _ = msg.reply.send(answer);
+            if ended_here {
+                let answer = if matches!(msg.op, SessionOp::Close) {
+                    SessionReply::Closed
+                } else {
+                    ErrorCode::UnknownSession.into()
+                };
+                let _ = msg.reply.send(answer);
+                return;
+            }
+            self.load(msg, ctx);
             return;
         };
         if entry.kiosk != msg.kiosk {
@@ -188,6 +222,29 @@ impl Handler<StopAccepting> for ShardHost {
 
     fn handle(&mut self, _: StopAccepting, _ctx: &mut Context<Self>) {
         self.accepting = false;
+    }
+}
+
+impl Handler<HandOff> for ShardHost {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: HandOff, _ctx: &mut Context<Self>) -> Self::Result {
+        self.moving = true;
+        for (_, calls) in self.loading.drain() {
+            for c in calls {
+                let _ = c.reply.send(SessionReply::Moving);
+            }
+        }
+        let detached: Vec<_> = self
+            .sessions
+            .values()
+            .map(|e| e.addr.send(Detach))
+            .collect();
+        Box::pin(
+            futures::future::join_all(detached)
+                .into_actor(self)
+                .map(|_, _, ctx| ctx.stop()),
+        )
     }
 }
 

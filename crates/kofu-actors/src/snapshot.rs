@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMeta {
+    /// Unix milliseconds of the job's creation: its render deadline runs from here, on
+    /// whichever node renders it.
+    pub created_ms: u64,
     pub serial: Option<String>,
     pub issued_at: Option<String>,
     pub record_version: u64,
@@ -19,6 +22,8 @@ pub struct Snapshot {
     pub session: SessionId,
     pub kiosk: KioskId,
     pub card: CardId,
+    /// The card's Ed25519 public key, for an authentication still pending at a takeover.
+    pub card_key: [u8; 32],
     pub challenge: [u8; 32],
     pub machine: Machine,
     pub jobs: Vec<JobMeta>,
@@ -58,9 +63,11 @@ mod tests {
             session: SessionId::new(12, [9; 16]),
             kiosk: KioskId::parse("SEJ-13104-0042-01").expect("kiosk"),
             card: CardId::parse("0123456789ABCDEF").expect("card"),
+            card_key: [5; 32],
             challenge: [3; 32],
             machine,
             jobs: vec![JobMeta {
+                created_ms: 1_700_000_000_500,
                 serial: Some("0012-1-00000001".into()),
                 issued_at: None,
                 record_version: 4,
@@ -69,7 +76,7 @@ mod tests {
         };
         let bytes = snap.encode();
         assert!(
-            bytes.len() < 256,
+            bytes.len() < 320,
             "snapshots stay small: {} bytes",
             bytes.len()
         );

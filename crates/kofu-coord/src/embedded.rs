@@ -58,6 +58,7 @@ impl Coordinator for EmbeddedCoordinator {
             shard_count: self.shard_count,
             nodes: vec![NodeInfo {
                 node_id: self.node_id.clone(),
+                internal_addr: String::new(),
             }],
             shards: (0..self.shard_count)
                 .map(|shard| ShardLease {
@@ -68,4 +69,14 @@ impl Coordinator for EmbeddedCoordinator {
                 .collect(),
         }
     }
+
+    fn holds(&self, fence: Fence) -> bool {
+        fence.epoch == self.epoch && fence.shard < self.shard_count
+    }
+
+    fn owner_of(&self, _shard: u32) -> Option<NodeInfo> {
+        None
+    }
+
+    fn refresh(&self) {}
 }

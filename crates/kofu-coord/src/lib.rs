@@ -10,6 +10,6 @@ mod types;
 
 pub use types::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, ClusterView, Coordinator, Fence,
-    FencedStore, LockOutcome, NodeInfo, Registry, RevokeOutcome, ShardLease, SnapshotOp,
-    StoreError,
+    FencedStore, HandoffHook, LockOutcome, NodeInfo, Registry, RevokeOutcome, ShardLease,
+    SnapshotOp, StoreError,
 };

@@ -93,6 +93,10 @@ pub enum LockOutcome {
     Released,
     /// Release of a lock that another session holds now: left alone.
     NotHeld,
+    /// Acquire of a card that a session of another kiosk holds: the whole change was
+    /// refused and nothing was written (the shard host's table may not know that session
+    /// yet after a takeover).
+    InUse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +163,14 @@ pub trait Registry: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeInfo {
     pub node_id: String,
+    /// Where other nodes forward requests for this node's shards (empty when embedded).
+    pub internal_addr: String,
 }
+
+/// What a node does with a shard it is about to give up: stop admitting to it, let
+/// in-flight transitions finish and detach its sessions. The lease is released only
+/// once the returned future completes (or its deadline passes).
+pub type HandoffHook = Arc<dyn Fn(Fence) -> BoxFuture<'static, ()> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShardLease {
@@ -184,4 +195,11 @@ pub trait Coordinator: Send + Sync + 'static {
     /// The leases this node holds now.
     fn local_leases(&self) -> Vec<Fence>;
     fn view(&self) -> ClusterView;
+    /// Whether this node may still act for `fence` right now (checked per request, so a
+    /// node that could not renew stops serving before its lease can expire).
+    fn holds(&self, fence: Fence) -> bool;
+    /// The live member holding `shard`'s lease as last observed, if it is another node.
+    fn owner_of(&self, shard: u32) -> Option<NodeInfo>;
+    /// Asks for a fresh look at the cluster soon (a peer said a shard moved).
+    fn refresh(&self);
 }

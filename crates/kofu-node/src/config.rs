@@ -21,9 +21,29 @@ pub struct ServeConfig {
     /// Admin and metrics listener.
     #[arg(long, env = "KOFU_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
-    /// Redis URL of the cluster; unset runs the embedded single node.
+    /// Redis URL of the cluster; unset runs the embedded single node. `redis://host:port`
+    /// for one Redis, `redis+sentinel://host:port[,host:port...]/<master name>` to follow
+    /// a Sentinel-managed primary.
     #[arg(long, env = "KOFU_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Listener for requests forwarded by other nodes (cluster mode).
+    #[arg(long, env = "KOFU_INTERNAL_LISTEN", default_value = "127.0.0.1:7070")]
+    pub internal_listen: SocketAddr,
+    /// Address other nodes reach the internal listener at (default: the bound address).
+    #[arg(long, env = "KOFU_INTERNAL_ADVERTISE")]
+    pub internal_advertise: Option<String>,
+    /// File holding the cluster secret that authenticates nodes to each other (at
+    /// least 16 bytes); `KOFU_CLUSTER_SECRET` may carry it directly instead.
+    #[arg(long, env = "KOFU_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    #[arg(long, env = "KOFU_CLUSTER_SECRET", hide_env_values = true, hide = true)]
+    pub cluster_secret: Option<String>,
+    /// Shard lease time to live; a crashed node's shards move after at most this long.
+    #[arg(long, env = "KOFU_LEASE_TTL_MS", default_value_t = 3_000)]
+    pub lease_ttl_ms: u64,
+    /// How long a request may wait for a moving shard's new owner before `503`.
+    #[arg(long, env = "KOFU_MOVE_WAIT_MS", default_value_t = 5_000)]
+    pub move_wait_ms: u64,
     /// This node's name (default: host name + listen port).
     #[arg(long, env = "KOFU_NODE_ID")]
     pub node_id: Option<String>,
@@ -79,8 +99,16 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--listen and --admin-listen must differ")]
     SameListener,
-    #[error("--redis-url is set, but this build serves the embedded single node only; unset it")]
-    RedisUnsupported,
+    #[error("--redis-url must start with redis:// or redis+sentinel://")]
+    RedisUrl,
+    #[error(
+        "cluster mode needs a cluster secret of at least 16 bytes (--cluster-secret-file or KOFU_CLUSTER_SECRET)"
+    )]
+    ClusterSecret,
+    #[error("cannot read the cluster secret file {0}")]
+    ClusterSecretFile(PathBuf),
+    #[error("--lease-ttl-ms must be between 300 and 60000, got {0}")]
+    LeaseTtl(u64),
     #[error("--render-delay-every must be at least 1")]
     DelayEvery,
     #[error("--{0} must be at least 1")]
@@ -117,8 +145,17 @@ impl ServeConfig {
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(ConfigError::SameListener);
         }
-        if self.redis_url.is_some() {
-            return Err(ConfigError::RedisUnsupported);
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("redis+sentinel://")) {
+                return Err(ConfigError::RedisUrl);
+            }
+            self.secret()?;
+            if !(300..=60_000).contains(&self.lease_ttl_ms) {
+                return Err(ConfigError::LeaseTtl(self.lease_ttl_ms));
+            }
+        }
+        if self.move_wait_ms == 0 {
+            return Err(ConfigError::Zero("move-wait-ms"));
         }
         Ok(())
     }
@@ -135,6 +172,27 @@ impl ServeConfig {
             };
             format!("{host}-{}", self.listen.port())
         })
+    }
+
+    /// The cluster secret, from the file or the environment.
+    pub fn secret(&self) -> Result<Vec<u8>, ConfigError> {
+        let secret = match (&self.cluster_secret_file, &self.cluster_secret) {
+            (Some(path), _) => {
+                let raw = std::fs::read(path)
+                    .map_err(|_| ConfigError::ClusterSecretFile(path.clone()))?;
+                raw.trim_ascii().to_vec()
+            }
+            (None, Some(text)) => text.trim().as_bytes().to_vec(),
+            (None, None) => Vec::new(),
+        };
+        if secret.len() < 16 {
+            return Err(ConfigError::ClusterSecret);
+        }
+        Ok(secret)
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
     }
 
     pub fn cores() -> usize {

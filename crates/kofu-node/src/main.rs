@@ -90,10 +90,15 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
     let population = Population::generate(&spec);
     actix_rt::System::new().block_on(async move {
         let node = Node::start(&cfg, population).await?;
+        let internal = node
+            .internal_addr()
+            .map_or_else(String::new, |a| a.to_string());
         tracing::info!(
             kiosk_api = %node.kiosk_addr,
             admin_api = %node.admin_addr,
-            mode = "embedded",
+            internal_api = %internal,
+            mode = if cfg.redis_url.is_some() { "redis" } else { "embedded" },
+            node_id = %cfg.node_id(),
             shards = cfg.shard_count,
             "kofu serving"
         );

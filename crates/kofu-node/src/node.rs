@@ -1,5 +1,9 @@
 //! Wiring of one node: population and registry, fenced store, coordinator, issuer,
-//! actors and the two HTTP listeners, plus the explicit graceful shutdown.
+//! actors and the two HTTP listeners, plus the explicit graceful shutdown. The embedded
+//! and the Redis-coordinated node differ only in the parts built by `Plane` (DESIGN.md,
+//! scenario 6: no safety feature depends on the topology).
+
+mod cluster;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,9 +13,11 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
-use kofu_actors::{ActorMetrics, Deps, RenderFaults, Router, SessionConfig};
-use kofu_coord::Coordinator as _;
+use kofu_actors::{
+    ActorMetrics, ClusterMetrics, Deps, RenderFaults, Router, RouterConfig, SessionConfig,
+};
 use kofu_coord::embedded::{AuditSink, EmbeddedCoordinator, EmbeddedRegistry, EmbeddedStore};
+use kofu_coord::{Coordinator, FencedStore, Registry};
 use kofu_core::Population;
 use kofu_core::session::CloseReason;
 use kofu_render::Issuer;
@@ -28,6 +34,38 @@ pub struct Node {
     kiosk: ServerHandle,
     admin: ServerHandle,
     drain_timeout: Duration,
+    cluster: Option<cluster::Cluster>,
+}
+
+/// The coordination plane a node runs on: embedded, or a Redis cluster.
+struct Plane {
+    store: Arc<dyn FencedStore>,
+    registry: Arc<dyn Registry>,
+    coordinator: Arc<dyn Coordinator>,
+    cluster: Option<cluster::Plane>,
+}
+
+async fn embedded_plane(cfg: &ServeConfig, population: &mut Population) -> anyhow::Result<Plane> {
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1);
+    let sink = match &cfg.audit_file {
+        Some(p) => AuditSink::append_to(p)
+            .with_context(|| format!("cannot open audit file {}", p.display()))?,
+        None => AuditSink::Memory,
+    };
+    let residents = std::mem::take(&mut population.residents);
+    Ok(Plane {
+        store: Arc::new(EmbeddedStore::new(cfg.shard_count, epoch, sink)),
+        registry: Arc::new(EmbeddedRegistry::new(residents)),
+        coordinator: Arc::new(EmbeddedCoordinator::new(
+            cfg.node_id(),
+            cfg.shard_count,
+            epoch,
+        )),
+        cluster: None,
+    })
 }
 
 /// The issuer key: from the key file when given, else derived from the fixture seed so
@@ -64,33 +102,25 @@ fn issuer(cfg: &ServeConfig) -> anyhow::Result<Issuer> {
 
 impl Node {
     /// Starts a node serving `population`; must run inside an actix system.
-    pub async fn start(cfg: &ServeConfig, population: Population) -> anyhow::Result<Node> {
+    pub async fn start(cfg: &ServeConfig, mut population: Population) -> anyhow::Result<Node> {
         let issuer = Arc::new(issuer(cfg)?);
-        let epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
         let prom = prometheus::Registry::new();
         let metrics = ActorMetrics::new(&prom).context("registering actor metrics")?;
+        let cluster_metrics = ClusterMetrics::new(&prom).context("registering cluster metrics")?;
         let http_metrics =
             web::Data::new(HttpMetrics::new(&prom, "http_").context("registering http metrics")?);
-        let sink = match &cfg.audit_file {
-            Some(p) => AuditSink::append_to(p)
-                .with_context(|| format!("cannot open audit file {}", p.display()))?,
-            None => AuditSink::Memory,
-        };
         let kiosks = KioskAuth::new(&population.kiosks);
         let admin = AdminAuth::new(&population.admin_token);
-        let registry = Arc::new(EmbeddedRegistry::new(population.residents));
-        let store = Arc::new(EmbeddedStore::new(cfg.shard_count, epoch, sink));
-        let coordinator = Arc::new(EmbeddedCoordinator::new(
-            cfg.node_id(),
-            cfg.shard_count,
-            epoch,
-        ));
+        let plane = match &cfg.redis_url {
+            None => embedded_plane(cfg, &mut population).await?,
+            Some(url) => cluster::plane(cfg, url, &prom).await?,
+        };
+        let registry = plane.registry.clone();
+        let coordinator = plane.coordinator.clone();
         let deps = Arc::new(Deps {
-            store,
+            store: plane.store.clone(),
             registry: registry.clone(),
+            coordinator: coordinator.clone(),
             issuer: issuer.clone(),
             config: SessionConfig {
                 idle_timeout: cfg.idle_timeout(),
@@ -103,12 +133,22 @@ impl Node {
                 cfg.render_delay_every,
             ),
             metrics,
+            cluster: cluster_metrics,
         });
-        let router = Router::new(cfg.shard_count, coordinator.local_leases(), deps);
+        let workers = cfg.http_workers.unwrap_or_else(ServeConfig::cores);
+        let router = Router::new(
+            cfg.shard_count,
+            workers,
+            deps,
+            RouterConfig {
+                move_wait: Duration::from_millis(cfg.move_wait_ms),
+                ..RouterConfig::default()
+            },
+        );
         let state = web::Data::new(AppState::new(
             router,
             registry,
-            coordinator,
+            coordinator.clone(),
             kiosks,
             admin,
             issuer.public_key_b64(),
@@ -116,13 +156,12 @@ impl Node {
         ));
 
         let (s, m) = (state.clone(), http_metrics.clone());
-        let workers = cfg.http_workers.unwrap_or_else(ServeConfig::cores);
         let next_worker = Arc::new(AtomicUsize::new(0));
         let kiosk_server = HttpServer::new(move || {
             // Runs once on each worker thread: that thread hosts its share of shards.
             let worker = next_worker.fetch_add(1, Ordering::Relaxed);
             if worker < workers {
-                s.router.place_hosts(worker, workers);
+                s.router.register_worker(worker);
             }
             http::app(s.clone(), m.clone(), http::kiosk_routes)
         })
@@ -152,9 +191,18 @@ impl Node {
         actix_rt::spawn(admin_server.instrument(tracing::info_span!("admin_listener")));
         let placed_by = Instant::now() + Duration::from_secs(30);
         while !state.router.ready() {
-            anyhow::ensure!(Instant::now() < placed_by, "shard hosts did not start");
+            anyhow::ensure!(Instant::now() < placed_by, "http workers did not start");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let cluster = match plane.cluster {
+            None => {
+                for fence in coordinator.local_leases() {
+                    state.router.add_shard(fence);
+                }
+                None
+            }
+            Some(plane) => Some(cluster::start(cfg, plane, &state).await?),
+        };
         Ok(Node {
             state,
             kiosk_addr,
@@ -162,12 +210,28 @@ impl Node {
             kiosk,
             admin,
             drain_timeout: cfg.drain_timeout(),
+            cluster,
         })
+    }
+
+    /// The internal listener's address (cluster mode).
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.cluster.as_ref().map(cluster::Cluster::internal_addr)
     }
 
     /// Graceful shutdown: stop admitting, let open sessions finish until the drain
     /// deadline, close the rest (voiding unconfirmed jobs), then stop the listeners.
     pub async fn shutdown(self) {
+        if let Some(cluster) = &self.cluster {
+            // A cluster node hands its shards (and their open sessions) to the others
+            // instead of waiting for its sessions to end.
+            self.state.start_draining();
+            cluster.leave().await;
+            self.kiosk.stop(true).await;
+            self.admin.stop(true).await;
+            tracing::info!("stopped");
+            return;
+        }
         self.state.start_draining();
         let router = &self.state.router;
         let deadline = Instant::now() + self.drain_timeout;

@@ -54,6 +54,8 @@ pub enum Body {
     /// a `String`) so that `Debug` of a frame never prints the card id.
     Create {
         card: CardId,
+        /// The card's Ed25519 public key, as the receiving node read it from the registry.
+        card_key: [u8; 32],
         kiosk: KioskId,
     },
     Reply(WireReply),
@@ -306,6 +308,7 @@ mod tests {
             call(WireOp::Close),
             Body::Create {
                 card: CardId::parse("0123456789ABCDEF").expect("valid card"),
+                card_key: [7; 32],
                 kiosk: kiosk(),
             },
             Body::Moved { shard: 1023 },
@@ -394,6 +397,7 @@ mod tests {
             id: 1,
             body: Body::Create {
                 card: CardId::parse("0123456789ABCDEF").expect("valid"),
+                card_key: [7; 32],
                 kiosk: kiosk(),
             },
         })
@@ -411,6 +415,7 @@ mod tests {
     fn debug_of_a_create_frame_hides_the_card() {
         let body = Body::Create {
             card: CardId::parse("0123456789ABCDEF").expect("valid"),
+            card_key: [7; 32],
             kiosk: kiosk(),
         };
         assert!(!format!("{body:?}").contains("0123456789ABCDEF"));

@@ -113,6 +113,9 @@ pub struct Kiosk {
     pub kiosk_id: String,
     pub token: String,
     pub base: String,
+    /// With more than one entry, every request goes to one of these at random (a
+    /// cluster behind a load balancer); `base` otherwise.
+    spread: std::sync::Arc<Vec<String>>,
     client: reqwest::Client,
 }
 
@@ -126,7 +129,29 @@ impl Kiosk {
             kiosk_id: cred.kiosk_id.clone(),
             token: cred.token.clone(),
             base: base.trim_end_matches('/').to_owned(),
+            spread: std::sync::Arc::new(Vec::new()),
             client,
+        }
+    }
+
+    /// The same kiosk sending each request to a random one of `bases`.
+    pub fn spread(&self, bases: &[String]) -> Kiosk {
+        Kiosk {
+            spread: std::sync::Arc::new(
+                bases
+                    .iter()
+                    .map(|b| b.trim_end_matches('/').to_owned())
+                    .collect(),
+            ),
+            ..self.clone()
+        }
+    }
+
+    /// Where the next request goes.
+    pub fn target(&self) -> &str {
+        match self.spread.len() {
+            0 | 1 => &self.base,
+            n => &self.spread[rand::random_range(0..n)],
         }
     }
 
@@ -134,6 +159,7 @@ impl Kiosk {
     pub fn at(&self, base: &str) -> Kiosk {
         Kiosk {
             base: base.trim_end_matches('/').to_owned(),
+            spread: std::sync::Arc::new(Vec::new()),
             ..self.clone()
         }
     }
@@ -145,7 +171,7 @@ impl Kiosk {
     async fn post(&self, path: &str, body: Value) -> Resp {
         let req = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.target()))
             .header(AUTHORIZATION, format!("Bearer {}", self.token))
             .json(&body);
         Resp::read(req.send().await).await
@@ -171,7 +197,7 @@ impl Kiosk {
     pub async fn document(&self, session_id: &str, job_id: &str, wait_ms: u32) -> Resp {
         let url = format!(
             "{}/v1/sessions/{session_id}/jobs/{job_id}/document?wait_ms={wait_ms}",
-            self.base
+            self.target()
         );
         let req = self
             .client
@@ -183,7 +209,7 @@ impl Kiosk {
     pub async fn printed(&self, session_id: &str, job_id: &str) -> Resp {
         let url = format!(
             "{}/v1/sessions/{session_id}/jobs/{job_id}/printed",
-            self.base
+            self.target()
         );
         let req = self
             .client
@@ -195,13 +221,13 @@ impl Kiosk {
     pub async fn close(&self, session_id: &str) -> Resp {
         let req = self
             .client
-            .delete(format!("{}/v1/sessions/{session_id}", self.base))
+            .delete(format!("{}/v1/sessions/{session_id}", self.target()))
             .header(AUTHORIZATION, format!("Bearer {}", self.token));
         Resp::read(req.send().await).await
     }
 
     pub async fn issuer_key(&self) -> Resp {
-        let req = self.client.get(format!("{}/v1/issuer-key", self.base));
+        let req = self.client.get(format!("{}/v1/issuer-key", self.target()));
         Resp::read(req.send().await).await
     }
 

@@ -4,6 +4,7 @@
 
 mod bin;
 mod client;
+mod cluster;
 mod fixtures;
 mod node;
 mod pdf;
@@ -12,6 +13,7 @@ mod verify;
 
 pub use bin::{free_port, kofu_bin};
 pub use client::{Kiosk, Resp, admin_post, get, new_client};
+pub use cluster::{ClusterOptions, KofuCluster, TEST_SECRET};
 pub use fixtures::{Card, Fixtures, KioskCred};
 pub use node::{KofuNode, NodeOptions};
 pub use pdf::{contains_name, pdf_text};

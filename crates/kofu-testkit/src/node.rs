@@ -141,6 +141,36 @@ impl KofuNode {
         self.child.id()
     }
 
+    fn signal(&self, sig: rustix::process::Signal) {
+        if self.exit.is_none()
+            && let Some(pid) = i32::try_from(self.child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+
+    /// SIGSTOP: the process freezes (its leases lapse, its sockets stay open).
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    /// `kill -9`: no handoff, no cleanup. The log is still scanned on drop.
+    pub fn kill(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            if let Ok(status) = self.child.wait() {
+                self.exit = Some(status);
+            }
+        }
+    }
+
     /// Graceful stop: SIGTERM, then waits up to 30 s (panics if the node hangs).
     pub fn terminate(&mut self) -> ExitStatus {
         if let Some(status) = self.exit {
@@ -211,6 +241,24 @@ fn personal_data_in(log: &str, (seed, residents, kiosks): (u64, u32, u32)) -> us
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A blocking HTTP/1.0 GET with a bearer token: status and body.
+pub(crate) fn sync_get(addr: &str, path: &str, token: &str) -> Option<(u16, String)> {
+    let sock = addr.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .ok()?;
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).ok()?;
+    let text = String::from_utf8(all).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
 }
 
 /// A blocking HTTP/1.0 GET that works inside or outside any async runtime.

@@ -20,6 +20,9 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Append-only file with fsync on every write: a killed server restarts with every
+    /// acknowledged write, as a production Redis with `appendfsync always` would.
+    durable: bool,
 }
 
 impl RedisServer {
@@ -28,12 +31,22 @@ impl RedisServer {
     /// # Panics
     /// If `redis-server` is not installed or never becomes ready.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    /// A server that keeps its data across `stop` + `start_again` (AOF, fsync always).
+    pub fn start_durable() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> RedisServer {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let mut server = RedisServer {
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}")),
+                durable,
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -60,7 +73,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts an empty server again on the same port, for reconnection tests.
+    /// Starts the server again on the same port, for reconnection tests: empty, or with
+    /// its data when durable.
     ///
     /// # Panics
     /// If it does not come up (for instance, the port was taken meanwhile).
@@ -93,7 +107,8 @@ impl RedisServer {
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(["--appendonly", if self.durable { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())

@@ -156,6 +156,7 @@ impl Session {
             };
             let mut metas = act.metas.clone();
             metas.push(JobMeta {
+                created_ms: crate::clock::now_ms(),
                 serial: None,
                 issued_at: None,
                 record_version: rec.as_ref().map_or(0, |r| r.version),
@@ -168,14 +169,12 @@ impl Session {
                 let applied = match res {
                     Ok(a) => a,
                     Err(e) => {
-                        let _ = reply.send(SessionReply::Error(e));
+                        let _ = reply.send(SessionReply::from(e));
                         return;
                     }
                 };
                 let i = act.metas.len() - 1;
-                act.metas[i].serial = applied
-                    .serial
-                    .map(|n| format!("{:04}-{:x}-{:08}", act.fence.shard, act.fence.epoch, n));
+                act.metas[i].serial = applied.serial.map(|n| act.serial_text(n));
                 act.slots.push(Slot::default());
                 let _ = reply.send(SessionReply::JobCreated(JobResponse {
                     job_id: id.to_string(),
@@ -232,6 +231,10 @@ impl Session {
                 // if the registry stays unreadable.
                 Ok(None) | Err(_) => return act.schedule_render_retry(ctx, job),
             };
+            if act.metas[i].serial.is_none() {
+                // Resumed from a snapshot written before the serial came back.
+                return act.allocate_serial(ctx, i, job);
+            }
             let mut metas = act.metas.clone();
             act.render_into_slot(i, &rec, &mut metas);
             let mut next = act.machine.clone();
@@ -248,13 +251,41 @@ impl Session {
                         match &res {
                             Ok(_) => act.fetch(ctx, job, false, w),
                             Err(e) => {
-                                let _ = w.send(SessionReply::Error(*e));
+                                let _ = w.send(SessionReply::from(*e));
                             }
                         }
                     }
                 },
             );
         }));
+    }
+
+    /// Takes a fresh serial for job `i` (a job resumed mid-render on a new owner), then
+    /// renders it.
+    fn allocate_serial(&mut self, ctx: &mut Context<Self>, i: usize, job: JobId) {
+        let change = Change {
+            allocate_serial: true,
+            ..snapshot_only()
+        };
+        let (machine, metas) = (self.machine.clone(), self.metas.clone());
+        self.commit(
+            ctx,
+            "job",
+            machine,
+            metas,
+            change,
+            move |act, ctx, res| match res.ok().and_then(|a| a.serial) {
+                Some(n) => {
+                    act.metas[i].serial = Some(act.serial_text(n));
+                    act.render(ctx, job);
+                }
+                None => act.schedule_render_retry(ctx, job),
+            },
+        );
+    }
+
+    fn serial_text(&self, n: u64) -> String {
+        format!("{:04}-{:x}-{:08}", self.fence.shard, self.fence.epoch, n)
     }
 
     pub(super) fn fetch(
@@ -312,6 +343,13 @@ impl Session {
                     if let Some(rec) = rec.as_deref()
                         && was == JobPhase::Ready
                         && metas[i].record_version != rec.version
+                    {
+                        act.render_into_slot(i, rec, &mut metas);
+                    }
+                    // Resumed on a new owner: the bytes were never persisted, so render
+                    // them again from the persisted serial and issue time.
+                    if act.slots[i].doc.is_none()
+                        && let Some(rec) = rec.as_deref()
                     {
                         act.render_into_slot(i, rec, &mut metas);
                     }

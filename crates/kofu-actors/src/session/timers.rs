@@ -54,6 +54,25 @@ impl Session {
         ctx.notify_later(RenderDeadline(job), self.deps.config.render_deadline);
     }
 
+    /// After a resume: jobs still rendering are rendered here, against the deadline
+    /// that runs from their creation.
+    pub(super) fn resume_renders(&mut self, ctx: &mut Context<Self>) {
+        let now_ms = crate::clock::now_ms();
+        for (job, meta) in self.machine.jobs.iter().zip(&self.metas) {
+            if job.phase != kofu_core::session::JobPhase::Rendering {
+                continue;
+            }
+            let deadline_ms = meta
+                .created_ms
+                .saturating_add(self.deps.config.render_deadline.as_millis() as u64);
+            ctx.notify(RenderNow(job.id));
+            ctx.notify_later(
+                RenderDeadline(job.id),
+                Duration::from_millis(deadline_ms.saturating_sub(now_ms)),
+            );
+        }
+    }
+
     pub(super) fn schedule_render_retry(&mut self, ctx: &mut Context<Self>, job: JobId) {
         ctx.notify_later(RenderNow(job), RENDER_RETRY);
     }

@@ -123,6 +123,20 @@ impl EmbeddedStore {
                 held: fence.epoch,
             });
         }
+        // A card held by a session of another kiosk stays theirs: nothing is written.
+        if let CardLockOp::Acquire {
+            card_digest,
+            kiosk_id,
+        } = &change.card_lock
+            && s.card_locks
+                .get(card_digest)
+                .is_some_and(|(_, k)| k != kiosk_id)
+        {
+            return Ok(Applied {
+                lock: Some(LockOutcome::InUse),
+                ..Applied::default()
+            });
+        }
         let mut applied = Applied::default();
         // The audit write is the only step that can fail after the fence check, so it
         // goes first: a failed change leaves nothing behind.

@@ -1,7 +1,7 @@
 //! The cluster's shard ownership on Redis: one background loop per node heartbeats its
 //! membership, computes the rendezvous owner of every shard over the live members, takes
-//! the leases of its own shards, renews them and drops the ones it should no longer own
-//! (DESIGN.md, "Cluster coordination (redis)").
+//! the leases of its own shards, renews them and hands off the ones it should no longer
+//! own (DESIGN.md, "Cluster coordination (redis)").
 //!
 //! Safety rests on self-fencing (I2, I7): a lease counts as local only until the instant
 //! the renewal (or acquisition) was *sent* plus the lease TTL minus a safety margin. Redis
@@ -9,24 +9,28 @@
 //! this node stops acting on a shard before Redis can hand it to anyone else, even when it
 //! cannot reach Redis at all.
 //!
-//! The handoff protocol (drain the shard before releasing) is not here yet: a shard this
-//! node should no longer own stops being local at once and its lease is released.
+//! Handoff: a shard this node should give up stays held (and renewed) while the node's
+//! `HandoffHook` drains it; only then is the lease released, and a pub/sub event tells
+//! the others to take it at once instead of at their next round.
+
+mod events;
+mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManager;
-use futures::future::join_all;
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, watch};
+use prometheus::IntCounter;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{Member, RedisLeases, RedisMembership, keys, unavailable};
-use crate::{ClusterView, Coordinator, Fence, NodeInfo, ShardLease, StoreError};
+use super::{Member, RedisLeases, RedisMembership};
+use crate::{ClusterView, Coordinator, Fence, HandoffHook, NodeInfo, ShardLease};
+use worker::Worker;
 
 /// The loop period never drops below this, whatever the lease TTL (a zero period would
 /// make the loop spin).
@@ -42,8 +46,10 @@ struct Held {
 #[derive(Debug, Default)]
 struct State {
     held: BTreeMap<u32, Held>,
+    /// Shards being drained before their release; still held and renewed.
+    handing_off: BTreeSet<u32>,
     members: Vec<Member>,
-    /// Every shard's lease as last read from Redis (index = shard), for `view`.
+    /// Every shard's lease as last read from Redis (index = shard).
     observed: Vec<Option<(String, u64)>>,
 }
 
@@ -57,10 +63,45 @@ impl State {
     }
 }
 
-#[derive(Debug)]
+/// Lease counters, registered by the node into its registry.
+#[derive(Debug, Clone)]
+pub struct LeaseMetrics {
+    pub renew_failures: IntCounter,
+    pub losses: IntCounter,
+}
+
+impl LeaseMetrics {
+    fn new() -> LeaseMetrics {
+        // Names and help are constants: construction cannot fail.
+        let counter = |name: &str, help: &str| {
+            IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
+        };
+        LeaseMetrics {
+            renew_failures: counter(
+                "kofu_lease_renew_failures_total",
+                "Lease renewals that failed or timed out.",
+            ),
+            losses: counter(
+                "kofu_lease_losses_total",
+                "Leases found taken by another owner at renewal.",
+            ),
+        }
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     local: watch::Sender<Vec<Fence>>,
+    /// Wakes the loop for an early round (a pub/sub event, a peer's `Moved`).
+    poke: Notify,
+    hook: OnceLock<HandoffHook>,
+    metrics: LeaseMetrics,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -89,8 +130,9 @@ pub struct RedisCoordinator {
     node_id: String,
     shard_count: u32,
     shared: Arc<Shared>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    events: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for RedisCoordinator {
@@ -122,7 +164,11 @@ impl RedisCoordinator {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             local,
+            poke: Notify::new(),
+            hook: OnceLock::new(),
+            metrics: LeaseMetrics::new(),
         });
+        let (handed_off, handed_off_rx) = mpsc::unbounded_channel();
         let worker = Worker {
             member: Member {
                 node_id: node_id.clone(),
@@ -139,21 +185,48 @@ impl RedisCoordinator {
             // Each Redis step may take at most one period, so an unreachable Redis
             // cannot stall the loop (and the watch updates) for long.
             step: period,
+            // A drain that has not finished by then is cut short: the lease goes anyway
+            // and the sessions resume from their snapshots on the next owner.
+            handoff_deadline: lease_ttl.max(Duration::from_secs(2)),
             leases: RedisLeases::new(conn.clone()),
             membership: RedisMembership::new(conn.clone()),
             conn,
             shared: Arc::clone(&shared),
+            handed_off,
         };
         let (stop, stopped) = oneshot::channel();
         let span = tracing::info_span!("coordinator", node = %node_id);
-        let task = tokio::spawn(worker.run(stopped).instrument(span));
+        let task = tokio::spawn(worker.run(stopped, handed_off_rx).instrument(span));
         RedisCoordinator {
             node_id,
             shard_count,
             shared,
-            stop,
-            task,
+            stop: Mutex::new(Some(stop)),
+            task: tokio::sync::Mutex::new(Some(task)),
+            events: Mutex::new(None),
         }
+    }
+
+    /// Listens to the cluster's pub/sub announcements (joins, leaves, released and
+    /// acquired shards) so this node converges in one round trip instead of one period;
+    /// the period stays the backstop when the subscription is down.
+    pub fn listen(&self, client: ::redis::Client) {
+        let shared = Arc::clone(&self.shared);
+        let span = tracing::info_span!("coordinator_events", node = %self.node_id);
+        let task = tokio::spawn(events::listen(client, shared).instrument(span));
+        if let Some(old) = self.events.lock().replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Sets what the node does before giving up a shard (once; later calls are ignored).
+    pub fn set_handoff(&self, hook: HandoffHook) {
+        let _ = self.shared.hook.set(hook);
+    }
+
+    /// The lease counters, for the node to register.
+    pub fn metrics(&self) -> &LeaseMetrics {
+        &self.shared.metrics
     }
 
     /// Changes of `local_leases`, published by the loop. A lease that lapses while the
@@ -168,13 +241,29 @@ impl RedisCoordinator {
         self.shared.state.lock().members.clone()
     }
 
-    /// Stops the loop, releases every lease held and removes the heartbeat, so the other
-    /// nodes take the shards over at their next round instead of after a TTL.
-    pub async fn shutdown(self) {
+    /// Leaves the cluster: hands every shard off (through the hook), releases the
+    /// leases, removes the heartbeat, and stops the loop. Idempotent.
+    pub async fn shutdown(&self) {
         // The loop may already have ended (then the receiver is gone): nothing to stop.
-        let _ = self.stop.send(());
-        if let Err(e) = self.task.await {
+        if let Some(stop) = self.stop.lock().take() {
+            let _ = stop.send(());
+        }
+        let mut task = self.task.lock().await;
+        if let Some(task) = task.take()
+            && let Err(e) = task.await
+        {
             tracing::warn!(node = %self.node_id, "coordinator loop ended abnormally: {e}");
+        }
+        if let Some(events) = self.events.lock().take() {
+            events.abort();
+        }
+    }
+}
+
+impl Drop for RedisCoordinator {
+    fn drop(&mut self) {
+        if let Some(events) = self.events.lock().take() {
+            events.abort();
         }
     }
 }
@@ -194,6 +283,34 @@ impl Coordinator for RedisCoordinator {
         self.shared.state.lock().valid(Instant::now())
     }
 
+    fn holds(&self, fence: Fence) -> bool {
+        let state = self.shared.state.lock();
+        state
+            .held
+            .get(&fence.shard)
+            .is_some_and(|h| h.fence == fence && h.valid_until > Instant::now())
+    }
+
+    fn owner_of(&self, shard: u32) -> Option<NodeInfo> {
+        let state = self.shared.state.lock();
+        let (owner, _) = state.observed.get(usize::try_from(shard).ok()?)?.as_ref()?;
+        if *owner == self.node_id {
+            return None;
+        }
+        state
+            .members
+            .iter()
+            .find(|m| m.node_id == *owner)
+            .map(|m| NodeInfo {
+                node_id: m.node_id.clone(),
+                internal_addr: m.internal_addr.clone(),
+            })
+    }
+
+    fn refresh(&self) {
+        self.shared.poke.notify_one();
+    }
+
     fn view(&self) -> ClusterView {
         let now = Instant::now();
         let state = self.shared.state.lock();
@@ -202,6 +319,7 @@ impl Coordinator for RedisCoordinator {
             .iter()
             .map(|m| NodeInfo {
                 node_id: m.node_id.clone(),
+                internal_addr: m.internal_addr.clone(),
             })
             .collect();
         let shards = (0..self.shard_count)
@@ -232,275 +350,5 @@ impl Coordinator for RedisCoordinator {
             nodes,
             shards,
         }
-    }
-}
-
-/// The background loop's half of the coordinator.
-struct Worker {
-    member: Member,
-    shard_count: u32,
-    lease_ttl: Duration,
-    period: Duration,
-    margin: Duration,
-    step: Duration,
-    leases: RedisLeases,
-    membership: RedisMembership,
-    conn: ConnectionManager,
-    shared: Arc<Shared>,
-}
-
-impl Worker {
-    fn node_id(&self) -> &str {
-        &self.member.node_id
-    }
-
-    /// Until when a lease whose command was sent at `sent_at` may be acted on.
-    fn valid_until(&self, sent_at: Instant) -> Instant {
-        sent_at + self.lease_ttl.saturating_sub(self.margin)
-    }
-
-    async fn bounded<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        timeout(self.step, fut)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("redis {what} timed out"))))
-    }
-
-    async fn run(self, mut stopped: oneshot::Receiver<()>) {
-        tracing::info!(shards = self.shard_count, "joining the cluster");
-        let mut tick = tokio::time::interval(self.period);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                // A send or a dropped coordinator: either way, leave.
-                _ = &mut stopped => break,
-                _ = tick.tick() => {}
-            }
-            self.round().await;
-        }
-        self.leave().await;
-    }
-
-    async fn round(&self) {
-        self.shared.prune_and_publish();
-        // Renewals first: they are the most time-critical, and must not wait behind
-        // membership calls that may time out.
-        self.renew_held().await;
-        self.shared.prune_and_publish();
-
-        let members = match self.heartbeat_and_list().await {
-            Ok(members) => members,
-            Err(e) => {
-                tracing::debug!("membership round failed: {e}");
-                return;
-            }
-        };
-        // This node counts as a member even if a scan raced its own heartbeat.
-        let mut ids: Vec<&str> = members.iter().map(|m| m.node_id.as_str()).collect();
-        ids.push(self.node_id());
-        let desired: BTreeSet<u32> = (0..self.shard_count)
-            .filter(|&shard| kofu_core::assignment::owner(shard, &ids) == Some(self.node_id()))
-            .collect();
-        self.shared.state.lock().members.clone_from(&members);
-
-        self.release_unwanted(&desired).await;
-        self.acquire_missing(&desired).await;
-        self.shared.prune_and_publish();
-        self.observe().await;
-    }
-
-    async fn heartbeat_and_list(&self) -> Result<Vec<Member>, StoreError> {
-        self.bounded(
-            "heartbeat",
-            self.membership.heartbeat(&self.member, self.lease_ttl),
-        )
-        .await?;
-        self.bounded("member scan", self.membership.members()).await
-    }
-
-    async fn renew_held(&self) {
-        let fences: Vec<Fence> = self
-            .shared
-            .state
-            .lock()
-            .held
-            .values()
-            .map(|h| h.fence)
-            .collect();
-        if fences.is_empty() {
-            return;
-        }
-        // Taken before sending: Redis restarts the TTL no earlier than this.
-        let sent_at = Instant::now();
-        let renewals = join_all(
-            fences
-                .iter()
-                .map(|&fence| self.leases.renew(fence, self.node_id(), self.lease_ttl)),
-        );
-        let Ok(results) = timeout(self.step, renewals).await else {
-            // Leases keep their old validity and lapse unless a later renewal succeeds.
-            tracing::warn!(leases = fences.len(), "lease renewal timed out");
-            return;
-        };
-        let valid_until = self.valid_until(sent_at);
-        let mut state = self.shared.state.lock();
-        for (fence, result) in fences.iter().zip(results) {
-            match result {
-                Ok(true) => {
-                    if let Some(held) = state.held.get_mut(&fence.shard)
-                        && held.fence == *fence
-                    {
-                        held.valid_until = valid_until;
-                    }
-                }
-                Ok(false) => {
-                    tracing::warn!(shard = fence.shard, epoch = fence.epoch, "lease lost");
-                    if state
-                        .held
-                        .get(&fence.shard)
-                        .is_some_and(|h| h.fence == *fence)
-                    {
-                        state.held.remove(&fence.shard);
-                    }
-                }
-                Err(e) => tracing::debug!(shard = fence.shard, "lease renewal failed: {e}"),
-            }
-        }
-    }
-
-    async fn release_unwanted(&self, desired: &BTreeSet<u32>) {
-        let unwanted: Vec<Fence> = {
-            let mut state = self.shared.state.lock();
-            let shards: Vec<u32> = state
-                .held
-                .keys()
-                .filter(|shard| !desired.contains(shard))
-                .copied()
-                .collect();
-            shards
-                .iter()
-                .filter_map(|shard| state.held.remove(shard))
-                .map(|h| h.fence)
-                .collect()
-        };
-        if unwanted.is_empty() {
-            return;
-        }
-        // Stop reporting the shards before their leases go, so the next owner (which
-        // acquires once the lease is gone) never overlaps with this node.
-        self.shared.prune_and_publish();
-        tracing::info!(
-            shards = unwanted.len(),
-            "releasing shards owned elsewhere now"
-        );
-        let releases = join_all(
-            unwanted
-                .iter()
-                .map(|&fence| self.leases.release(fence, self.node_id())),
-        );
-        // A release that fails or times out leaves the lease to expire: only slower.
-        if timeout(self.step, releases).await.is_err() {
-            tracing::debug!("lease release timed out");
-        }
-    }
-
-    async fn acquire_missing(&self, desired: &BTreeSet<u32>) {
-        let missing: Vec<u32> = {
-            let state = self.shared.state.lock();
-            desired
-                .iter()
-                .filter(|shard| !state.held.contains_key(shard))
-                .copied()
-                .collect()
-        };
-        if missing.is_empty() {
-            return;
-        }
-        let sent_at = Instant::now();
-        let acquisitions = join_all(
-            missing
-                .iter()
-                .map(|&shard| self.leases.acquire(shard, self.node_id(), self.lease_ttl)),
-        );
-        // On a timeout an acquisition may still have happened in Redis; unknown to this
-        // node, that lease simply expires and is taken again later (safe, only slower).
-        let Ok(results) = timeout(self.step, acquisitions).await else {
-            tracing::debug!("lease acquisition timed out");
-            return;
-        };
-        let valid_until = self.valid_until(sent_at);
-        let mut acquired = 0usize;
-        let mut state = self.shared.state.lock();
-        for (shard, result) in missing.iter().zip(results) {
-            match result {
-                Ok(Some(fence)) => {
-                    state.held.insert(*shard, Held { fence, valid_until });
-                    acquired += 1;
-                }
-                // Still held by the previous owner until it releases or it expires.
-                Ok(None) => {}
-                Err(e) => tracing::debug!(shard, "lease acquisition failed: {e}"),
-            }
-        }
-        if acquired > 0 {
-            tracing::info!(shards = acquired, "acquired shards");
-        }
-    }
-
-    /// Reads every shard's lease in one pipelined round trip, for `view`.
-    async fn observe(&self) {
-        let mut pipe = ::redis::pipe();
-        for shard in 0..self.shard_count {
-            pipe.cmd("GET").arg(keys::lease(shard));
-        }
-        let mut conn = self.conn.clone();
-        let read = async {
-            pipe.query_async::<Vec<Option<String>>>(&mut conn)
-                .await
-                .map_err(|e| unavailable(&e))
-        };
-        match self.bounded("lease scan", read).await {
-            Ok(values) => {
-                let observed = values
-                    .into_iter()
-                    .map(|value| {
-                        let (node, epoch) = value?
-                            .rsplit_once(':')
-                            .and_then(|(n, e)| Some((n.to_owned(), e.parse::<u64>().ok()?)))?;
-                        Some((node, epoch))
-                    })
-                    .collect();
-                self.shared.state.lock().observed = observed;
-            }
-            Err(e) => tracing::debug!("lease scan failed: {e}"),
-        }
-    }
-
-    /// Graceful leave: stop reporting every shard, release the leases, drop the
-    /// heartbeat. Failures only mean the others wait for the TTLs instead.
-    async fn leave(&self) {
-        let fences: Vec<Fence> = std::mem::take(&mut self.shared.state.lock().held)
-            .into_values()
-            .map(|h| h.fence)
-            .collect();
-        self.shared.prune_and_publish();
-        let releases = join_all(
-            fences
-                .iter()
-                .map(|&fence| self.leases.release(fence, self.node_id())),
-        );
-        if timeout(self.step, releases).await.is_err() {
-            tracing::debug!("lease release on leave timed out");
-        }
-        if let Err(e) = self
-            .bounded("leave", self.membership.leave(self.node_id()))
-            .await
-        {
-            tracing::debug!("removing the heartbeat failed: {e}");
-        }
-        tracing::info!(released = fences.len(), "left the cluster");
     }
 }

@@ -21,6 +21,14 @@ impl std::fmt::Debug for RedisLeases {
     }
 }
 
+/// This node's clock in milliseconds: the least epoch a new lease may get.
+fn epoch_floor() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(1)
+}
+
 fn lease_value(node_id: &str, epoch: u64) -> String {
     format!("{node_id}:{epoch}")
 }
@@ -44,6 +52,7 @@ impl RedisLeases {
             .key(keys::epoch(shard))
             .arg(node_id)
             .arg(millis(ttl))
+            .arg(epoch_floor())
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;

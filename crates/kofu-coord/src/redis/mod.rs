@@ -19,7 +19,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Value};
 
-pub use coordinator::RedisCoordinator;
+pub use coordinator::{LeaseMetrics, RedisCoordinator};
 pub use leases::RedisLeases;
 pub use membership::{Member, RedisMembership};
 pub use registry::{RedisRegistry, RegistrySetupError};

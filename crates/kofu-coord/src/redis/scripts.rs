@@ -7,12 +7,20 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: lease, epoch. ARGV: node id, ttl ms. Returns the new epoch, or nil if held.
+/// KEYS: lease, epoch. ARGV: node id, ttl ms, epoch floor. Returns the new epoch, or
+/// nil if held. The floor (the caller's clock in ms) keeps epochs rising even after a
+/// Redis that lost its data: a former owner's epoch is never handed out again, so
+/// neither its fence nor the serials that embed it can repeat.
 const ACQUIRE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return false
 end
 local epoch = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[3])
+if epoch < floor then
+  redis.call('SET', KEYS[2], ARGV[3])
+  epoch = floor
+end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
 return epoch
 ";
@@ -54,10 +62,17 @@ end
 /// 10.. audit fields and values.
 ///
 /// Returns `{0}` when fenced, else `{1, serial or -1, lock, audit}` with lock 0 none,
-/// 1 acquired, 2 released, 3 not held, and audit 0 none, 1 recorded, 2 duplicate.
+/// 1 acquired, 2 released, 3 not held, 4 in use by another kiosk (nothing written), and
+/// audit 0 none, 1 recorded, 2 duplicate.
 const APPLY: &str = concat!(
     fence_check!(),
     r"
+if ARGV[4] == 'A' then
+  local held = redis.call('GET', KEYS[6])
+  if held and string.match(held, '|(.*)$') ~= ARGV[5] then
+    return {1, -1, 4, 0}
+  end
+end
 local audit = 0
 if ARGV[9] ~= '' then
   if redis.call('SISMEMBER', KEYS[3], ARGV[9]) == 1 then

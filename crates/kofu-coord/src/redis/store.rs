@@ -170,6 +170,7 @@ fn parse_applied(fence: Fence, reply: &Value) -> Result<Applied, StoreError> {
         1 => Some(LockOutcome::Acquired),
         2 => Some(LockOutcome::Released),
         3 => Some(LockOutcome::NotHeld),
+        4 => Some(LockOutcome::InUse),
         _ => return Err(bad_reply("apply")),
     };
     let audit = match *audit {

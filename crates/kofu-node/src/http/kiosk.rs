@@ -74,7 +74,14 @@ fn respond(reply: SessionReply) -> HttpResponse {
                 doc.signature_b64.as_str(),
             ))
             .body(doc.pdf.clone()),
+        SessionReply::Forwarded(doc) => HttpResponse::Ok()
+            .content_type("application/pdf")
+            .insert_header((kofu_proto::api::BINDING_HEADER, doc.binding_b64))
+            .insert_header((kofu_proto::api::SIGNATURE_HEADER, doc.signature_b64))
+            .body(doc.pdf),
         SessionReply::Rendering => rendering(),
+        // The router never hands this out; if it did, the shard had no safe owner.
+        SessionReply::Moving => code(ErrorCode::Unavailable),
         SessionReply::Printed(r) => HttpResponse::Ok().json(r),
         SessionReply::Closed => HttpResponse::NoContent().finish(),
         SessionReply::Error(e) => error_response(e),
@@ -151,7 +158,7 @@ async fn create_session_inner(
     let kiosk = tri!(kiosk(state, req));
     let body: CreateSessionRequest = tri!(read_json(req, payload).await.map_err(error_response));
     let card = tri!(CardId::parse(&body.card_id).map_err(|_| code(ErrorCode::InvalidCardId)));
-    if state.is_draining() {
+    if state.refuses_new_sessions() {
         return code(ErrorCode::Unavailable);
     }
     let record = match state.registry.record(&card).await {

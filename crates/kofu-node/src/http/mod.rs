@@ -7,8 +7,8 @@ pub mod error;
 mod kiosk;
 pub mod metrics;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{App, HttpRequest, web};
 use kofu_actors::Router;
@@ -26,6 +26,9 @@ pub struct AppState {
     pub issuer_key_b64: String,
     pub prometheus: prometheus::Registry,
     draining: AtomicBool,
+    /// What draining does besides failing readiness: a cluster node hands its shards
+    /// off; without it (embedded) the node stops admitting new sessions.
+    drain_action: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl AppState {
@@ -48,7 +51,20 @@ impl AppState {
             issuer_key_b64,
             prometheus,
             draining: AtomicBool::new(false),
+            drain_action: OnceLock::new(),
         }
+    }
+
+    /// Sets the cluster's drain action (once).
+    pub fn on_drain(&self, action: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.drain_action.set(action);
+    }
+
+    /// Whether new sessions get `503` here (API.md: a drained node hands its shards
+    /// over and stops taking new sessions; calls of open sessions still reach their
+    /// owners).
+    pub fn refuses_new_sessions(&self) -> bool {
+        self.is_draining()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -58,8 +74,16 @@ impl AppState {
     /// Stops admitting sessions: readiness fails and new sessions get `503`.
     pub fn start_draining(&self) {
         if !self.draining.swap(true, Ordering::AcqRel) {
-            self.router.stop_accepting();
-            tracing::info!("draining: no new sessions are admitted");
+            match self.drain_action.get() {
+                Some(action) => {
+                    action();
+                    tracing::info!("draining: handing every shard to the other nodes");
+                }
+                None => {
+                    self.router.stop_accepting();
+                    tracing::info!("draining: no new sessions are admitted");
+                }
+            }
         }
     }
 }

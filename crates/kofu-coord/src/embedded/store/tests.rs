@@ -110,6 +110,27 @@ fn release_only_by_the_holder() {
     };
     acquire(sid(1)).expect("ok");
     acquire(sid(2)).expect("ok");
+    // Another kiosk's acquire is refused and writes nothing, its serial included.
+    let other = store.apply_now(
+        f,
+        sid(3),
+        Change {
+            card_lock: CardLockOp::Acquire {
+                card_digest: [7; 32],
+                kiosk_id: "K02".into(),
+            },
+            allocate_serial: true,
+            ..change()
+        },
+    );
+    assert_eq!(
+        other.expect("ok"),
+        Applied {
+            serial: None,
+            lock: Some(LockOutcome::InUse),
+            audit: None
+        }
+    );
     assert_eq!(
         release(sid(1)).expect("ok").lock,
         Some(LockOutcome::NotHeld)

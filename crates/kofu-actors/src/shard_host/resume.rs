@@ -1,0 +1,80 @@
+//! Lazy resume: the first call for a session this host has not met reads its snapshot
+//! through the fenced store (so only the current owner can), and later calls for the
+//! same session wait for that one read.
+
+use actix::prelude::*;
+use kofu_coord::StoreError;
+use kofu_proto::{ErrorCode, SessionId};
+
+use super::{Entry, ShardHost};
+use crate::messages::{SessionCall, SessionReply};
+use crate::session::Session;
+use crate::snapshot::Snapshot;
+
+/// Calls one session may have waiting on its snapshot; a kiosk has one request in
+/// flight, so more is a misbehaving client.
+const MAX_WAITING: usize = 16;
+
+impl ShardHost {
+    pub(super) fn load(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
+        let id = msg.session;
+        if let Some(waiting) = self.loading.get_mut(&id) {
+            if waiting.len() >= MAX_WAITING {
+                let _ = msg.reply.send(ErrorCode::Unavailable.into());
+            } else {
+                waiting.push(msg);
+            }
+            return;
+        }
+        self.loading.insert(id, vec![msg]);
+        let read = self.deps.store.load_snapshot(self.fence, id);
+        ctx.spawn(
+            read.into_actor(self)
+                .map(move |res, act, ctx| act.loaded(id, res, ctx)),
+        );
+    }
+
+    fn loaded(
+        &mut self,
+        id: SessionId,
+        res: Result<Option<Vec<u8>>, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let calls = self.loading.remove(&id).unwrap_or_default();
+        let answer_all = |calls: Vec<SessionCall>, make: &dyn Fn() -> SessionReply| {
+            for c in calls {
+                let _ = c.reply.send(make());
+            }
+        };
+        if self.moving {
+            return answer_all(calls, &|| SessionReply::Moving);
+        }
+        let bytes = match res {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return answer_all(calls, &|| ErrorCode::UnknownSession.into()),
+            Err(StoreError::Fenced { .. }) => return answer_all(calls, &|| SessionReply::Moving),
+            Err(e) => {
+                self.deps.metrics.store_unavailable.inc();
+                tracing::warn!(shard = self.fence.shard, error = %e, "snapshot read failed");
+                return answer_all(calls, &|| ErrorCode::Unavailable.into());
+            }
+        };
+        let snap = match Snapshot::decode(&bytes) {
+            Ok(snap) if snap.session == id && !snap.machine.is_closed() => snap,
+            Ok(_) => return answer_all(calls, &|| ErrorCode::UnknownSession.into()),
+            Err(e) => {
+                // Unreadable state is not guessed at (I7); the error names no data.
+                tracing::error!(shard = self.fence.shard, error = %e, "snapshot does not decode");
+                return answer_all(calls, &|| ErrorCode::Unavailable.into());
+            }
+        };
+        let kiosk = snap.kiosk.clone();
+        let digest = snap.card.digest_bytes();
+        let addr = Session::resume(snap, self.fence, self.deps.clone(), ctx.address()).start();
+        self.cards.entry(digest).or_insert(id);
+        self.sessions.insert(id, Entry { addr, kiosk });
+        for c in calls {
+            self.route(c, ctx);
+        }
+    }
+}

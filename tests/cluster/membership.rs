@@ -1,0 +1,104 @@
+//! Forwarding, joins and graceful leaves under continuous load.
+
+use std::time::Duration;
+
+use super::load::Load;
+use super::*;
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub(crate) async fn scrape(admin: &str, name: &str) -> f64 {
+    metric(&get(&format!("{admin}/metrics")).await.text(), name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_to_random_nodes_reach_their_sessions() {
+    let cluster = cluster_with(3, &[]);
+    let fx = fixtures();
+    let load = Load::start(fx, issuer(&cluster.apis()[0]).await, cluster.apis(), 12);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let tally = load.finish().await;
+    println!("{tally:?}");
+    assert!(
+        tally.completed >= 30,
+        "too few sessions: {}",
+        tally.completed
+    );
+    assert_eq!(tally.failures(), 0, "{:?}", tally.failed);
+    assert!(tally.misdeliveries.is_empty(), "{:?}", tally.misdeliveries);
+    assert_eq!(tally.double_charges, 0);
+    let mut forwarded = 0.0;
+    for n in cluster.live() {
+        forwarded += scrape(&cluster.node(n).admin, "kofu_forwards_total{result=\"ok\"}").await;
+    }
+    // With 3 nodes about two thirds of all requests land on a non-owner.
+    assert!(forwarded > 0.0, "no request was forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_and_graceful_leave_under_load_fail_no_session() {
+    let mut cluster = cluster_with(3, &[]);
+    let fx = fixtures();
+    let before = cluster.wait_converged();
+    let load = Load::start(fx, issuer(&cluster.apis()[0]).await, cluster.apis(), 12);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Join: the new node takes about a quarter of the shards, all from the others.
+    let joined = tokio::task::block_in_place(|| cluster.add_node());
+    let after_join = tokio::task::block_in_place(|| cluster.wait_converged());
+    load.set_targets(cluster.apis());
+    let share = moved(&before, &after_join);
+    assert!(
+        (0.15..0.35).contains(&share),
+        "join moved {share:.3} of the shards"
+    );
+    let new_id = format!("node-{joined}");
+    for (b, a) in before.iter().zip(&after_join) {
+        assert!(
+            b == a || a.as_ref() == Some(&new_id),
+            "a shard moved between old nodes"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Graceful leave: the load balancer stops sending to node 1 first, then SIGTERM.
+    let leaving = 1;
+    let others: Vec<String> = cluster
+        .live()
+        .into_iter()
+        .filter(|&n| n != leaving)
+        .map(|n| cluster.node(n).api.clone())
+        .collect();
+    load.set_targets(others);
+    let status = tokio::task::block_in_place(|| cluster.stop(leaving));
+    assert!(status.success(), "the leaving node exited with {status}");
+    let after_leave = tokio::task::block_in_place(|| cluster.wait_converged());
+    let share = moved(&after_join, &after_leave);
+    assert!(
+        (0.15..0.35).contains(&share),
+        "leave moved {share:.3} of the shards"
+    );
+    let gone = format!("node-{leaving}");
+    for (b, a) in after_join.iter().zip(&after_leave) {
+        assert!(
+            b == a || b.as_ref() == Some(&gone),
+            "a shard of a staying node moved"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tally = load.finish().await;
+    println!("{tally:?}");
+    assert!(
+        tally.completed >= 30,
+        "too few sessions: {}",
+        tally.completed
+    );
+    assert_eq!(tally.failures(), 0, "{:?}", tally.failed);
+    assert!(tally.misdeliveries.is_empty(), "{:?}", tally.misdeliveries);
+    assert_eq!(tally.double_charges, 0);
+}
