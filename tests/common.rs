@@ -7,11 +7,18 @@ use std::sync::OnceLock;
 use ed25519_dalek::VerifyingKey;
 use kofu_proto::ErrorCode;
 use kofu_proto::api::{CreateSessionResponse, JobResponse};
-use kofu_testkit::{Card, Fixtures, Kiosk, KofuNode, NodeOptions, Resp, get};
+use kofu_testkit::{
+    Card, ClusterOptions, Fixtures, Kiosk, KofuCluster, KofuNode, NodeOptions, Resp, get,
+};
 
 /// A node with the default population (seed 7, 200 residents, 20 kiosks).
 pub struct Env {
+    /// The node under test; with `KOFU_TEST_NODES=N` (N > 1) node 0 of a cluster.
     pub node: KofuNode,
+    /// Kiosk API bases of every node; kiosks spread their requests over them.
+    pub apis: Vec<String>,
+    /// The rest of the cluster (its other nodes and its Redis), if any.
+    pub cluster: Option<KofuCluster>,
     pub fx: &'static Fixtures,
     pub issuer: VerifyingKey,
 }
@@ -38,17 +45,43 @@ impl Env {
                 .collect(),
             ..NodeOptions::default()
         };
-        let node = tokio::task::block_in_place(|| KofuNode::start(opts));
+        let nodes: usize = std::env::var("KOFU_TEST_NODES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let (node, cluster) = if nodes > 1 {
+            let mut cluster = tokio::task::block_in_place(|| {
+                KofuCluster::start(ClusterOptions {
+                    nodes,
+                    node: opts,
+                    ..ClusterOptions::default()
+                })
+            });
+            let first = cluster.nodes[0].take().expect("node 0 runs");
+            (first, Some(cluster))
+        } else {
+            (tokio::task::block_in_place(|| KofuNode::start(opts)), None)
+        };
+        let mut apis = vec![node.api.clone()];
+        if let Some(c) = &cluster {
+            apis.extend(c.apis());
+        }
         let r = get(&format!("{}/v1/issuer-key", node.api)).await;
         assert_eq!(r.status, 200, "issuer-key: {}", r.text());
         let key: kofu_proto::api::IssuerKeyResponse = r.json();
         let issuer = kofu_proto::verify::issuer_key(&key.public_key).expect("issuer key parses");
-        Env { node, fx, issuer }
+        Env {
+            node,
+            apis,
+            cluster,
+            fx,
+            issuer,
+        }
     }
 
     /// Kiosk number `i` of the fixtures, talking to this node.
     pub fn kiosk(&self, i: usize) -> Kiosk {
-        Kiosk::new(&self.node.api, &self.fx.kiosks[i])
+        Kiosk::new(&self.node.api, &self.fx.kiosks[i]).spread(&self.apis)
     }
 
     pub fn admin_token(&self) -> &str {

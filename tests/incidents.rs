@@ -54,34 +54,33 @@ const FETCH_BUDGET: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn incident_1_timeout_under_load() {
-    run_on_node(Scenario::TimeoutUnderLoad, None).await;
+    run_on(Scenario::TimeoutUnderLoad, None, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn incident_2_near_simultaneous_requests() {
-    run_on_node(Scenario::NearSimultaneous, None).await;
+    run_on(Scenario::NearSimultaneous, None, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn incident_3_record_update_during_issuance() {
-    run_on_node(Scenario::RecordUpdate, None).await;
+    run_on(Scenario::RecordUpdate, None, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn incident_4_multi_page_documents() {
-    run_on_node(Scenario::MultiPage, None).await;
+    run_on(Scenario::MultiPage, None, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn incident_5_stale_data_revocation() {
-    run_on_node(Scenario::StaleData, None).await;
+    run_on(Scenario::StaleData, None, 1).await;
 }
 
-/// Configuration drift: the same scenario bodies against a node with one shard and a
-/// node with the default 1,024 must give the same results, because no safety feature
-/// may depend on the topology. The three-node variant arrives with the cluster issue:
-/// it starts three nodes, passes their three API bases and admin listeners, and calls
-/// these same functions; nothing in the bodies knows how many nodes there are.
+/// Configuration drift: the same scenario bodies against a node with one shard, a node
+/// with the default 1,024 and a three-node cluster must give the same results, because
+/// no safety feature may depend on the topology; nothing in the bodies knows how many
+/// nodes there are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn incident_6_configuration_drift() {
     drift::configuration_drift().await;
@@ -89,7 +88,40 @@ async fn incident_6_configuration_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn incident_7_error_and_retry() {
-    run_on_node(Scenario::ErrorAndRetry, None).await;
+    run_on(Scenario::ErrorAndRetry, None, 1).await;
+}
+
+// The same scenarios on a three-node cluster (a private redis-server), requests spread
+// over the nodes.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incident_1_timeout_under_load_on_three_nodes() {
+    run_on(Scenario::TimeoutUnderLoad, None, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incident_2_near_simultaneous_requests_on_three_nodes() {
+    run_on(Scenario::NearSimultaneous, None, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incident_3_record_update_during_issuance_on_three_nodes() {
+    run_on(Scenario::RecordUpdate, None, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incident_4_multi_page_documents_on_three_nodes() {
+    run_on(Scenario::MultiPage, None, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incident_5_stale_data_revocation_on_three_nodes() {
+    run_on(Scenario::StaleData, None, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incident_7_error_and_retry_on_three_nodes() {
+    run_on(Scenario::ErrorAndRetry, None, 3).await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -250,11 +282,12 @@ impl Tally {
     }
 }
 
-/// Starts a node for `scenario`, runs it, checks the node-wide invariants afterwards.
-async fn run_on_node(scenario: Scenario, shard_count: Option<u32>) -> Summary {
+/// Starts `nodes` nodes (a Redis-coordinated cluster when more than one) for
+/// `scenario`, runs it, checks the deployment-wide invariants afterwards.
+async fn run_on(scenario: Scenario, shard_count: Option<u32>, nodes: usize) -> Summary {
     let started = Instant::now();
     let run = async {
-        let d = deploy(scenario.flags(), shard_count).await;
+        let d = deploy(scenario.flags(), shard_count, nodes).await;
         let summary = scenario.run(&d.apis, &d.env).await;
         // The node's own check of every binding against its session must never trip.
         let self_check = d
@@ -268,7 +301,7 @@ async fn run_on_node(scenario: Scenario, shard_count: Option<u32>) -> Summary {
         .await
         .unwrap_or_else(|_| panic!("{} exceeded {SCENARIO_BUDGET:?}", scenario.name()));
     eprintln!(
-        "{} on shard count {}: {:?} in {:?}",
+        "{} on {nodes} node(s), shard count {}: {:?} in {:?}",
         scenario.name(),
         shard_count.map_or("default".to_owned(), |n| n.to_string()),
         summary,

@@ -54,7 +54,7 @@ async fn sigterm_stops_the_node_gracefully() {
         "slow shutdown: {:?}",
         t.elapsed()
     );
-    let r = k.create_session(&card.card_id).await;
+    let r = k.at(&env.node.api).create_session(&card.card_id).await;
     assert_eq!(r.status, 0, "still answering after exit: {}", r.status);
 }
 

@@ -8,7 +8,10 @@ use std::time::Duration;
 use ed25519_dalek::VerifyingKey;
 use kofu_proto::api::IssuerKeyResponse;
 use kofu_proto::{Binding, CertKind};
-use kofu_testkit::{Card, Fixtures, Kiosk, KofuNode, NodeOptions, Resp, verify_document_async};
+use kofu_testkit::{
+    Card, ClusterOptions, Fixtures, Kiosk, KofuCluster, KofuNode, NodeOptions, Resp,
+    verify_document_async,
+};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -27,16 +30,19 @@ pub(crate) struct Env {
     pub(crate) noise_cards: Vec<usize>,
 }
 
-/// A running topology: today one node.
+/// A running topology: one node, or a cluster with its Redis.
 pub(crate) struct Deployment {
     _nodes: Vec<KofuNode>,
+    _cluster: Option<KofuCluster>,
     pub(crate) apis: Vec<String>,
     pub(crate) env: Arc<Env>,
 }
 
-pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>) -> Deployment {
+pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>, nodes: usize) -> Deployment {
     let mut args: Vec<String> = flags.iter().map(|s| (*s).to_owned()).collect();
-    if let Some(n) = shard_count {
+    if nodes == 1
+        && let Some(n) = shard_count
+    {
         args.extend(["--shard-count".to_owned(), n.to_string()]);
     }
     let opts = NodeOptions {
@@ -47,7 +53,31 @@ pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>) -> Deployme
     };
     let seed = opts.seed;
     // Process start and `kofu fixtures` block; the runtime has spare workers.
-    let node = tokio::task::block_in_place(|| KofuNode::start(opts));
+    let (single, cluster) = if nodes == 1 {
+        (
+            Some(tokio::task::block_in_place(|| KofuNode::start(opts))),
+            None,
+        )
+    } else {
+        let copts = ClusterOptions {
+            nodes,
+            node: opts,
+            shard_count: shard_count.unwrap_or(kofu_proto::DEFAULT_SHARD_COUNT),
+            ..ClusterOptions::default()
+        };
+        (
+            None,
+            Some(tokio::task::block_in_place(|| KofuCluster::start(copts))),
+        )
+    };
+    let all: Vec<&KofuNode> = match (&single, &cluster) {
+        (Some(n), _) => vec![n],
+        (None, Some(c)) => c.nodes.iter().flatten().collect(),
+        (None, None) => unreachable!("one of the two was started"),
+    };
+    let apis: Vec<String> = all.iter().map(|n| n.api.clone()).collect();
+    let admins: Vec<String> = all.iter().map(|n| n.admin.clone()).collect();
+    let node = all[0];
     let fx = tokio::task::block_in_place(|| Fixtures::load(seed, RESIDENTS, KIOSKS));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
@@ -75,24 +105,30 @@ pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>) -> Deployme
     let env = Env {
         fx,
         issuer,
-        admins: vec![node.admin.clone()],
+        admins,
         client,
         noise_cards,
     };
     // The topology under test must be the one asked for, or incident 6 compares nothing.
-    let cluster = env
+    let view = env
         .admin(0, reqwest::Method::GET, "/admin/v1/cluster", None)
         .await;
-    assert_eq!(cluster.status, 200, "cluster view: {}", cluster.text());
+    assert_eq!(view.status, 200, "cluster view: {}", view.text());
     let expected_shards = shard_count.unwrap_or(kofu_proto::DEFAULT_SHARD_COUNT);
     assert_eq!(
-        cluster.value()["shard_count"],
+        view.value()["nodes"].as_array().map(Vec::len),
+        Some(nodes),
+        "the deployment runs the requested number of nodes"
+    );
+    assert_eq!(
+        view.value()["shard_count"],
         json!(expected_shards),
         "the node runs the requested shard count"
     );
     Deployment {
-        apis: vec![node.api.clone()],
-        _nodes: vec![node],
+        apis,
+        _nodes: single.into_iter().collect(),
+        _cluster: cluster,
         env: Arc::new(env),
     }
 }

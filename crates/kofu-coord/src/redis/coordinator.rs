@@ -131,7 +131,9 @@ pub struct RedisCoordinator {
     shard_count: u32,
     shared: Arc<Shared>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
-    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Resolves once the node has left (its loop goes on observing the cluster).
+    left: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
+    task: JoinHandle<()>,
     events: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -147,8 +149,8 @@ impl std::fmt::Debug for RedisCoordinator {
 impl RedisCoordinator {
     /// Joins the cluster and starts the ownership loop on the current tokio runtime; the
     /// loop runs every `lease_ttl / 3`, which is also the heartbeat period (the member
-    /// TTL equals `lease_ttl`). Dropping the coordinator without `shutdown` still makes
-    /// the loop leave the cluster, in the background.
+    /// TTL equals `lease_ttl`). Dropping the coordinator without `shutdown` stops the
+    /// loop at once, like a crash: its leases and heartbeat then lapse by their TTL.
     ///
     /// # Panics
     /// If called outside a tokio runtime.
@@ -195,14 +197,16 @@ impl RedisCoordinator {
             handed_off,
         };
         let (stop, stopped) = oneshot::channel();
+        let (left_tx, left) = oneshot::channel();
         let span = tracing::info_span!("coordinator", node = %node_id);
-        let task = tokio::spawn(worker.run(stopped, handed_off_rx).instrument(span));
+        let task = tokio::spawn(worker.run(stopped, handed_off_rx, left_tx).instrument(span));
         RedisCoordinator {
             node_id,
             shard_count,
             shared,
             stop: Mutex::new(Some(stop)),
-            task: tokio::sync::Mutex::new(Some(task)),
+            left: tokio::sync::Mutex::new(Some(left)),
+            task,
             events: Mutex::new(None),
         }
     }
@@ -242,26 +246,25 @@ impl RedisCoordinator {
     }
 
     /// Leaves the cluster: hands every shard off (through the hook), releases the
-    /// leases, removes the heartbeat, and stops the loop. Idempotent.
+    /// leases and removes the heartbeat. The loop then only keeps watching where shards
+    /// live, for forwarding, until the coordinator is dropped. Idempotent.
     pub async fn shutdown(&self) {
         // The loop may already have ended (then the receiver is gone): nothing to stop.
         if let Some(stop) = self.stop.lock().take() {
             let _ = stop.send(());
         }
-        let mut task = self.task.lock().await;
-        if let Some(task) = task.take()
-            && let Err(e) = task.await
+        let mut left = self.left.lock().await;
+        if let Some(left) = left.take()
+            && left.await.is_err()
         {
-            tracing::warn!(node = %self.node_id, "coordinator loop ended abnormally: {e}");
-        }
-        if let Some(events) = self.events.lock().take() {
-            events.abort();
+            tracing::warn!(node = %self.node_id, "coordinator loop ended before leaving");
         }
     }
 }
 
 impl Drop for RedisCoordinator {
     fn drop(&mut self) {
+        self.task.abort();
         if let Some(events) = self.events.lock().take() {
             events.abort();
         }

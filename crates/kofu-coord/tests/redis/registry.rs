@@ -241,7 +241,8 @@ async fn unreachable_redis_is_unavailable_and_recovers() {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    assert_eq!(fence.epoch, 1);
+    // The restarted server lost the epoch counter; the floor still keeps epochs real.
+    assert!(fence.epoch > 1_700_000_000_000, "{fence:?}");
     let res = env.store.apply(fence, s, Change::snapshot(vec![1])).await;
     assert_eq!(res, Ok(Applied::default()));
 }

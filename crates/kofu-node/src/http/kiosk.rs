@@ -38,7 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const MAX_WAIT_MS: u64 = 10_000;
 /// A job id that no session ever issues: malformed job ids still go to the session, so
 /// that a foreign session answers `unknown_session` before anything about the job.
-const NO_SUCH_JOB: JobId = JobId::new(u8::MAX, [0; 8]);
+const NO_SUCH_JOB: JobId = JobId::new(99, [0; 8]);
 
 fn kiosk(state: &AppState, req: &HttpRequest) -> Result<KioskId, HttpResponse> {
     state

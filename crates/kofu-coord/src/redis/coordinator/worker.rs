@@ -57,6 +57,7 @@ impl Worker {
         self,
         mut stopped: oneshot::Receiver<()>,
         mut handed_off: mpsc::UnboundedReceiver<Fence>,
+        left: oneshot::Sender<()>,
     ) {
         tracing::info!(shards = self.shard_count, "joining the cluster");
         let mut tick = tokio::time::interval(self.period);
@@ -93,6 +94,24 @@ impl Worker {
         self.release_all().await;
         announce(&self.conn, self.node_id(), "left").await;
         tracing::info!("left the cluster");
+        // Whoever waits for the leave may go on; nobody may be waiting any more.
+        let _ = left.send(());
+        self.follow(tick).await;
+    }
+
+    /// After leaving, a drained node still forwards the requests that reach it, so it
+    /// keeps watching where the shards are (and who is a member) until it is dropped.
+    async fn follow(&self, mut tick: tokio::time::Interval) {
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.shared.poke.notified() => {}
+            }
+            if let Ok(members) = self.bounded("member scan", self.membership.members()).await {
+                self.shared.state.lock().members = members;
+            }
+            self.observe().await;
+        }
     }
 
     async fn round(&self, leaving: bool) {
