@@ -22,6 +22,8 @@ pub struct ClusterOptions {
     pub lease_ttl_ms: u64,
     pub shard_count: u32,
     pub durable_redis: bool,
+    /// Use this Redis (say, a Sentinel URL) instead of starting one.
+    pub redis_url: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -32,13 +34,16 @@ impl Default for ClusterOptions {
             lease_ttl_ms: 1_500,
             shard_count: 1024,
             durable_redis: false,
+            redis_url: None,
         }
     }
 }
 
 #[derive(Debug)]
 pub struct KofuCluster {
-    pub redis: RedisServer,
+    /// The cluster's own Redis, unless it was given one.
+    pub redis: Option<RedisServer>,
+    url: String,
     /// Index = node number; `None` once stopped or killed.
     pub nodes: Vec<Option<KofuNode>>,
     opts: ClusterOptions,
@@ -49,13 +54,18 @@ impl KofuCluster {
     /// Starts Redis, loads the registry, starts the nodes and waits until every shard
     /// has an owner that every node agrees on.
     pub fn start(opts: ClusterOptions) -> KofuCluster {
-        let redis = if opts.durable_redis {
-            RedisServer::start_durable()
-        } else {
-            RedisServer::start()
+        let redis = match (&opts.redis_url, opts.durable_redis) {
+            (Some(_), _) => None,
+            (None, true) => Some(RedisServer::start_durable()),
+            (None, false) => Some(RedisServer::start()),
+        };
+        let url = match (&opts.redis_url, &redis) {
+            (Some(url), _) => url.clone(),
+            (None, Some(r)) => r.url(),
+            (None, None) => unreachable!("a server was started"),
         };
         let out = Command::new(kofu_bin())
-            .args(["registry", "load", "--redis", &redis.url()])
+            .args(["registry", "load", "--redis", &url])
             .args(["--fixture-seed", &opts.node.seed.to_string()])
             .args(["--fixture-residents", &opts.node.residents.to_string()])
             .args(["--shard-count", &opts.shard_count.to_string()])
@@ -69,6 +79,7 @@ impl KofuCluster {
         let fx = crate::Fixtures::load(opts.node.seed, opts.node.residents, opts.node.kiosks);
         let mut cluster = KofuCluster {
             redis,
+            url,
             nodes: Vec::new(),
             opts,
             admin_token: fx.admin_token,
@@ -89,7 +100,7 @@ impl KofuCluster {
             0..0,
             [
                 "--redis-url".to_owned(),
-                self.redis.url(),
+                self.url.clone(),
                 "--node-id".to_owned(),
                 format!("node-{n}"),
                 "--internal-listen".to_owned(),

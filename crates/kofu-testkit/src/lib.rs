@@ -9,6 +9,7 @@ mod fixtures;
 mod node;
 mod pdf;
 mod redis;
+mod sentinel;
 mod verify;
 
 pub use bin::{free_port, kofu_bin};
@@ -18,4 +19,5 @@ pub use fixtures::{Card, Fixtures, KioskCred};
 pub use node::{KofuNode, NodeOptions};
 pub use pdf::{contains_name, pdf_text};
 pub use redis::RedisServer;
+pub use sentinel::{MASTER_NAME, SentinelSetup};
 pub use verify::{SessionReport, verify_document, verify_document_async};

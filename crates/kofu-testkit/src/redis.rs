@@ -23,6 +23,8 @@ pub struct RedisServer {
     /// Append-only file with fsync on every write: a killed server restarts with every
     /// acknowledged write, as a production Redis with `appendfsync always` would.
     durable: bool,
+    /// Further `redis-server` arguments (a replica's `--replicaof`, say).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -40,6 +42,22 @@ impl RedisServer {
     }
 
     fn start_with(durable: bool) -> RedisServer {
+        RedisServer::start_args(durable, Vec::new())
+    }
+
+    /// A replica of the server on `primary_port`.
+    pub fn start_replica_of(primary_port: u16) -> RedisServer {
+        RedisServer::start_args(
+            false,
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary_port.to_string(),
+            ],
+        )
+    }
+
+    fn start_args(durable: bool, extra: Vec<String>) -> RedisServer {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let mut server = RedisServer {
@@ -47,6 +65,7 @@ impl RedisServer {
                 child: None,
                 dir: tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}")),
                 durable,
+                extra: extra.clone(),
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -111,6 +130,7 @@ impl RedisServer {
             .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use parking_lot::Mutex;
 use prometheus::IntCounter;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -28,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{Member, RedisLeases, RedisMembership};
+use super::{Member, RedisConn, RedisLeases, RedisMembership};
 use crate::{ClusterView, Coordinator, Fence, HandoffHook, NodeInfo, ShardLease};
 use worker::Worker;
 
@@ -155,7 +154,7 @@ impl RedisCoordinator {
     /// # Panics
     /// If called outside a tokio runtime.
     pub fn start(
-        conn: ConnectionManager,
+        conn: RedisConn,
         node_id: String,
         internal_addr: String,
         shard_count: u32,
@@ -214,10 +213,10 @@ impl RedisCoordinator {
     /// Listens to the cluster's pub/sub announcements (joins, leaves, released and
     /// acquired shards) so this node converges in one round trip instead of one period;
     /// the period stays the backstop when the subscription is down.
-    pub fn listen(&self, client: ::redis::Client) {
+    pub fn listen(&self, conn: RedisConn) {
         let shared = Arc::clone(&self.shared);
         let span = tracing::info_span!("coordinator_events", node = %self.node_id);
-        let task = tokio::spawn(events::listen(client, shared).instrument(span));
+        let task = tokio::spawn(events::listen(conn, shared).instrument(span));
         if let Some(old) = self.events.lock().replace(task) {
             old.abort();
         }

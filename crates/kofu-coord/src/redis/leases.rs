@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use ::redis::Value;
-use ::redis::aio::ConnectionManager;
 
-use super::{bad_reply, keys, millis, reply_int, scripts, unavailable};
+use super::{RedisConn, bad_reply, keys, millis, reply_int, scripts, unavailable};
 use crate::{Fence, StoreError};
 
 #[derive(Clone)]
 pub struct RedisLeases {
-    conn: ConnectionManager,
+    conn: RedisConn,
 }
 
 impl std::fmt::Debug for RedisLeases {
@@ -34,7 +33,7 @@ fn lease_value(node_id: &str, epoch: u64) -> String {
 }
 
 impl RedisLeases {
-    pub fn new(conn: ConnectionManager) -> RedisLeases {
+    pub fn new(conn: RedisConn) -> RedisLeases {
         RedisLeases { conn }
     }
 
@@ -46,7 +45,7 @@ impl RedisLeases {
         node_id: &str,
         ttl: Duration,
     ) -> Result<Option<Fence>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let reply: Value = scripts::ACQUIRE_SCRIPT
             .key(keys::lease(shard))
             .key(keys::epoch(shard))
@@ -75,7 +74,7 @@ impl RedisLeases {
         node_id: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let reply: Value = scripts::RENEW_SCRIPT
             .key(keys::lease(fence.shard))
             .arg(lease_value(node_id, fence.epoch))
@@ -90,7 +89,7 @@ impl RedisLeases {
 
     /// Drops the lease only if it is still exactly this one (a handoff).
     pub async fn release(&self, fence: Fence, node_id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let reply: Value = scripts::RELEASE_SCRIPT
             .key(keys::lease(fence.shard))
             .arg(lease_value(node_id, fence.epoch))
@@ -104,7 +103,7 @@ impl RedisLeases {
 
     /// The node and epoch holding the shard now, if any.
     pub async fn holder(&self, shard: u32) -> Result<Option<(String, u64)>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let value: Option<String> = ::redis::cmd("GET")
             .arg(keys::lease(shard))
             .query_async(&mut conn)

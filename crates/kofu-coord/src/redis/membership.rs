@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use ::redis::Value;
-use ::redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use super::{keys, millis, unavailable};
+use super::{RedisConn, keys, millis, unavailable};
 use crate::StoreError;
 
 /// Upper bound on `SCAN` round trips for one listing: a server that never returns cursor
@@ -27,7 +26,7 @@ pub struct Member {
 
 #[derive(Clone)]
 pub struct RedisMembership {
-    conn: ConnectionManager,
+    conn: RedisConn,
 }
 
 impl std::fmt::Debug for RedisMembership {
@@ -37,7 +36,7 @@ impl std::fmt::Debug for RedisMembership {
 }
 
 impl RedisMembership {
-    pub fn new(conn: ConnectionManager) -> RedisMembership {
+    pub fn new(conn: RedisConn) -> RedisMembership {
         RedisMembership { conn }
     }
 
@@ -45,7 +44,7 @@ impl RedisMembership {
     pub async fn heartbeat(&self, member: &Member, ttl: Duration) -> Result<(), StoreError> {
         let value = serde_json::to_string(member)
             .map_err(|e| StoreError::Corrupt(format!("member record does not encode: {e}")))?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let _: Value = ::redis::cmd("SET")
             .arg(keys::member(&member.node_id))
             .arg(value)
@@ -60,7 +59,7 @@ impl RedisMembership {
     /// Removes this node's heartbeat at once (a graceful leave), so others need not wait
     /// for its TTL before taking its shards over.
     pub async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let _: Value = ::redis::cmd("DEL")
             .arg(keys::member(node_id))
             .query_async(&mut conn)
@@ -73,7 +72,7 @@ impl RedisMembership {
     /// of a cluster; records that do not decode (or claim another node's key) are skipped
     /// rather than trusted.
     pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let mut member_keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         for _ in 0..MAX_SCAN_ROUNDS {

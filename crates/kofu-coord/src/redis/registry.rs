@@ -10,13 +10,12 @@
 
 use std::sync::Arc;
 
-use ::redis::aio::ConnectionManager;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use kofu_core::records::{Date, ResidentRecord, Seal};
 use kofu_proto::CardId;
 
-use super::{bad_reply, keys, reply_int, scripts, unavailable};
+use super::{RedisConn, bad_reply, keys, reply_int, scripts, unavailable};
 use crate::{Registry, RevokeOutcome, StoreError};
 
 /// Compare-and-set attempts before giving up: each lost round means another admin write
@@ -35,7 +34,7 @@ pub enum RegistrySetupError {
 
 #[derive(Clone)]
 pub struct RedisRegistry {
-    conn: ConnectionManager,
+    conn: RedisConn,
     shard_count: u32,
 }
 
@@ -65,14 +64,14 @@ fn decode(card: &CardId, bytes: &[u8]) -> Result<ResidentRecord, StoreError> {
 }
 
 impl RedisRegistry {
-    pub fn new(conn: ConnectionManager, shard_count: u32) -> RedisRegistry {
+    pub fn new(conn: RedisConn, shard_count: u32) -> RedisRegistry {
         RedisRegistry { conn, shard_count }
     }
 
     /// Records the shard count on first use and refuses a different one afterwards: a
     /// node with another count would look every card up under the wrong shard.
     pub async fn check_shard_count(&self) -> Result<(), RegistrySetupError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let (_, stored): (Option<String>, Option<String>) = ::redis::pipe()
             .atomic()
             .cmd("SET")
@@ -98,7 +97,7 @@ impl RedisRegistry {
 
     /// The population label stored by a completed load, if any.
     pub async fn loaded_population(&self) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         ::redis::cmd("GET")
             .arg(keys::META_POPULATION)
             .query_async(&mut conn)
@@ -109,7 +108,7 @@ impl RedisRegistry {
     /// Marks the load of population `label` complete; written after the records, so an
     /// interrupted load is simply run again.
     pub async fn mark_population(&self, label: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         ::redis::cmd("SET")
             .arg(keys::META_POPULATION)
             .arg(label)
@@ -126,7 +125,7 @@ impl RedisRegistry {
         records: impl IntoIterator<Item = ResidentRecord>,
     ) -> Result<usize, RegistrySetupError> {
         self.check_shard_count().await?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let mut total = 0;
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
@@ -146,7 +145,7 @@ impl RedisRegistry {
     }
 
     async fn read(&self, card: &CardId) -> Result<Option<(Vec<u8>, ResidentRecord)>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let bytes: Option<Vec<u8>> = ::redis::cmd("GET")
             .arg(keys::record(card, self.shard_count))
             .query_async(&mut conn)
@@ -177,7 +176,7 @@ impl RedisRegistry {
             let Some(next) = change(&current) else {
                 return Ok(Some((current, None)));
             };
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn.manager();
             let reply: ::redis::Value = scripts::CAS_SCRIPT
                 .key(&key)
                 .arg(old_bytes)

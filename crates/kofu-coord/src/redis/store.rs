@@ -5,23 +5,29 @@
 use std::time::Duration;
 
 use ::redis::Value;
-use ::redis::aio::ConnectionManager;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use kofu_proto::SessionId;
 
-use super::{bad_reply, keys, millis, reply_int, scripts, unavailable};
+use super::{RedisConn, bad_reply, keys, millis, reply_int, scripts, unavailable};
 use crate::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
     SnapshotOp, StoreError,
 };
 
+/// How long a replicated write may wait for its replicas.
+const REPLICA_WAIT: Duration = Duration::from_millis(500);
+
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     /// How long snapshots and card locks outlive their last write: the session hard
     /// limit plus a margin, so an abandoned session cannot pin a card forever.
     state_ttl: Duration,
+    /// Replicas that must hold every change before it is acknowledged (`WAIT`), so that
+    /// a failover cannot lose a confirmed print, a snapshot or a card lock, nor hand a
+    /// serial out twice; 0 with a single Redis.
+    replicas: u32,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -33,8 +39,20 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    pub fn new(conn: ConnectionManager, state_ttl: Duration) -> RedisStore {
-        RedisStore { conn, state_ttl }
+    pub fn new(conn: RedisConn, state_ttl: Duration) -> RedisStore {
+        RedisStore {
+            conn,
+            state_ttl,
+            replicas: 0,
+        }
+    }
+
+    /// Requires `n` replicas to acknowledge every change (Sentinel setups). A change
+    /// they do not acknowledge in time answers `Unavailable`: it may or may not survive
+    /// a failover, and retrying it is safe (audits are idempotent, serials unused).
+    pub fn with_replicas(mut self, n: u32) -> RedisStore {
+        self.replicas = n;
+        self
     }
 
     pub async fn apply_now(
@@ -91,12 +109,28 @@ impl RedisStore {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let reply: Value = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        parse_applied(fence, &reply)
+        let applied = parse_applied(fence, &reply)?;
+        if self.replicas > 0 && applied.lock != Some(LockOutcome::InUse) {
+            // Not acknowledged until a replica has it: a retry of the same print is a
+            // duplicate (never charged twice), and an unacknowledged serial is unused.
+            let acked: i64 = ::redis::cmd("WAIT")
+                .arg(self.replicas)
+                .arg(millis(REPLICA_WAIT))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if acked < i64::from(self.replicas) {
+                return Err(StoreError::Unavailable(
+                    "write not replicated in time".into(),
+                ));
+            }
+        }
+        Ok(applied)
     }
 
     pub async fn load_snapshot_now(
@@ -104,7 +138,7 @@ impl RedisStore {
         fence: Fence,
         session: SessionId,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let reply: Value = scripts::LOAD_SNAPSHOT_SCRIPT
             .key(keys::lease(fence.shard))
             .key(keys::snapshot(fence.shard, &session))

@@ -9,7 +9,9 @@ mod store;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use kofu_coord::redis::{RedisLeases, RedisRegistry, RedisStore, RegistrySetupError, connect};
+use kofu_coord::redis::{
+    RedisConn, RedisLeases, RedisRegistry, RedisStore, RegistrySetupError, connect,
+};
 use kofu_coord::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
     Registry, RevokeOutcome, SnapshotOp, StoreError,
@@ -18,7 +20,6 @@ use kofu_core::records::{Date, ResidentRecord, Seal};
 use kofu_core::{Population, PopulationSpec};
 use kofu_proto::{CardId, CertKind, SessionId};
 use kofu_testkit::RedisServer;
-use redis::aio::ConnectionManager;
 
 const SHARDS: u32 = 16;
 const LONG: Duration = Duration::from_secs(30);
@@ -27,7 +28,7 @@ const STATE_TTL: Duration = Duration::from_secs(600);
 
 struct Env {
     _server: RedisServer,
-    raw: ConnectionManager,
+    raw: RedisConn,
     leases: RedisLeases,
     store: RedisStore,
 }
@@ -43,8 +44,8 @@ async fn env() -> Env {
     }
 }
 
-async fn raw<T: redis::FromRedisValue>(conn: &ConnectionManager, cmd: &mut redis::Cmd) -> T {
-    let mut conn = conn.clone();
+async fn raw<T: redis::FromRedisValue>(conn: &RedisConn, cmd: &mut redis::Cmd) -> T {
+    let mut conn = conn.manager();
     cmd.query_async(&mut conn).await.expect("raw redis command")
 }
 

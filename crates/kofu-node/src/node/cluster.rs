@@ -51,7 +51,7 @@ impl Cluster {
     }
 }
 
-async fn connect(url: &str) -> anyhow::Result<::redis::aio::ConnectionManager> {
+async fn connect(url: &str) -> anyhow::Result<kofu_coord::redis::RedisConn> {
     let until = tokio::time::Instant::now() + CONNECT_FOR;
     loop {
         match kofu_coord::redis::connect(url).await {
@@ -129,11 +129,15 @@ pub(super) async fn plane(
     let lease = coordinator.metrics();
     prom.register(Box::new(lease.renew_failures.clone()))?;
     prom.register(Box::new(lease.losses.clone()))?;
-    coordinator.listen(::redis::Client::open(url).context("invalid redis url")?);
+    coordinator.listen(conn.clone());
+    // Behind Sentinel, a confirmed print or a serial must reach a replica before it is
+    // acknowledged, or a failover could lose it (asynchronous replication).
+    let replicas = u32::from(url.starts_with("redis+sentinel://"));
     let store = RedisStore::new(
         conn,
         Duration::from_millis(cfg.hard_limit_ms) + STATE_TTL_MARGIN,
-    );
+    )
+    .with_replicas(replicas);
     Ok(super::Plane {
         store: Arc::new(store),
         registry: Arc::new(registry),

@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use futures::StreamExt as _;
 
 use super::Shared;
+use crate::redis::RedisConn;
 
 pub(super) const CHANNEL: &str = "kofu:events";
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(500);
 
 /// Publishes `what` (e.g. `join`, `released`); a lost announcement only costs speed,
 /// since every node also runs its loop on a timer.
-pub(super) async fn announce(conn: &ConnectionManager, node_id: &str, what: &str) {
-    let mut conn = conn.clone();
+pub(super) async fn announce(conn: &RedisConn, node_id: &str, what: &str) {
+    let mut conn = conn.manager();
     let sent: Result<i64, _> = ::redis::cmd("PUBLISH")
         .arg(CHANNEL)
         .arg(format!("{node_id} {what}"))
@@ -28,9 +28,10 @@ pub(super) async fn announce(conn: &ConnectionManager, node_id: &str, what: &str
 }
 
 /// Subscribes (again after any failure) and pokes the loop on every message.
-pub(super) async fn listen(client: ::redis::Client, shared: Arc<Shared>) {
+pub(super) async fn listen(conn: RedisConn, shared: Arc<Shared>) {
     loop {
-        match client.get_async_pubsub().await {
+        // The current primary's client: after a failover the subscription moves too.
+        match conn.client().get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(CHANNEL).await.is_ok() {
                     // Whatever was announced while unsubscribed: look now.

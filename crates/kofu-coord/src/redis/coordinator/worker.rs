@@ -6,7 +6,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use futures::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
@@ -14,7 +13,7 @@ use tracing::Instrument as _;
 
 use super::events::announce;
 use super::{Held, Shared};
-use crate::redis::{Member, RedisLeases, RedisMembership, keys, unavailable};
+use crate::redis::{Member, RedisConn, RedisLeases, RedisMembership, keys, unavailable};
 use crate::{Fence, StoreError};
 
 /// The background loop's half of the coordinator.
@@ -28,7 +27,7 @@ pub(super) struct Worker {
     pub(super) handoff_deadline: Duration,
     pub(super) leases: RedisLeases,
     pub(super) membership: RedisMembership,
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: RedisConn,
     pub(super) shared: Arc<Shared>,
     pub(super) handed_off: mpsc::UnboundedSender<Fence>,
 }
@@ -361,7 +360,7 @@ impl Worker {
         for shard in 0..self.shard_count {
             pipe.cmd("GET").arg(keys::lease(shard));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let read = async {
             pipe.query_async::<Vec<Option<String>>>(&mut conn)
                 .await
