@@ -1,33 +1,7 @@
 //! The metrics endpoint after real traffic: the series DESIGN.md names are there, the
 //! exposition passes `promtool check metrics`, and no label carries an id (I6).
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
-use kofu_testkit::{Fixtures, Kiosk, KofuNode, NodeOptions, get};
-
-fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (Debian package prometheus); .ci/test installs it");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write metrics to promtool");
-    let out = child.wait_with_output().expect("promtool ran");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
-}
+use kofu_testkit::{Fixtures, Kiosk, KofuNode, NodeOptions, get, promtool_check};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_promtool_clean_and_free_of_ids() {

@@ -141,5 +141,8 @@ async fn a_sentinel_failover_keeps_every_invariant() {
         before.prints.len() + after.prints.len(),
         "a serial was issued twice across the failover"
     );
-    assert!(after.completed >= 10, "no recovery after the failover: {after:?}");
+    assert!(
+        after.completed >= 10,
+        "no recovery after the failover: {after:?}"
+    );
 }

@@ -38,6 +38,33 @@ async fn requests_to_random_nodes_reach_their_sessions() {
     }
     // With 3 nodes about two thirds of all requests land on a non-owner.
     assert!(forwarded > 0.0, "no request was forwarded");
+    // Every node exports the cluster series, promtool-clean.
+    for n in cluster.live() {
+        let text = get(&format!("{}/metrics", cluster.node(n).admin))
+            .await
+            .text();
+        let (ok, said) = kofu_testkit::promtool_check(&text);
+        assert!(ok, "promtool on node {n}: {said}");
+        for series in [
+            "kofu_shards_owned",
+            "kofu_shard_acquisitions_total",
+            "kofu_shard_handoffs_total",
+            "kofu_shard_handoff_duration_seconds_bucket",
+            "kofu_lease_renew_failures_total",
+            "kofu_lease_losses_total",
+            "kofu_fencing_rejections_total",
+            "kofu_forwards_total",
+            "kofu_forwards_received_total",
+            "kofu_route_retries_total",
+            "kofu_route_buffered_requests",
+            "kofu_route_buffer_dropped_total",
+            "kofu_sessions_resumed_total",
+        ] {
+            assert!(text.contains(series), "node {n} lacks {series}");
+        }
+        let owned = metric(&text, "kofu_shards_owned ");
+        assert!(owned > 200.0, "node {n} owns {owned} shards");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

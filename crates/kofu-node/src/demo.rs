@@ -14,7 +14,7 @@ use kofu_proto::CertKind;
 
 use crate::config::ServeConfig;
 use crate::node::Node;
-use client::{DemoCard, DemoKiosk, Plan, Report};
+use client::{DemoCard, DemoKiosk, Plan, Report, Route, Targets};
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -40,6 +40,16 @@ pub struct DemoArgs {
     /// Threads of the in-process kiosk client.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
+    /// Drive these running nodes (kiosk API `host:port`, comma-separated) instead of an
+    /// embedded one; they must serve the same `--seed/--residents/--kiosks`.
+    #[arg(long, value_delimiter = ',')]
+    pub target: Vec<std::net::SocketAddr>,
+    /// The targets' admin listeners, in the same order (needed by `--route owner|other`).
+    #[arg(long, value_delimiter = ',')]
+    pub admin: Vec<std::net::SocketAddr>,
+    /// Which node each session talks to when there are several.
+    #[arg(long, value_enum, default_value_t = Route::Spread)]
+    pub route: Route,
 }
 
 fn parse_kind(s: &str) -> Result<CertKind, String> {
@@ -97,6 +107,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         kiosks: kiosk_list,
     };
     let client_threads = args.client_threads.max(1);
+    if !args.target.is_empty() {
+        return drive_targets(&args, population.admin_token.clone(), plan, client_threads);
+    }
     let (report, node_addr) = actix_rt::System::new().block_on(async move {
         let node = Node::start(&cfg, population).await?;
         let addr = node.kiosk_addr;
@@ -109,7 +122,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     .enable_all()
                     .build()
                     .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(client::drive(addr, plan)));
+                    .and_then(|rt| {
+                        let targets = Targets {
+                            addrs: vec![addr],
+                            route: Route::Spread,
+                            owners: Vec::new(),
+                            shard_count: 1,
+                        };
+                        rt.block_on(client::drive(targets, plan))
+                    });
                 let _ = tx.send(report);
             })
             .context("starting the demo client")?;
@@ -117,7 +138,46 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         node.shutdown().await;
         report.map(|r| (r, addr))
     })?;
-    print_summary(&args, &report, node_addr);
+    print_summary(&args, &report, &format!("embedded node on {node_addr}"));
+    finish(&args, &report)
+}
+
+/// Drives running nodes (a cluster) instead of an embedded one.
+fn drive_targets(
+    args: &DemoArgs,
+    admin_token: String,
+    plan: Plan,
+    client_threads: usize,
+) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        let (owners, shard_count) = if args.route == Route::Spread {
+            (Vec::new(), 1)
+        } else {
+            anyhow::ensure!(
+                args.admin.len() == args.target.len(),
+                "--route {:?} needs one --admin address per --target",
+                args.route
+            );
+            client::owners(&args.admin, &admin_token).await?
+        };
+        let targets = Targets {
+            addrs: args.target.clone(),
+            route: args.route,
+            owners,
+            shard_count,
+        };
+        client::drive(targets, plan).await
+    })?;
+    let what = format!("{} node(s) ({:?} routing)", args.target.len(), args.route);
+    print_summary(args, &report, &what);
+    finish(args, &report)
+}
+
+fn finish(args: &DemoArgs, report: &Report) -> anyhow::Result<ExitCode> {
     if let Some(sample) = &report.sample {
         std::fs::write(&args.out, &sample.pdf)
             .with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -141,10 +201,10 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn print_summary(args: &DemoArgs, r: &Report, addr: std::net::SocketAddr) {
+fn print_summary(args: &DemoArgs, r: &Report, what: &str) {
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "kofu demo: embedded node on {addr}, {} sessions, {} in flight, {} kiosks",
+        "kofu demo: {what}, {} sessions, {} in flight, {} kiosks",
         args.sessions, r.concurrency, args.kiosks
     );
     println!(

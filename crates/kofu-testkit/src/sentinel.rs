@@ -65,9 +65,11 @@ impl SentinelSetup {
         };
         let want = format!("127.0.0.1:{}", setup.primary.port());
         setup.wait("sentinels see the primary and its replica", || {
-            setup.sentinel_ports().iter().all(|&p| {
-                master_of(p).as_deref() == Some(want.as_str()) && replicas_known(p) >= 1
-            }) && info(setup.replica.port(), "master_link_status:up")
+            setup
+                .sentinel_ports()
+                .iter()
+                .all(|&p| master_of(p).as_deref() == Some(want.as_str()) && replicas_known(p) >= 1)
+                && info(setup.replica.port(), "master_link_status:up")
         });
         setup
     }
@@ -134,7 +136,9 @@ impl Drop for SentinelSetup {
 /// One inline command, the raw reply text.
 fn command(port: u16, cmd: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .ok()?;
     stream.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;
@@ -157,7 +161,10 @@ fn master_of(sentinel: u16) -> Option<String> {
         &format!("SENTINEL get-master-addr-by-name {MASTER_NAME}"),
     )?;
     // *2 $9 127.0.0.1 $5 6379
-    let parts: Vec<&str> = reply.split("\r\n").filter(|l| !l.starts_with(['*', '$'])).collect();
+    let parts: Vec<&str> = reply
+        .split("\r\n")
+        .filter(|l| !l.starts_with(['*', '$']))
+        .collect();
     match parts.as_slice() {
         [host, port, ..] if !host.is_empty() => Some(format!("{host}:{port}")),
         _ => None,

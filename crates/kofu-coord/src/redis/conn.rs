@@ -87,7 +87,12 @@ pub async fn connect(url: &str) -> Result<RedisConn, StoreError> {
         None => {
             let addr = url
                 .strip_prefix("redis://")
-                .map(|rest| rest.rsplit('@').next().unwrap_or(rest).trim_end_matches('/'))
+                .map(|rest| {
+                    rest.rsplit('@')
+                        .next()
+                        .unwrap_or(rest)
+                        .trim_end_matches('/')
+                })
                 .unwrap_or_default()
                 .to_owned();
             let current = open(url, addr).await?;
@@ -187,7 +192,9 @@ impl Sentinels {
 async fn follow(inner: Weak<Inner>, sentinels: Sentinels) {
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         let known = strong.current.read().addr.clone();
         drop(strong);
         let primary = match sentinels.primary().await {
@@ -200,7 +207,9 @@ async fn follow(inner: Weak<Inner>, sentinels: Sentinels) {
         };
         match open(&format!("redis://{primary}/"), primary.clone()).await {
             Ok(current) => {
-                let Some(strong) = inner.upgrade() else { return };
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
                 *strong.current.write() = current;
                 tracing::warn!(primary = %primary, "redis primary changed; following it");
             }

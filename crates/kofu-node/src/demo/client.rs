@@ -61,6 +61,26 @@ impl DemoKiosk {
     }
 }
 
+/// Which node a session's requests go to, when there are several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// Worker `w` uses node `w mod N` for everything (a connection-level balancer).
+    Spread,
+    /// Every request goes to the node owning the session's shard (never forwarded).
+    Owner,
+    /// Every request goes to a node that does not own the shard (always forwarded).
+    Other,
+}
+
+/// The nodes to drive: kiosk API addresses and, for `Owner`/`Other`, who owns what.
+pub struct Targets {
+    pub addrs: Vec<SocketAddr>,
+    pub route: Route,
+    /// shard → index into `addrs` of its owner (empty for `Spread`).
+    pub owners: Vec<usize>,
+    pub shard_count: u32,
+}
+
 pub struct Plan {
     pub sessions: u64,
     pub concurrency: usize,
@@ -161,9 +181,11 @@ async fn exchange(
 }
 
 struct Worker {
-    addr: SocketAddr,
-    host: String,
-    conn: Option<Conn>,
+    w: usize,
+    targets: Arc<Targets>,
+    /// Index into `targets.addrs` of the node the current session talks to.
+    current: usize,
+    conns: Vec<Option<Conn>>,
     issuer: VerifyingKey,
     plan: Arc<Plan>,
     request_us: Histogram<u64>,
@@ -194,15 +216,17 @@ impl Worker {
         body: Option<Vec<u8>>,
     ) -> Result<Reply, Failure> {
         let t = Instant::now();
-        let conn = match self.conn.take() {
+        let addr = self.targets.addrs[self.current];
+        let conn = match self.conns[self.current].take() {
             Some(c) if !c.is_closed() => Ok(c),
-            _ => connect(self.addr).await,
+            _ => connect(addr).await,
         };
         let reply = match conn {
             Ok(mut c) => {
-                let r = exchange(&mut c, &self.host, method, path, auth, body).await;
+                let host = addr.to_string();
+                let r = exchange(&mut c, &host, method, path, auth, body).await;
                 if r.is_ok() {
-                    self.conn = Some(c);
+                    self.conns[self.current] = Some(c);
                 }
                 r
             }
@@ -235,6 +259,7 @@ impl Worker {
     async fn session(&mut self, n: u64, card: usize, kiosk: usize) -> Result<(), Failure> {
         let plan = self.plan.clone();
         let (card, kiosk) = (&plan.cards[card], &plan.kiosks[kiosk]);
+        self.current = self.target_for(&card.card, n);
         let auth = kiosk.auth.as_str();
         let body = serde_json::to_vec(&serde_json::json!({ "card_id": card.card.expose() })).ok();
         let created: CreateSessionResponse = self
@@ -335,13 +360,32 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The node this session's requests go to.
+    fn target_for(&self, card: &CardId, n: u64) -> usize {
+        let t = &self.targets;
+        let count = t.addrs.len();
+        if count == 1 || t.route == Route::Spread {
+            return self.w % count;
+        }
+        let shard = kofu_proto::shard_of(card, t.shard_count) as usize;
+        let owner = t.owners.get(shard).copied().unwrap_or(0);
+        match t.route {
+            Route::Owner => owner,
+            // Any node but the owner, alternating between sessions.
+            _ => (owner + 1 + (n as usize % (count - 1))) % count,
+        }
+    }
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-pub async fn drive(addr: SocketAddr, plan: Plan) -> anyhow::Result<Report> {
+pub async fn drive(targets: Targets, plan: Plan) -> anyhow::Result<Report> {
+    let addr = *targets.addrs.first().context("no node to drive")?;
     let host = addr.to_string();
-    let mut conn = connect(addr).await.context("connecting to the demo node")?;
+    let mut conn = connect(addr).await.context("connecting to the node")?;
     let reply = exchange(&mut conn, &host, Method::GET, "/v1/issuer-key", "", None).await?;
     anyhow::ensure!(
         reply.status == StatusCode::OK,
@@ -355,11 +399,13 @@ pub async fn drive(addr: SocketAddr, plan: Plan) -> anyhow::Result<Report> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(concurrency);
+    let targets = Arc::new(targets);
     for w in 0..concurrency {
         let mut worker = Worker {
-            addr,
-            host: host.clone(),
-            conn: None,
+            w,
+            current: 0,
+            conns: targets.addrs.iter().map(|_| None).collect(),
+            targets: targets.clone(),
             issuer,
             plan: plan.clone(),
             request_us: histogram(),
@@ -448,4 +494,54 @@ pub async fn drive(addr: SocketAddr, plan: Plan) -> anyhow::Result<Report> {
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Who owns each shard, as indices into `admins` (aligned with the kiosk addresses),
+/// read from every node's `/admin/v1/cluster`; and the shard count.
+pub async fn owners(admins: &[SocketAddr], token: &str) -> anyhow::Result<(Vec<usize>, u32)> {
+    let auth = format!("Bearer {token}");
+    let mut ids = Vec::new();
+    let mut first: Option<serde_json::Value> = None;
+    for &admin in admins {
+        let mut conn = connect(admin)
+            .await
+            .context("connecting to an admin listener")?;
+        let host = admin.to_string();
+        let reply = exchange(
+            &mut conn,
+            &host,
+            Method::GET,
+            "/admin/v1/cluster",
+            &auth,
+            None,
+        )
+        .await?;
+        anyhow::ensure!(
+            reply.status == StatusCode::OK,
+            "cluster view answered {}",
+            reply.status
+        );
+        let view: serde_json::Value =
+            serde_json::from_slice(&reply.body).context("cluster view body")?;
+        ids.push(view["node_id"].as_str().unwrap_or_default().to_owned());
+        first.get_or_insert(view);
+    }
+    let view = first.context("no admin listener given")?;
+    let shard_count = u32::try_from(view["shard_count"].as_u64().unwrap_or(0))?;
+    let mut owners = vec![0usize; shard_count as usize];
+    for s in view["shards"]
+        .as_array()
+        .context("cluster view without shards")?
+    {
+        let shard = s["shard"].as_u64().unwrap_or(u64::MAX) as usize;
+        let owner = s["owner"].as_str().unwrap_or_default();
+        let ix = ids
+            .iter()
+            .position(|id| id == owner)
+            .with_context(|| format!("shard {shard} is owned by a node not given"))?;
+        if let Some(slot) = owners.get_mut(shard) {
+            *slot = ix;
+        }
+    }
+    Ok((owners, shard_count))
 }
