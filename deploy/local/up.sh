@@ -44,8 +44,9 @@ fi
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir" \
   --appendonly yes --appendfsync everysec --save "" \
   --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
-for _ in $(seq 1 100); do
-  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+# PONG only once Redis has loaded its data (it answers LOADING until then).
+for _ in $(seq 1 600); do
+  [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
   sleep 0.05
 done
 echo "redis-server on 127.0.0.1:$redis_port"

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use actix::Message;
+use kofu_core::records::ResidentRecord;
 use kofu_proto::api::{AuthResponse, CreateSessionResponse, JobResponse, PrintedResponse};
 use kofu_proto::{CardId, CertKind, ErrorCode, JobId, KioskId, SessionId};
 use kofu_render::Document;
@@ -117,6 +118,9 @@ pub struct CreateSession {
     pub card: CardId,
     /// The card's Ed25519 public key from its record.
     pub card_key: [u8; 32],
+    /// The record as the receiving node just read it, when the session starts on that
+    /// node: authentication then needs no second read.
+    pub record: Option<Arc<ResidentRecord>>,
     pub kiosk: KioskId,
     pub reply: ReplyTo,
 }

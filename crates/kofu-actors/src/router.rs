@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use kofu_coord::Fence;
+use kofu_core::records::ResidentRecord;
 use kofu_core::session::CloseReason;
 use kofu_proto::{CardId, ErrorCode, KioskId, SessionId};
 use parking_lot::{Mutex, RwLock};
@@ -56,6 +57,8 @@ pub(crate) enum Request {
     Create {
         card: CardId,
         card_key: [u8; 32],
+        /// Never forwarded: only a session started on this node uses it.
+        record: Option<Arc<ResidentRecord>>,
         kiosk: KioskId,
     },
     Call {
@@ -266,11 +269,13 @@ impl Router {
             Request::Create {
                 card,
                 card_key,
+                record,
                 kiosk,
             } => {
                 let rx = self.post(&host, |reply| CreateSession {
                     card,
                     card_key,
+                    record,
                     kiosk,
                     reply,
                 });
@@ -359,13 +364,14 @@ impl Router {
     pub async fn create_session(
         &self,
         card: CardId,
-        card_key: [u8; 32],
+        record: Arc<ResidentRecord>,
         kiosk: KioskId,
     ) -> SessionReply {
         let shard = kofu_proto::shard_of(&card, self.shard_count());
         let req = Request::Create {
             card,
-            card_key,
+            card_key: record.card_public_key,
+            record: Some(record),
             kiosk,
         };
         self.route(shard, req, None)

@@ -3,6 +3,7 @@
 //! transition through the fenced store before answering, and ends itself on timers.
 
 mod ops;
+mod render;
 pub(crate) mod timers;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use kofu_coord::{Applied, CardLockOp, Change, Fence, LockOutcome, SnapshotOp, StoreError};
+use kofu_core::records::ResidentRecord;
 use kofu_core::session::{CloseReason, Command, Outcome, Session as Machine, VoidReason};
 use kofu_proto::api::CreateSessionResponse;
 use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
@@ -50,6 +52,8 @@ pub struct Session {
     last_activity: Instant,
     /// The answer to the kiosk's create request, sent once the start is persisted.
     pending_create: Option<ReplyTo>,
+    /// The record read for the create, used by the authentication that follows.
+    fresh: Option<Arc<ResidentRecord>>,
     /// Started from a snapshot on a new owner rather than by a kiosk's create.
     resumed: bool,
     /// Stopped without ending (shard moved): parked requests go to the new owner.
@@ -62,6 +66,7 @@ pub struct SessionInit {
     pub kiosk: KioskId,
     pub card: CardId,
     pub card_key: [u8; 32],
+    pub record: Option<Arc<ResidentRecord>>,
     pub fence: Fence,
     pub challenge: [u8; 32],
     pub deps: Arc<Deps>,
@@ -89,6 +94,7 @@ impl Session {
             started: Instant::now(),
             last_activity: Instant::now(),
             pending_create: Some(init.reply),
+            fresh: init.record,
             resumed: false,
             detached: false,
         }
@@ -117,6 +123,7 @@ impl Session {
             started: now.checked_sub(age).unwrap_or(now),
             last_activity: now,
             pending_create: None,
+            fresh: None,
             resumed: true,
             detached: false,
         }

@@ -132,6 +132,7 @@ impl Handler<CreateSession> for ShardHost {
             kiosk: msg.kiosk.clone(),
             card: msg.card,
             card_key: msg.card_key,
+            record: msg.record,
             fence: self.fence,
             challenge: rand::random(),
             deps: self.deps.clone(),

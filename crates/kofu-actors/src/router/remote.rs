@@ -161,6 +161,7 @@ async fn serve(router: &Router, body: Body) -> Body {
                 Request::Create {
                     card,
                     card_key,
+                    record: None,
                     kiosk,
                 },
                 None,
@@ -189,6 +190,7 @@ fn to_body(req: &Request, wait: Option<Duration>) -> Body {
             card,
             card_key,
             kiosk,
+            record: _,
         } => Body::Create {
             card,
             card_key,

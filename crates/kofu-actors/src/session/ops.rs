@@ -12,7 +12,7 @@ use kofu_proto::api::{
     AuthResponse, Holder, JobResponse, KindOffer, MunicipalityInfo, PrintedResponse,
 };
 use kofu_proto::{CertKind, ErrorCode, JobId};
-use kofu_render::{Document, RenderRequest};
+use kofu_render::Document;
 
 use super::{Session, Slot};
 use crate::messages::{ApiError, ReplyTo, SessionReply};
@@ -62,6 +62,17 @@ impl Session {
         }));
     }
 
+    /// `with_record`, but the record read for the create is used once if still held.
+    fn with_fresh_record<F>(&mut self, ctx: &mut Context<Self>, reply: ReplyTo, then: F)
+    where
+        F: FnOnce(&mut Self, &mut Context<Self>, Option<Arc<ResidentRecord>>, ReplyTo) + 'static,
+    {
+        match self.fresh.take() {
+            Some(rec) => then(self, ctx, Some(rec), reply),
+            None => self.with_record(ctx, reply, then),
+        }
+    }
+
     pub(super) fn auth(&mut self, ctx: &mut Context<Self>, signature: [u8; 64], reply: ReplyTo) {
         let msg =
             kofu_proto::auth_message(&self.id.to_string(), self.kiosk.as_str(), &self.challenge);
@@ -78,22 +89,24 @@ impl Session {
             .is_ok();
         let mut next = self.machine.clone();
         match next.apply(Command::Authenticate { valid }) {
-            Outcome::Authenticated => self.with_record(ctx, reply, move |act, ctx, rec, reply| {
-                let Some(rec) = rec else {
-                    let _ = reply.send(ErrorCode::UnknownCard.into());
-                    return;
-                };
-                let metas = act.metas.clone();
-                act.commit_then_reply(
-                    ctx,
-                    "auth",
-                    next,
-                    metas,
-                    snapshot_only(),
-                    reply,
-                    move |_, _| SessionReply::Authenticated(auth_response(&rec)),
-                );
-            }),
+            Outcome::Authenticated => {
+                self.with_fresh_record(ctx, reply, move |act, ctx, rec, reply| {
+                    let Some(rec) = rec else {
+                        let _ = reply.send(ErrorCode::UnknownCard.into());
+                        return;
+                    };
+                    let metas = act.metas.clone();
+                    act.commit_then_reply(
+                        ctx,
+                        "auth",
+                        next,
+                        metas,
+                        snapshot_only(),
+                        reply,
+                        move |_, _| SessionReply::Authenticated(auth_response(&rec)),
+                    );
+                })
+            }
             Outcome::BadSignature { attempts_left } => {
                 self.deps.metrics.auth_failures.inc();
                 let metas = self.metas.clone();
@@ -180,112 +193,9 @@ impl Session {
                     job_id: id.to_string(),
                     fee_yen,
                 }));
-                act.schedule_render(ctx, id);
+                act.schedule_render(ctx, id, rec);
             });
         });
-    }
-
-    /// Renders job `i` from `rec` with its persisted serial and issue time.
-    fn render_into_slot(&mut self, i: usize, rec: &ResidentRecord, metas: &mut [JobMeta]) {
-        let job = &self.machine.jobs[i];
-        let meta = &mut metas[i];
-        let issued_at = meta
-            .issued_at
-            .get_or_insert_with(crate::clock::now_rfc3339)
-            .clone();
-        meta.record_version = rec.version;
-        let serial = meta.serial.clone().unwrap_or_default();
-        let session_id = self.id.to_string();
-        let timer = self.deps.metrics.render_duration.start_timer();
-        let doc = kofu_render::render(
-            &self.deps.issuer,
-            &RenderRequest {
-                record: rec,
-                kind: job.kind,
-                copies: job.copies,
-                serial: &serial,
-                issued_at: &issued_at,
-                session_id: &session_id,
-                kiosk_id: self.kiosk.as_str(),
-            },
-        );
-        timer.observe_duration();
-        self.deps.metrics.rendered(job.kind);
-        self.slots[i].doc = Some(Arc::new(doc));
-    }
-
-    /// Render a job whose render timer fired (possibly after an injected delay).
-    pub(super) fn render(&mut self, ctx: &mut Context<Self>, job: JobId) {
-        let Some(i) = self.job_index(job) else { return };
-        if self.machine.jobs[i].phase != JobPhase::Rendering {
-            return;
-        }
-        let fut = self.deps.registry.record(&self.card);
-        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
-            if act.machine.jobs[i].phase != JobPhase::Rendering {
-                return;
-            }
-            let rec = match res {
-                Ok(Some(rec)) => rec,
-                // The release check refuses a vanished record; the deadline voids the job
-                // if the registry stays unreadable.
-                Ok(None) | Err(_) => return act.schedule_render_retry(ctx, job),
-            };
-            if act.metas[i].serial.is_none() {
-                // Resumed from a snapshot written before the serial came back.
-                return act.allocate_serial(ctx, i, job);
-            }
-            let mut metas = act.metas.clone();
-            act.render_into_slot(i, &rec, &mut metas);
-            let mut next = act.machine.clone();
-            next.apply(Command::RenderDone { job });
-            act.commit(
-                ctx,
-                "render",
-                next,
-                metas,
-                snapshot_only(),
-                move |act, ctx, res| {
-                    let waiters = std::mem::take(&mut act.slots[i].waiters);
-                    for w in waiters {
-                        match &res {
-                            Ok(_) => act.fetch(ctx, job, false, w),
-                            Err(e) => {
-                                let _ = w.send(SessionReply::from(*e));
-                            }
-                        }
-                    }
-                },
-            );
-        }));
-    }
-
-    /// Takes a fresh serial for job `i` (a job resumed mid-render on a new owner), then
-    /// renders it.
-    fn allocate_serial(&mut self, ctx: &mut Context<Self>, i: usize, job: JobId) {
-        let change = Change {
-            allocate_serial: true,
-            ..snapshot_only()
-        };
-        let (machine, metas) = (self.machine.clone(), self.metas.clone());
-        self.commit(
-            ctx,
-            "job",
-            machine,
-            metas,
-            change,
-            move |act, ctx, res| match res.ok().and_then(|a| a.serial) {
-                Some(n) => {
-                    act.metas[i].serial = Some(act.serial_text(n));
-                    act.render(ctx, job);
-                }
-                None => act.schedule_render_retry(ctx, job),
-            },
-        );
-    }
-
-    fn serial_text(&self, n: u64) -> String {
-        format!("{:04}-{:x}-{:08}", self.fence.shard, self.fence.epoch, n)
     }
 
     pub(super) fn fetch(

@@ -1,18 +1,21 @@
 //! The session's timers, each a message the actor sends itself: render start, render
 //! deadline, idle timeout and hard limit, plus the host's order to close.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use kofu_core::records::ResidentRecord;
 use kofu_core::session::{CloseReason, Command, Outcome, VoidReason};
 use kofu_proto::{ErrorCode, JobId};
 
 use super::Session;
 use crate::messages::SessionReply;
 
+/// Render a job, from the record already read for it when there is one.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct RenderNow(pub JobId);
+pub(super) struct RenderNow(pub JobId, pub Option<Arc<ResidentRecord>>);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -44,12 +47,20 @@ impl Session {
 
     /// Rendering starts right after the `202` is sent (or after an injected delay); the
     /// deadline runs from job creation.
-    pub(super) fn schedule_render(&mut self, ctx: &mut Context<Self>, job: JobId) {
+    /// `rec` is the record the job was created from: rendering at once from it saves a
+    /// registry round trip (the release re-validates against a fresh read anyway, I4).
+    pub(super) fn schedule_render(
+        &mut self,
+        ctx: &mut Context<Self>,
+        job: JobId,
+        rec: Option<Arc<ResidentRecord>>,
+    ) {
         let delay = self.deps.faults.next_delay();
         if delay.is_zero() {
-            ctx.notify(RenderNow(job));
+            ctx.notify(RenderNow(job, rec));
         } else {
-            ctx.notify_later(RenderNow(job), delay);
+            // An injected delay stands for a slow render: read the record afresh after it.
+            ctx.notify_later(RenderNow(job, None), delay);
         }
         ctx.notify_later(RenderDeadline(job), self.deps.config.render_deadline);
     }
@@ -65,7 +76,7 @@ impl Session {
             let deadline_ms = meta
                 .created_ms
                 .saturating_add(self.deps.config.render_deadline.as_millis() as u64);
-            ctx.notify(RenderNow(job.id));
+            ctx.notify(RenderNow(job.id, None));
             ctx.notify_later(
                 RenderDeadline(job.id),
                 Duration::from_millis(deadline_ms.saturating_sub(now_ms)),
@@ -74,15 +85,15 @@ impl Session {
     }
 
     pub(super) fn schedule_render_retry(&mut self, ctx: &mut Context<Self>, job: JobId) {
-        ctx.notify_later(RenderNow(job), RENDER_RETRY);
+        ctx.notify_later(RenderNow(job, None), RENDER_RETRY);
     }
 }
 
 impl Handler<RenderNow> for Session {
     type Result = ();
 
-    fn handle(&mut self, RenderNow(job): RenderNow, ctx: &mut Context<Self>) {
-        self.render(ctx, job);
+    fn handle(&mut self, RenderNow(job, rec): RenderNow, ctx: &mut Context<Self>) {
+        self.render(ctx, job, rec);
     }
 }
 

@@ -11,17 +11,14 @@ pub const META_SHARD_COUNT: &str = "kofu:meta:shard_count";
 /// silently overwrite records that changed since (a revocation would be undone).
 pub const META_POPULATION: &str = "kofu:meta:population";
 
-/// Prefix of the membership heartbeat keys. They carry no hash tag: in Redis Cluster the
-/// member list then has to be scanned per primary, which is acceptable for a handful
-/// of nodes and keeps heartbeats spread over the slots.
-pub const MEMBER_PREFIX: &str = "kofu:member:";
+/// The membership keys share one hash tag, so the member list is one `SMEMBERS` plus
+/// one `MGET` in a single Redis Cluster slot, whatever else the keyspace holds (a scan
+/// of a registry of millions of records every heartbeat would not do).
+pub const MEMBERS: &str = "kofu:{m}:members";
 
-/// `SCAN` pattern matching every member key.
-pub const MEMBER_PATTERN: &str = "kofu:member:*";
-
-/// One node's heartbeat: its `Member` record with a PX ttl.
+/// One node's heartbeat: its `Member` record with a PX ttl (listed in `MEMBERS`).
 pub fn member(node_id: &str) -> String {
-    format!("{MEMBER_PREFIX}{node_id}")
+    format!("kofu:{{m}}:member:{node_id}")
 }
 
 fn shard_key(shard: u32, rest: &str) -> String {
@@ -83,6 +80,12 @@ mod tests {
         ] {
             assert!(key.starts_with("kofu:{s7}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn membership_keys_share_one_hash_tag() {
+        assert!(MEMBERS.starts_with("kofu:{m}:"));
+        assert!(member("node-a").starts_with("kofu:{m}:"));
     }
 
     #[test]

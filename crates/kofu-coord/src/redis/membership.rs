@@ -1,6 +1,7 @@
-//! Cluster membership in Redis: every live node keeps a heartbeat key with a TTL, so the
-//! member list is simply the keys that have not expired; a crashed node drops out on its
-//! own once its TTL passes (DESIGN.md, "Cluster coordination (redis)").
+//! Cluster membership in Redis: every live node keeps a heartbeat key with a TTL (and its
+//! id in an index set), so the member list is the heartbeats that have not expired; a
+//! crashed node drops out on its own once its TTL passes (DESIGN.md, "Cluster
+//! coordination (redis)").
 
 use std::time::Duration;
 
@@ -9,10 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{RedisConn, keys, millis, unavailable};
 use crate::StoreError;
-
-/// Upper bound on `SCAN` round trips for one listing: a server that never returns cursor
-/// 0 must not hold the coordinator loop forever.
-const MAX_SCAN_ROUNDS: usize = 1_000;
 
 /// What a node announces about itself in its heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,11 +42,17 @@ impl RedisMembership {
         let value = serde_json::to_string(member)
             .map_err(|e| StoreError::Corrupt(format!("member record does not encode: {e}")))?;
         let mut conn = self.conn.manager();
-        let _: Value = ::redis::cmd("SET")
+        let _: Value = ::redis::pipe()
+            .cmd("SET")
             .arg(keys::member(&member.node_id))
             .arg(value)
             .arg("PX")
             .arg(millis(ttl))
+            .ignore()
+            .cmd("SADD")
+            .arg(keys::MEMBERS)
+            .arg(&member.node_id)
+            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
@@ -60,64 +63,64 @@ impl RedisMembership {
     /// for its TTL before taking its shards over.
     pub async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.manager();
-        let _: Value = ::redis::cmd("DEL")
+        let _: Value = ::redis::pipe()
+            .cmd("DEL")
             .arg(keys::member(node_id))
+            .ignore()
+            .cmd("SREM")
+            .arg(keys::MEMBERS)
+            .arg(node_id)
+            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(())
     }
 
-    /// Every node with a live heartbeat, sorted by id. `SCAN` is fine for the few members
-    /// of a cluster; records that do not decode (or claim another node's key) are skipped
-    /// rather than trusted.
+    /// Every node with a live heartbeat, sorted by id. Ids whose heartbeat has expired
+    /// are dropped from the index on the way; records that do not decode (or claim
+    /// another node's key) are skipped rather than trusted.
     pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
         let mut conn = self.conn.manager();
-        let mut member_keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        for _ in 0..MAX_SCAN_ROUNDS {
-            let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(keys::MEMBER_PATTERN)
-                .arg("COUNT")
-                .arg(100)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            member_keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
-        // SCAN may return a key more than once.
-        member_keys.sort();
-        member_keys.dedup();
-        if member_keys.is_empty() {
+        let mut ids: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(keys::MEMBERS)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        ids.sort();
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let member_keys: Vec<String> = ids.iter().map(|id| keys::member(id)).collect();
         let values: Vec<Option<String>> = ::redis::cmd("MGET")
             .arg(&member_keys)
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        let mut members: Vec<Member> = member_keys
-            .iter()
-            .zip(values)
-            .filter_map(|(key, value)| {
-                // Expired between SCAN and MGET: the node is gone.
-                let value = value?;
-                match serde_json::from_str::<Member>(&value) {
-                    Ok(member) if keys::member(&member.node_id) == *key => Some(member),
-                    _ => {
-                        tracing::warn!("skipping a malformed membership record");
-                        None
-                    }
-                }
-            })
-            .collect();
-        members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        let mut members = Vec::new();
+        let mut gone = Vec::new();
+        for ((id, key), value) in ids.iter().zip(&member_keys).zip(values) {
+            // Expired: the node is gone (a crash, or a leave that lost its SREM).
+            let Some(value) = value else {
+                gone.push(id.clone());
+                continue;
+            };
+            match serde_json::from_str::<Member>(&value) {
+                Ok(member) if keys::member(&member.node_id) == *key => members.push(member),
+                _ => tracing::warn!("skipping a malformed membership record"),
+            }
+        }
+        if !gone.is_empty() {
+            // A node that heartbeats meanwhile adds itself back with its next SADD.
+            let pruned: Result<i64, _> = ::redis::cmd("SREM")
+                .arg(keys::MEMBERS)
+                .arg(&gone)
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = pruned {
+                tracing::debug!("pruning the member index failed: {}", unavailable(&e));
+            }
+        }
         Ok(members)
     }
 }

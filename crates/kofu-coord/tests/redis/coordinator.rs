@@ -113,7 +113,7 @@ async fn one_node_owns_every_shard_and_keeps_its_epochs() {
         assert_eq!(leases.holder(shard).await.expect("holder"), None);
     }
     let conn = connect(&server.url()).await.expect("connect");
-    let exists: bool = raw(&conn, redis::cmd("EXISTS").arg("kofu:member:node-a")).await;
+    let exists: bool = raw(&conn, redis::cmd("EXISTS").arg("kofu:{m}:member:node-a")).await;
     assert!(!exists, "the heartbeat is gone after a graceful leave");
 }
 

@@ -172,12 +172,7 @@ async fn create_session_inner(
     if record.card_revoked {
         return code(ErrorCode::CardRevoked);
     }
-    respond(
-        state
-            .router
-            .create_session(card, record.card_public_key, kiosk)
-            .await,
-    )
+    respond(state.router.create_session(card, record, kiosk).await)
 }
 
 async fn authenticate_inner(

@@ -1,0 +1,152 @@
+//! Rendering a job: from the record it was created from or a fresh read, with its
+//! persisted serial (taken anew for a job resumed before its serial came back), then
+//! persisted as ready so parked fetches are answered.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use kofu_coord::Change;
+use kofu_core::records::ResidentRecord;
+use kofu_core::session::{Command, JobPhase};
+use kofu_proto::JobId;
+use kofu_render::RenderRequest;
+
+use super::Session;
+use super::ops::snapshot_only;
+use crate::messages::SessionReply;
+use crate::snapshot::JobMeta;
+
+impl Session {
+    /// Renders job `i` from `rec` with its persisted serial and issue time.
+    pub(super) fn render_into_slot(
+        &mut self,
+        i: usize,
+        rec: &ResidentRecord,
+        metas: &mut [JobMeta],
+    ) {
+        let job = &self.machine.jobs[i];
+        let meta = &mut metas[i];
+        let issued_at = meta
+            .issued_at
+            .get_or_insert_with(crate::clock::now_rfc3339)
+            .clone();
+        meta.record_version = rec.version;
+        let serial = meta.serial.clone().unwrap_or_default();
+        let session_id = self.id.to_string();
+        let timer = self.deps.metrics.render_duration.start_timer();
+        let doc = kofu_render::render(
+            &self.deps.issuer,
+            &RenderRequest {
+                record: rec,
+                kind: job.kind,
+                copies: job.copies,
+                serial: &serial,
+                issued_at: &issued_at,
+                session_id: &session_id,
+                kiosk_id: self.kiosk.as_str(),
+            },
+        );
+        timer.observe_duration();
+        self.deps.metrics.rendered(job.kind);
+        self.slots[i].doc = Some(Arc::new(doc));
+    }
+
+    /// Render a job whose render timer fired (possibly after an injected delay), from
+    /// `known` or else from a fresh registry read.
+    pub(super) fn render(
+        &mut self,
+        ctx: &mut Context<Self>,
+        job: JobId,
+        known: Option<Arc<ResidentRecord>>,
+    ) {
+        let Some(i) = self.job_index(job) else { return };
+        if self.machine.jobs[i].phase != JobPhase::Rendering {
+            return;
+        }
+        if let Some(rec) = known {
+            return self.render_from(ctx, i, job, rec);
+        }
+        let fut = self.deps.registry.record(&self.card);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
+            if act.machine.jobs[i].phase != JobPhase::Rendering {
+                return;
+            }
+            match res {
+                Ok(Some(rec)) => act.render_from(ctx, i, job, rec),
+                // The release check refuses a vanished record; the deadline voids the job
+                // if the registry stays unreadable.
+                Ok(None) | Err(_) => act.schedule_render_retry(ctx, job),
+            }
+        }));
+    }
+
+    /// Renders job `i` from `rec` and persists it as ready; parked fetches then get it.
+    fn render_from(
+        &mut self,
+        ctx: &mut Context<Self>,
+        i: usize,
+        job: JobId,
+        rec: Arc<ResidentRecord>,
+    ) {
+        if self.metas[i].serial.is_none() {
+            // Resumed from a snapshot written before the serial came back.
+            return self.allocate_serial(ctx, i, job, rec);
+        }
+        let mut metas = self.metas.clone();
+        self.render_into_slot(i, &rec, &mut metas);
+        let mut next = self.machine.clone();
+        next.apply(Command::RenderDone { job });
+        self.commit(
+            ctx,
+            "render",
+            next,
+            metas,
+            snapshot_only(),
+            move |act, ctx, res| {
+                let waiters = std::mem::take(&mut act.slots[i].waiters);
+                for w in waiters {
+                    match &res {
+                        Ok(_) => act.fetch(ctx, job, false, w),
+                        Err(e) => {
+                            let _ = w.send(SessionReply::from(*e));
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// Takes a fresh serial for job `i` (a job resumed mid-render on a new owner), then
+    /// renders it.
+    fn allocate_serial(
+        &mut self,
+        ctx: &mut Context<Self>,
+        i: usize,
+        job: JobId,
+        rec: Arc<ResidentRecord>,
+    ) {
+        let change = Change {
+            allocate_serial: true,
+            ..snapshot_only()
+        };
+        let (machine, metas) = (self.machine.clone(), self.metas.clone());
+        self.commit(
+            ctx,
+            "job",
+            machine,
+            metas,
+            change,
+            move |act, ctx, res| match res.ok().and_then(|a| a.serial) {
+                Some(n) => {
+                    act.metas[i].serial = Some(act.serial_text(n));
+                    act.render(ctx, job, Some(rec));
+                }
+                None => act.schedule_render_retry(ctx, job),
+            },
+        );
+    }
+
+    pub(super) fn serial_text(&self, n: u64) -> String {
+        format!("{:04}-{:x}-{:08}", self.fence.shard, self.fence.epoch, n)
+    }
+}
