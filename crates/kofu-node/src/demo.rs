@@ -3,6 +3,7 @@
 //! would, writes one sample certificate and prints a summary.
 
 mod client;
+mod targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -162,7 +163,7 @@ fn drive_targets(
                 "--route {:?} needs one --admin address per --target",
                 args.route
             );
-            client::owners(&args.admin, &admin_token).await?
+            targets::owners(&args.admin, &admin_token).await?
         };
         let targets = Targets {
             addrs: args.target.clone(),

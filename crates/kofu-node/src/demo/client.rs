@@ -20,6 +20,8 @@ use kofu_core::Population;
 use kofu_proto::api::{AuthResponse, CreateSessionResponse, IssuerKeyResponse, JobResponse};
 use kofu_proto::verify::{Expected, issuer_key, verify_release};
 use kofu_proto::{CardId, CertKind};
+
+pub use super::targets::{Route, Targets};
 use serde::de::DeserializeOwned;
 
 pub struct DemoCard {
@@ -61,26 +63,6 @@ impl DemoKiosk {
     }
 }
 
-/// Which node a session's requests go to, when there are several.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Route {
-    /// Worker `w` uses node `w mod N` for everything (a connection-level balancer).
-    Spread,
-    /// Every request goes to the node owning the session's shard (never forwarded).
-    Owner,
-    /// Every request goes to a node that does not own the shard (always forwarded).
-    Other,
-}
-
-/// The nodes to drive: kiosk API addresses and, for `Owner`/`Other`, who owns what.
-pub struct Targets {
-    pub addrs: Vec<SocketAddr>,
-    pub route: Route,
-    /// shard → index into `addrs` of its owner (empty for `Spread`).
-    pub owners: Vec<usize>,
-    pub shard_count: u32,
-}
-
 pub struct Plan {
     pub sessions: u64,
     pub concurrency: usize,
@@ -118,7 +100,7 @@ fn histogram() -> Histogram<u64> {
 /// no shared pool between workers.
 type Conn = SendRequest<Full<Bytes>>;
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<Conn> {
+pub(super) async fn connect(addr: SocketAddr) -> anyhow::Result<Conn> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
@@ -132,10 +114,10 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Conn> {
     Ok(sender)
 }
 
-struct Reply {
-    status: StatusCode,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
     headers: http::HeaderMap,
-    body: Bytes,
+    pub(super) body: Bytes,
 }
 
 impl Reply {
@@ -151,7 +133,7 @@ impl Reply {
     }
 }
 
-async fn exchange(
+pub(super) async fn exchange(
     conn: &mut Conn,
     host: &str,
     method: Method,
@@ -180,9 +162,9 @@ async fn exchange(
     })
 }
 
-struct Worker {
-    w: usize,
-    targets: Arc<Targets>,
+pub(super) struct Worker {
+    pub(super) w: usize,
+    pub(super) targets: Arc<Targets>,
     /// Index into `targets.addrs` of the node the current session talks to.
     current: usize,
     conns: Vec<Option<Conn>>,
@@ -360,24 +342,6 @@ impl Worker {
     }
 }
 
-impl Worker {
-    /// The node this session's requests go to.
-    fn target_for(&self, card: &CardId, n: u64) -> usize {
-        let t = &self.targets;
-        let count = t.addrs.len();
-        if count == 1 || t.route == Route::Spread {
-            return self.w % count;
-        }
-        let shard = kofu_proto::shard_of(card, t.shard_count) as usize;
-        let owner = t.owners.get(shard).copied().unwrap_or(0);
-        match t.route {
-            Route::Owner => owner,
-            // Any node but the owner, alternating between sessions.
-            _ => (owner + 1 + (n as usize % (count - 1))) % count,
-        }
-    }
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -494,54 +458,4 @@ pub async fn drive(targets: Targets, plan: Plan) -> anyhow::Result<Report> {
     }
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-/// Who owns each shard, as indices into `admins` (aligned with the kiosk addresses),
-/// read from every node's `/admin/v1/cluster`; and the shard count.
-pub async fn owners(admins: &[SocketAddr], token: &str) -> anyhow::Result<(Vec<usize>, u32)> {
-    let auth = format!("Bearer {token}");
-    let mut ids = Vec::new();
-    let mut first: Option<serde_json::Value> = None;
-    for &admin in admins {
-        let mut conn = connect(admin)
-            .await
-            .context("connecting to an admin listener")?;
-        let host = admin.to_string();
-        let reply = exchange(
-            &mut conn,
-            &host,
-            Method::GET,
-            "/admin/v1/cluster",
-            &auth,
-            None,
-        )
-        .await?;
-        anyhow::ensure!(
-            reply.status == StatusCode::OK,
-            "cluster view answered {}",
-            reply.status
-        );
-        let view: serde_json::Value =
-            serde_json::from_slice(&reply.body).context("cluster view body")?;
-        ids.push(view["node_id"].as_str().unwrap_or_default().to_owned());
-        first.get_or_insert(view);
-    }
-    let view = first.context("no admin listener given")?;
-    let shard_count = u32::try_from(view["shard_count"].as_u64().unwrap_or(0))?;
-    let mut owners = vec![0usize; shard_count as usize];
-    for s in view["shards"]
-        .as_array()
-        .context("cluster view without shards")?
-    {
-        let shard = s["shard"].as_u64().unwrap_or(u64::MAX) as usize;
-        let owner = s["owner"].as_str().unwrap_or_default();
-        let ix = ids
-            .iter()
-            .position(|id| id == owner)
-            .with_context(|| format!("shard {shard} is owned by a node not given"))?;
-        if let Some(slot) = owners.get_mut(shard) {
-            *slot = ix;
-        }
-    }
-    Ok((owners, shard_count))
 }

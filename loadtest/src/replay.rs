@@ -1,0 +1,135 @@
+//! Open-model replay: every session starts at its intended time whether or not earlier
+//! ones have finished, and each step is sent at its intended time or as soon as the
+//! step before it has finished. Latency runs from the intended time, so a stalled
+//! target shows up in the tail instead of silently slowing the generator down
+//! (no coordinated omission). Every document is checked like a kiosk checks it.
+
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use std::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::fixtures::Fixtures;
+use crate::report::{Collector, Report, ReportMeta};
+use crate::trace::Trace;
+
+/// A session starting more than this after its intended time counts as a late start:
+/// the generator itself could not keep up.
+const LATE: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Kiosk API bases; session `i` talks to `targets[i mod n]`.
+    pub targets: Vec<String>,
+    /// 10 replays the trace ten times faster.
+    pub speed: f64,
+    /// How long one fetch step may poll a document still rendering.
+    pub fetch_budget: Duration,
+    pub request_timeout: Duration,
+}
+
+/// Shared by every session task.
+pub(crate) struct Shared {
+    pub(crate) fx: Arc<Fixtures>,
+    pub(crate) issuer: VerifyingKey,
+    pub(crate) client: reqwest::Client,
+    pub(crate) config: Config,
+    pub(crate) collector: Mutex<Collector>,
+    pub(crate) origin: Instant,
+}
+
+impl Shared {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Collector) -> T) -> T {
+        let mut c = self.collector.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c)
+    }
+
+    /// When `offset_us` of trace time falls, at this replay's speed.
+    pub(crate) fn at(&self, offset_us: u64) -> Instant {
+        self.origin + Duration::from_secs_f64(offset_us as f64 / 1e6 / self.config.speed)
+    }
+}
+
+/// Fetches the issuer key every document must be signed with.
+pub async fn issuer_key(client: &reqwest::Client, base: &str) -> anyhow::Result<VerifyingKey> {
+    let resp = client
+        .get(format!("{}/v1/issuer-key", base.trim_end_matches('/')))
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status().is_success(), "issuer key: {}", resp.status());
+    let key: kofu_proto::api::IssuerKeyResponse = resp.json().await?;
+    Ok(kofu_proto::verify::issuer_key(&key.public_key)?)
+}
+
+pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()?)
+}
+
+/// Replays `trace`; `progress` is told of every finished session.
+pub async fn replay(
+    trace: &Trace,
+    fx: Arc<Fixtures>,
+    config: Config,
+    progress: impl Fn(u64) + Send + Sync + 'static,
+) -> anyhow::Result<Report> {
+    anyhow::ensure!(!config.targets.is_empty(), "no target to replay against");
+    anyhow::ensure!(config.speed > 0.0, "the speed must be positive");
+    anyhow::ensure!(
+        trace.meta.residents as usize == fx.cards.len()
+            && trace.meta.kiosks as usize == fx.kiosks.len(),
+        "the trace was made for {} residents and {} kiosks, the fixtures have {} and {}",
+        trace.meta.residents,
+        trace.meta.kiosks,
+        fx.cards.len(),
+        fx.kiosks.len()
+    );
+    let client = client(config.request_timeout)?;
+    let issuer = issuer_key(&client, &config.targets[0]).await?;
+    let meta = ReportMeta {
+        trace: trace.meta.description.clone(),
+        targets: config.targets.clone(),
+        speed: config.speed,
+    };
+    // A moment to spawn the first tasks before the first intended time.
+    let origin = Instant::now() + Duration::from_millis(50);
+    let shared = Arc::new(Shared {
+        fx,
+        issuer,
+        client,
+        config,
+        collector: Mutex::new(Collector::default()),
+        origin,
+    });
+    let progress = Arc::new(progress);
+    let mut tasks = JoinSet::new();
+    for (i, s) in trace.sessions.iter().enumerate() {
+        let intended = shared.at(s.start_us);
+        tokio::time::sleep_until(intended).await;
+        // Reap finished sessions so the set stays small on long replays.
+        while tasks.try_join_next().is_some() {}
+        let late = Instant::now().saturating_duration_since(intended) > LATE;
+        shared.with(|c| {
+            c.sessions_started += 1;
+            c.late_starts += u64::from(late);
+        });
+        let (shared, progress, s) = (shared.clone(), progress.clone(), s.clone());
+        tasks.spawn(async move {
+            session::run(&shared, i, &s).await;
+            progress(1);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = origin.elapsed();
+    Ok(shared.with(|c| c.report(trace.sessions.len() as u64, elapsed, meta)))
+}
