@@ -6,7 +6,6 @@ mod fixtures;
 mod replay;
 mod report;
 mod synth;
-mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::fixtures::Fixtures;
 use crate::synth::{Model, Season, Spike, parse_hhmm};
-use crate::trace::Trace;
+use kofu_proto::trace::Trace;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -128,6 +127,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn read_trace(path: &std::path::Path) -> anyhow::Result<Trace> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Trace::from_bytes(&bytes)?)
+}
+
 fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
     let from_min = parse_hhmm(&a.from).context("--from must be HH:MM")?;
     let to_min = parse_hhmm(&a.to).context("--to must be HH:MM")?;
@@ -158,7 +162,8 @@ fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
         think: a.think,
     };
     let trace = synth::synthesize(&model, &fx, a.fixture_seed);
-    trace.write(&a.out)?;
+    std::fs::write(&a.out, trace.to_bytes()?)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
     println!(
         "wrote {} sessions over {:.1} s to {}",
         trace.sessions.len(),
@@ -169,7 +174,7 @@ fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn inspect(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let t = Trace::read(path)?;
+    let t = read_trace(path)?;
     let steps: usize = t.sessions.iter().map(|s| s.steps.len()).sum();
     println!("{} v{} ({})", t.format, t.version, t.meta.source);
     println!("  {}", t.meta.description);
@@ -191,7 +196,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         Some(spec) => report::parse_thresholds(spec).map_err(anyhow::Error::msg)?,
         None => Vec::new(),
     };
-    let trace = Trace::read(&a.trace)?;
+    let trace = read_trace(&a.trace)?;
     let fx = Arc::new(Fixtures::read(&a.fixtures)?);
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()

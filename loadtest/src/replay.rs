@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::fixtures::Fixtures;
 use crate::report::{Collector, Report, ReportMeta};
-use crate::trace::Trace;
+use kofu_proto::trace::Trace;
 
 /// A session starting more than this after its intended time counts as a late start:
 /// the generator itself could not keep up.

@@ -10,7 +10,7 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
 use crate::fixtures::Fixtures;
-use crate::trace::{Action, Meta, SessionTrace, Step, Trace};
+use kofu_proto::trace::{Action, Meta, SessionTrace, Step, Trace};
 
 const SERVICE_START_MIN: u32 = 6 * 60 + 30;
 const SERVICE_END_MIN: u32 = 23 * 60;
@@ -232,14 +232,25 @@ pub fn synthesize(model: &Model, fx: &Fixtures, fixture_seed: u64) -> Trace {
         residents: fx.cards.len() as u32,
         kiosks: fx.kiosks.len() as u32,
         description: format!(
-            "{} sessions/day, {:?} season, {:02}:{:02}-{:02}:{:02}, spikes {:?}",
+            "{} sessions/day, {:?} season, {:02}:{:02}-{:02}:{:02}, spikes [{}]",
             model.sessions_per_day,
             model.season,
             model.from_min / 60,
             model.from_min % 60,
             model.to_min / 60,
             model.to_min % 60,
-            model.spikes
+            model
+                .spikes
+                .iter()
+                .map(|s| format!(
+                    "{:02}:{:02}x{}/{}",
+                    s.at_min / 60,
+                    s.at_min % 60,
+                    s.factor,
+                    s.minutes
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     Trace::new(meta, sessions)

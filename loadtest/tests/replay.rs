@@ -227,3 +227,65 @@ fn a_paused_target_shows_in_the_latency() {
     assert!(max >= 900.0, "max {max} ms does not show the 1 s pause");
     assert!(p99 >= 300.0, "p99 {p99} ms does not show the 1 s pause");
 }
+
+#[test]
+fn a_node_that_swaps_documents_is_caught() {
+    // A kofu built with the test-only switch that hands each released document to the
+    // next release: every kiosk but the first gets someone else's, correctly signed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-swap-documents");
+    let faulty = kofu_testkit::kofu_bin_with_features("fault-swap-documents", &target);
+    let opts = NodeOptions {
+        binary: Some(faulty),
+        ..NodeOptions::default()
+    };
+    let node = KofuNode::start(opts.clone());
+    let fx = fixtures(dir.path(), &opts);
+    let trace = synth(
+        dir.path(),
+        &fx,
+        &[
+            "--sessions-per-day",
+            "30000",
+            "--think",
+            "0.02",
+            "--abandon",
+            "0",
+            "--wrong-signature",
+            "0",
+            "--retry",
+            "0",
+            "--duplicate-card",
+            "0",
+        ],
+    );
+    let json = dir.path().join("report.json");
+    let out = load(&[
+        "replay",
+        trace.to_str().expect("utf-8"),
+        "--fixtures",
+        fx.to_str().expect("utf-8"),
+        "--target",
+        &node.api,
+        "--speed",
+        "10",
+        "--quiet",
+        "--report-json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a misdelivering node must fail the replay"
+    );
+    let r = report(&json);
+    let fetched = r["steps"]["fetch"]["count"].as_u64().expect("fetches");
+    let misdelivered = r["misdeliveries"].as_u64().expect("misdeliveries");
+    assert!(fetched >= 10, "only {fetched} fetches");
+    // Only the very first release can be its own (its kiosk gets it back).
+    assert!(
+        misdelivered + 1 >= fetched,
+        "{misdelivered} of {fetched} caught"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("misdelivered"));
+}

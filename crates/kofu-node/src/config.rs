@@ -62,6 +62,10 @@ pub struct ServeConfig {
     /// Append every confirmed print to this file (JSON lines) before answering.
     #[arg(long, env = "KOFU_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,
+    /// Record the kiosk sessions served into this file (kofu-load's trace format,
+    /// written when the node stops; cards and kiosks as fixture indices, never ids).
+    #[arg(long, env = "KOFU_RECORD_TRAFFIC")]
+    pub record_traffic: Option<PathBuf>,
     #[arg(long, env = "KOFU_IDLE_TIMEOUT_MS", default_value_t = 180_000)]
     pub idle_timeout_ms: u64,
     #[arg(long, env = "KOFU_HARD_LIMIT_MS", default_value_t = 900_000)]

@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod http;
 mod node;
+mod record;
 mod registry_cmd;
 mod telemetry;
 

@@ -111,6 +111,14 @@ impl Node {
             web::Data::new(HttpMetrics::new(&prom, "http_").context("registering http metrics")?);
         let kiosks = KioskAuth::new(&population.kiosks);
         let admin = AdminAuth::new(&population.admin_token);
+        let recorder = cfg.record_traffic.as_ref().map(|path| {
+            Arc::new(crate::record::Recorder::new(
+                path.clone(),
+                &population,
+                cfg.fixture_seed,
+                &cfg.node_id(),
+            ))
+        });
         let plane = match &cfg.redis_url {
             None => embedded_plane(cfg, &mut population).await?,
             Some(url) => cluster::plane(cfg, url, &prom).await?,
@@ -155,6 +163,9 @@ impl Node {
             prom,
         ));
 
+        if let Some(r) = recorder {
+            let _ = state.recorder.set(r);
+        }
         let (s, m) = (state.clone(), http_metrics.clone());
         let next_worker = Arc::new(AtomicUsize::new(0));
         let kiosk_server = HttpServer::new(move || {
@@ -222,6 +233,17 @@ impl Node {
     /// Graceful shutdown: stop admitting, let open sessions finish until the drain
     /// deadline, close the rest (voiding unconfirmed jobs), then stop the listeners.
     pub async fn shutdown(self) {
+        self.stop_serving().await;
+        if let Some(recorder) = self.state.recorder.get() {
+            match recorder.finish() {
+                Ok(n) => tracing::info!(sessions = n, "recorded traffic written"),
+                Err(e) => tracing::error!(error = %e, "recorded traffic not written"),
+            }
+        }
+        tracing::info!("stopped");
+    }
+
+    async fn stop_serving(&self) {
         if let Some(cluster) = &self.cluster {
             // A cluster node hands its shards (and their open sessions) to the others
             // instead of waiting for its sessions to end.
@@ -229,7 +251,6 @@ impl Node {
             cluster.leave().await;
             self.kiosk.stop(true).await;
             self.admin.stop(true).await;
-            tracing::info!("stopped");
             return;
         }
         self.state.start_draining();
@@ -249,7 +270,6 @@ impl Node {
         }
         self.kiosk.stop(true).await;
         self.admin.stop(true).await;
-        tracing::info!("stopped");
     }
 }
 

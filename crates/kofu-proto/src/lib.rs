@@ -6,6 +6,7 @@ pub mod binding;
 pub mod fixtures;
 pub mod ids;
 pub mod kind;
+pub mod trace;
 pub mod verify;
 pub mod wire;
 

@@ -32,7 +32,17 @@ fn is_release() -> bool {
         .unwrap_or(false)
 }
 
+/// A `kofu` built with extra cargo `features` into its own `target_dir`, so it never
+/// replaces the binary other tests run (the test-only fault switches).
+pub fn kofu_bin_with_features(features: &str, target_dir: &Path) -> PathBuf {
+    build(Some((features, target_dir)))
+}
+
 fn build_kofu() -> PathBuf {
+    build(None)
+}
+
+fn build(features: Option<(&str, &Path)>) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
@@ -40,6 +50,11 @@ fn build_kofu() -> PathBuf {
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if let Some((features, dir)) = features {
+        cmd.args(["--features", features])
+            .arg("--target-dir")
+            .arg(dir);
+    }
     if is_release() {
         cmd.arg("--release");
     }

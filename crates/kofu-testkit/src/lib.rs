@@ -13,7 +13,7 @@ mod redis;
 mod sentinel;
 mod verify;
 
-pub use bin::{free_port, kofu_bin};
+pub use bin::{free_port, kofu_bin, kofu_bin_with_features};
 pub use client::{Kiosk, Resp, admin_post, get, new_client};
 pub use cluster::{ClusterOptions, KofuCluster, TEST_SECRET};
 pub use fixtures::{Card, Fixtures, KioskCred};

@@ -23,6 +23,8 @@ pub struct NodeOptions {
     pub kiosks: u32,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Another `kofu` binary to run (a test-only build); default `kofu_bin()`.
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for NodeOptions {
@@ -33,6 +35,7 @@ impl Default for NodeOptions {
             kiosks: 20,
             args: Vec::new(),
             env: Vec::new(),
+            binary: None,
         }
     }
 }
@@ -79,7 +82,7 @@ impl KofuNode {
         let (api_port, admin_port) = (free_port(), free_port());
         let api_addr = format!("127.0.0.1:{api_port}");
         let admin_addr = format!("127.0.0.1:{admin_port}");
-        let mut cmd = Command::new(kofu_bin());
+        let mut cmd = Command::new(opts.binary.clone().unwrap_or_else(kofu_bin));
         cmd.arg("serve")
             .args(["--listen", &api_addr, "--admin-listen", &admin_addr])
             .args(["--fixture-seed", &opts.seed.to_string()])

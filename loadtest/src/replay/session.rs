@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::trace::{Action, SessionTrace};
+use kofu_proto::trace::{Action, SessionTrace};
 
 struct Answer {
     status: StatusCode,

@@ -66,19 +66,14 @@ fn respond(reply: SessionReply) -> HttpResponse {
         SessionReply::Created(r) => HttpResponse::Created().json(r),
         SessionReply::Authenticated(r) => HttpResponse::Ok().json(r),
         SessionReply::JobCreated(r) => HttpResponse::Accepted().json(r),
-        SessionReply::Document(doc) => HttpResponse::Ok()
-            .content_type("application/pdf")
-            .insert_header((kofu_proto::api::BINDING_HEADER, doc.binding_b64.as_str()))
-            .insert_header((
-                kofu_proto::api::SIGNATURE_HEADER,
-                doc.signature_b64.as_str(),
-            ))
-            .body(doc.pdf.clone()),
-        SessionReply::Forwarded(doc) => HttpResponse::Ok()
-            .content_type("application/pdf")
-            .insert_header((kofu_proto::api::BINDING_HEADER, doc.binding_b64))
-            .insert_header((kofu_proto::api::SIGNATURE_HEADER, doc.signature_b64))
-            .body(doc.pdf),
+        SessionReply::Document(doc) => released(
+            doc.pdf.clone(),
+            doc.binding_b64.clone(),
+            doc.signature_b64.clone(),
+        ),
+        SessionReply::Forwarded(doc) => {
+            released(doc.pdf.into(), doc.binding_b64, doc.signature_b64)
+        }
         SessionReply::Rendering => rendering(),
         // The router never hands this out; if it did, the shard had no safe owner.
         SessionReply::Moving => code(ErrorCode::Unavailable),
@@ -86,6 +81,25 @@ fn respond(reply: SessionReply) -> HttpResponse {
         SessionReply::Closed => HttpResponse::NoContent().finish(),
         SessionReply::Error(e) => error_response(e),
     }
+}
+
+/// `200` with a released document and its binding and signature headers.
+fn released(pdf: bytes::Bytes, binding_b64: String, signature_b64: String) -> HttpResponse {
+    #[cfg(feature = "fault-swap-documents")]
+    let super::fault::Released {
+        pdf,
+        binding_b64,
+        signature_b64,
+    } = super::fault::swap(super::fault::Released {
+        pdf,
+        binding_b64,
+        signature_b64,
+    });
+    HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((kofu_proto::api::BINDING_HEADER, binding_b64))
+        .insert_header((kofu_proto::api::SIGNATURE_HEADER, signature_b64))
+        .body(pdf)
 }
 
 fn rendering() -> HttpResponse {
@@ -118,15 +132,49 @@ async fn call(
     wait: Option<Duration>,
 ) -> HttpResponse {
     let span = tracing::debug_span!("session_call", session_id = %session, shard = session.shard());
+    let recorded = state.recorder.get().map(|r| (r, op.clone()));
     match state
         .router
         .call(session, kiosk, op, wait)
         .instrument(span)
         .await
     {
-        Some(reply) => respond(reply),
+        Some(reply) => {
+            if let Some((recorder, op)) = recorded
+                && let Some(action) = recorded_action(op, &reply, wait)
+            {
+                recorder.call(session, action);
+            }
+            respond(reply)
+        }
         None => rendering(),
     }
+}
+
+/// The trace step a successful answer stands for (failed answers are not replayed).
+fn recorded_action(
+    op: SessionOp,
+    reply: &SessionReply,
+    wait: Option<Duration>,
+) -> Option<kofu_proto::trace::Action> {
+    use kofu_proto::trace::Action;
+    Some(match (op, reply) {
+        (SessionOp::Auth { .. }, SessionReply::Authenticated(_)) => Action::Auth { valid: true },
+        (SessionOp::Auth { .. }, SessionReply::Error(e)) if e.code == ErrorCode::BadSignature => {
+            Action::Auth { valid: false }
+        }
+        (SessionOp::CreateJob { kind, copies }, SessionReply::JobCreated(_)) => {
+            Action::Job { kind, copies }
+        }
+        (SessionOp::Fetch { .. }, SessionReply::Document(_) | SessionReply::Forwarded(_)) => {
+            Action::Fetch {
+                wait_ms: wait.map_or(0, |w| w.as_millis() as u32),
+            }
+        }
+        (SessionOp::Printed { .. }, SessionReply::Printed(_)) => Action::Printed,
+        (SessionOp::Close, SessionReply::Closed) => Action::Close,
+        _ => return None,
+    })
 }
 
 /// Wraps a handler so that whatever it answers, the request body is consumed first.
@@ -172,7 +220,20 @@ async fn create_session_inner(
     if record.card_revoked {
         return code(ErrorCode::CardRevoked);
     }
-    respond(state.router.create_session(card, record, kiosk).await)
+    let Some(recorder) = state.recorder.get() else {
+        return respond(state.router.create_session(card, record, kiosk).await);
+    };
+    let reply = state
+        .router
+        .create_session(card.clone(), record, kiosk.clone())
+        .await;
+    let created = match &reply {
+        SessionReply::Created(r) => SessionId::parse(&r.session_id).ok(),
+        _ => None,
+    };
+    let in_use = matches!(&reply, SessionReply::Error(e) if e.code == ErrorCode::CardInUse);
+    recorder.create(&kiosk, &card, created, in_use);
+    respond(reply)
 }
 
 async fn authenticate_inner(

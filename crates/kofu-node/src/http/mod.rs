@@ -4,6 +4,8 @@
 mod admin;
 mod body;
 pub mod error;
+#[cfg(feature = "fault-swap-documents")]
+mod fault;
 mod kiosk;
 pub mod metrics;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     /// What draining does besides failing readiness: a cluster node hands its shards
     /// off; without it (embedded) the node stops admitting new sessions.
     drain_action: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// `--record-traffic`: the sessions served, for kofu-load.
+    pub recorder: OnceLock<Arc<crate::record::Recorder>>,
 }
 
 impl AppState {
@@ -52,6 +56,7 @@ impl AppState {
             prometheus,
             draining: AtomicBool::new(false),
             drain_action: OnceLock::new(),
+            recorder: OnceLock::new(),
         }
     }
 

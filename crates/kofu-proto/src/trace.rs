@@ -1,10 +1,9 @@
-//! The trace format: a versioned MessagePack file of kiosk sessions, each a sequence of
-//! timed steps. Cards and kiosks are indices into the fixture file of the population
-//! served (`kofu fixtures`), so a trace never holds a card id (loadtest/README.md).
+//! The trace format of `kofu-load` and of `kofu serve --record-traffic`: a versioned
+//! MessagePack document of kiosk sessions, each a sequence of timed steps. Cards and
+//! kiosks are indices into the fixture file of the population served (`kofu fixtures`),
+//! so a trace never holds a card id (loadtest/README.md). Bytes only: callers do the I/O.
 
-use std::path::Path;
-
-use kofu_proto::CertKind;
+use crate::CertKind;
 use serde::{Deserialize, Serialize};
 
 /// The first field of every trace file.
@@ -96,8 +95,6 @@ impl Action {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("cannot read the trace: {0}")]
-    Io(#[from] std::io::Error),
     #[error("not a kofu trace: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
     #[error("the trace cannot be encoded: {0}")]
@@ -137,15 +134,6 @@ impl Trace {
         }
         trace.validate()?;
         Ok(trace)
-    }
-
-    pub fn read(path: &Path) -> Result<Trace, TraceError> {
-        Trace::from_bytes(&std::fs::read(path)?)
-    }
-
-    pub fn write(&self, path: &Path) -> Result<(), TraceError> {
-        std::fs::write(path, self.to_bytes()?)?;
-        Ok(())
     }
 
     /// Indices within the population, steps in time order, every session opening with

@@ -1,0 +1,153 @@
+//! Acceptance of `--record-traffic`: a node records what it served, and the recording
+//! replays at x1 and x10 against a single node and a three-node cluster with every
+//! document verified.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kofu_testkit::{ClusterOptions, KofuCluster, KofuNode, NodeOptions, kofu_bin};
+use serde_json::Value;
+
+const LOAD: &str = env!("CARGO_BIN_EXE_kofu-load");
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(LOAD)
+        .args(args)
+        .output()
+        .expect("kofu-load runs");
+    eprintln!(
+        "kofu-load {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn replay(trace: &Path, fx: &Path, targets: &[String], speed: &str, json: &Path) -> Value {
+    let out = run(&[
+        "replay",
+        path(trace),
+        "--fixtures",
+        path(fx),
+        "--target",
+        &targets.join(","),
+        "--speed",
+        speed,
+        "--quiet",
+        "--report-json",
+        path(json),
+        "--fail-if",
+        "errors=0,misdeliveries=0",
+    ]);
+    assert!(out.status.success(), "replay at x{speed} failed");
+    serde_json::from_slice(&std::fs::read(json).expect("report")).expect("json")
+}
+
+#[test]
+fn a_recorded_run_replays_at_x1_and_x10_on_one_node_and_on_three() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = NodeOptions::default();
+    let out = Command::new(kofu_bin())
+        .arg("fixtures")
+        .args(["--seed", &opts.seed.to_string()])
+        .args(["--residents", &opts.residents.to_string()])
+        .args(["--kiosks", &opts.kiosks.to_string()])
+        .output()
+        .expect("kofu fixtures");
+    let fx: PathBuf = dir.path().join("fixtures.jsonl");
+    std::fs::write(&fx, out.stdout).expect("fixtures");
+
+    // 1. Traffic against a recording node: a synthesized minute at x10.
+    let recording = dir.path().join("recorded.kofu");
+    let mut recorder = KofuNode::start(NodeOptions {
+        // Abandoned sessions stay open: a short drain keeps the stop quick.
+        args: vec![
+            "--record-traffic".into(),
+            path(&recording).into(),
+            "--drain-timeout-ms".into(),
+            "500".into(),
+        ],
+        ..opts.clone()
+    });
+    let synth = dir.path().join("synth.kofu");
+    let made = run(&[
+        "synth",
+        "--fixtures",
+        path(&fx),
+        "--out",
+        path(&synth),
+        "--seed",
+        "5",
+        "--from",
+        "12:00",
+        "--to",
+        "12:01",
+        "--sessions-per-day",
+        "60000",
+        "--think",
+        "0.05",
+        "--retry",
+        "0.1",
+        "--wrong-signature",
+        "0.1",
+        "--duplicate-card",
+        "0.05",
+    ]);
+    assert!(made.status.success());
+    let original = replay(
+        &synth,
+        &fx,
+        &[recorder.api.clone()],
+        "10",
+        &dir.path().join("r0.json"),
+    );
+    assert!(recorder.terminate().success());
+    let info = run(&["inspect", path(&recording)]);
+    assert!(info.status.success(), "the recording is a valid trace");
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("(record)"), "{text}");
+    let bytes = std::fs::read(&recording).expect("recording");
+    for card in std::fs::read_to_string(&fx)
+        .expect("fx")
+        .lines()
+        .filter(|l| l.contains("\"card\""))
+    {
+        let v: Value = serde_json::from_str(card).expect("line");
+        let id = v["card_id"].as_str().expect("card id");
+        assert!(
+            !bytes.windows(id.len()).any(|w| w == id.as_bytes()),
+            "a card id in the recording"
+        );
+    }
+
+    // 2. The recording against a fresh node and a 3-node cluster, at x1 and x10.
+    let single = KofuNode::start(opts.clone());
+    let cluster = KofuCluster::start(ClusterOptions {
+        node: opts.clone(),
+        ..ClusterOptions::default()
+    });
+    for (name, targets) in [
+        ("one node", vec![single.api.clone()]),
+        ("three nodes", cluster.apis()),
+    ] {
+        for speed in ["1", "10"] {
+            let json = dir
+                .path()
+                .join(format!("{}-x{speed}.json", name.replace(' ', "-")));
+            let r = replay(&recording, &fx, &targets, speed, &json);
+            eprintln!(
+                "{name} x{speed}: {} sessions, {} documents",
+                r["sessions_completed"], r["documents_verified"]
+            );
+            assert_eq!(r["misdeliveries"], 0);
+            assert_eq!(
+                r["documents_verified"], original["documents_verified"],
+                "{name} x{speed}: the recording holds every verified fetch of the original run"
+            );
+        }
+    }
+}
