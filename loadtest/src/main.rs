@@ -2,6 +2,7 @@
 //! cluster as an open model, verify every document like a kiosk, and report latency,
 //! errors and misdeliveries, with thresholds that set the exit code (loadtest/README.md).
 
+mod bench;
 mod fixtures;
 mod replay;
 mod report;
@@ -36,6 +37,9 @@ enum Command {
     Synth(SynthArgs),
     /// Replay a trace against running nodes and report.
     Replay(ReplayArgs),
+    /// Measure the HTTP ceiling, an embedded node and a 3-node cluster in one run, and
+    /// the memory of 100k open idle sessions; prints one table.
+    Bench(bench::BenchArgs),
     /// Summarize a trace.
     Inspect { trace: PathBuf },
 }
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => synth(a),
         Command::Replay(a) => replay(a),
         Command::Inspect { trace } => inspect(&trace),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,7 @@
 //! target shows up in the tail instead of silently slowing the generator down
 //! (no coordinated omission). Every document is checked like a kiosk checks it.
 
-mod session;
+pub(crate) mod session;
 
 use std::sync::Arc;
 use std::time::Duration;

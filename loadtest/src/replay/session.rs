@@ -36,7 +36,7 @@ struct State<'a> {
     failed: bool,
 }
 
-pub(super) async fn run(shared: &Shared, index: usize, s: &SessionTrace) {
+pub(crate) async fn run(shared: &Shared, index: usize, s: &SessionTrace) {
     let targets = &shared.config.targets;
     let mut st = State {
         shared,

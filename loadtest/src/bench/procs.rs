@@ -1,0 +1,188 @@
+//! The processes a bench run starts: `kofu serve` nodes and a `redis-server`, on free
+//! loopback ports, killed when dropped; their output goes to files in a scratch dir.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident and peak resident memory, bytes (`VmRSS`, `VmHWM`).
+    pub fn rss(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|k| k * 1024)
+        };
+        Ok((
+            kib("VmRSS:").context("no VmRSS")?,
+            kib("VmHWM:").context("no VmHWM")?,
+        ))
+    }
+}
+
+fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    Ok(Proc { child })
+}
+
+/// How a bench node is started.
+pub struct NodeSpec<'a> {
+    pub kofu: &'a Path,
+    pub dir: &'a Path,
+    pub name: &'a str,
+    pub seed: u64,
+    pub residents: u32,
+    pub kiosks: u32,
+    /// `(redis url, secret, shard count)` for a cluster node.
+    pub cluster: Option<(&'a str, &'a str, u32)>,
+}
+
+/// A running node: its process and its kiosk API base.
+pub struct Node {
+    pub proc: Proc,
+    pub api: String,
+    pub admin: String,
+}
+
+pub fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<Node> {
+    let (api, admin, internal) = (free_port()?, free_port()?, free_port()?);
+    let mut cmd = Command::new(spec.kofu);
+    cmd.arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{api}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--fixture-seed", &spec.seed.to_string()])
+        .args(["--fixture-residents", &spec.residents.to_string()])
+        .args(["--fixture-kiosks", &spec.kiosks.to_string()])
+        .args(["--drain-timeout-ms", "1000", "--log-level", "warn"]);
+    if let Some((url, secret, shards)) = spec.cluster {
+        cmd.args(["--redis-url", url])
+            .args(["--node-id", spec.name])
+            .args(["--internal-listen", &format!("127.0.0.1:{internal}")])
+            .args(["--shard-count", &shards.to_string()])
+            .env("KOFU_CLUSTER_SECRET", secret);
+    }
+    let proc = spawn(spec.name, cmd, &spec.dir.join(format!("{}.log", spec.name)))?;
+    let node = Node {
+        proc,
+        api: format!("http://127.0.0.1:{api}"),
+        admin: format!("http://127.0.0.1:{admin}"),
+    };
+    wait_ready(&format!("{}/readyz", node.admin))?;
+    Ok(node)
+}
+
+fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !answers_200(url) {
+        anyhow::ensure!(Instant::now() < deadline, "{url} not ready within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A blocking HTTP/1.0 GET of `http://host:port/path`: whether it answered 200.
+fn answers_200(url: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+pub fn start_redis(dir: &Path) -> anyhow::Result<(Proc, String)> {
+    let port = free_port()?;
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .args(["--appendonly", "no"])
+    .arg("--dir")
+    .arg(dir);
+    let proc = spawn("redis", cmd, &dir.join("redis.log"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((proc, format!("redis://127.0.0.1:{port}/")))
+}
+
+pub fn registry_load(
+    kofu: &Path,
+    url: &str,
+    seed: u64,
+    residents: u32,
+    shards: u32,
+) -> anyhow::Result<()> {
+    let out = Command::new(kofu)
+        .args(["registry", "load", "--redis", url])
+        .args(["--fixture-seed", &seed.to_string()])
+        .args(["--fixture-residents", &residents.to_string()])
+        .args(["--shard-count", &shards.to_string()])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "kofu registry load failed");
+    Ok(())
+}
+
+/// The `kofu` binary: `--kofu`, or the one beside this executable.
+pub fn kofu_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let me = std::env::current_exe()?;
+    let beside = me.with_file_name("kofu");
+    anyhow::ensure!(
+        beside.exists(),
+        "no kofu beside {} (build it: cargo build --release -p kofu-node, or pass --kofu)",
+        me.display()
+    );
+    Ok(beside)
+}
