@@ -114,6 +114,7 @@ fn a_synthesized_day_replays_with_every_document_verified() {
         "synth is deterministic by seed"
     );
     let json = dir.path().join("report.json");
+    let html = dir.path().join("report.html");
     let out = load(&[
         "replay",
         trace.to_str().expect("utf-8"),
@@ -126,10 +127,22 @@ fn a_synthesized_day_replays_with_every_document_verified() {
         "--quiet",
         "--report-json",
         json.to_str().expect("utf-8"),
+        "--report-html",
+        html.to_str().expect("utf-8"),
         "--fail-if",
         "errors=0,misdeliveries=0",
     ]);
     assert!(out.status.success(), "replay failed");
+    // The HTML report stands alone: tables and three embedded SVG charts, no links out.
+    let page = std::fs::read_to_string(&html).expect("html report");
+    assert!(page.starts_with("<!doctype html>"));
+    assert_eq!(
+        page.matches("<svg").count(),
+        3,
+        "throughput, latency, errors charts"
+    );
+    assert!(page.contains("0 misdeliveries") && page.contains("<td>fetch</td>"));
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
     let r = report(&json);
     assert_eq!(r["misdeliveries"], 0);
     assert_eq!(r["error_requests"], 0, "{}", r["errors"]);

@@ -167,6 +167,18 @@ impl ActorMetrics {
         for r in [VoidReason::Deadline, VoidReason::SessionClosed] {
             m.jobs_voided.with_label_values(&[void_label(r)]);
         }
+        for r in CloseReason::ALL {
+            m.sessions_ended.with_label_values(&[r.as_str()]);
+        }
+        for r in NotIssuable::ALL {
+            m.documents_refused.with_label_values(&[r.as_str()]);
+        }
+        // Every operation `Session::commit` names.
+        for op in [
+            "start", "auth", "job", "render", "deliver", "refuse", "print", "close", "void",
+        ] {
+            m.store_op_duration.with_label_values(&[op]);
+        }
         Ok(m)
     }
 

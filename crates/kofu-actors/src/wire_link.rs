@@ -120,6 +120,62 @@ async fn run_writer<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// The cluster secret, and during a rotation the one before (or after) it. A node proves
+/// itself with `current` and accepts a peer's proof made with either, so a rolling
+/// rotation never splits the cluster: first every node accepts the new secret, then
+/// every node proves with it, then the old one is dropped (README "Operations").
+#[derive(Clone)]
+pub struct Secrets {
+    current: Arc<[u8]>,
+    other: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+impl Secrets {
+    pub fn new(current: impl AsRef<[u8]>) -> Secrets {
+        Secrets {
+            current: current.as_ref().into(),
+            other: None,
+        }
+    }
+
+    /// Also accept proofs made with `other` (an empty one is ignored).
+    pub fn also_accepting(mut self, other: impl AsRef<[u8]>) -> Secrets {
+        let other = other.as_ref();
+        self.other = (!other.is_empty()).then(|| other.into());
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    /// The secret a peer's proof was made with, if it is one of ours.
+    fn matching(&self, check: impl Fn(&[u8]) -> bool) -> Option<&[u8]> {
+        std::iter::once(&self.current)
+            .chain(self.other.as_ref())
+            .map(|s| &**s)
+            .find(|s| check(s))
+    }
+}
+
+impl<T: AsRef<[u8]> + ?Sized> From<&T> for Secrets {
+    fn from(secret: &T) -> Secrets {
+        Secrets::new(secret)
+    }
+}
+
+impl From<Vec<u8>> for Secrets {
+    fn from(secret: Vec<u8>) -> Secrets {
+        Secrets::new(secret)
+    }
+}
+
 fn fresh_nonce() -> [u8; 16] {
     rand::random()
 }

@@ -256,3 +256,40 @@ async fn an_oversize_frame_closes_only_that_connection() {
     assert_eq!(good.call(call(1, 0), LONG).await.expect("call"), call(1, 0));
     assert!(!good.is_closed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_secret_rotation_never_splits_the_cluster() {
+    use kofu_actors::wire_link::Secrets;
+    let (old, new) = (
+        b"old cluster secret 0123".as_slice(),
+        b"new cluster secret 4567".as_slice(),
+    );
+    // The three phases of a rotation, plus the nodes before and after it.
+    let before = || Secrets::new(old);
+    let accepting = || Secrets::new(old).also_accepting(new);
+    let proving = || Secrets::new(new).also_accepting(old);
+    let after = || Secrets::new(new);
+    let connects = |client: Secrets, server: Secrets| async move {
+        let handler = echo(Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let s = WireServer::bind("127.0.0.1:0", "node-s", server, handler)
+            .await
+            .expect("bind");
+        match WireClient::connect(s.local_addr(), "node-c", client).await {
+            Ok(c) => c.call(call(1, 0), LONG).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    // Neighbouring phases always talk, both ways.
+    for (a, b) in [
+        (before(), accepting()),
+        (accepting(), proving()),
+        (proving(), after()),
+    ] {
+        assert!(connects(a.clone(), b.clone()).await, "{a:?} -> {b:?}");
+        assert!(connects(b.clone(), a.clone()).await, "{b:?} -> {a:?}");
+    }
+    // Skipping a phase does not, and neither do strangers.
+    assert!(!connects(before(), after()).await);
+    assert!(!connects(after(), before()).await);
+    assert!(!connects(Secrets::new(b"someone else's secret"), accepting()).await);
+}

@@ -111,6 +111,13 @@ pub enum NotIssuable {
 }
 
 impl NotIssuable {
+    pub const ALL: [NotIssuable; 4] = [
+        NotIssuable::RecordRestricted,
+        NotIssuable::SealNotRegistered,
+        NotIssuable::SealRevoked,
+        NotIssuable::NoTaxRecord,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotIssuable::RecordRestricted => "record_restricted",

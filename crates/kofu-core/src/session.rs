@@ -24,6 +24,15 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::Removed,
+        CloseReason::Locked,
+        CloseReason::IdleTimeout,
+        CloseReason::HardLimit,
+        CloseReason::Replaced,
+        CloseReason::Shutdown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::Removed => "removed",

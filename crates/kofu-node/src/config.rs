@@ -38,6 +38,17 @@ pub struct ServeConfig {
     pub cluster_secret_file: Option<PathBuf>,
     #[arg(long, env = "KOFU_CLUSTER_SECRET", hide_env_values = true, hide = true)]
     pub cluster_secret: Option<String>,
+    /// During a secret rotation: a second secret whose proofs are accepted too
+    /// (`KOFU_CLUSTER_SECRET_OTHER` may carry it directly). README "Operations".
+    #[arg(long, env = "KOFU_CLUSTER_SECRET_OTHER_FILE")]
+    pub cluster_secret_other_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "KOFU_CLUSTER_SECRET_OTHER",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub cluster_secret_other: Option<String>,
     /// Shard lease time to live; a crashed node's shards move after at most this long.
     #[arg(long, env = "KOFU_LEASE_TTL_MS", default_value_t = 3_000)]
     pub lease_ttl_ms: u64,
@@ -154,6 +165,7 @@ impl ServeConfig {
                 return Err(ConfigError::RedisUrl);
             }
             self.secret()?;
+            self.other_secret()?;
             if !(300..=60_000).contains(&self.lease_ttl_ms) {
                 return Err(ConfigError::LeaseTtl(self.lease_ttl_ms));
             }
@@ -180,7 +192,19 @@ impl ServeConfig {
 
     /// The cluster secret, from the file or the environment.
     pub fn secret(&self) -> Result<Vec<u8>, ConfigError> {
-        let secret = match (&self.cluster_secret_file, &self.cluster_secret) {
+        Self::read_secret(&self.cluster_secret_file, &self.cluster_secret)
+    }
+
+    /// The second secret accepted during a rotation, if one is set.
+    pub fn other_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        if self.cluster_secret_other_file.is_none() && self.cluster_secret_other.is_none() {
+            return Ok(None);
+        }
+        Self::read_secret(&self.cluster_secret_other_file, &self.cluster_secret_other).map(Some)
+    }
+
+    fn read_secret(file: &Option<PathBuf>, text: &Option<String>) -> Result<Vec<u8>, ConfigError> {
+        let secret = match (file, text) {
             (Some(path), _) => {
                 let raw = std::fs::read(path)
                     .map_err(|_| ConfigError::ClusterSecretFile(path.clone()))?;

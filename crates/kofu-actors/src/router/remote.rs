@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use super::{Attempt, Request, Router};
 use crate::ForwardResult;
 use crate::messages::{ApiError, ForwardedDocument, SessionOp, SessionReply};
-use crate::wire_link::{self, LinkError, WireClient};
+use crate::wire_link::{self, LinkError, Secrets, WireClient};
 
 /// A forwarded call's own time, on top of any long poll it carries.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +30,7 @@ type Link = Arc<tokio::sync::Mutex<Option<Arc<WireClient>>>>;
 #[derive(Clone)]
 pub struct Remote {
     node_id: Arc<str>,
-    secret: Arc<[u8]>,
+    secret: Secrets,
     links: Arc<Mutex<HashMap<String, Link>>>,
 }
 
@@ -43,10 +43,10 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    pub fn new(node_id: &str, secret: &[u8]) -> Remote {
+    pub fn new(node_id: &str, secret: Secrets) -> Remote {
         Remote {
             node_id: node_id.into(),
-            secret: secret.into(),
+            secret,
             links: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -66,8 +66,11 @@ impl Remote {
         {
             return Ok(c.clone());
         }
-        let connect =
-            WireClient::connect(peer.internal_addr.as_str(), &*self.node_id, &*self.secret);
+        let connect = WireClient::connect(
+            peer.internal_addr.as_str(),
+            &*self.node_id,
+            self.secret.clone(),
+        );
         let client = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| LinkError::Timeout)??;
@@ -265,15 +268,10 @@ fn to_wire(reply: SessionReply) -> WireReply {
 /// The reasons an error may carry, as the static strings the HTTP layer expects; an
 /// unknown reason from a newer peer is dropped rather than passed on unchecked.
 fn reason(text: &str) -> Option<&'static str> {
-    [
-        NotIssuable::RecordRestricted,
-        NotIssuable::SealNotRegistered,
-        NotIssuable::SealRevoked,
-        NotIssuable::NoTaxRecord,
-    ]
-    .into_iter()
-    .map(NotIssuable::as_str)
-    .find(|r| *r == text)
+    NotIssuable::ALL
+        .into_iter()
+        .map(NotIssuable::as_str)
+        .find(|r| *r == text)
 }
 
 fn from_wire(reply: WireReply) -> SessionReply {
@@ -311,12 +309,7 @@ mod tests {
 
     #[test]
     fn every_refusal_reason_survives_the_wire() {
-        for r in [
-            NotIssuable::RecordRestricted,
-            NotIssuable::SealNotRegistered,
-            NotIssuable::SealRevoked,
-            NotIssuable::NoTaxRecord,
-        ] {
+        for r in NotIssuable::ALL {
             assert_eq!(reason(r.as_str()), Some(r.as_str()));
         }
         assert_eq!(reason("made_up"), None);

@@ -51,9 +51,10 @@ impl WireClient {
     pub async fn connect(
         addr: impl ToSocketAddrs,
         node_id: impl Into<String>,
-        secret: impl AsRef<[u8]>,
+        secret: impl Into<Secrets>,
     ) -> Result<WireClient, LinkError> {
-        let secret = secret.as_ref();
+        let secret: Secrets = secret.into();
+        let secret = &secret;
         if secret.is_empty() {
             return Err(LinkError::EmptySecret);
         }
@@ -161,7 +162,7 @@ async fn client_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     reader: &mut FrameReader<R>,
     write: &mut W,
     node_id: &str,
-    secret: &[u8],
+    secret: &Secrets,
 ) -> Result<String, LinkError> {
     let client_nonce = fresh_nonce();
     let hello = Body::Hello {
@@ -190,7 +191,7 @@ async fn client_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         server_nonce: &server_nonce,
     };
     let proof = Body::Proof {
-        mac: mac(secret, Role::Client, &transcript),
+        mac: mac(&secret.current, Role::Client, &transcript),
     };
     write_frame(
         write,
@@ -211,7 +212,10 @@ async fn client_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let Body::Proof { mac: theirs } = answer else {
         return Err(LinkError::Handshake("expected proof"));
     };
-    if !verify_mac(secret, Role::Server, &transcript, &theirs) {
+    if secret
+        .matching(|s| verify_mac(s, Role::Server, &transcript, &theirs))
+        .is_none()
+    {
         return Err(LinkError::Handshake(
             "peer does not know the cluster secret",
         ));

@@ -14,10 +14,10 @@ impl WireServer {
     pub async fn bind(
         addr: impl ToSocketAddrs,
         node_id: impl Into<String>,
-        secret: impl Into<Vec<u8>>,
+        secret: impl Into<Secrets>,
         handler: Handler,
     ) -> Result<WireServer, LinkError> {
-        let secret: Arc<[u8]> = secret.into().into();
+        let secret: Secrets = secret.into();
         if secret.is_empty() {
             return Err(LinkError::EmptySecret);
         }
@@ -42,12 +42,7 @@ impl Drop for WireServer {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    node_id: Arc<str>,
-    secret: Arc<[u8]>,
-    handler: Handler,
-) {
+async fn accept_loop(listener: TcpListener, node_id: Arc<str>, secret: Secrets, handler: Handler) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
     loop {
@@ -85,7 +80,7 @@ async fn accept_loop(
 async fn serve_conn(
     stream: TcpStream,
     node_id: &str,
-    secret: &[u8],
+    secret: &Secrets,
     handler: Handler,
 ) -> Result<(), LinkError> {
     let (read, write) = stream.into_split();
@@ -155,7 +150,7 @@ async fn server_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     reader: &mut FrameReader<R>,
     write: &mut W,
     node_id: &str,
-    secret: &[u8],
+    secret: &Secrets,
 ) -> Result<(), LinkError> {
     let Body::Hello {
         node_id: client_id,
@@ -186,12 +181,13 @@ async fn server_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         server_id: node_id,
         server_nonce: &server_nonce,
     };
-    if !verify_mac(secret, Role::Client, &transcript, &proof) {
-        // Closing without a word tells an unauthenticated peer nothing.
+    // Closing without a word tells an unauthenticated peer nothing.
+    let Some(secret) = secret.matching(|s| verify_mac(s, Role::Client, &transcript, &proof)) else {
         return Err(LinkError::Handshake(
             "peer does not know the cluster secret",
         ));
-    }
+    };
+    // Answered with the secret the peer proved with, which it can check.
     let ours = Body::Proof {
         mac: mac(secret, Role::Server, &transcript),
     };

@@ -14,21 +14,8 @@ use super::*;
 use crate::records::NotIssuable;
 use model::expected;
 
-const NOT_ISSUABLE: [NotIssuable; 4] = [
-    NotIssuable::RecordRestricted,
-    NotIssuable::SealNotRegistered,
-    NotIssuable::SealRevoked,
-    NotIssuable::NoTaxRecord,
-];
-
-const CLOSE_REASONS: [CloseReason; 6] = [
-    CloseReason::Removed,
-    CloseReason::Locked,
-    CloseReason::IdleTimeout,
-    CloseReason::HardLimit,
-    CloseReason::Replaced,
-    CloseReason::Shutdown,
-];
+const NOT_ISSUABLE: [NotIssuable; 4] = NotIssuable::ALL;
+const CLOSE_REASONS: [CloseReason; 6] = CloseReason::ALL;
 
 /// The job ids the matrix uses: jobs 0..5 of a session, plus one no session has.
 fn jid(i: u8) -> JobId {

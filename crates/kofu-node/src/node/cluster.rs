@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::web;
 use anyhow::Context as _;
 use futures::FutureExt as _;
-use kofu_actors::wire_link::WireServer;
+use kofu_actors::wire_link::{Secrets, WireServer};
 use kofu_actors::{Remote, Router, wire_handler};
 use kofu_coord::redis::{RedisCoordinator, RedisRegistry, RedisStore};
 use kofu_coord::{Fence, HandoffHook};
@@ -31,7 +31,7 @@ pub(super) struct Plane {
     wire: WireServer,
     router: Arc<OnceLock<Router>>,
     node_id: String,
-    secret: Vec<u8>,
+    secret: Secrets,
 }
 
 /// A running cluster node's coordination parts.
@@ -70,7 +70,10 @@ pub(super) async fn plane(
     url: &str,
     prom: &prometheus::Registry,
 ) -> anyhow::Result<super::Plane> {
-    let secret = cfg.secret()?;
+    let mut secret = Secrets::new(cfg.secret()?);
+    if let Some(other) = cfg.other_secret()? {
+        secret = secret.also_accepting(other);
+    }
     let node_id = cfg.node_id();
     let conn = connect(url).await?;
     let registry = RedisRegistry::new(conn.clone(), cfg.shard_count);
@@ -160,7 +163,7 @@ pub(super) async fn start(
     state: &web::Data<AppState>,
 ) -> anyhow::Result<Cluster> {
     let router = state.router.clone();
-    router.set_remote(Remote::new(&plane.node_id, &plane.secret));
+    router.set_remote(Remote::new(&plane.node_id, plane.secret.clone()));
     let _ = plane.router.set(router.clone());
     let hook: HandoffHook = {
         let router = router.clone();

@@ -1,0 +1,118 @@
+//! `deploy/openapi.json` against the server: the documented operations are exactly the
+//! routes the node registers, every error code is documented, and what a live node
+//! answers to unauthenticated and malformed calls is among each operation's documented
+//! statuses.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use kofu_testkit::{KofuNode, NodeOptions};
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn doc() -> Value {
+    let text = std::fs::read_to_string(root().join("deploy/openapi.json")).expect("openapi.json");
+    serde_json::from_str(&text).expect("openapi.json is JSON")
+}
+
+/// `(METHOD, path)` of every `resource("…").route(web::<method>()…)` in the HTTP source.
+fn source_routes() -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for file in ["kiosk.rs", "admin.rs"] {
+        let src = std::fs::read_to_string(root().join("crates/kofu-node/src/http").join(file))
+            .expect("http source");
+        for (at, _) in src.match_indices("resource(\"") {
+            let rest = &src[at + 10..];
+            let path = &rest[..rest.find('"').expect("closing quote")];
+            let method = ["get", "post", "delete", "put", "patch"]
+                .into_iter()
+                .filter_map(|m| rest.find(&format!("web::{m}()")).map(|i| (i, m)))
+                .min()
+                .map(|(_, m)| m.to_uppercase())
+                .expect("a route method after the resource");
+            routes.insert((method, path.to_owned()));
+        }
+    }
+    routes
+}
+
+#[test]
+fn documented_operations_are_exactly_the_served_routes() {
+    let d = doc();
+    let documented: BTreeSet<(String, String)> = d["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let served = source_routes();
+    assert_eq!(
+        documented, served,
+        "openapi.json and the server's routes differ"
+    );
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    let d = doc();
+    let documented: BTreeSet<String> =
+        d["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+            .as_array()
+            .expect("error enum")
+            .iter()
+            .map(|v| v.as_str().expect("code").to_owned())
+            .collect();
+    for code in &documented {
+        let parsed: Result<kofu_proto::ErrorCode, _> =
+            serde_json::from_value(Value::String(code.clone()));
+        assert!(parsed.is_ok(), "{code} is not an error code of the server");
+    }
+    // Every variant of the server's enum, read from its definition.
+    let src = std::fs::read_to_string(root().join("crates/kofu-proto/src/api.rs")).expect("api.rs");
+    let start = src.find("pub enum ErrorCode {").expect("ErrorCode");
+    let body = &src[start..start + src[start..].find('}').expect("end of enum")];
+    let variants = body.lines().skip(1).filter(|l| {
+        let t = l.trim();
+        t.ends_with(',') && t.chars().next().is_some_and(char::is_uppercase)
+    });
+    assert_eq!(
+        variants.count(),
+        documented.len(),
+        "the error enum and the server's codes differ in number"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_node_answers_only_documented_statuses() {
+    let node = tokio::task::block_in_place(|| KofuNode::start(NodeOptions::default()));
+    let d = doc();
+    let client = kofu_testkit::new_client();
+    for (path, ops) in d["paths"].as_object().expect("paths") {
+        let admin = !path.starts_with("/v1/");
+        let base = if admin { &node.admin } else { &node.api };
+        let url = format!(
+            "{base}{}",
+            path.replace("{session_id}", "0000AAAAAAAAAAAAAAAAAAAAAA")
+                .replace("{job_id}", "j0-AAAAAAAAAAA")
+                .replace("{card_id}", "0123456789ABCDEF")
+        );
+        for (method, op) in ops.as_object().expect("operations") {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            // No credential: the first answer a client without one gets.
+            let resp = client.request(m, &url).send().await.expect("node answers");
+            let status = resp.status().as_u16().to_string();
+            assert!(
+                op["responses"].get(&status).is_some(),
+                "{method} {path} answered {status}, which openapi.json does not list"
+            );
+        }
+    }
+}
