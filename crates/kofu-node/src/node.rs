@@ -212,7 +212,7 @@ impl Node {
                 }
                 None
             }
-            Some(plane) => Some(cluster::start(cfg, plane, &state).await?),
+            Some(plane) => Some(cluster::start(plane, &state)),
         };
         Ok(Node {
             state,

@@ -144,7 +144,7 @@ impl KofuCluster {
     pub fn view(&self, n: usize) -> Option<Value> {
         let node = self.node(n);
         let addr = node.admin.trim_start_matches("http://");
-        let (status, body) = sync_get(addr, "/admin/v1/cluster", &self.admin_token)?;
+        let (status, body) = sync_get(addr, "/admin/v1/cluster", Some(&self.admin_token))?;
         (status == 200).then(|| serde_json::from_str(&body).ok())?
     }
 

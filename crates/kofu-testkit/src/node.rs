@@ -120,7 +120,7 @@ impl KofuNode {
                 node.exit = Some(status);
                 return Err(format!("exit status {status}\n{}", node.logs()));
             }
-            if sync_get_status(&admin_addr, "/readyz") == Some(200) {
+            if sync_get(&admin_addr, "/readyz", None).map(|(status, _)| status) == Some(200) {
                 return Ok(node);
             }
             if Instant::now() > deadline {
@@ -246,39 +246,18 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A blocking HTTP/1.0 GET with a bearer token: status and body.
-pub(crate) fn sync_get(addr: &str, path: &str, token: &str) -> Option<(u16, String)> {
+/// A blocking HTTP/1.0 GET (with a bearer token when given) that works inside or outside
+/// any async runtime: status and body.
+pub(crate) fn sync_get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let sock = addr.parse().ok()?;
     let mut stream = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
-    )
-    .ok()?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").ok()?;
     let mut all = Vec::new();
     stream.read_to_end(&mut all).ok()?;
     let text = String::from_utf8(all).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
-}
-
-/// A blocking HTTP/1.0 GET that works inside or outside any async runtime.
-fn sync_get_status(addr: &str, path: &str) -> Option<u16> {
-    let sock = addr.parse().ok()?;
-    let mut stream = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut head = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        let n = stream.read(&mut head[got..]).ok()?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    let line = std::str::from_utf8(&head[..got]).ok()?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -73,11 +73,6 @@ impl RedisConn {
     pub fn client(&self) -> Client {
         self.inner.current.read().client.clone()
     }
-
-    /// `host:port` of the primary in use.
-    pub fn primary(&self) -> String {
-        self.inner.current.read().addr.clone()
-    }
 }
 
 /// Opens a connection for `url`: `redis://host:port[/db]` or

@@ -157,11 +157,7 @@ pub(super) async fn plane(
 
 /// Connects the router to the coordinator: forwarding, handoffs, and hosts that follow
 /// the leases this node holds.
-pub(super) async fn start(
-    _cfg: &ServeConfig,
-    plane: Plane,
-    state: &web::Data<AppState>,
-) -> anyhow::Result<Cluster> {
+pub(super) fn start(plane: Plane, state: &web::Data<AppState>) -> Cluster {
     let router = state.router.clone();
     router.set_remote(Remote::new(&plane.node_id, plane.secret.clone()));
     let _ = plane.router.set(router.clone());
@@ -198,8 +194,8 @@ pub(super) async fn start(
             async move { coordinator.shutdown().await }.instrument(tracing::info_span!("drain")),
         );
     }));
-    Ok(Cluster {
+    Cluster {
         coordinator: plane.coordinator,
         wire: plane.wire,
-    })
+    }
 }
