@@ -2,64 +2,36 @@
 //! replays at x1 and x10 against a single node and a three-node cluster with every
 //! document verified.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use kofu_testkit::{ClusterOptions, KofuCluster, KofuNode, NodeOptions, kofu_bin};
+use std::path::Path;
+
+use common::{fixtures, load, replay_args, report, synth, utf8};
+use kofu_testkit::{ClusterOptions, KofuCluster, KofuNode, NodeOptions};
 use serde_json::Value;
 
-const LOAD: &str = env!("CARGO_BIN_EXE_kofu-load");
-
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(LOAD)
-        .args(args)
-        .output()
-        .expect("kofu-load runs");
-    eprintln!(
-        "kofu-load {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn replay(trace: &Path, fx: &Path, targets: &[String], speed: &str, json: &Path) -> Value {
-    let out = run(&[
-        "replay",
-        path(trace),
-        "--fixtures",
-        path(fx),
-        "--target",
+    let args = replay_args(
+        trace,
+        fx,
         &targets.join(","),
-        "--speed",
         speed,
-        "--quiet",
-        "--report-json",
-        path(json),
-        "--fail-if",
-        "errors=0,misdeliveries=0",
-    ]);
-    assert!(out.status.success(), "replay at x{speed} failed");
-    serde_json::from_slice(&std::fs::read(json).expect("report")).expect("json")
+        &[
+            "--report-json",
+            utf8(json),
+            "--fail-if",
+            "errors=0,misdeliveries=0",
+        ],
+    );
+    assert!(load(&args).status.success(), "replay at x{speed} failed");
+    report(json)
 }
 
 #[test]
 fn a_recorded_run_replays_at_x1_and_x10_on_one_node_and_on_three() {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = NodeOptions::default();
-    let out = Command::new(kofu_bin())
-        .arg("fixtures")
-        .args(["--seed", &opts.seed.to_string()])
-        .args(["--residents", &opts.residents.to_string()])
-        .args(["--kiosks", &opts.kiosks.to_string()])
-        .output()
-        .expect("kofu fixtures");
-    let fx: PathBuf = dir.path().join("fixtures.jsonl");
-    std::fs::write(&fx, out.stdout).expect("fixtures");
+    let fx = fixtures(dir.path(), &opts);
 
     // 1. Traffic against a recording node: a synthesized minute at x10.
     let recording = dir.path().join("recorded.kofu");
@@ -67,37 +39,29 @@ fn a_recorded_run_replays_at_x1_and_x10_on_one_node_and_on_three() {
         // Abandoned sessions stay open: a short drain keeps the stop quick.
         args: vec![
             "--record-traffic".into(),
-            path(&recording).into(),
+            utf8(&recording).into(),
             "--drain-timeout-ms".into(),
             "500".into(),
         ],
         ..opts.clone()
     });
-    let synth = dir.path().join("synth.kofu");
-    let made = run(&[
-        "synth",
-        "--fixtures",
-        path(&fx),
-        "--out",
-        path(&synth),
-        "--seed",
+    let synth = synth(
+        dir.path(),
+        &fx,
         "5",
-        "--from",
-        "12:00",
-        "--to",
-        "12:01",
-        "--sessions-per-day",
-        "60000",
-        "--think",
-        "0.05",
-        "--retry",
-        "0.1",
-        "--wrong-signature",
-        "0.1",
-        "--duplicate-card",
-        "0.05",
-    ]);
-    assert!(made.status.success());
+        &[
+            "--sessions-per-day",
+            "60000",
+            "--think",
+            "0.05",
+            "--retry",
+            "0.1",
+            "--wrong-signature",
+            "0.1",
+            "--duplicate-card",
+            "0.05",
+        ],
+    );
     let original = replay(
         &synth,
         &fx,
@@ -106,7 +70,7 @@ fn a_recorded_run_replays_at_x1_and_x10_on_one_node_and_on_three() {
         &dir.path().join("r0.json"),
     );
     assert!(recorder.terminate().success());
-    let info = run(&["inspect", path(&recording)]);
+    let info = load(&["inspect", utf8(&recording)]);
     assert!(info.status.success(), "the recording is a valid trace");
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(text.contains("(record)"), "{text}");

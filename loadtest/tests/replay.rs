@@ -2,65 +2,30 @@
 //! own fixtures, replay it, and check what the report says; thresholds set the exit code;
 //! a stalled target shows in the latency (no coordinated omission).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use kofu_testkit::{KofuNode, NodeOptions, kofu_bin};
-use serde_json::Value;
+use common::{LOAD, NO_BEHAVIOURS, fixtures, load, replay_args, report, synth, utf8};
+use kofu_testkit::{KofuNode, NodeOptions};
 
-const LOAD: &str = env!("CARGO_BIN_EXE_kofu-load");
-
-fn fixtures(dir: &Path, opts: &NodeOptions) -> PathBuf {
-    let out = Command::new(kofu_bin())
-        .arg("fixtures")
-        .args(["--seed", &opts.seed.to_string()])
-        .args(["--residents", &opts.residents.to_string()])
-        .args(["--kiosks", &opts.kiosks.to_string()])
-        .output()
-        .expect("kofu fixtures runs");
-    assert!(out.status.success(), "kofu fixtures failed");
-    let path = dir.join("fixtures.jsonl");
-    std::fs::write(&path, out.stdout).expect("write fixtures");
-    path
-}
-
-fn load(args: &[&str]) -> Output {
-    let out = Command::new(LOAD)
-        .args(args)
-        .output()
-        .expect("kofu-load runs");
-    eprintln!(
-        "kofu-load {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn synth(dir: &Path, fx: &Path, extra: &[&str]) -> PathBuf {
-    let trace = dir.join("trace.kofu");
-    let mut args = vec![
-        "synth",
-        "--fixtures",
-        fx.to_str().expect("utf-8 path"),
-        "--out",
-        trace.to_str().expect("utf-8 path"),
-        "--seed",
-        "3",
-        "--from",
-        "12:00",
-        "--to",
-        "12:01",
-    ];
-    args.extend_from_slice(extra);
-    assert!(load(&args).status.success(), "synth failed");
-    trace
-}
-
-fn report(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report is JSON")
-}
+/// The behaviour mix of the first test: every error behaviour switched up.
+const ALL_BEHAVIOURS: [&str; 12] = [
+    "--sessions-per-day",
+    "150000",
+    "--think",
+    "0.05",
+    "--abandon",
+    "0.1",
+    "--wrong-signature",
+    "0.1",
+    "--retry",
+    "0.1",
+    "--duplicate-card",
+    "0.05",
+];
 
 #[test]
 fn a_synthesized_day_replays_with_every_document_verified() {
@@ -69,45 +34,11 @@ fn a_synthesized_day_replays_with_every_document_verified() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(dir.path(), &opts);
     // About 300 sessions in the noon minute, with every error behaviour switched up.
-    let trace = synth(
-        dir.path(),
-        &fx,
-        &[
-            "--sessions-per-day",
-            "150000",
-            "--think",
-            "0.05",
-            "--abandon",
-            "0.1",
-            "--wrong-signature",
-            "0.1",
-            "--retry",
-            "0.1",
-            "--duplicate-card",
-            "0.05",
-        ],
-    );
+    let trace = synth(dir.path(), &fx, "3", &ALL_BEHAVIOURS);
     // Deterministic by seed: the same arguments give the same bytes.
     let again = dir.path().join("again.kofu");
     std::fs::copy(&trace, &again).expect("copy");
-    let trace = synth(
-        dir.path(),
-        &fx,
-        &[
-            "--sessions-per-day",
-            "150000",
-            "--think",
-            "0.05",
-            "--abandon",
-            "0.1",
-            "--wrong-signature",
-            "0.1",
-            "--retry",
-            "0.1",
-            "--duplicate-card",
-            "0.05",
-        ],
-    );
+    let trace = synth(dir.path(), &fx, "3", &ALL_BEHAVIOURS);
     assert_eq!(
         std::fs::read(&trace).expect("trace"),
         std::fs::read(&again).expect("trace"),
@@ -115,23 +46,20 @@ fn a_synthesized_day_replays_with_every_document_verified() {
     );
     let json = dir.path().join("report.json");
     let html = dir.path().join("report.html");
-    let out = load(&[
-        "replay",
-        trace.to_str().expect("utf-8"),
-        "--fixtures",
-        fx.to_str().expect("utf-8"),
-        "--target",
+    let out = load(&replay_args(
+        &trace,
+        &fx,
         &node.api,
-        "--speed",
         "10",
-        "--quiet",
-        "--report-json",
-        json.to_str().expect("utf-8"),
-        "--report-html",
-        html.to_str().expect("utf-8"),
-        "--fail-if",
-        "errors=0,misdeliveries=0",
-    ]);
+        &[
+            "--report-json",
+            utf8(&json),
+            "--report-html",
+            utf8(&html),
+            "--fail-if",
+            "errors=0,misdeliveries=0",
+        ],
+    ));
     assert!(out.status.success(), "replay failed");
     // The HTML report stands alone: tables and three embedded SVG charts, no links out.
     let page = std::fs::read_to_string(&html).expect("html report");
@@ -167,19 +95,13 @@ fn a_synthesized_day_replays_with_every_document_verified() {
         );
     }
     // A threshold the run cannot meet gives a non-zero exit.
-    let strict = load(&[
-        "replay",
-        trace.to_str().expect("utf-8"),
-        "--fixtures",
-        fx.to_str().expect("utf-8"),
-        "--target",
+    let strict = load(&replay_args(
+        &trace,
+        &fx,
         &node.api,
-        "--speed",
         "10",
-        "--quiet",
-        "--fail-if",
-        "p50<1us",
-    ]);
+        &["--fail-if", "p50<1us"],
+    ));
     assert_eq!(strict.status.code(), Some(1));
 }
 
@@ -190,39 +112,21 @@ fn a_paused_target_shows_in_the_latency() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(dir.path(), &opts);
     // A steady arrival rate (no behaviours): ~1,500 sessions over one minute at x6.
-    let trace = synth(
-        dir.path(),
-        &fx,
-        &[
-            "--sessions-per-day",
-            "500000",
-            "--think",
-            "0.02",
-            "--abandon",
-            "0",
-            "--wrong-signature",
-            "0",
-            "--retry",
-            "0",
-            "--duplicate-card",
-            "0",
-        ],
-    );
+    let model = [
+        &["--sessions-per-day", "500000", "--think", "0.02"][..],
+        &NO_BEHAVIOURS,
+    ]
+    .concat();
+    let trace = synth(dir.path(), &fx, "3", &model);
     let json = dir.path().join("report.json");
     let child = Command::new(LOAD)
-        .args([
-            "replay",
-            trace.to_str().expect("utf-8"),
-            "--fixtures",
-            fx.to_str().expect("utf-8"),
-            "--target",
+        .args(replay_args(
+            &trace,
+            &fx,
             &node.api,
-            "--speed",
             "6",
-            "--quiet",
-            "--report-json",
-            json.to_str().expect("utf-8"),
-        ])
+            &["--report-json", utf8(&json)],
+        ))
         .spawn()
         .expect("replay starts");
     std::thread::sleep(Duration::from_secs(4));
@@ -254,38 +158,20 @@ fn a_node_that_swaps_documents_is_caught() {
     };
     let node = KofuNode::start(opts.clone());
     let fx = fixtures(dir.path(), &opts);
-    let trace = synth(
-        dir.path(),
-        &fx,
-        &[
-            "--sessions-per-day",
-            "30000",
-            "--think",
-            "0.02",
-            "--abandon",
-            "0",
-            "--wrong-signature",
-            "0",
-            "--retry",
-            "0",
-            "--duplicate-card",
-            "0",
-        ],
-    );
+    let model = [
+        &["--sessions-per-day", "30000", "--think", "0.02"][..],
+        &NO_BEHAVIOURS,
+    ]
+    .concat();
+    let trace = synth(dir.path(), &fx, "3", &model);
     let json = dir.path().join("report.json");
-    let out = load(&[
-        "replay",
-        trace.to_str().expect("utf-8"),
-        "--fixtures",
-        fx.to_str().expect("utf-8"),
-        "--target",
+    let out = load(&replay_args(
+        &trace,
+        &fx,
         &node.api,
-        "--speed",
         "10",
-        "--quiet",
-        "--report-json",
-        json.to_str().expect("utf-8"),
-    ]);
+        &["--report-json", utf8(&json)],
+    ));
     assert_eq!(
         out.status.code(),
         Some(1),
