@@ -256,6 +256,25 @@ pub fn synthesize(model: &Model, fx: &Fixtures, fixture_seed: u64) -> Trace {
     Trace::new(meta, sessions)
 }
 
+/// A session's steps as they are drawn, each a think time after the one before.
+struct Timeline<'r> {
+    rng: &'r mut ChaCha8Rng,
+    think: f64,
+    at: u64,
+    steps: Vec<Step>,
+}
+
+impl Timeline<'_> {
+    /// `action` after a think time of `lo..hi` seconds (scaled by `--think`).
+    fn then(&mut self, lo: f64, hi: f64, action: Action) {
+        self.at += secs(self.rng, lo, hi, self.think);
+        self.steps.push(Step {
+            at_us: self.at,
+            action,
+        });
+    }
+}
+
 fn session_steps(
     model: &Model,
     rng: &mut ChaCha8Rng,
@@ -263,107 +282,51 @@ fn session_steps(
     kiosk: u32,
     (seal, tax): (bool, bool),
 ) -> Vec<Step> {
-    let think = model.think;
-    let mut at = 0u64;
-    let mut steps = vec![Step {
-        at_us: 0,
-        action: Action::Create,
-    }];
-    let push = |steps: &mut Vec<Step>, at: &mut u64, gap: u64, action: Action| {
-        *at += gap;
-        steps.push(Step { at_us: *at, action });
+    let mut t = Timeline {
+        rng,
+        think: model.think,
+        at: 0,
+        steps: vec![Step {
+            at_us: 0,
+            action: Action::Create,
+        }],
     };
     let n = fx.kiosks.len() as u32;
-    if n > 1 && rng.random_bool(model.duplicate_card) {
+    if n > 1 && t.rng.random_bool(model.duplicate_card) {
         // Another kiosk: the same kiosk inserting the card again would replace the session.
-        let other = (kiosk + 1 + rng.random_range(0..n - 1)) % n;
-        push(
-            &mut steps,
-            &mut at,
-            secs(rng, 0.5, 2.0, think),
-            Action::DuplicateCard { kiosk: other },
-        );
+        let other = (kiosk + 1 + t.rng.random_range(0..n - 1)) % n;
+        t.then(0.5, 2.0, Action::DuplicateCard { kiosk: other });
     }
-    if rng.random_bool(model.wrong_signature) {
-        push(
-            &mut steps,
-            &mut at,
-            secs(rng, 2.0, 5.0, think),
-            Action::Auth { valid: false },
-        );
+    if t.rng.random_bool(model.wrong_signature) {
+        t.then(2.0, 5.0, Action::Auth { valid: false });
     }
-    push(
-        &mut steps,
-        &mut at,
-        secs(rng, 2.0, 5.0, think),
-        Action::Auth { valid: true },
-    );
-    if rng.random_bool(model.abandon / 2.0) {
-        push(
-            &mut steps,
-            &mut at,
-            secs(rng, 1.0, 3.0, think),
-            Action::Abandon,
-        );
-        return steps;
+    t.then(2.0, 5.0, Action::Auth { valid: true });
+    if t.rng.random_bool(model.abandon / 2.0) {
+        t.then(1.0, 3.0, Action::Abandon);
+        return t.steps;
     }
-    let kind = pick_kind(rng, seal, tax);
-    let copies = match rng.random_range(0..100) {
+    let kind = pick_kind(t.rng, seal, tax);
+    let copies = match t.rng.random_range(0..100) {
         0..80 => 1,
         80..95 => 2,
         _ => 3,
     };
-    push(
-        &mut steps,
-        &mut at,
-        secs(rng, 5.0, 20.0, think),
-        Action::Job { kind, copies },
-    );
-    if rng.random_bool(model.abandon / 2.0) {
-        push(
-            &mut steps,
-            &mut at,
-            secs(rng, 1.0, 3.0, think),
-            Action::Abandon,
-        );
-        return steps;
+    t.then(5.0, 20.0, Action::Job { kind, copies });
+    if t.rng.random_bool(model.abandon / 2.0) {
+        t.then(1.0, 3.0, Action::Abandon);
+        return t.steps;
     }
-    push(
-        &mut steps,
-        &mut at,
-        secs(rng, 0.1, 0.3, think),
-        Action::Fetch { wait_ms: 5_000 },
-    );
-    if rng.random_bool(model.retry) {
-        push(
-            &mut steps,
-            &mut at,
-            secs(rng, 0.5, 1.5, think),
-            Action::Retry,
-        );
+    t.then(0.1, 0.3, Action::Fetch { wait_ms: 5_000 });
+    if t.rng.random_bool(model.retry) {
+        t.then(0.5, 1.5, Action::Retry);
     }
     // The printer runs before the kiosk confirms.
-    push(
-        &mut steps,
-        &mut at,
-        secs(rng, 8.0, 15.0, think),
-        Action::Printed,
-    );
-    if rng.random_bool(model.retry) {
-        push(
-            &mut steps,
-            &mut at,
-            secs(rng, 0.5, 1.5, think),
-            Action::Retry,
-        );
+    t.then(8.0, 15.0, Action::Printed);
+    if t.rng.random_bool(model.retry) {
+        t.then(0.5, 1.5, Action::Retry);
     }
-    push(
-        &mut steps,
-        &mut at,
-        secs(rng, 1.0, 3.0, think),
-        Action::Close,
-    );
-    steps
+    t.then(1.0, 3.0, Action::Close);
+    t.steps
 }
 
 #[cfg(test)]
