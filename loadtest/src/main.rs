@@ -237,9 +237,12 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut failed = false;
-    if report.misdeliveries > 0 {
-        println!("FAILED: {} misdelivered document(s)", report.misdeliveries);
-        for s in &report.misdelivery_samples {
+    if report.counts.misdeliveries > 0 {
+        println!(
+            "FAILED: {} misdelivered document(s)",
+            report.counts.misdeliveries
+        );
+        for s in &report.counts.misdelivery_samples {
             println!("  {s}");
         }
         failed = true;

@@ -120,8 +120,8 @@ pub async fn replay(
         while tasks.try_join_next().is_some() {}
         let late = Instant::now().saturating_duration_since(intended) > LATE;
         shared.with(|c| {
-            c.sessions_started += 1;
-            c.late_starts += u64::from(late);
+            c.counts.sessions_started += 1;
+            c.counts.late_starts += u64::from(late);
         });
         let (shared, progress, s) = (shared.clone(), progress.clone(), s.clone());
         tasks.spawn(async move {

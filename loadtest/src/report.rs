@@ -20,15 +20,21 @@ pub struct Collector {
     steps: BTreeMap<&'static str, Histogram<u64>>,
     all: Histogram<u64>,
     seconds: Vec<Second>,
+    pub counts: Counts,
+}
+
+/// What a replay counts, as the collector keeps it and the report shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub sessions_started: u64,
+    pub sessions_completed: u64,
+    pub late_starts: u64,
     pub requests: u64,
     pub error_requests: u64,
     pub errors: BTreeMap<String, u64>,
     pub misdeliveries: u64,
     pub misdelivery_samples: Vec<String>,
     pub documents_verified: u64,
-    pub sessions_started: u64,
-    pub sessions_completed: u64,
-    pub late_starts: u64,
 }
 
 struct Second {
@@ -44,15 +50,7 @@ impl Default for Collector {
             steps: BTreeMap::new(),
             all: histogram(3),
             seconds: Vec::new(),
-            requests: 0,
-            error_requests: 0,
-            errors: BTreeMap::new(),
-            misdeliveries: 0,
-            misdelivery_samples: Vec::new(),
-            documents_verified: 0,
-            sessions_started: 0,
-            sessions_completed: 0,
-            late_starts: 0,
+            counts: Counts::default(),
         }
     }
 }
@@ -81,7 +79,7 @@ impl Collector {
         error: Option<String>,
     ) {
         let us = (latency.as_micros() as u64).max(1);
-        self.requests += 1;
+        self.counts.requests += 1;
         let _ = self.all.record(us);
         let _ = self
             .steps
@@ -90,8 +88,8 @@ impl Collector {
             .record(us);
         let failed = error.is_some();
         if let Some(e) = error {
-            self.error_requests += 1;
-            *self.errors.entry(e).or_default() += 1;
+            self.counts.error_requests += 1;
+            *self.counts.errors.entry(e).or_default() += 1;
         }
         let s = self.second(at);
         s.requests += 1;
@@ -100,14 +98,14 @@ impl Collector {
     }
 
     pub fn completed(&mut self, at: Duration) {
-        self.sessions_completed += 1;
+        self.counts.sessions_completed += 1;
         self.second(at).completed += 1;
     }
 
     pub fn misdelivery(&mut self, why: String) {
-        self.misdeliveries += 1;
-        if self.misdelivery_samples.len() < 20 {
-            self.misdelivery_samples.push(why);
+        self.counts.misdeliveries += 1;
+        if self.counts.misdelivery_samples.len() < 20 {
+            self.counts.misdelivery_samples.push(why);
         }
     }
 
@@ -116,18 +114,10 @@ impl Collector {
         Report {
             meta,
             sessions_planned: planned,
-            sessions_started: self.sessions_started,
-            sessions_completed: self.sessions_completed,
-            late_starts: self.late_starts,
-            requests: self.requests,
-            error_requests: self.error_requests,
-            errors: self.errors.clone(),
-            misdeliveries: self.misdeliveries,
-            misdelivery_samples: self.misdelivery_samples.clone(),
-            documents_verified: self.documents_verified,
+            counts: self.counts.clone(),
             elapsed_s: secs,
-            sessions_per_s: self.sessions_completed as f64 / secs,
-            requests_per_s: self.requests as f64 / secs,
+            sessions_per_s: self.counts.sessions_completed as f64 / secs,
+            requests_per_s: self.counts.requests as f64 / secs,
             latency: Percentiles::of(&self.all),
             steps: self
                 .steps
@@ -200,15 +190,8 @@ pub struct SecondReport {
 pub struct Report {
     pub meta: ReportMeta,
     pub sessions_planned: u64,
-    pub sessions_started: u64,
-    pub sessions_completed: u64,
-    pub late_starts: u64,
-    pub requests: u64,
-    pub error_requests: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub misdeliveries: u64,
-    pub misdelivery_samples: Vec<String>,
-    pub documents_verified: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub elapsed_s: f64,
     pub sessions_per_s: f64,
     pub requests_per_s: f64,
@@ -222,9 +205,9 @@ impl Report {
         println!(
             "kofu-load: {} sessions planned, {} started ({} late), {} completed in {:.1} s",
             self.sessions_planned,
-            self.sessions_started,
-            self.late_starts,
-            self.sessions_completed,
+            self.counts.sessions_started,
+            self.counts.late_starts,
+            self.counts.sessions_completed,
             self.elapsed_s
         );
         println!(
@@ -233,13 +216,13 @@ impl Report {
         );
         println!(
             "  documents       {} verified, {} misdelivered",
-            self.documents_verified, self.misdeliveries
+            self.counts.documents_verified, self.counts.misdeliveries
         );
         println!(
             "  errors          {} of {} requests",
-            self.error_requests, self.requests
+            self.counts.error_requests, self.counts.requests
         );
-        for (what, n) in &self.errors {
+        for (what, n) in &self.counts.errors {
             println!("    {what}: {n}");
         }
         println!("  latency from the intended send time (ms):");
@@ -345,12 +328,12 @@ impl Threshold {
             }
         };
         match self.metric.as_str() {
-            "errors" => Some(share(r.error_requests, r.requests)),
+            "errors" => Some(share(r.counts.error_requests, r.counts.requests)),
             "misdeliveries" => Some(share(
-                r.misdeliveries,
-                r.documents_verified + r.misdeliveries,
+                r.counts.misdeliveries,
+                r.counts.documents_verified + r.counts.misdeliveries,
             )),
-            "late" => Some(share(r.late_starts, r.sessions_started)),
+            "late" => Some(share(r.counts.late_starts, r.counts.sessions_started)),
             m => {
                 let (step, q) = m.rsplit_once('.').unwrap_or(("", m));
                 let p = if step.is_empty() {

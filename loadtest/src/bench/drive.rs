@@ -31,9 +31,9 @@ impl From<&Report> for Measured {
             sessions_per_s: r.sessions_per_s,
             requests_per_s: r.requests_per_s,
             p99_ms: r.latency.p99_ms,
-            errors: r.error_requests,
-            misdeliveries: r.misdeliveries,
-            sessions: r.sessions_completed,
+            errors: r.counts.error_requests,
+            misdeliveries: r.counts.misdeliveries,
+            sessions: r.counts.sessions_completed,
         }
     }
 }
@@ -112,7 +112,7 @@ pub async fn sessions(
                         step(Action::Close),
                     ],
                 };
-                shared.with(|c| c.sessions_started += 1);
+                shared.with(|c| c.counts.sessions_started += 1);
                 replay::session::run(&shared, w, &trace).await;
                 n += 1;
             }

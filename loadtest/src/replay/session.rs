@@ -312,7 +312,7 @@ impl State<'_> {
         });
         match checked {
             Ok(()) => {
-                self.shared.with(|c| c.documents_verified += 1);
+                self.shared.with(|c| c.counts.documents_verified += 1);
                 Ok(())
             }
             Err(why) => {

@@ -127,10 +127,10 @@ pub fn render(r: &Report) -> String {
         }],
     );
     let mut html = String::new();
-    let verdict = if r.misdeliveries == 0 {
+    let verdict = if r.counts.misdeliveries == 0 {
         "<p class=ok>0 misdeliveries</p>".to_owned()
     } else {
-        format!("<p class=bad>{} MISDELIVERIES</p>", r.misdeliveries)
+        format!("<p class=bad>{} MISDELIVERIES</p>", r.counts.misdeliveries)
     };
     let _ = write!(
         html,
@@ -146,12 +146,12 @@ td:first-child{{text-align:left}}.ok{{color:#080;font-weight:bold}}.bad{{color:#
         esc(&r.meta.targets.join(", ")),
         r.meta.speed,
         r.sessions_planned,
-        r.sessions_started,
-        r.late_starts,
-        r.sessions_completed,
-        r.documents_verified,
-        r.requests,
-        r.error_requests,
+        r.counts.sessions_started,
+        r.counts.late_starts,
+        r.counts.sessions_completed,
+        r.counts.documents_verified,
+        r.counts.requests,
+        r.counts.error_requests,
         r.sessions_per_s,
         r.requests_per_s,
     );
@@ -179,11 +179,11 @@ td:first-child{{text-align:left}}.ok{{color:#080;font-weight:bold}}.bad{{color:#
         );
     }
     html.push_str("</table>");
-    if !r.errors.is_empty() {
+    if !r.counts.errors.is_empty() {
         html.push_str(
             "<h2>Errors by step, status and code</h2><table><tr><th>what</th><th>count</th></tr>",
         );
-        for (what, n) in &r.errors {
+        for (what, n) in &r.counts.errors {
             let _ = write!(html, "<tr><td>{}</td><td>{n}</td></tr>", esc(what));
         }
         html.push_str("</table>");
