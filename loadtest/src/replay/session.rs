@@ -140,6 +140,11 @@ impl State<'_> {
         }
     }
 
+    /// The card id, which only card insertions send.
+    fn card_id(&self) -> &str {
+        self.shared.fx.cards[self.card].card.expose()
+    }
+
     fn sid(&self) -> Result<&str, String> {
         self.session_id
             .as_deref()
@@ -156,7 +161,6 @@ impl State<'_> {
                 Err(format!("{name} {} {}", a.status.as_u16(), a.code))
             }
         };
-        let card_id = self.shared.fx.cards[self.card].card.expose().to_owned();
         match action {
             Action::Create => {
                 let a = self
@@ -164,7 +168,7 @@ impl State<'_> {
                         Method::POST,
                         "/v1/sessions",
                         self.kiosk,
-                        Some(json!({ "card_id": card_id })),
+                        Some(json!({ "card_id": self.card_id() })),
                     )
                     .await;
                 expect(&a, 201)?;
@@ -249,7 +253,7 @@ impl State<'_> {
                         Method::POST,
                         "/v1/sessions",
                         kiosk as usize,
-                        Some(json!({ "card_id": card_id })),
+                        Some(json!({ "card_id": self.card_id() })),
                     )
                     .await;
                 expect(&a, 409)
