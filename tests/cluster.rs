@@ -34,8 +34,25 @@ async fn issuer(api: &str) -> ed25519_dalek::VerifyingKey {
     kofu_proto::verify::issuer_key(&key.public_key).expect("issuer key parses")
 }
 
-/// Fraction of shards whose owner differs between two assignments.
-fn moved(before: &[Option<String>], after: &[Option<String>]) -> f64 {
+/// Asserts that a join or leave (`what`) moved about a quarter of the shards between two
+/// views of their owners, and that each shard that moved did so as `allowed` says.
+fn assert_moved_a_quarter(
+    what: &str,
+    before: &[Option<String>],
+    after: &[Option<String>],
+    allowed: impl Fn(&Option<String>, &Option<String>) -> bool,
+) {
     let n = before.iter().zip(after).filter(|(a, b)| a != b).count();
-    n as f64 / before.len() as f64
+    let share = n as f64 / before.len() as f64;
+    println!("{what} moved {share:.3} of the shards");
+    assert!(
+        (0.15..0.35).contains(&share),
+        "{what} moved {share:.3} of the shards"
+    );
+    for (b, a) in before.iter().zip(after) {
+        assert!(
+            b == a || allowed(b, a),
+            "{what}: a shard moved where it should not"
+        );
+    }
 }

@@ -79,19 +79,11 @@ async fn join_and_graceful_leave_under_load_fail_no_session() {
     let joined = tokio::task::block_in_place(|| cluster.add_node());
     let after_join = tokio::task::block_in_place(|| cluster.wait_converged());
     load.set_targets(cluster.apis());
-    let share = moved(&before, &after_join);
-    println!("join moved {share:.3} of the shards");
-    assert!(
-        (0.15..0.35).contains(&share),
-        "join moved {share:.3} of the shards"
-    );
+    // Every shard that moved went to the new node, none between old ones.
     let new_id = format!("node-{joined}");
-    for (b, a) in before.iter().zip(&after_join) {
-        assert!(
-            b == a || a.as_ref() == Some(&new_id),
-            "a shard moved between old nodes"
-        );
-    }
+    assert_moved_a_quarter("join", &before, &after_join, |_, a| {
+        a.as_ref() == Some(&new_id)
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Graceful leave: the load balancer stops sending to node 1 first, then SIGTERM.
@@ -106,19 +98,11 @@ async fn join_and_graceful_leave_under_load_fail_no_session() {
     let status = tokio::task::block_in_place(|| cluster.stop(leaving));
     assert!(status.success(), "the leaving node exited with {status}");
     let after_leave = tokio::task::block_in_place(|| cluster.wait_converged());
-    let share = moved(&after_join, &after_leave);
-    println!("leave moved {share:.3} of the shards");
-    assert!(
-        (0.15..0.35).contains(&share),
-        "leave moved {share:.3} of the shards"
-    );
+    // Only the leaving node's shards moved.
     let gone = format!("node-{leaving}");
-    for (b, a) in after_join.iter().zip(&after_leave) {
-        assert!(
-            b == a || b.as_ref() == Some(&gone),
-            "a shard of a staying node moved"
-        );
-    }
+    assert_moved_a_quarter("leave", &after_join, &after_leave, |b, _| {
+        b.as_ref() == Some(&gone)
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tally = load.finish().await;
     println!("{tally:?}");
