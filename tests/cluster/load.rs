@@ -42,6 +42,26 @@ impl Tally {
     pub fn failures(&self) -> usize {
         self.failed.values().sum()
     }
+
+    /// I1 and I5 whatever else happened: no document reached the wrong kiosk, and no
+    /// serial was charged twice.
+    #[track_caller]
+    pub fn assert_safe(&self) {
+        assert!(self.misdeliveries.is_empty(), "{:?}", self.misdeliveries);
+        assert_eq!(self.double_charges, 0);
+    }
+
+    /// `assert_safe`, at least `min_completed` sessions, and not one failed.
+    #[track_caller]
+    pub fn assert_clean(&self, min_completed: usize) {
+        assert!(
+            self.completed >= min_completed,
+            "too few sessions: {}",
+            self.completed
+        );
+        assert_eq!(self.failures(), 0, "{:?}", self.failed);
+        self.assert_safe();
+    }
 }
 
 /// Runs `kiosks` concurrent kiosks until `stop`, each sending every request to a

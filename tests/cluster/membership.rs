@@ -24,14 +24,7 @@ async fn requests_to_random_nodes_reach_their_sessions() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let tally = load.finish().await;
     println!("{tally:?}");
-    assert!(
-        tally.completed >= 30,
-        "too few sessions: {}",
-        tally.completed
-    );
-    assert_eq!(tally.failures(), 0, "{:?}", tally.failed);
-    assert!(tally.misdeliveries.is_empty(), "{:?}", tally.misdeliveries);
-    assert_eq!(tally.double_charges, 0);
+    tally.assert_clean(30);
     let mut forwarded = 0.0;
     for n in cluster.live() {
         forwarded += scrape(&cluster.node(n).admin, "kofu_forwards_total{result=\"ok\"}").await;
@@ -106,12 +99,5 @@ async fn join_and_graceful_leave_under_load_fail_no_session() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tally = load.finish().await;
     println!("{tally:?}");
-    assert!(
-        tally.completed >= 30,
-        "too few sessions: {}",
-        tally.completed
-    );
-    assert_eq!(tally.failures(), 0, "{:?}", tally.failed);
-    assert!(tally.misdeliveries.is_empty(), "{:?}", tally.misdeliveries);
-    assert_eq!(tally.double_charges, 0);
+    tally.assert_clean(30);
 }
