@@ -4,6 +4,8 @@
 //! `redis` on a shared Redis for a cluster; the actors never know which implementation
 //! they talk to (DESIGN.md, scenario 6).
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 pub mod embedded;
 pub mod redis;
 mod types;
