@@ -7,7 +7,6 @@ mod render;
 pub(crate) mod timers;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use kofu_coord::{Applied, CardLockOp, Change, Fence, LockOutcome, SnapshotOp, StoreError};
@@ -16,6 +15,9 @@ use kofu_core::session::{CloseReason, Command, Outcome, Session as Machine, Void
 use kofu_proto::api::CreateSessionResponse;
 use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
 use kofu_render::Document;
+// Tokio's clock, not std's: the same instant in production, and virtual time in tests
+// on a paused runtime, where the idle timer must measure what its timer waited.
+use tokio::time::Instant;
 
 use crate::Deps;
 use crate::messages::{

@@ -2,12 +2,13 @@
 //! deadline, idle timeout and hard limit, plus the host's order to close.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use kofu_core::records::ResidentRecord;
 use kofu_core::session::{CloseReason, Command, Outcome, VoidReason};
 use kofu_proto::{ErrorCode, JobId};
+use tokio::time::Instant;
 
 use super::Session;
 use crate::messages::SessionReply;
