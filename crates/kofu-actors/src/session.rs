@@ -27,7 +27,8 @@ use crate::snapshot::Snapshot;
 /// requests parked on them, which are never persisted.
 struct Job {
     saved: kofu_core::session::Job,
-    doc: Option<Rendered>,
+    /// Boxed: most jobs of an open session have none yet or no longer.
+    doc: Option<Box<Rendered>>,
     waiters: Vec<ReplyTo>,
 }
 

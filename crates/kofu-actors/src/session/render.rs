@@ -42,7 +42,7 @@ impl Session {
         );
         timer.observe_duration();
         self.deps.metrics.rendered(job.kind);
-        self.jobs[i].doc = Some(doc);
+        self.jobs[i].doc = Some(Box::new(doc));
     }
 
     /// Render a job whose render timer fired (possibly after an injected delay), from
