@@ -55,7 +55,12 @@ pub fn mac(secret: &[u8], role: Role, transcript: &Transcript<'_>) -> [u8; 32] {
 }
 
 /// Checks a peer's proof in constant time, so timing reveals nothing about the secret.
-pub fn verify_mac(secret: &[u8], role: Role, transcript: &Transcript<'_>, mac: &[u8; 32]) -> bool {
+pub(crate) fn verify_mac(
+    secret: &[u8],
+    role: Role,
+    transcript: &Transcript<'_>,
+    mac: &[u8; 32],
+) -> bool {
     keyed(secret, role, transcript).verify_slice(mac).is_ok()
 }
 

@@ -2,7 +2,8 @@
 //! `kofu_proto::wire` frames, with many concurrent calls multiplexed over one connection
 //! by correlation id. The router forwards a request for a shard owned elsewhere over a
 //! [`WireClient`] and serves the requests others forward here behind a [`WireServer`].
-//! Only tokio and kofu-proto: what a call means is the caller's business.
+//! Only tokio and kofu-proto: what a call means is the caller's business. The byte
+//! format (frames, handshake proofs) is public so that a test can speak it by hand.
 
 mod client;
 mod frame;
@@ -18,7 +19,7 @@ use kofu_proto::wire::Body;
 
 pub use client::WireClient;
 pub use frame::{LEN_PREFIX, MAX_FRAME, WireError, decode_frame, encode_frame};
-pub use handshake::{Role, Transcript, mac, verify_mac};
+pub use handshake::{Role, Transcript, mac};
 pub use server::WireServer;
 
 /// Answers one forwarded request on the owner node; the returned body goes back with
