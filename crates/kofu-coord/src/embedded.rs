@@ -27,10 +27,6 @@ impl EmbeddedCoordinator {
             epoch,
         }
     }
-
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
 }
 
 impl Coordinator for EmbeddedCoordinator {

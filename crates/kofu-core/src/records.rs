@@ -1,6 +1,7 @@
 //! The registry's record model: what a municipality knows about a resident. Records are
 //! immutable values with a version; an update produces a new value with version + 1.
 
+pub use kofu_proto::NotIssuable;
 use kofu_proto::{CardId, CertKind};
 use serde::{Deserialize, Serialize};
 
@@ -95,37 +96,6 @@ pub struct ResidentRecord {
     pub card_revoked: bool,
     /// Ed25519 public key of the card.
     pub card_public_key: [u8; 32],
-}
-
-/// Why a kind cannot be issued to a holder now (the `reason` of `422 not_issuable`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum NotIssuable {
-    #[error("record_restricted")]
-    RecordRestricted,
-    #[error("seal_not_registered")]
-    SealNotRegistered,
-    #[error("seal_revoked")]
-    SealRevoked,
-    #[error("no_tax_record")]
-    NoTaxRecord,
-}
-
-impl NotIssuable {
-    pub const ALL: [NotIssuable; 4] = [
-        NotIssuable::RecordRestricted,
-        NotIssuable::SealNotRegistered,
-        NotIssuable::SealRevoked,
-        NotIssuable::NoTaxRecord,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotIssuable::RecordRestricted => "record_restricted",
-            NotIssuable::SealNotRegistered => "seal_not_registered",
-            NotIssuable::SealRevoked => "seal_revoked",
-            NotIssuable::NoTaxRecord => "no_tax_record",
-        }
-    }
 }
 
 impl ResidentRecord {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use kofu_core::records::ResidentRecord;
 use kofu_proto::verify::{Expected, verify_release};
-use kofu_proto::{Binding, CertKind};
+use kofu_proto::{Binding, CertKind, Document};
 use sha2::{Digest, Sha256};
 
 /// The municipality's issuing key, which signs every document binding.
@@ -80,22 +80,29 @@ impl std::fmt::Debug for RenderRequest<'_> {
     }
 }
 
-/// A rendered, signed certificate, ready to be released with its two headers.
+/// A rendered, signed certificate: the [`Document`] a kiosk receives, plus what the
+/// renderer knows about it and a kiosk would have to parse out again: the binding it
+/// signed (for the session's check before release) and the page count. Reads of the
+/// document's fields go through to it.
 #[derive(Clone)]
-pub struct Document {
-    pub pdf: Bytes,
+pub struct Rendered {
+    pub document: Document,
     pub binding: Binding,
-    /// `Kofu-Binding`: base64url of `binding.to_bytes()`.
-    pub binding_b64: String,
-    /// `Kofu-Signature`: base64url of the issuer's signature over `binding.to_bytes()`.
-    pub signature_b64: String,
     pub pages: u32,
 }
 
-impl std::fmt::Debug for Document {
+impl std::ops::Deref for Rendered {
+    type Target = Document;
+
+    fn deref(&self) -> &Document {
+        &self.document
+    }
+}
+
+impl std::fmt::Debug for Rendered {
     // The body holds names and addresses (I6); show only what identifies the document.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Document")
+        f.debug_struct("Rendered")
             .field("serial", &self.binding.serial)
             .field("kind", &self.binding.kind)
             .field("pages", &self.pages)
@@ -106,7 +113,7 @@ impl std::fmt::Debug for Document {
 }
 
 /// Renders the PDF, binds it to the request and signs the binding.
-pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Document {
+pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Rendered {
     let (pdf, pages) = render_pages(req);
     let binding = Binding {
         v: 1,
@@ -122,10 +129,12 @@ pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Document {
     };
     let bytes = binding.to_bytes();
     let signature = issuer.sign(&bytes);
-    Document {
-        pdf: Bytes::from(pdf),
-        binding_b64: kofu_proto::b64url(&bytes),
-        signature_b64: kofu_proto::b64url(&signature),
+    Rendered {
+        document: Document {
+            pdf: Bytes::from(pdf),
+            binding_b64: kofu_proto::b64url(&bytes),
+            signature_b64: kofu_proto::b64url(&signature),
+        },
         binding,
         pages,
     }
@@ -144,7 +153,7 @@ fn render_pages(req: &RenderRequest<'_>) -> (Vec<u8>, u32) {
 /// Self-check before release: verifies the document exactly as a kiosk will (signature
 /// over the header bytes, body digest, session, kiosk, card, kind, copies) and that the
 /// signed binding is the one this document carries. False on any mismatch.
-pub fn self_check(issuer_public: &VerifyingKey, doc: &Document, expected: &Expected<'_>) -> bool {
+pub fn self_check(issuer_public: &VerifyingKey, doc: &Rendered, expected: &Expected<'_>) -> bool {
     match verify_release(
         issuer_public,
         &doc.pdf,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use kofu_core::records::{Date, Member, Municipality, Relation, ResidentRecord, Seal, TaxRecord};
 use kofu_proto::verify::{Expected, VerifyError, verify_release};
 use kofu_proto::{Binding, CardId, CertKind};
-use kofu_render::{Document, Issuer, RenderRequest, render, render_pdf, self_check};
+use kofu_render::{Issuer, RenderRequest, Rendered, render, render_pdf, self_check};
 use sha2::{Digest, Sha256};
 
 const SERIAL: &str = "131041-20261121-000042";
@@ -103,7 +103,7 @@ fn issuer() -> Issuer {
     Issuer::from_seed([42; 32])
 }
 
-fn expected<'a>(doc: &'a Document, card: &'a CardId) -> Expected<'a> {
+fn expected<'a>(doc: &'a Rendered, card: &'a CardId) -> Expected<'a> {
     Expected {
         session_id: &doc.binding.session_id,
         kiosk_id: &doc.binding.kiosk_id,
@@ -442,27 +442,21 @@ fn self_check_refuses_every_tampering() {
     let mut body = doc.pdf.to_vec();
     let at = body.len() / 2;
     body[at] ^= 1;
-    let tampered_body = Document {
-        pdf: body.into(),
-        ..doc.clone()
-    };
+    let mut tampered_body = doc.clone();
+    tampered_body.document.pdf = body.into();
     assert!(!self_check(&pk, &tampered_body, &exp));
 
     // Another document's body under this document's signed binding.
     let other = render(&issuer, &request(&rec, CertKind::Tax));
-    let swapped = Document {
-        pdf: other.pdf.clone(),
-        ..doc.clone()
-    };
+    let mut swapped = doc.clone();
+    swapped.document.pdf = other.pdf.clone();
     assert!(!self_check(&pk, &swapped, &exp));
 
     let mut forged: Binding = doc.binding.clone();
     forged.session_id = "s-someone-else".to_owned();
-    let forged_header = Document {
-        binding_b64: kofu_proto::b64url(&forged.to_bytes()),
-        binding: forged,
-        ..doc.clone()
-    };
+    let mut forged_header = doc.clone();
+    forged_header.document.binding_b64 = kofu_proto::b64url(&forged.to_bytes());
+    forged_header.binding = forged;
     assert!(!self_check(&pk, &forged_header, &exp));
 
     // The header is genuine but the struct the actor would read from differs.

@@ -73,7 +73,7 @@ where
     Fut: Future<Output = ()>,
 {
     let started = std::time::Instant::now();
-    let system = actix_rt::System::with_tokio_rt(|| {
+    let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
@@ -106,7 +106,7 @@ where
     F: FnOnce(Rc<World>, Open) -> Fut,
     Fut: Future<Output = T> + 'static,
 {
-    actix_rt::spawn(call(w.clone(), s.clone()))
+    actix::spawn(call(w.clone(), s.clone()))
 }
 
 /// `beside`, with the store's gate shut: returns once `call`'s store write waits at the
@@ -176,9 +176,8 @@ impl World {
             metrics: ActorMetrics::new(&prom).expect("actor metrics"),
             cluster: ClusterMetrics::new(&prom).expect("cluster metrics"),
         });
-        let router = Router::new(SHARDS, 1, deps, config.router);
+        let router = Router::new(SHARDS, 1, deps, config.router, None);
         router.register_worker(0);
-        assert!(router.ready());
         let world = World {
             router,
             store,

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kofu_coord::RevokeOutcome;
-use kofu_proto::{CardId, ErrorCode};
+use kofu_proto::{ApiError, CardId, ErrorCode, NotIssuable};
 use prometheus::{Encoder as _, TextEncoder};
 use serde::Deserialize;
 use serde_json::json;
@@ -86,11 +86,9 @@ async fn revoke(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         Ok(RevokeOutcome::AlreadyRevoked { record_version }) => {
             HttpResponse::Ok().json(json!({"record_version": record_version, "seal": "revoked"}))
         }
-        Ok(RevokeOutcome::NotRegistered) => error_response(kofu_actors::ApiError {
-            code: ErrorCode::NotIssuable,
-            attempts_left: None,
-            reason: Some("seal_not_registered"),
-        }),
+        Ok(RevokeOutcome::NotRegistered) => {
+            error_response(ApiError::not_issuable(NotIssuable::SealNotRegistered))
+        }
         Ok(RevokeOutcome::UnknownCard) => code(ErrorCode::UnknownCard),
         Err(e) => {
             tracing::warn!(error = %e, "revocation not stored");

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signer as _, SigningKey};
-use kofu_actors::{SessionOp, SessionReply};
 use kofu_core::records::ResidentRecord;
 use kofu_proto::verify::{Expected, verify_release};
-use kofu_proto::{Binding, CardId, CertKind, ErrorCode, JobId, KioskId, SessionId};
+use kofu_proto::{
+    Binding, CardId, CertKind, ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply,
+};
 
 use super::World;
 
@@ -104,10 +105,7 @@ impl Answer {
     }
 }
 
-fn answer(reply: Option<SessionReply>) -> Answer {
-    let Some(reply) = reply else {
-        return Answer::Rendering;
-    };
+fn answer(reply: SessionReply) -> Answer {
     match reply {
         SessionReply::Created(r) => Answer::Created {
             session: SessionId::parse(&r.session_id).expect("a session id"),
@@ -120,11 +118,6 @@ fn answer(reply: Option<SessionReply>) -> Answer {
             binding_b64: d.binding_b64.clone(),
             signature_b64: d.signature_b64.clone(),
         }),
-        SessionReply::Forwarded(d) => Answer::Document(Doc {
-            pdf: d.pdf,
-            binding_b64: d.binding_b64,
-            signature_b64: d.signature_b64,
-        }),
         SessionReply::Rendering => Answer::Rendering,
         SessionReply::Printed(r) => Answer::Printed {
             serial: r.serial,
@@ -132,8 +125,6 @@ fn answer(reply: Option<SessionReply>) -> Answer {
         },
         SessionReply::Closed => Answer::Closed,
         SessionReply::Error(e) => Answer::Error(e.code),
-        // The HTTP layer's answer to a `Moving` that escaped the router.
-        SessionReply::Moving => Answer::Error(ErrorCode::Unavailable),
     }
 }
 
@@ -163,7 +154,7 @@ impl World {
             .router
             .create_session(card.id.clone(), card.record.clone(), kiosk.clone())
             .await;
-        answer(Some(reply))
+        answer(reply)
     }
 
     /// A created and authenticated session.
