@@ -7,6 +7,7 @@
 
 pub mod fixtures;
 pub mod registry;
+pub mod sessions;
 pub mod store;
 
 use std::future::Future;
@@ -56,8 +57,12 @@ macro_rules! conformance_tests {
             store::a_card_lock_is_released_only_by_its_holder,
             store::serials_are_unique_and_increasing,
             store::snapshots_put_load_and_delete,
+            sessions::open_sessions_are_listed_until_they_end,
+            sessions::a_tombstone_answers_for_a_closed_session_until_it_expires,
+            sessions::audit_keys_end_with_their_session,
             registry::records_read_revoke_and_update,
             registry::concurrent_updates_lose_nothing,
+            registry::superseded_versions_stay_readable,
         );
     };
     (@rules $backend:ty; $($module:ident :: $rule:ident),* $(,)?) => {

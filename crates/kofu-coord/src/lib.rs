@@ -11,7 +11,7 @@ pub mod redis;
 mod types;
 
 pub use types::{
-    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, ClusterView, Coordinator, Fence,
-    FencedStore, HandoffHook, LockOutcome, NodeInfo, Registry, RevokeOutcome, ShardLease,
-    SnapshotOp, StoreError,
+    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, ClusterView, Coordinator,
+    DEFAULT_HISTORY_TTL, Fence, FencedStore, HandoffHook, LockOutcome, NodeInfo, Registry,
+    RevokeOutcome, SessionCursor, SessionPage, ShardLease, SnapshotOp, StoreError, all_sessions,
 };

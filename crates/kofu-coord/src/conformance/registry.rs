@@ -106,3 +106,43 @@ pub async fn concurrent_updates_lose_nothing<B: Backend>(b: B) {
     assert!(matches!(last.seal, Seal::Revoked { .. }));
     assert_eq!(last.version, 1 + 1 + 20, "an update was lost");
 }
+
+/// A delivered document re-renders from the record it was made from, on any node, even
+/// after the record changed (I3, I4): superseded versions stay readable, looked up by
+/// the card's digest alone (sessions keep no card id, I6).
+pub async fn superseded_versions_stay_readable<B: Backend>(b: B) {
+    let records = population();
+    let registry = b.registry(records.clone()).await;
+    let other = b.registry_again().await;
+    let first = pick(&records, |s| matches!(s, Seal::Registered { .. }));
+    let digest = first.card_id.digest_bytes();
+    let got = registry.record_by_digest(digest).await.expect("record");
+    assert_eq!(got.as_deref(), Some(&first));
+    assert_eq!(
+        registry.record_by_digest(card(0xEE).digest_bytes()).await,
+        Ok(None)
+    );
+    let revoked = registry.revoke_seal(&first.card_id, ON).await;
+    assert_eq!(revoked, Ok(RevokeOutcome::Revoked { record_version: 2 }));
+    let second = registry.record(&first.card_id).await.expect("record");
+    let second = second.expect("known card");
+    let moved = other
+        .update_address(&first.card_id, "転居先 7-8-9".into())
+        .await;
+    assert_eq!(moved, Ok(Some(3)));
+    let third = other.record_by_digest(digest).await.expect("record");
+    let third = third.expect("known card");
+    assert_eq!(third.version, 3);
+    for handle in [&registry, &other] {
+        let at = |v| handle.record_at(digest, v);
+        assert_eq!(at(1).await.expect("v1").as_deref(), Some(&first));
+        assert_eq!(at(2).await.expect("v2").as_deref(), Some(&*second));
+        assert_eq!(at(3).await.expect("v3").as_deref(), Some(&*third));
+        assert_eq!(at(4).await, Ok(None), "a version never written");
+        assert_eq!(at(0).await, Ok(None));
+    }
+    assert_eq!(
+        registry.record_at(card(0xEE).digest_bytes(), 1).await,
+        Ok(None)
+    );
+}

@@ -164,6 +164,30 @@ impl RedisCoordinator {
         lease_ttl: Duration,
         handoff: Option<HandoffHook>,
     ) -> RedisCoordinator {
+        RedisCoordinator::start_with_replicas(
+            conn,
+            node_id,
+            internal_addr,
+            shard_count,
+            lease_ttl,
+            0,
+        )
+    }
+
+    /// `start`, with every lease acquisition and renewal acknowledged by `replicas`
+    /// replicas before it counts (Sentinel setups; the same number as the store's).
+    /// A node whose replica is gone stops holding shards within a lease TTL.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    pub fn start_with_replicas(
+        conn: RedisConn,
+        node_id: String,
+        internal_addr: String,
+        shard_count: u32,
+        lease_ttl: Duration,
+        replicas: u32,
+    ) -> RedisCoordinator {
         let period = (lease_ttl / 3).max(MIN_PERIOD);
         let (local, _) = watch::channel(Vec::new());
         let shared = Arc::new(Shared {
@@ -193,7 +217,7 @@ impl RedisCoordinator {
             // A drain that has not finished by then is cut short: the lease goes anyway
             // and the sessions resume from their snapshots on the next owner.
             handoff_deadline: lease_ttl.max(Duration::from_secs(2)),
-            leases: RedisLeases::new(conn.clone()),
+            leases: RedisLeases::new(conn.clone()).with_replicas(replicas),
             membership: RedisMembership::new(conn.clone()),
             conn,
             shared: Arc::clone(&shared),

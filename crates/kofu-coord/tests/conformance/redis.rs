@@ -1,17 +1,24 @@
 //! The Redis backend: a takeover is the lease scripts' handoff (the owner releases its
 //! lease, another node acquires the shard at a higher epoch), and audit records are read
-//! back from the shard's audit stream.
+//! back from the shard's audit stream. Each node has its own store (a fence is valid
+//! only in the store of the node that holds it), so the suite's store hands each call to
+//! the store of the node the fence was granted to.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kofu_coord::conformance::Backend;
 use kofu_coord::conformance::fixtures::SHARDS;
 use kofu_coord::redis::{RedisConn, RedisLeases, RedisRegistry, RedisStore, connect};
-use kofu_coord::{AuditRecord, Fence, FencedStore, Registry};
+use kofu_coord::{
+    Applied, AuditRecord, Change, Fence, FencedStore, Registry, SessionCursor, SessionPage,
+    StoreError,
+};
 use kofu_core::records::ResidentRecord;
 use kofu_proto::CertKind;
+use kofu_proto::SessionId;
 use kofu_testkit::RedisServer;
 use parking_lot::Mutex;
 
@@ -22,10 +29,62 @@ pub struct Redis {
     server: RedisServer,
     conn: RedisConn,
     leases: RedisLeases,
-    store: Arc<RedisStore>,
+    store: Arc<Nodes>,
     /// Each shard's owner (node id) and fence.
     owners: Mutex<HashMap<u32, (String, Fence)>>,
     takeovers: Mutex<u32>,
+}
+
+/// Every node's store, and which node each fence was granted to.
+struct Nodes {
+    conn: RedisConn,
+    stores: Mutex<HashMap<String, RedisStore>>,
+    granted: Mutex<HashMap<Fence, String>>,
+}
+
+impl Nodes {
+    fn grant(&self, fence: Fence, node: &str) {
+        self.granted.lock().insert(fence, node.to_owned());
+    }
+
+    /// The store of the node `fence` was granted to (`node-0` for a fence never granted).
+    fn of(&self, fence: Fence) -> RedisStore {
+        let node = self.granted.lock().get(&fence).cloned();
+        let node = node.unwrap_or_else(|| "node-0".into());
+        self.stores
+            .lock()
+            .entry(node.clone())
+            .or_insert_with(|| RedisStore::new(self.conn.clone(), node, STATE_TTL))
+            .clone()
+    }
+}
+
+impl FencedStore for Nodes {
+    fn apply(
+        &self,
+        fence: Fence,
+        session: SessionId,
+        change: Change,
+    ) -> BoxFuture<'static, Result<Applied, StoreError>> {
+        self.of(fence).apply(fence, session, change)
+    }
+
+    fn load_snapshot(
+        &self,
+        fence: Fence,
+        session: SessionId,
+    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
+        self.of(fence).load_snapshot(fence, session)
+    }
+
+    fn list_sessions(
+        &self,
+        fence: Fence,
+        cursor: SessionCursor,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+        self.of(fence).list_sessions(fence, cursor, limit)
+    }
 }
 
 impl Backend for Redis {
@@ -34,7 +93,11 @@ impl Backend for Redis {
         let conn = connect(&server.url()).await.expect("connect");
         Redis {
             leases: RedisLeases::new(conn.clone()),
-            store: Arc::new(RedisStore::new(conn.clone(), STATE_TTL)),
+            store: Arc::new(Nodes {
+                conn: conn.clone(),
+                stores: Mutex::new(HashMap::new()),
+                granted: Mutex::new(HashMap::new()),
+            }),
             conn,
             server,
             owners: Mutex::new(HashMap::new()),
@@ -52,6 +115,7 @@ impl Backend for Redis {
         }
         let fence = self.leases.acquire(shard, "node-0", LEASE).await;
         let fence = fence.expect("acquire").expect("a free shard is acquired");
+        self.store.grant(fence, "node-0");
         self.owners.lock().insert(shard, ("node-0".into(), fence));
         fence
     }
@@ -69,6 +133,7 @@ impl Backend for Redis {
         };
         let fence = self.leases.acquire(shard, &next, LEASE).await;
         let fence = fence.expect("acquire").expect("a released shard is free");
+        self.store.grant(fence, &next);
         self.owners.lock().insert(shard, (next, fence));
         fence
     }

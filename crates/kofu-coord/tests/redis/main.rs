@@ -4,6 +4,8 @@
 //! and registry share with the embedded ones are checked by `tests/conformance`.
 
 mod coordinator;
+mod durability;
+mod memory;
 mod registry;
 mod store;
 
@@ -13,7 +15,7 @@ use kofu_coord::conformance::fixtures::{ON, SHARDS, card, full_change, pick, pop
 use kofu_coord::redis::{
     RedisConn, RedisLeases, RedisRegistry, RedisStore, RegistrySetupError, connect,
 };
-use kofu_coord::{Applied, Change, Fence, FencedStore, Registry, StoreError};
+use kofu_coord::{Applied, Change, Fence, FencedStore, Registry, RevokeOutcome, StoreError};
 use kofu_core::records::Seal;
 use kofu_proto::{CardId, SessionId};
 use kofu_testkit::RedisServer;
@@ -34,7 +36,7 @@ async fn env() -> Env {
     let raw = connect(&server.url()).await.expect("connect");
     Env {
         leases: RedisLeases::new(raw.clone()),
-        store: RedisStore::new(raw.clone(), STATE_TTL),
+        store: RedisStore::new(raw.clone(), "a", STATE_TTL),
         raw,
         _server: server,
     }

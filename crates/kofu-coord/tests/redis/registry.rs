@@ -93,7 +93,9 @@ async fn keys_share_the_shard_tag_and_never_hold_a_card_id() {
             .unwrap_or_else(|| panic!("malformed hash tag: {key}"));
         assert!(shard < SHARDS, "{key}");
         assert!(key.starts_with(&format!("kofu:{{s{shard}}}:")), "{key}");
-        if let Some(digest) = key.split(":rec:").nth(1) {
+        if let Some(rest) = key.split(":rec:").nth(1) {
+            // A superseded version is kept as `rec:<digest>@<version>`.
+            let digest = rest.split('@').next().unwrap_or(rest);
             let r = records.iter().find(|r| r.card_id.digest() == digest);
             let r = r.unwrap_or_else(|| panic!("record key of no card: {key}"));
             assert_eq!(kofu_proto::shard_of(&r.card_id, SHARDS), shard);
@@ -151,4 +153,67 @@ async fn unreachable_redis_is_unavailable_and_recovers() {
     assert!(fence.epoch > 1_700_000_000_000, "{fence:?}");
     let res = env.store.apply(fence, s, Change::snapshot(vec![1])).await;
     assert_eq!(res, Ok(Applied::default()));
+}
+
+/// What is stored may be personal data: an error about it names the kind of damage,
+/// never the bytes (I6).
+#[tokio::test]
+async fn errors_about_stored_data_never_quote_it() {
+    let env = env().await;
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    let records = population();
+    let (victim, other) = (&records[0], &records[1]);
+    let key = |c: &CardId| {
+        format!(
+            "kofu:{{s{}}}:rec:{}",
+            kofu_proto::shard_of(c, SHARDS),
+            c.digest()
+        )
+    };
+    let secret = format!("{} {}", victim.card_id.expose(), victim.full_name);
+    let mut checks = Vec::new();
+    // Bytes that do not decode, and a valid record of another card under this key.
+    let _: () = raw(
+        &env.raw,
+        redis::cmd("SET").arg(key(&victim.card_id)).arg(&secret),
+    )
+    .await;
+    checks.push(registry.record(&victim.card_id).await.map(drop));
+    let other_bytes = rmp_serde::to_vec_named(other).expect("encode");
+    let _: () = raw(
+        &env.raw,
+        redis::cmd("SET").arg(key(&victim.card_id)).arg(other_bytes),
+    )
+    .await;
+    checks.push(registry.record(&victim.card_id).await.map(drop));
+    checks.push(registry.revoke_seal(&victim.card_id, ON).await.map(drop));
+    // A session index entry that is no session id.
+    let fence = env.leases.acquire(1, "a", LONG).await.expect("acquire");
+    let fence = fence.expect("lease");
+    let _: () = raw(
+        &env.raw,
+        redis::cmd("ZADD")
+            .arg("kofu:{s1}:sessions")
+            .arg(i64::MAX)
+            .arg(&secret),
+    )
+    .await;
+    let listed = env
+        .store
+        .list_sessions(fence, kofu_coord::SessionCursor::default(), 10)
+        .await;
+    checks.push(listed.map(drop));
+    for res in checks {
+        let err = res.expect_err("damaged data is an error");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        let text = format!("{err} {err:?}");
+        for quoted in [
+            victim.card_id.expose(),
+            victim.full_name.as_str(),
+            other.card_id.expose(),
+            other.full_name.as_str(),
+        ] {
+            assert!(!text.contains(quoted), "error quotes stored data: {text}");
+        }
+    }
 }

@@ -151,3 +151,59 @@ async fn lapsed_lease_refuses_writes_before_anyone_takes_over() {
     let res = env.store.apply(never, s, Change::snapshot(vec![1])).await;
     assert!(matches!(res, Err(StoreError::Fenced { .. })));
 }
+
+/// Two owners with one epoch number (a Redis that lost its counter, a skewed clock's
+/// floor): the fence is the whole `node:epoch`, so the other node's lease refuses this
+/// node's writes and reads.
+#[tokio::test]
+async fn a_lease_of_another_node_with_the_same_epoch_refuses_the_fence() {
+    let env = env().await;
+    let fence = env.leases.acquire(3, "a", LONG).await.expect("acquire");
+    let fence = fence.expect("lease");
+    let _: () = raw(
+        &env.raw,
+        redis::cmd("SET")
+            .arg("kofu:{s3}:lease")
+            .arg(format!("b:{}", fence.epoch))
+            .arg("PX")
+            .arg(30_000),
+    )
+    .await;
+    let (s, c) = (session(3, 1), card(2));
+    let res = env.store.apply(fence, s, full_change(&s, &c)).await;
+    assert_eq!(
+        res,
+        Err(StoreError::Fenced {
+            shard: 3,
+            held: fence.epoch
+        })
+    );
+    assert_nothing_written(&env, 3, &s, &c, 0).await;
+    let load = env.store.load_snapshot(fence, s).await;
+    assert!(matches!(load, Err(StoreError::Fenced { .. })), "{load:?}");
+}
+
+/// Exactly-once charging keeps its keys only while the session lives: a close drops
+/// them, so Redis holds no per-print state for the sessions it has served.
+#[tokio::test]
+async fn a_close_drops_the_sessions_audit_keys() {
+    let env = env().await;
+    let fence = env.leases.acquire(4, "a", LONG).await.expect("acquire");
+    let fence = fence.expect("lease");
+    let (s, c) = (session(4, 1), card(1));
+    env.store
+        .apply(fence, s, full_change(&s, &c))
+        .await
+        .expect("apply");
+    let keys: Vec<String> = raw(&env.raw, redis::cmd("KEYS").arg("*audited*")).await;
+    assert_eq!(keys, vec![format!("kofu:{{s4}}:audited:{s}")]);
+    let ttl: i64 = raw(&env.raw, redis::cmd("PTTL").arg(&keys[0])).await;
+    assert!(ttl > 0 && ttl <= 600_000, "ttl {ttl}");
+    let close = Change {
+        snapshot: kofu_coord::SnapshotOp::Delete,
+        ..Change::snapshot(Vec::new())
+    };
+    env.store.apply(fence, s, close).await.expect("apply");
+    let keys: Vec<String> = raw(&env.raw, redis::cmd("KEYS").arg("*audited*")).await;
+    assert!(keys.is_empty(), "{keys:?}");
+}
