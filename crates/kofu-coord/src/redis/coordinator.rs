@@ -171,6 +171,7 @@ impl RedisCoordinator {
             shard_count,
             lease_ttl,
             0,
+            handoff,
         )
     }
 
@@ -187,6 +188,7 @@ impl RedisCoordinator {
         shard_count: u32,
         lease_ttl: Duration,
         replicas: u32,
+        handoff: Option<HandoffHook>,
     ) -> RedisCoordinator {
         let period = (lease_ttl / 3).max(MIN_PERIOD);
         let (local, _) = watch::channel(Vec::new());

@@ -191,6 +191,7 @@ async fn a_node_that_loses_its_replica_stops_holding_shards() {
         8,
         ttl,
         1,
+        None,
     );
     wait_for("the node holds every shard", async || {
         node.local_leases().len() == 8

@@ -170,7 +170,11 @@ pub(super) async fn plane(
     }
     let node_id = cfg.node_id();
     let conn = connect(url).await?;
-    let registry = RedisRegistry::new(conn.clone(), cfg.shard_count);
+    // Behind Sentinel, every change (session state, leases, registry updates) must reach
+    // a replica before it is acknowledged, or a failover could lose it (asynchronous
+    // replication).
+    let replicas = u32::from(url.starts_with("redis+sentinel://"));
+    let registry = RedisRegistry::new(conn.clone(), cfg.shard_count).with_replicas(replicas);
     registry
         .check_shard_count()
         .await
@@ -193,23 +197,22 @@ pub(super) async fn plane(
         None => internal.local_addr()?.to_string(),
     };
     let (hook, handoffs) = handoff_hook();
-    let coordinator = Arc::new(RedisCoordinator::start(
+    let coordinator = Arc::new(RedisCoordinator::start_with_replicas(
         conn.clone(),
         node_id.clone(),
         advertise,
         cfg.shard_count,
         cfg.lease_ttl(),
+        replicas,
         Some(hook),
     ));
     let lease = coordinator.metrics();
     prom.register(Box::new(lease.renew_failures.clone()))?;
     prom.register(Box::new(lease.losses.clone()))?;
     coordinator.listen(conn.clone());
-    // Behind Sentinel, a confirmed print or a serial must reach a replica before it is
-    // acknowledged, or a failover could lose it (asynchronous replication).
-    let replicas = u32::from(url.starts_with("redis+sentinel://"));
     let store = RedisStore::new(
         conn,
+        node_id.clone(),
         Duration::from_millis(cfg.hard_limit_ms) + STATE_TTL_MARGIN,
     )
     .with_replicas(replicas);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use kofu_coord::embedded::EmbeddedStore;
-use kofu_coord::{Applied, Change, Fence, FencedStore, StoreError};
+use kofu_coord::{Applied, Change, Fence, FencedStore, SessionCursor, SessionPage, StoreError};
 use kofu_proto::SessionId;
 use tokio::sync::watch;
 
@@ -69,5 +69,14 @@ impl FencedStore for GatedStore {
         session: SessionId,
     ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
         self.store.load_snapshot(fence, session)
+    }
+
+    fn list_sessions(
+        &self,
+        fence: Fence,
+        cursor: SessionCursor,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+        self.store.list_sessions(fence, cursor, limit)
     }
 }
