@@ -116,7 +116,7 @@ impl Stream {
     }
 
     fn push_line_width(&mut self, tenths: u32) {
-        let _ = write!(Buf(&mut self.buf), "{}.{} w\n", tenths / 10, tenths % 10);
+        let _ = writeln!(Buf(&mut self.buf), "{}.{} w", tenths / 10, tenths % 10);
     }
 
     /// A space and the decimal digits of `v`.

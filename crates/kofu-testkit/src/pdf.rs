@@ -101,25 +101,61 @@ pub(crate) async fn pdf_text_async(pdf: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whole-word, case-sensitive search (so "Ai Ito" is not found inside "Mai Ito").
+/// Whether `text` names `name` as a whole word, case-sensitively: no letter, digit or
+/// ideograph right before or after it (so "Ai Ito" is not found inside "Mai Ito", nor
+/// 佐藤 翔 inside 佐藤 翔太). `pdftotext -layout` may set spaces between CJK glyphs or drop
+/// the one between a Japanese family and given name, so between two non-ASCII
+/// characters any run of spaces (or none) matches; Latin names need their spaces.
 pub fn contains_name(text: &str, name: &str) -> bool {
-    if name.is_empty() {
+    let want: Vec<char> = name.chars().collect();
+    let Some(&first) = want.iter().find(|c| **c != ' ') else {
         return false;
-    }
+    };
     let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
-    let mut from = 0;
-    while let Some(pos) = text[from..].find(name) {
-        let start = from + pos;
-        let end = start + name.len();
-        let before = text[..start].chars().next_back();
-        let after = text[end..].chars().next();
-        if !is_word(before) && !is_word(after) {
-            return true;
+    let chars: Vec<char> = text.chars().collect();
+    (0..chars.len()).any(|start| {
+        chars[start] == first
+            && !is_word(start.checked_sub(1).map(|i| chars[i]))
+            && match_at(&chars, start, &want).is_some_and(|end| !is_word(chars.get(end).copied()))
+    })
+}
+
+/// Matches `want` (starting at its first non-space) at `chars[start..]`; the end index.
+fn match_at(chars: &[char], start: usize, want: &[char]) -> Option<usize> {
+    let mut at = start;
+    let mut prev: Option<char> = None;
+    let mut pending_space = false;
+    for &w in want.iter().skip_while(|c| **c == ' ') {
+        if w == ' ' {
+            pending_space = true;
+            continue;
         }
-        // Advance by one char so overlapping candidates are still seen.
-        from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+        let mut spaces = 0;
+        while chars.get(at) == Some(&' ') {
+            at += 1;
+            spaces += 1;
+        }
+        if let Some(p) = prev {
+            let cjk = !p.is_ascii() && !w.is_ascii();
+            let ok = if cjk {
+                true
+            } else if pending_space {
+                spaces > 0
+            } else {
+                spaces == 0
+            };
+            if !ok {
+                return None;
+            }
+        }
+        if chars.get(at) != Some(&w) {
+            return None;
+        }
+        at += 1;
+        prev = Some(w);
+        pending_space = false;
     }
-    false
+    Some(at)
 }
 
 /// `pdftotext -layout` pads columns with runs of spaces; names are compared with single
@@ -146,6 +182,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn japanese_names_whole_and_spaced_as_pdftotext_sets_them() {
+        assert!(contains_name(
+            "請求者 佐藤 太郎 地方公共団体コード",
+            "佐藤 太郎"
+        ));
+        assert!(contains_name("氏名    佐 藤  太 郎\n", "佐藤 太郎"));
+        assert!(contains_name("佐藤太郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 太郎丸", "佐藤 太郎"));
+        assert!(!contains_name("伊佐藤 太郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 翔太 昭和", "佐藤 翔"));
+        assert!(contains_name("佐藤 翔 昭和", "佐藤 翔"));
+        assert!(!contains_name("佐藤\n太郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 次郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 太郎", " "));
+    }
+
+    #[test]
     fn whole_words_only() {
         assert!(contains_name("Name: Ai Ito\n", "Ai Ito"));
         assert!(!contains_name("Name: Mai Ito\n", "Ai Ito"));
@@ -154,6 +207,8 @@ mod tests {
         assert!(!contains_name("ai ito", "Ai Ito"));
         assert!(contains_name("Ai Ito", "Ai Ito"));
         assert!(!contains_name("", "Ai Ito"));
+        assert!(!contains_name("AiIto", "Ai Ito"));
+        assert!(!contains_name("A i Ito", "Ai Ito"));
     }
 
     #[test]

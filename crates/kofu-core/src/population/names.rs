@@ -156,6 +156,20 @@ impl NameBook {
             })
             .collect();
 
+        // The kiosk screen shows a family name's first character (records::mask_name):
+        // a one-character given name equal to it would be shown whole.
+        let initials: HashSet<char> = families
+            .iter()
+            .filter_map(|n| n.written.chars().next())
+            .collect();
+        let given_allowed = |n: &str| {
+            let mut chars = n.chars();
+            let shown = match (chars.next(), chars.next()) {
+                (Some(only), None) => initials.contains(&only),
+                _ => false,
+            };
+            allowed(n) && !shown
+        };
         // One prefix-free set across both sexes, so the two lists never share a name.
         let mut prefix_free = AffixFree::new(false);
         let (male, real_male) = given_list(
@@ -163,14 +177,14 @@ impl NameBook {
             MALE_HEADS,
             MALE_TAILS,
             &mut prefix_free,
-            &allowed,
+            &given_allowed,
         );
         let (female, real_female) = given_list(
             GIVEN_FEMALE,
             FEMALE_HEADS,
             FEMALE_TAILS,
             &mut prefix_free,
-            &allowed,
+            &given_allowed,
         );
         let walks = vec![[None, None]; families.len()];
         NameBook {

@@ -250,6 +250,14 @@ fn name_lists_are_shaped_against_false_matches() {
             "{a} is in a municipality name"
         );
     }
+    let initials: HashSet<char> = families.iter().filter_map(|f| f.chars().next()).collect();
+    for g in &given {
+        let chars: Vec<char> = g.chars().collect();
+        assert!(
+            !(chars.len() == 1 && initials.contains(&chars[0])),
+            "{g} would show whole in a masked name"
+        );
+    }
     let mut unique = given.clone();
     unique.sort_unstable();
     unique.dedup();
