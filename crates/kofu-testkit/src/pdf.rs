@@ -107,55 +107,55 @@ pub(crate) async fn pdf_text_async(pdf: &[u8]) -> String {
 /// the one between a Japanese family and given name, so between two non-ASCII
 /// characters any run of spaces (or none) matches; Latin names need their spaces.
 pub fn contains_name(text: &str, name: &str) -> bool {
-    let want: Vec<char> = name.chars().collect();
-    let Some(&first) = want.iter().find(|c| **c != ' ') else {
+    // Called for every resident on every verified page: no allocation, and candidate
+    // positions come from the fast `match_indices` search for the first character.
+    let Some(first) = name.chars().find(|c| *c != ' ') else {
         return false;
     };
     let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
-    let chars: Vec<char> = text.chars().collect();
-    (0..chars.len()).any(|start| {
-        chars[start] == first
-            && !is_word(start.checked_sub(1).map(|i| chars[i]))
-            && match_at(&chars, start, &want).is_some_and(|end| !is_word(chars.get(end).copied()))
+    text.match_indices(first).any(|(start, _)| {
+        !is_word(text[..start].chars().next_back())
+            && match_at(&text[start..], name)
+                .is_some_and(|len| !is_word(text[start + len..].chars().next()))
     })
 }
 
-/// Matches `want` (starting at its first non-space) at `chars[start..]`; the end index.
-fn match_at(chars: &[char], start: usize, want: &[char]) -> Option<usize> {
-    let mut at = start;
+/// Matches `name` (from its first non-space) at the start of `text`; the bytes matched.
+fn match_at(text: &str, name: &str) -> Option<usize> {
+    let mut rest = text.char_indices().peekable();
     let mut prev: Option<char> = None;
     let mut pending_space = false;
-    for &w in want.iter().skip_while(|c| **c == ' ') {
+    let mut end = 0;
+    for w in name.chars().skip_while(|c| *c == ' ') {
         if w == ' ' {
             pending_space = true;
             continue;
         }
         let mut spaces = 0;
-        while chars.get(at) == Some(&' ') {
-            at += 1;
+        while rest.next_if(|&(_, c)| c == ' ').is_some() {
             spaces += 1;
         }
         if let Some(p) = prev {
             let cjk = !p.is_ascii() && !w.is_ascii();
-            let ok = if cjk {
-                true
-            } else if pending_space {
-                spaces > 0
-            } else {
-                spaces == 0
-            };
+            let ok = cjk
+                || if pending_space {
+                    spaces > 0
+                } else {
+                    spaces == 0
+                };
             if !ok {
                 return None;
             }
         }
-        if chars.get(at) != Some(&w) {
+        let (at, c) = rest.next()?;
+        if c != w {
             return None;
         }
-        at += 1;
+        end = at + c.len_utf8();
         prev = Some(w);
         pending_space = false;
     }
-    Some(at)
+    Some(end)
 }
 
 /// `pdftotext -layout` pads columns with runs of spaces; names are compared with single
