@@ -119,9 +119,22 @@ impl Stream {
         let _ = writeln!(Buf(&mut self.buf), "{}.{} w", tenths / 10, tenths % 10);
     }
 
-    /// A space and the decimal digits of `v`.
-    fn push_num(&mut self, v: u32) {
-        let _ = write!(Buf(&mut self.buf), " {v}");
+    /// A space and the decimal digits of `v`, without the formatting machinery: a page
+    /// writes a few hundred of them.
+    fn push_num(&mut self, mut v: u32) {
+        let mut digits = [0u8; 11];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        i -= 1;
+        digits[i] = b' ';
+        self.buf.extend_from_slice(&digits[i..]);
     }
 }
 

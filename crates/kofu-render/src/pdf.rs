@@ -4,7 +4,9 @@
 //! FONTS.md for the measurements behind that choice).
 
 use pdf_writer::types::{CidFontType, FontFlags, SystemInfo};
-use pdf_writer::{Finish, Name, Pdf, Rect, Ref, Str, TextStr};
+use std::sync::LazyLock;
+
+use pdf_writer::{Chunk, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 use sha2::{Digest, Sha256};
 
 use crate::RenderRequest;
@@ -69,7 +71,16 @@ fn content_ref(index: usize) -> Ref {
     Ref::new(11 + 2 * index as i32)
 }
 
-fn write_fonts(pdf: &mut Pdf) {
+/// The font objects, the same in every document: written once per process (their
+/// `/W` arrays are two hundred numbers) and copied into each PDF. Immutable after the
+/// first use, so sharing them breaks no isolation between documents.
+static FONT_OBJECTS: LazyLock<Chunk> = LazyLock::new(|| {
+    let mut chunk = Chunk::with_capacity(2048);
+    write_fonts(&mut chunk);
+    chunk
+});
+
+fn write_fonts(pdf: &mut Chunk) {
     for f in &FONTS {
         pdf.type0_font(f.type0)
             .base_font(Name(f.base))
@@ -125,7 +136,7 @@ pub(crate) fn write(req: &RenderRequest<'_>, flow: &Flow) -> (Vec<u8>, u32) {
     pdf.pages(PAGE_TREE)
         .kids((0..n).map(page_ref))
         .count(i32::try_from(n).unwrap_or(i32::MAX));
-    write_fonts(&mut pdf);
+    pdf.extend(&FONT_OBJECTS);
     pdf.document_info(INFO)
         .title(TextStr(req.kind.title()))
         .producer(TextStr("kofu"));
@@ -138,11 +149,12 @@ pub(crate) fn write(req: &RenderRequest<'_>, flow: &Flow) -> (Vec<u8>, u32) {
         let mut y = BODY_PEN_START;
         for (line, advance) in flow.page_lines(range) {
             y = y.saturating_sub(advance);
-            let mut end_x = LEFT;
+            let mut last = None;
             for (piece, text) in flow.pieces_of(line) {
                 stream.text(piece.face, piece.size, piece.x, y, text);
-                end_x = piece.x + text::width_points(piece.face, piece.size, text);
+                last = Some((piece, text));
             }
+            let end_x = || last.map_or(LEFT, |(p, t)| p.x + text::width_points(p.face, p.size, t));
             match line.decor {
                 Decor::None => {}
                 Decor::RuleAbove => stream.rule(LEFT, RIGHT, y + line.leading - 6, 5),
@@ -150,7 +162,7 @@ pub(crate) fn write(req: &RenderRequest<'_>, flow: &Flow) -> (Vec<u8>, u32) {
                     let side = line.leading - 12;
                     stream.frame(VALUE_X, y.saturating_sub(2), side, side, 8);
                 }
-                Decor::OfficeSeal => office_seal(&mut stream, end_x + 10, y, &header.seal),
+                Decor::OfficeSeal => office_seal(&mut stream, end_x() + 10, y, &header.seal),
             }
         }
         header.draw_footer(&mut stream);

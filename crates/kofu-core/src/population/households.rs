@@ -89,12 +89,12 @@ pub(super) fn revoke<R: Rng>(seal: Seal, rng: &mut R) -> Seal {
 /// Relations and ages of one household of `size` members, head first.
 fn shape<R: Rng>(size: usize, rng: &mut R) -> Vec<(Relation, u16, Sex)> {
     let head_age = rng.random_range(20..=90u16);
-    let head_gender = if rng.random_bool(0.5) {
+    let head_sex = if rng.random_bool(0.5) {
         Sex::Male
     } else {
         Sex::Female
     };
-    let mut out = vec![(Relation::Head, head_age, head_gender)];
+    let mut out = vec![(Relation::Head, head_age, head_sex)];
     let mut parents = 0;
     for slot in 1..size {
         let r: f64 = rng.random();
@@ -126,12 +126,12 @@ fn shape<R: Rng>(size: usize, rng: &mut R) -> Vec<(Relation, u16, Sex)> {
                 .saturating_add_signed(rng.random_range(-10..=10i16))
                 .clamp(18, 95),
         };
-        let gender = match relation {
-            Relation::Spouse => opposite(head_gender),
+        let sex = match relation {
+            Relation::Spouse => opposite(head_sex),
             _ if rng.random_bool(0.5) => Sex::Male,
             _ => Sex::Female,
         };
-        out.push((relation, age, gender));
+        out.push((relation, age, sex));
     }
     // Register order: head, spouse, parents, children, siblings; the older first.
     out.sort_by_key(|&(rel, age, _)| (rank(rel), std::cmp::Reverse(age)));
@@ -183,8 +183,8 @@ pub(super) fn people<R: Rng>(
     shape(plan.size, rng)
         .into_iter()
         .enumerate()
-        .map(|(i, (relation, age, gender))| {
-            let given = names.next_given(plan.family, gender, rng);
+        .map(|(i, (relation, age, sex))| {
+            let given = names.next_given(plan.family, sex, rng);
             // Family name first, as the register writes it.
             let full_name = format!("{} {}", family.written, given.written);
             let full_name_kana = format!("{} {}", family.reading, given.reading);
@@ -214,7 +214,7 @@ pub(super) fn people<R: Rng>(
             Person {
                 full_name,
                 full_name_kana,
-                sex: gender,
+                sex,
                 birth_date,
                 relation,
                 seal,
