@@ -80,6 +80,7 @@ impl Fixtures {
                     card_revoked,
                     restricted,
                     tax_record,
+                    ..
                 } => {
                     let card = CardId::parse(&card_id)
                         .map_err(|_| anyhow::anyhow!("a fixture card id is malformed"))?;
@@ -115,8 +116,11 @@ impl Fixtures {
                 .or_default()
                 .push(c.household);
         }
-        let (patterns, owners): (Vec<String>, Vec<Vec<u32>>) =
-            by_name.into_iter().map(|(n, h)| (n.to_owned(), h)).unzip();
+        // The bytes under which the renderer writes each name (one string operand).
+        let (patterns, owners): (Vec<Vec<u8>>, Vec<Vec<u32>>) = by_name
+            .into_iter()
+            .map(|(n, h)| (kofu_proto::doctext::name_pattern(n), h))
+            .unzip();
         let names = AhoCorasick::new(&patterns).context("building the name matcher")?;
         Ok(Fixtures {
             cards,
@@ -144,6 +148,7 @@ mod tests {
             card_id: id.into(),
             secret_key: kofu_proto::b64url(&[7u8; 32]),
             full_name: name.into(),
+            full_name_kana: String::new(),
             municipality_code: "131041".into(),
             household_id: household.into(),
             seal_registered: true,
@@ -157,9 +162,10 @@ mod tests {
     #[test]
     fn names_outside_the_household_are_found() {
         let fx = Fixtures::from_lines(vec![
-            card("0123456789ABCDEF", "YAMADA Taro", "h1"),
-            card("0123456789ABCDE0", "YAMADA Hanako", "h1"),
-            card("0123456789ABCDE1", "SATO Jiro", "h2"),
+            card("0123456789ABCDEF", "山田 太郎", "h1"),
+            card("0123456789ABCDE0", "山田 花子", "h1"),
+            card("0123456789ABCDE1", "佐藤 次郎", "h2"),
+            card("0123456789ABCDE2", "山田 太", "h3"),
             FixtureLine::Kiosk {
                 kiosk_id: "SEJ-13104-0042-01".into(),
                 token: "t".into(),
@@ -167,7 +173,15 @@ mod tests {
         ])
         .expect("fixtures");
         let h1 = fx.cards[0].household;
-        assert!(!fx.foreign_name_in(b"... YAMADA Taro ... YAMADA Hanako ...", h1));
-        assert!(fx.foreign_name_in(b"... YAMADA Taro ... SATO Jiro ...", h1));
+        let doc = |names: &[&str]| -> Vec<u8> {
+            names
+                .iter()
+                .flat_map(|n| kofu_proto::doctext::name_pattern(n))
+                .collect()
+        };
+        assert!(!fx.foreign_name_in(&doc(&["山田 太郎", "山田 花子"]), h1));
+        assert!(fx.foreign_name_in(&doc(&["山田 太郎", "佐藤 次郎"]), h1));
+        // 山田 太 is written inside 山田 太郎 but is never an operand of its own there.
+        assert!(!fx.foreign_name_in(&doc(&["山田 太郎"]), h1));
     }
 }

@@ -107,6 +107,7 @@ impl Fixtures {
                 card_revoked,
                 restricted,
                 tax_record,
+                ..
             } => {
                 let card = CardId::parse(&card_id)
                     .unwrap_or_else(|_| panic!("fixture card id is malformed"));

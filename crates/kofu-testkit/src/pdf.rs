@@ -101,25 +101,61 @@ pub(crate) async fn pdf_text_async(pdf: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whole-word, case-sensitive search (so "Ai Ito" is not found inside "Mai Ito").
+/// Whether `text` names `name` as a whole word, case-sensitively: no letter, digit or
+/// ideograph right before or after it (so "Ai Ito" is not found inside "Mai Ito", nor
+/// 佐藤 翔 inside 佐藤 翔太). `pdftotext -layout` may set spaces between CJK glyphs or drop
+/// the one between a Japanese family and given name, so between two non-ASCII
+/// characters any run of spaces (or none) matches; Latin names need their spaces.
 pub fn contains_name(text: &str, name: &str) -> bool {
-    if name.is_empty() {
+    // Called for every resident on every verified page: no allocation, and candidate
+    // positions come from the fast `match_indices` search for the first character.
+    let Some(first) = name.chars().find(|c| *c != ' ') else {
         return false;
-    }
+    };
     let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
-    let mut from = 0;
-    while let Some(pos) = text[from..].find(name) {
-        let start = from + pos;
-        let end = start + name.len();
-        let before = text[..start].chars().next_back();
-        let after = text[end..].chars().next();
-        if !is_word(before) && !is_word(after) {
-            return true;
+    text.match_indices(first).any(|(start, _)| {
+        !is_word(text[..start].chars().next_back())
+            && match_at(&text[start..], name)
+                .is_some_and(|len| !is_word(text[start + len..].chars().next()))
+    })
+}
+
+/// Matches `name` (from its first non-space) at the start of `text`; the bytes matched.
+fn match_at(text: &str, name: &str) -> Option<usize> {
+    let mut rest = text.char_indices().peekable();
+    let mut prev: Option<char> = None;
+    let mut pending_space = false;
+    let mut end = 0;
+    for w in name.chars().skip_while(|c| *c == ' ') {
+        if w == ' ' {
+            pending_space = true;
+            continue;
         }
-        // Advance by one char so overlapping candidates are still seen.
-        from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+        let mut spaces = 0;
+        while rest.next_if(|&(_, c)| c == ' ').is_some() {
+            spaces += 1;
+        }
+        if let Some(p) = prev {
+            let cjk = !p.is_ascii() && !w.is_ascii();
+            let ok = cjk
+                || if pending_space {
+                    spaces > 0
+                } else {
+                    spaces == 0
+                };
+            if !ok {
+                return None;
+            }
+        }
+        let (at, c) = rest.next()?;
+        if c != w {
+            return None;
+        }
+        end = at + c.len_utf8();
+        prev = Some(w);
+        pending_space = false;
     }
-    false
+    Some(end)
 }
 
 /// `pdftotext -layout` pads columns with runs of spaces; names are compared with single
@@ -146,6 +182,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn japanese_names_whole_and_spaced_as_pdftotext_sets_them() {
+        assert!(contains_name(
+            "請求者 佐藤 太郎 地方公共団体コード",
+            "佐藤 太郎"
+        ));
+        assert!(contains_name("氏名    佐 藤  太 郎\n", "佐藤 太郎"));
+        assert!(contains_name("佐藤太郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 太郎丸", "佐藤 太郎"));
+        assert!(!contains_name("伊佐藤 太郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 翔太 昭和", "佐藤 翔"));
+        assert!(contains_name("佐藤 翔 昭和", "佐藤 翔"));
+        assert!(!contains_name("佐藤\n太郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 次郎", "佐藤 太郎"));
+        assert!(!contains_name("佐藤 太郎", " "));
+    }
+
+    #[test]
     fn whole_words_only() {
         assert!(contains_name("Name: Ai Ito\n", "Ai Ito"));
         assert!(!contains_name("Name: Mai Ito\n", "Ai Ito"));
@@ -154,6 +207,8 @@ mod tests {
         assert!(!contains_name("ai ito", "Ai Ito"));
         assert!(contains_name("Ai Ito", "Ai Ito"));
         assert!(!contains_name("", "Ai Ito"));
+        assert!(!contains_name("AiIto", "Ai Ito"));
+        assert!(!contains_name("A i Ito", "Ai Ito"));
     }
 
     #[test]

@@ -306,7 +306,7 @@ impl State<'_> {
         )
         .map_err(|e| e.to_string())
         .and_then(|_| {
-            if !contains(&a.body, card.full_name.as_bytes()) {
+            if !contains(&a.body, &kofu_proto::doctext::name_pattern(&card.full_name)) {
                 Err("the holder's name is not in the document".to_owned())
             } else if fx.foreign_name_in(&a.body, card.household) {
                 Err("the document names a resident of another household".to_owned())

@@ -309,7 +309,10 @@ impl Worker {
             &expected,
         )
         .map_err(|e| Failure::Misdelivery(e.to_string()))?;
-        if !contains(&doc.body, card.full_name.as_bytes()) {
+        if !contains(
+            &doc.body,
+            &kofu_proto::doctext::name_pattern(&card.full_name),
+        ) {
             return Err(Failure::Misdelivery(
                 "holder's name missing from the document".into(),
             ));
