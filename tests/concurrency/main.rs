@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
+use kofu_testkit::suite::RENDER_TIMEOUT_FLAGS;
 use kofu_testkit::{Client, Deployment, DeploymentOptions, Fixtures, Kiosk};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
@@ -37,16 +38,6 @@ const FETCH_BUDGET: Duration = Duration::from_secs(30);
 /// all creates arrive at once whatever this span is. The span is always printed.
 const MAX_CREATE_SPAN: Duration = Duration::from_millis(50);
 
-/// Fault flags of the second test: every third job sleeps 1.5 s before rendering, but
-/// its deadline is 0.5 s, so it is voided while jobs around it render at once.
-const TIMEOUT_FLAGS: [&str; 6] = [
-    "--render-delay-ms",
-    "1500",
-    "--render-deadline-ms",
-    "500",
-    "--render-delay-every",
-    "3",
-];
 /// A voided job is fetched again this long after its creation: by then the injected
 /// delay has elapsed and a late render would have finished, so a document here would
 /// be a released-after-void bug.
@@ -68,7 +59,7 @@ async fn two_thousand_sessions_from_two_hundred_kiosks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_thousand_sessions_with_forced_render_timeouts() {
-    let report = tokio::time::timeout(TEST_BUDGET, run(&TIMEOUT_FLAGS, true))
+    let report = tokio::time::timeout(TEST_BUDGET, run(&RENDER_TIMEOUT_FLAGS, true))
         .await
         .expect("the test finished within its budget");
     report.print("forced render timeouts");

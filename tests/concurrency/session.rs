@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kofu_kiosk::{CallError, Fetched, LongPoll, Order};
+use kofu_kiosk::{CallError, Expected, Fetched, LongPoll};
 use kofu_proto::ErrorCode;
 use kofu_proto::api::CreateSessionResponse;
 use kofu_testkit::{Kiosk, Resp};
@@ -109,10 +109,10 @@ pub(crate) async fn session(
                 continue;
             }
         };
-        let order = Order {
+        let order = Expected {
             session_id: &sid,
             kiosk_id: kiosk.kiosk_id(),
-            card,
+            card: &card.id,
             kind: *kind,
             copies: *copies,
         };

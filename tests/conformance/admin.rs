@@ -209,17 +209,10 @@ async fn address_updates_bump_the_record_version() {
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     let doc = k.raw().document(&sid, &jid, 10_000).await;
-    let b = kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        k.kiosk_id(),
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("after the update");
+    let b = env
+        .verify(&doc, &k, &sid, card, "residence", 1)
+        .await
+        .expect("after the update");
     assert_eq!(b.record_version, v2);
     assert_ne!(b.serial, before.serial);
     let bad = admin_post(env.node(), &path, t, Some(json!({"address": 5}))).await;
@@ -256,17 +249,9 @@ async fn draining_refuses_new_sessions_but_serves_open_ones() {
     // The open session finishes normally.
     let jid = job(&k, &sid, "residence", 1).await;
     let doc = k.raw().document(&sid, &jid, 10_000).await;
-    kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        k.kiosk_id(),
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("document while draining");
+    env.verify(&doc, &k, &sid, card, "residence", 1)
+        .await
+        .expect("document while draining");
     assert_eq!(k.raw().printed(&sid, &jid).await.status, 200);
     assert_eq!(k.raw().close(&sid).await.status, 204);
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use kofu_proto::CertKind;
 use kofu_proto::api::PrintedResponse;
-use kofu_testkit::{admin_post, verify_document};
+use kofu_testkit::admin_post;
 use reqwest::Method;
 
 use kofu_testkit::suite::*;
@@ -24,17 +24,10 @@ async fn documents_verify_and_fetching_again_returns_the_same_bytes() {
     ] {
         let jid = job(&k, &sid, kind, copies).await;
         let first = k.raw().document(&sid, &jid, 10_000).await;
-        let b = verify_document(
-            env.fx,
-            card,
-            &first,
-            &sid,
-            k.kiosk_id(),
-            kind,
-            copies,
-            &env.issuer,
-        )
-        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let b = env
+            .verify(&first, &k, &sid, card, kind, copies)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert!(first.body.starts_with(b"%PDF-"), "not a PDF");
         assert!(b.record_version >= 1, "record_version {}", b.record_version);
         let again = k.raw().document(&sid, &jid, 0).await;
@@ -101,17 +94,9 @@ async fn rendering_answers_202_and_the_long_poll_returns_when_ready() {
     assert_eq!(r.status, 202, "{}", r.text());
     let r = k.raw().document(&sid, &jid, 3000).await;
     let waited = t.elapsed();
-    verify_document(
-        env.fx,
-        card,
-        &r,
-        &sid,
-        k.kiosk_id(),
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("long-polled document");
+    env.verify(&r, &k, &sid, card, "residence", 1)
+        .await
+        .expect("long-polled document");
     assert!(
         waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3500),
         "long poll returned after {waited:?}"
@@ -140,17 +125,9 @@ async fn a_revoked_seal_is_never_released_even_for_earlier_jobs() {
     expect_error(&k.raw().printed(&sid, &seal).await, "not_delivered");
     // The holder's other documents are unaffected.
     let r = k.raw().document(&sid, &residence, 10_000).await;
-    verify_document(
-        env.fx,
-        card,
-        &r,
-        &sid,
-        k.kiosk_id(),
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("residence after a seal revocation");
+    env.verify(&r, &k, &sid, card, "residence", 1)
+        .await
+        .expect("residence after a seal revocation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,17 +182,10 @@ async fn printed_needs_delivery_and_is_idempotent() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     expect_error(&k.raw().printed(&sid, &jid).await, "not_delivered");
     let doc = k.raw().document(&sid, &jid, 10_000).await;
-    let b = verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        k.kiosk_id(),
-        "tax",
-        2,
-        &env.issuer,
-    )
-    .expect("tax document");
+    let b = env
+        .verify(&doc, &k, &sid, card, "tax", 2)
+        .await
+        .expect("tax document");
     let fee = CertKind::Tax.fee_yen() * 2;
     let first = k.raw().printed(&sid, &jid).await;
     assert_eq!(first.status, 200, "{}", first.text());

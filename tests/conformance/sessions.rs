@@ -171,17 +171,9 @@ async fn another_kiosk_sees_unknown_session_on_every_endpoint() {
     }
     // None of that touched the owner's session.
     let doc = owner.raw().document(&sid, &jid, 10_000).await;
-    kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        owner.kiosk_id(),
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("owner's document");
+    env.verify(&doc, &owner, &sid, card, "residence", 1)
+        .await
+        .expect("owner's document");
     assert_eq!(owner.raw().printed(&sid, &jid).await.status, 200);
 }
 

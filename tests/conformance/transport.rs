@@ -98,17 +98,9 @@ async fn every_v1_call_needs_a_valid_kiosk_credential() {
     }
     // None of the refused calls changed the session.
     let doc = k.raw().document(&sid, &jid, 10_000).await;
-    kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        k.kiosk_id(),
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("document after refused calls");
+    env.verify(&doc, &k, &sid, card, "residence", 1)
+        .await
+        .expect("document after refused calls");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

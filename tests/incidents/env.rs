@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kofu_kiosk::{CallError, Fetched, Order, Released};
+use kofu_kiosk::{CallError, Expected, Fetched, Released};
 use kofu_proto::{Binding, CertKind};
 use kofu_testkit::{
     Card, Client, Deployment, DeploymentOptions, Fixtures, Kiosk, Method, Resp, normalize_spaces,
@@ -130,10 +130,10 @@ impl Env {
         kind: CertKind,
         copies: u8,
     ) -> Result<Checked, String> {
-        let order = Order {
+        let order = Expected {
             session_id: sid,
             kiosk_id,
-            card: self.card(card_ix),
+            card: &self.card(card_ix).id,
             kind,
             copies,
         };

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use kofu_testkit::suite::RENDER_TIMEOUT_FLAGS;
+
 use crate::env::{Env, deploy};
 
 /// One population for every scenario: enough kiosks for incident 2 (>= 100 stores).
@@ -127,17 +129,6 @@ enum Scenario {
     ErrorAndRetry,
 }
 
-/// Incident 1's fault injection: every third job sleeps 1.5 s before rendering while
-/// its deadline is 0.5 s, so it is voided while the jobs around it render at once.
-const TIMEOUT_FLAGS: &[&str] = &[
-    "--render-delay-ms",
-    "1500",
-    "--render-deadline-ms",
-    "500",
-    "--render-delay-every",
-    "3",
-];
-
 impl Scenario {
     const ALL: [Scenario; 6] = [
         Scenario::TimeoutUnderLoad,
@@ -162,7 +153,7 @@ impl Scenario {
     /// The fault flags a scenario needs; the same on every topology.
     fn flags(self) -> &'static [&'static str] {
         match self {
-            Scenario::TimeoutUnderLoad => TIMEOUT_FLAGS,
+            Scenario::TimeoutUnderLoad => &RENDER_TIMEOUT_FLAGS,
             // Renders take a while, so registry updates land while documents render.
             Scenario::RecordUpdate => &["--render-delay-ms", "200"],
             // Seal jobs are still rendering when their registration is revoked.

@@ -18,7 +18,7 @@ use crate::steps::{
 use crate::{Summary, Tally};
 
 /// A voided job is fetched again this long after its creation: the delay injected by
-/// `TIMEOUT_FLAGS` has elapsed by then, so a late render would have finished and could
+/// `RENDER_TIMEOUT_FLAGS` has elapsed by then, so a late render would have finished and could
 /// be (wrongly) released.
 const REFETCH_AFTER: Duration = Duration::from_millis(2000);
 

@@ -16,9 +16,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 
-use crate::client::{Client, Exchange, Route};
+use crate::client::{Client, Exchange};
 use crate::fixtures::{Card, KioskCred};
-use crate::outcome::{CallError, Observer, Step};
+use crate::outcome::{CallError, Step};
 use crate::raw::Resp;
 
 /// The longest long poll API.md allows.
@@ -183,11 +183,6 @@ impl Kiosk {
         self.with_client(self.client.pinned(i))
     }
 
-    /// The same kiosk, a random target per request.
-    pub fn spread(&self) -> Kiosk {
-        self.with_client(self.client.with_route(Route::Spread))
-    }
-
     /// The same kiosk over other nodes, on the same pool.
     pub fn with_targets<S: AsRef<str>>(&self, bases: impl IntoIterator<Item = S>) -> Kiosk {
         self.with_client(self.client.with_targets(bases))
@@ -199,11 +194,6 @@ impl Kiosk {
             client,
             ..self.clone()
         }
-    }
-
-    /// The same kiosk, telling `observer` about every request.
-    pub fn observed(&self, observer: Observer) -> Kiosk {
-        self.with_client(self.client.with_observer(observer))
     }
 
     /// The same requests, answers untouched.

@@ -24,10 +24,10 @@ pub use kiosk::{Fetched, Kiosk, LongPoll, MAX_WAIT_MS, Raw, Released};
 pub use names::{contains_name, normalize_spaces};
 pub use outcome::{ApiError, CallError, NoAnswer, Observer, Record, Step};
 #[cfg(feature = "pdftotext")]
-pub use pdftotext::{pdf_text, pdf_text_async};
+pub use pdftotext::pdf_text;
 pub use raw::Resp;
 pub use session::{Completed, Fault, KindChoice, Plan, Retry, SessionFailure};
-pub use verify::{NameFault, Order, Refusal, TextCheck, Verified, Verifier, check_names};
+pub use verify::{Expected, NameFault, Refusal, TextCheck, Verified, Verifier, check_names};
 
 /// Re-exported so that users name HTTP methods without depending on reqwest.
 pub use reqwest::Method;

@@ -191,12 +191,5 @@ pub struct Record {
     pub timeout: bool,
 }
 
-impl Record {
-    /// Whether the node answered at all.
-    pub fn answered(&self) -> bool {
-        self.status.is_some()
-    }
-}
-
 /// Called after every request of a client that has one.
 pub type Observer = std::sync::Arc<dyn Fn(&Record) + Send + Sync>;

@@ -12,7 +12,7 @@ use kofu_proto::{Binding, CertKind};
 use crate::fixtures::Card;
 use crate::kiosk::{Fetched, Kiosk, LongPoll, Released};
 use crate::outcome::{CallError, Step};
-use crate::verify::{Order, Refusal, Verifier};
+use crate::verify::{Expected, Refusal, Verifier};
 
 /// How often a step is repeated after `503` or no answer, and the pause between tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,10 +175,10 @@ impl Kiosk {
                 });
             }
         };
-        let order = Order {
+        let order = Expected {
             session_id: sid,
             kiosk_id: self.kiosk_id(),
-            card,
+            card: &card.id,
             kind,
             copies,
         };

@@ -5,8 +5,9 @@
 //! run) or, strictly, as `pdftotext` extracts it (what a person would read).
 
 use ed25519_dalek::VerifyingKey;
-use kofu_proto::verify::{Expected, VerifyError, verify_release};
-use kofu_proto::{Binding, CertKind};
+use kofu_proto::Binding;
+pub use kofu_proto::verify::Expected;
+use kofu_proto::verify::{VerifyError, verify_release};
 
 use crate::fixtures::{Card, Fixtures};
 use crate::kiosk::Released;
@@ -23,16 +24,6 @@ pub enum TextCheck {
     /// no other household's name.
     #[cfg(feature = "pdftotext")]
     Pdftotext,
-}
-
-/// What the kiosk ordered: the binding must say exactly this.
-#[derive(Debug, Clone, Copy)]
-pub struct Order<'a> {
-    pub session_id: &'a str,
-    pub kiosk_id: &'a str,
-    pub card: &'a Card,
-    pub kind: CertKind,
-    pub copies: u8,
 }
 
 /// A document that passed the check.
@@ -74,7 +65,8 @@ pub enum Refusal {
     Extract(String),
 }
 
-/// The check of a released document against its order and the population.
+/// The check of a released document against the kiosk's order (`Expected`: session,
+/// kiosk, card, kind, copies) and the population.
 #[derive(Debug, Clone, Copy)]
 pub struct Verifier<'a> {
     pub fixtures: &'a Fixtures,
@@ -84,37 +76,27 @@ pub struct Verifier<'a> {
 
 impl Verifier<'_> {
     /// Checks `doc`; a `pdftotext` child process does not block the async runtime.
-    pub async fn verify(&self, doc: &Released, order: &Order<'_>) -> Result<Verified, Refusal> {
+    pub async fn verify(&self, doc: &Released, order: &Expected<'_>) -> Result<Verified, Refusal> {
         let binding = self.signed(doc, order)?;
+        let card = self
+            .fixtures
+            .index_of(order.card)
+            .ok_or(Refusal::UnknownCard)?;
         match self.text {
-            TextCheck::Bytes => self.bytes(doc, order, binding),
-            #[cfg(feature = "pdftotext")]
-            TextCheck::Pdftotext => {
-                let text = crate::pdftotext::pdf_text_async(&doc.body)
-                    .await
-                    .map_err(|e| Refusal::Extract(e.to_string()))?;
-                self.text(order.card, binding, text)
-            }
-        }
-    }
-
-    /// [`Verifier::verify`] for callers without a runtime (a `pdftotext` run blocks).
-    pub fn verify_blocking(&self, doc: &Released, order: &Order<'_>) -> Result<Verified, Refusal> {
-        let binding = self.signed(doc, order)?;
-        match self.text {
-            TextCheck::Bytes => self.bytes(doc, order, binding),
+            TextCheck::Bytes => self.bytes(doc, card, binding),
             #[cfg(feature = "pdftotext")]
             TextCheck::Pdftotext => {
                 let text = crate::pdftotext::pdf_text(&doc.body)
+                    .await
                     .map_err(|e| Refusal::Extract(e.to_string()))?;
-                self.text(order.card, binding, text)
+                self.text(&self.fixtures.cards[card], binding, text)
             }
         }
     }
 
     /// The binding, trusted only once the issuer's signature over it verified and every
     /// field matched the order and the body.
-    fn signed(&self, doc: &Released, order: &Order<'_>) -> Result<Binding, Refusal> {
+    fn signed(&self, doc: &Released, order: &Expected<'_>) -> Result<Binding, Refusal> {
         let ctype = doc.content_type().unwrap_or_default();
         if !ctype.starts_with("application/pdf") {
             return Err(Refusal::NotPdf(ctype.to_owned()));
@@ -125,31 +107,13 @@ impl Verifier<'_> {
         let signature = doc
             .signature()
             .ok_or(Refusal::MissingHeader(kofu_proto::api::SIGNATURE_HEADER))?;
-        let expected = Expected {
-            session_id: order.session_id,
-            kiosk_id: order.kiosk_id,
-            card: &order.card.id,
-            kind: order.kind,
-            copies: order.copies,
-        };
-        verify_release(self.issuer, &doc.body, binding, signature, &expected)
-            .map_err(Refusal::Release)
+        verify_release(self.issuer, &doc.body, binding, signature, order).map_err(Refusal::Release)
     }
 
-    fn bytes(
-        &self,
-        doc: &Released,
-        order: &Order<'_>,
-        binding: Binding,
-    ) -> Result<Verified, Refusal> {
-        let card = self
-            .fixtures
-            .index_of(&order.card.id)
-            .ok_or(Refusal::UnknownCard)?;
-        let found = self
-            .fixtures
-            .names()
-            .scan(&doc.body, card, order.card.household);
+    /// `card` is the holder's position in the fixtures.
+    fn bytes(&self, doc: &Released, card: usize, binding: Binding) -> Result<Verified, Refusal> {
+        let household = self.fixtures.cards[card].household;
+        let found = self.fixtures.names().scan(&doc.body, card, household);
         let what = || describe(&binding);
         if !found.holder {
             return Err(Refusal::HolderMissing { what: what() });
@@ -233,4 +197,158 @@ pub fn check_names(fx: &Fixtures, card: &Card, text: &str) -> Result<(), NameFau
         return Err(NameFault::Foreign(foreign));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Resp;
+    use ed25519_dalek::{Signer as _, SigningKey};
+    use kofu_proto::{CertKind, FixtureLine};
+    use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+    use sha2::{Digest as _, Sha256};
+
+    fn card(id: &str, name: &str, household: &str) -> FixtureLine {
+        FixtureLine::Card {
+            card_id: id.into(),
+            secret_key: kofu_proto::b64url(&[7u8; 32]),
+            full_name: name.into(),
+            municipality_code: "131041".into(),
+            household_id: household.into(),
+            seal_registered: true,
+            seal_revoked: false,
+            card_revoked: false,
+            restricted: false,
+            tax_record: true,
+        }
+    }
+
+    fn fixtures() -> Fixtures {
+        Fixtures::from_lines([
+            card("0123456789ABCDEF", "YAMADA Taro", "h1"),
+            card("0123456789ABCDE0", "YAMADA Hanako", "h1"),
+            card("0123456789ABCDE1", "SATO Jiro", "h2"),
+            FixtureLine::Kiosk {
+                kiosk_id: "SEJ-13104-0042-01".into(),
+                token: "t".into(),
+            },
+        ])
+        .expect("fixtures")
+    }
+
+    /// A document for card 0's session, signed by `issuer`, as the kiosk receives it.
+    fn released(issuer: &SigningKey, fx: &Fixtures, body: &[u8], ctype: &str) -> Released {
+        let binding = Binding {
+            v: 1,
+            serial: "S-1".into(),
+            session_id: "sess".into(),
+            kiosk_id: "SEJ-13104-0042-01".into(),
+            card_digest: fx.cards[0].id.digest(),
+            kind: CertKind::Residence,
+            copies: 1,
+            record_version: 1,
+            issued_at: "2026-11-21T09:00:00Z".into(),
+            doc_sha256: hex_sha256(body),
+        };
+        let bytes = binding.to_bytes();
+        let mut headers = HeaderMap::new();
+        let header = |v: String| HeaderValue::from_str(&v).expect("header");
+        headers.insert(CONTENT_TYPE, header(ctype.to_owned()));
+        headers.insert(
+            kofu_proto::api::BINDING_HEADER,
+            header(kofu_proto::b64url(&bytes)),
+        );
+        headers.insert(
+            kofu_proto::api::SIGNATURE_HEADER,
+            header(kofu_proto::b64url(&issuer.sign(&bytes).to_bytes())),
+        );
+        let resp = Resp {
+            status: 200,
+            headers,
+            body: bytes::Bytes::copy_from_slice(body),
+        };
+        Released::from_resp(&resp).expect("a 200 answer")
+    }
+
+    fn hex_sha256(body: &[u8]) -> String {
+        Sha256::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn check(fx: &Fixtures, issuer: &SigningKey, doc: &Released) -> Result<Verified, Refusal> {
+        let key = issuer.verifying_key();
+        let verifier = Verifier {
+            fixtures: fx,
+            issuer: &key,
+            text: TextCheck::Bytes,
+        };
+        let expected = Expected {
+            session_id: "sess",
+            kiosk_id: "SEJ-13104-0042-01",
+            card: &fx.cards[0].id,
+            kind: CertKind::Residence,
+            copies: 1,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(verifier.verify(doc, &expected))
+    }
+
+    #[test]
+    fn the_household_rule_on_the_bytes() {
+        let (fx, issuer) = (fixtures(), SigningKey::from_bytes(&[3u8; 32]));
+        let ok = released(
+            &issuer,
+            &fx,
+            b"%PDF (YAMADA Taro) (YAMADA Hanako)",
+            "application/pdf",
+        );
+        assert_eq!(
+            check(&fx, &issuer, &ok).map(|v| v.binding.serial),
+            Ok("S-1".into())
+        );
+        let foreign = released(
+            &issuer,
+            &fx,
+            b"%PDF (YAMADA Taro) (SATO Jiro)",
+            "application/pdf",
+        );
+        assert!(matches!(
+            check(&fx, &issuer, &foreign),
+            Err(Refusal::ForeignNames { count: 1, .. })
+        ));
+        let nobody = released(&issuer, &fx, b"%PDF (YAMADA Hanako)", "application/pdf");
+        assert!(matches!(
+            check(&fx, &issuer, &nobody),
+            Err(Refusal::HolderMissing { .. })
+        ));
+        // Personal data never reaches the refusal's text.
+        let why = check(&fx, &issuer, &foreign)
+            .expect_err("refused")
+            .to_string();
+        assert!(!why.contains("SATO") && !why.contains("YAMADA"), "{why}");
+    }
+
+    #[test]
+    fn signature_and_envelope_come_first() {
+        let (fx, issuer) = (fixtures(), SigningKey::from_bytes(&[3u8; 32]));
+        let html = released(&issuer, &fx, b"%PDF (YAMADA Taro)", "text/html");
+        assert!(matches!(
+            check(&fx, &issuer, &html),
+            Err(Refusal::NotPdf(_))
+        ));
+        let forged = released(
+            &SigningKey::from_bytes(&[4u8; 32]),
+            &fx,
+            b"%PDF (YAMADA Taro)",
+            "application/pdf",
+        );
+        assert!(matches!(
+            check(&fx, &issuer, &forged),
+            Err(Refusal::Release(VerifyError::Signature))
+        ));
+    }
 }

@@ -181,7 +181,7 @@ impl Deployment {
     }
 
     /// Admin listener URLs of the running nodes.
-    pub fn admins(&self) -> Vec<String> {
+    fn admins(&self) -> Vec<String> {
         self.nodes
             .iter()
             .flatten()
@@ -253,7 +253,7 @@ impl Deployment {
     }
 
     /// Shard → owner id, as node `n` sees it (blocking).
-    pub fn owners(&self, n: usize) -> Option<Vec<Option<String>>> {
+    fn owners(&self, n: usize) -> Option<Vec<Option<String>>> {
         let view = self.view(n)?;
         let mut owners = vec![None; self.opts.shard_count() as usize];
         for s in view["shards"].as_array()? {

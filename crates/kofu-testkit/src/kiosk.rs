@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use kofu_kiosk::{
-    Card, Client, Fixtures, KindChoice, Kiosk, LongPoll, Method, Order, Plan, Released, Resp,
+    Card, Client, Expected, Fixtures, KindChoice, Kiosk, LongPoll, Method, Plan, Released, Resp,
     Retry, TextCheck, Verifier,
 };
 use kofu_proto::{Binding, CertKind};
@@ -37,7 +37,7 @@ impl RespExt for Resp {
 }
 
 /// A client for one-off requests to absolute URLs, on the current runtime.
-pub fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
@@ -84,16 +84,11 @@ pub struct SessionReport {
 /// The strict check of a raw document answer: `200`, signature and binding against the
 /// order, then the text as `pdftotext` extracts it (holder named, title, serial, date, no
 /// name from another household).
-#[allow(clippy::too_many_arguments)] // mirrors everything a kiosk knows about its order
-pub fn verify_document(
+pub(crate) async fn verify_document(
     fx: &Fixtures,
-    card: &Card,
-    resp: &Resp,
-    session_id: &str,
-    kiosk_id: &str,
-    kind: &str,
-    copies: u8,
     issuer: &VerifyingKey,
+    resp: &Resp,
+    order: &Expected<'_>,
 ) -> Result<Binding, String> {
     let doc = Released::from_resp(resp).ok_or_else(|| {
         format!(
@@ -102,16 +97,9 @@ pub fn verify_document(
             resp.text()
         )
     })?;
-    let kind = CertKind::parse(kind).ok_or_else(|| format!("unknown kind {kind:?}"))?;
-    let order = Order {
-        session_id,
-        kiosk_id,
-        card,
-        kind,
-        copies,
-    };
     strict(fx, issuer)
-        .verify_blocking(&doc, &order)
+        .verify(&doc, order)
+        .await
         .map(|v| v.binding)
         .map_err(|e| e.to_string())
 }

@@ -16,9 +16,7 @@ pub mod suite;
 
 pub use bin::{free_port, kofu_bin, kofu_bin_with_features};
 pub use deployment::{Deployment, DeploymentOptions};
-pub use kiosk::{
-    RespExt, SessionReport, admin_post, client, full_session, get, request, strict, verify_document,
-};
+pub use kiosk::{RespExt, SessionReport, admin_post, full_session, get, request, strict};
 pub use node::{KofuNode, NodeOptions};
 pub use population::fixtures;
 pub use promtool::promtool_check;
@@ -27,6 +25,5 @@ pub use sentinel::SentinelSetup;
 
 /// The kiosk side, as the tests use it.
 pub use kofu_kiosk::{
-    Card, Client, Fixtures, Kiosk, KioskCred, Method, Resp, contains_name, normalize_spaces,
-    pdf_text,
+    Card, Client, Fixtures, Kiosk, Method, Resp, contains_name, normalize_spaces,
 };

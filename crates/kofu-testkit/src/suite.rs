@@ -4,8 +4,9 @@
 //! answer is checked against API.md the same strict way.
 
 use ed25519_dalek::VerifyingKey;
-use kofu_proto::ErrorCode;
+use kofu_kiosk::Expected;
 use kofu_proto::api::{CreateSessionResponse, JobResponse};
+use kofu_proto::{Binding, CertKind, ErrorCode};
 
 use crate::{Card, Deployment, DeploymentOptions, Fixtures, Kiosk, KofuNode, Resp};
 
@@ -64,7 +65,40 @@ impl Env {
     pub fn admin_token(&self) -> &str {
         &self.fx.admin_token
     }
+
+    /// The strict kiosk check of a raw document answer to kiosk `k`'s order of `copies`
+    /// of `kind` for `card` in session `sid`.
+    pub async fn verify(
+        &self,
+        r: &Resp,
+        k: &Kiosk,
+        sid: &str,
+        card: &Card,
+        kind: &str,
+        copies: u8,
+    ) -> Result<Binding, String> {
+        let kind = CertKind::parse(kind).ok_or_else(|| format!("unknown kind {kind:?}"))?;
+        let order = Expected {
+            session_id: sid,
+            kiosk_id: k.kiosk_id(),
+            card: &card.id,
+            kind,
+            copies,
+        };
+        crate::kiosk::verify_document(self.fx, &self.issuer, r, &order).await
+    }
 }
+
+/// Incident 1's fault injection: every third job sleeps 1.5 s before rendering while
+/// its deadline is 0.5 s, so it is voided while the jobs around it render at once.
+pub const RENDER_TIMEOUT_FLAGS: [&str; 6] = [
+    "--render-delay-ms",
+    "1500",
+    "--render-deadline-ms",
+    "500",
+    "--render-delay-every",
+    "3",
+];
 
 /// The `n`-th card (in fixture order) satisfying `pred`.
 pub fn card_where(fx: &Fixtures, n: usize, pred: impl Fn(&Card) -> bool) -> &Card {
@@ -167,4 +201,4 @@ pub use crate::kiosk::request as raw;
 /// `Resp::json`, failing the test with the body.
 pub use crate::RespExt;
 
-pub use crate::{admin_post, full_session, get, verify_document};
+pub use crate::{admin_post, full_session, get};

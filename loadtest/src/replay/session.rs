@@ -1,7 +1,7 @@
 //! One kiosk session of a replay: its steps at their intended times, each answer checked
 //! against what that step must get, every document checked like a kiosk before printing.
 
-use kofu_kiosk::{CallError, Fetched, Kiosk, LongPoll, MAX_WAIT_MS, Order, TextCheck, Verifier};
+use kofu_kiosk::{CallError, Expected, Fetched, Kiosk, LongPoll, MAX_WAIT_MS, TextCheck, Verifier};
 use kofu_proto::CertKind;
 use kofu_proto::api::CreateSessionResponse;
 use tokio::time::Instant;
@@ -184,10 +184,10 @@ impl State<'_> {
             Err(e) => return Err(unexpected("fetch", &e, 200)),
         };
         let fx = &self.shared.fx;
-        let order = Order {
+        let order = Expected {
             session_id: sid,
             kiosk_id: self.kiosk.kiosk_id(),
-            card: &fx.cards[self.card],
+            card: &fx.cards[self.card].id,
             kind: *kind,
             copies: *copies,
         };
