@@ -341,17 +341,25 @@ impl Exchange {
         ApiError::parse(self.status.as_u16(), retry_after, &self.body)
     }
 
-    /// `Ok` for the status `want`; an API error for an error status; malformed otherwise.
+    /// `Ok` for the status `want`, else [`Exchange::unexpected`].
     pub(crate) fn success(self, want: StatusCode) -> Result<Exchange, CallError> {
         if self.status == want {
             Ok(self)
-        } else if self.status.is_client_error() || self.status.is_server_error() {
-            Err(CallError::Api(self.api_error()))
         } else {
-            Err(CallError::Malformed {
+            Err(self.unexpected())
+        }
+    }
+
+    /// An answer other than the step's: an API error for an error status, malformed
+    /// for any other.
+    pub(crate) fn unexpected(&self) -> CallError {
+        if self.status.is_client_error() || self.status.is_server_error() {
+            CallError::Api(self.api_error())
+        } else {
+            CallError::Malformed {
                 status: self.status.as_u16(),
                 what: "unexpected status",
-            })
+            }
         }
     }
 

@@ -89,6 +89,13 @@ pub struct Completed {
     pub printed: PrintedResponse,
 }
 
+impl Completed {
+    /// Pages of the document, when its text was extracted.
+    pub fn pages(&self) -> Option<u32> {
+        self.text.as_deref().map(crate::verify::pages)
+    }
+}
+
 /// Why a session stopped, and at which step.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{step}: {fault}")]

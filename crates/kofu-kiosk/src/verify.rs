@@ -34,12 +34,10 @@ pub struct Verified {
     pub text: Option<String>,
 }
 
-impl Verified {
-    /// Pages, as `pdftotext` separates them (a form feed after each); with text only.
-    pub fn pages(&self) -> Option<u32> {
-        let feeds = self.text.as_ref()?.matches('\u{c}').count();
-        Some(u32::try_from(feeds.max(1)).unwrap_or(u32::MAX))
-    }
+/// Pages of an extracted text, as `pdftotext` separates them (a form feed after each).
+pub(crate) fn pages(text: &str) -> u32 {
+    let feeds = text.matches('\u{c}').count();
+    u32::try_from(feeds.max(1)).unwrap_or(u32::MAX)
 }
 
 /// Why a document must not be printed. Never names a person: counts and fixed texts.
