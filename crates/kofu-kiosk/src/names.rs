@@ -166,8 +166,7 @@ impl NameIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Fixtures;
-    use kofu_proto::FixtureLine;
+    use crate::fixtures::tests::{card, sample};
 
     #[test]
     fn whole_words_only() {
@@ -208,29 +207,7 @@ mod tests {
 
     #[test]
     fn one_pass_finds_the_holder_and_foreign_names() {
-        let card = |id: &str, name: &str, h: &str| FixtureLine::Card {
-            card_id: id.into(),
-            secret_key: kofu_proto::b64url(&[7u8; 32]),
-            full_name: name.into(),
-            municipality_code: "131041".into(),
-            household_id: h.into(),
-            seal_registered: true,
-            seal_revoked: false,
-            card_revoked: false,
-            restricted: false,
-            tax_record: true,
-        };
-        let fx = Fixtures::from_lines([
-            card("0123456789ABCDEF", "YAMADA Taro", "h1"),
-            card("0123456789ABCDE0", "YAMADA Hanako", "h1"),
-            card("0123456789ABCDE1", "SATO Jiro", "h2"),
-            card("0123456789ABCDE2", "山田 太郎", "h3"),
-            FixtureLine::Kiosk {
-                kiosk_id: "SEJ-13104-0042-01".into(),
-                token: "t".into(),
-            },
-        ])
-        .expect("fixtures");
+        let fx = sample([card("0123456789ABCDE2", "山田 太郎", "h3")]);
         let names = fx.names();
         let h1 = fx.cards[0].household;
         let scan = |doc: &[u8], card: usize| names.scan(doc, card, fx.cards[card].household);

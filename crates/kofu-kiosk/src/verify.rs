@@ -27,11 +27,18 @@ pub enum TextCheck {
 }
 
 /// A document that passed the check.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verified {
     pub binding: Binding,
     /// The extracted text, with [`TextCheck::Pdftotext`].
     pub text: Option<String>,
+}
+
+impl std::fmt::Debug for Verified {
+    // The text names people: the serial only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Verified({} {})", self.binding.kind, self.binding.serial)
+    }
 }
 
 /// Pages of an extracted text, as `pdftotext` separates them (a form feed after each).
@@ -201,38 +208,11 @@ pub fn check_names(fx: &Fixtures, card: &Card, text: &str) -> Result<(), NameFau
 mod tests {
     use super::*;
     use crate::Resp;
+    use crate::fixtures::tests::sample;
     use ed25519_dalek::{Signer as _, SigningKey};
-    use kofu_proto::{CertKind, FixtureLine};
+    use kofu_proto::CertKind;
     use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
     use sha2::{Digest as _, Sha256};
-
-    fn card(id: &str, name: &str, household: &str) -> FixtureLine {
-        FixtureLine::Card {
-            card_id: id.into(),
-            secret_key: kofu_proto::b64url(&[7u8; 32]),
-            full_name: name.into(),
-            municipality_code: "131041".into(),
-            household_id: household.into(),
-            seal_registered: true,
-            seal_revoked: false,
-            card_revoked: false,
-            restricted: false,
-            tax_record: true,
-        }
-    }
-
-    fn fixtures() -> Fixtures {
-        Fixtures::from_lines([
-            card("0123456789ABCDEF", "YAMADA Taro", "h1"),
-            card("0123456789ABCDE0", "YAMADA Hanako", "h1"),
-            card("0123456789ABCDE1", "SATO Jiro", "h2"),
-            FixtureLine::Kiosk {
-                kiosk_id: "SEJ-13104-0042-01".into(),
-                token: "t".into(),
-            },
-        ])
-        .expect("fixtures")
-    }
 
     /// A document for card 0's session, signed by `issuer`, as the kiosk receives it.
     fn released(issuer: &SigningKey, fx: &Fixtures, body: &[u8], ctype: &str) -> Released {
@@ -297,7 +277,7 @@ mod tests {
 
     #[test]
     fn the_household_rule_on_the_bytes() {
-        let (fx, issuer) = (fixtures(), SigningKey::from_bytes(&[3u8; 32]));
+        let (fx, issuer) = (sample([]), SigningKey::from_bytes(&[3u8; 32]));
         let ok = released(
             &issuer,
             &fx,
@@ -332,7 +312,7 @@ mod tests {
 
     #[test]
     fn signature_and_envelope_come_first() {
-        let (fx, issuer) = (fixtures(), SigningKey::from_bytes(&[3u8; 32]));
+        let (fx, issuer) = (sample([]), SigningKey::from_bytes(&[3u8; 32]));
         let html = released(&issuer, &fx, b"%PDF (YAMADA Taro)", "text/html");
         assert!(matches!(
             check(&fx, &issuer, &html),
