@@ -11,7 +11,6 @@ use kofu_proto::verify::{VerifyError, verify_release};
 
 use crate::fixtures::{Card, Fixtures};
 use crate::kiosk::Released;
-#[cfg(feature = "pdftotext")]
 use crate::names::normalize_spaces;
 
 /// How a document's text is read for the name checks.
@@ -22,7 +21,6 @@ pub enum TextCheck {
     /// The text `pdftotext -layout` extracts (one child process per document): the
     /// holder's name as a whole word, the kind's title, the serial, the issue date, and
     /// no other household's name.
-    #[cfg(feature = "pdftotext")]
     Pdftotext,
 }
 
@@ -89,7 +87,6 @@ impl Verifier<'_> {
             .ok_or(Refusal::UnknownCard)?;
         match self.text {
             TextCheck::Bytes => self.bytes(doc, card, binding),
-            #[cfg(feature = "pdftotext")]
             TextCheck::Pdftotext => {
                 let text = crate::pdftotext::pdf_text(&doc.body)
                     .await
@@ -135,7 +132,6 @@ impl Verifier<'_> {
         })
     }
 
-    #[cfg(feature = "pdftotext")]
     fn text(&self, card: &Card, binding: Binding, raw: String) -> Result<Verified, Refusal> {
         let text = normalize_spaces(&raw);
         let what = describe(&binding);
