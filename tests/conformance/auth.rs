@@ -4,9 +4,9 @@
 use ed25519_dalek::Signer;
 use kofu_proto::CertKind;
 use kofu_proto::api::AuthResponse;
-use kofu_testkit::{Card, Kiosk};
+use kofu_testkit::Card;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 /// What API.md and the record model say this holder may be issued now.
 fn expected_kinds(card: &Card) -> Vec<(String, u32)> {
@@ -72,8 +72,8 @@ async fn auth_answers_masked_holder_municipality_and_issuable_kinds() {
     }
     for card in cards {
         let s = open(&k, card).await;
-        let sig = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-        let r = k.auth(&s.session_id, &sig).await;
+        let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+        let r = k.raw().auth(&s.session_id, &sig).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let a: AuthResponse = r.json();
         assert_eq!(a.holder.display_name, masked(&card.full_name));
@@ -93,10 +93,10 @@ async fn auth_answers_masked_holder_municipality_and_issuable_kinds() {
             assert!(!text.contains(word), "auth answer spells out a name");
         }
         assert!(
-            !text.contains(&card.card_id),
+            !text.contains(card.card_id()),
             "auth answer echoes the card id"
         );
-        assert_eq!(k.close(&s.session_id).await.status, 204);
+        assert_eq!(k.raw().close(&s.session_id).await.status, 204);
     }
 }
 
@@ -107,17 +107,23 @@ async fn three_bad_signatures_lock_the_session() {
     let card = full_card(env.fx, 0);
     let impostor = full_card(env.fx, 1);
     let s = open(&k, card).await;
-    let forged = Kiosk::sign_challenge(impostor, &s.session_id, &k.kiosk_id, &s.challenge);
+    let forged = impostor.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
     for left in [2, 1] {
-        let v = expect_error(&k.auth(&s.session_id, &forged).await, "bad_signature");
+        let v = expect_error(&k.raw().auth(&s.session_id, &forged).await, "bad_signature");
         assert_eq!(v["attempts_left"], left, "{v}");
     }
-    expect_error(&k.auth(&s.session_id, &forged).await, "session_locked");
-    // Locked means closed: even the genuine signature now finds no session.
-    let genuine = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    expect_error(&k.auth(&s.session_id, &genuine).await, "unknown_session");
     expect_error(
-        &k.create_job(&s.session_id, "residence", 1).await,
+        &k.raw().auth(&s.session_id, &forged).await,
+        "session_locked",
+    );
+    // Locked means closed: even the genuine signature now finds no session.
+    let genuine = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    expect_error(
+        &k.raw().auth(&s.session_id, &genuine).await,
+        "unknown_session",
+    );
+    expect_error(
+        &k.raw().create_job(&s.session_id, "residence", 1).await,
         "unknown_session",
     );
     // And the card can start over.
@@ -131,20 +137,18 @@ async fn a_good_signature_after_a_bad_one_still_authenticates() {
     let card = full_card(env.fx, 0);
     let s = open(&k, card).await;
     // Signed over the wrong kiosk id: a relay for another store must not verify.
-    let wrong_kiosk = Kiosk::sign_challenge(
-        card,
-        &s.session_id,
-        &env.fx.kiosks[1].kiosk_id,
-        &s.challenge,
+    let wrong_kiosk = card.sign_challenge(&s.session_id, &env.fx.kiosks[1].kiosk_id, &s.challenge);
+    let v = expect_error(
+        &k.raw().auth(&s.session_id, &wrong_kiosk).await,
+        "bad_signature",
     );
-    let v = expect_error(&k.auth(&s.session_id, &wrong_kiosk).await, "bad_signature");
     assert_eq!(v["attempts_left"], 2);
     // Not even a signature: still just a bad signature.
     let junk = kofu_proto::b64url(&card.signing_key.sign(b"something else").to_bytes());
-    let v = expect_error(&k.auth(&s.session_id, &junk).await, "bad_signature");
+    let v = expect_error(&k.raw().auth(&s.session_id, &junk).await, "bad_signature");
     assert_eq!(v["attempts_left"], 1);
-    let genuine = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    assert_eq!(k.auth(&s.session_id, &genuine).await.status, 200);
+    let genuine = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    assert_eq!(k.raw().auth(&s.session_id, &genuine).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,18 +157,16 @@ async fn auth_on_an_authenticated_session_is_409() {
     let k = env.kiosk(0);
     let card = full_card(env.fx, 0);
     let s = open(&k, card).await;
-    let sig = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    assert_eq!(k.auth(&s.session_id, &sig).await.status, 200);
-    expect_error(&k.auth(&s.session_id, &sig).await, "already_authenticated");
-    // Even a bad signature on an authenticated session is no strike against it.
-    let other = Kiosk::sign_challenge(
-        full_card(env.fx, 1),
-        &s.session_id,
-        &k.kiosk_id,
-        &s.challenge,
-    );
+    let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    assert_eq!(k.raw().auth(&s.session_id, &sig).await.status, 200);
     expect_error(
-        &k.auth(&s.session_id, &other).await,
+        &k.raw().auth(&s.session_id, &sig).await,
+        "already_authenticated",
+    );
+    // Even a bad signature on an authenticated session is no strike against it.
+    let other = full_card(env.fx, 1).sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    expect_error(
+        &k.raw().auth(&s.session_id, &other).await,
         "already_authenticated",
     );
     job(&k, &s.session_id, "residence", 1).await;

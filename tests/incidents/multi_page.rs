@@ -4,14 +4,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use kofu_kiosk::{NameFault, check_names};
 use kofu_proto::CertKind;
-use kofu_testkit::contains_name;
+use kofu_testkit::normalize_spaces;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::env::{Checked, Env};
 use crate::noise::Noise;
-use crate::steps::{close, fetch, new_job, normalize_spaces, open, print};
+use crate::steps::{close, fetch, new_job, open, print};
 use crate::{Summary, Tally};
 
 /// Family-register certificates of multi-person households, concurrently: every page
@@ -59,7 +60,7 @@ pub(crate) async fn multi_page_documents(apis: &[String], env: &Arc<Env>) -> Sum
                 Ok(job) => {
                     let r = fetch(&kiosk, &sid, &job.id).await;
                     match env
-                        .verify(card_ix, &r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
+                        .check(card_ix, &r, &sid, kiosk.kiosk_id(), job.kind, job.copies)
                         .await
                     {
                         Ok(c) => {
@@ -89,7 +90,6 @@ fn check_pages(env: &Env, card_ix: usize, c: &Checked, t: &mut Tally) {
     let card = env.card(card_ix);
     let serial = &c.binding.serial;
     let members = env.fx.household_names(&card.household_id);
-    let foreign = env.fx.foreign_names(&card.household_id);
     // pdftotext ends every page with a form feed.
     let mut pages: Vec<&str> = c.text.split('\u{c}').collect();
     if pages.last().is_some_and(|p| p.trim().is_empty()) {
@@ -121,20 +121,16 @@ fn check_pages(env: &Env, card_ix: usize, c: &Checked, t: &mut Tally) {
                 "document {serial}: page {at} of {n} carries page marks {marks:?}"
             ));
         }
-        if !contains_name(&text, &card.full_name) {
-            t.fail(format!(
+        // The household rule, page by page: the holder on every page, nobody else's.
+        match check_names(env.fx, card, &text) {
+            Ok(()) => {}
+            Err(NameFault::Holder) => t.fail(format!(
                 "document {serial}: page {at}/{n} does not name the holder"
-            ));
-        }
-        let intruders = foreign
-            .iter()
-            .filter(|name| contains_name(&text, name))
-            .count();
-        if intruders > 0 {
-            t.fail(format!(
+            )),
+            Err(NameFault::Foreign(intruders)) => t.fail(format!(
                 "document {serial}: CROSS-DELIVERY: page {at}/{n} names {intruders} person(s) \
                  outside the household"
-            ));
+            )),
         }
     }
 }
