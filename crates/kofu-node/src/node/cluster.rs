@@ -215,7 +215,8 @@ pub(super) async fn plane(
         node_id.clone(),
         Duration::from_millis(cfg.hard_limit_ms) + STATE_TTL_MARGIN,
     )
-    .with_replicas(replicas);
+    .with_replicas(replicas)
+    .with_audit_retention(cfg.audit_retention);
     Ok(super::Plane {
         store: Arc::new(store),
         registry: Arc::new(registry),
