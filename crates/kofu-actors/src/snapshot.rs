@@ -6,7 +6,7 @@
 //! holds the card id, only its digest (I6).
 
 use kofu_core::session::Session as Machine;
-use kofu_proto::{KioskId, SessionId};
+use kofu_proto::{CardId, KioskId, SessionId};
 use serde::{Deserialize, Serialize};
 
 /// The format of an open session's snapshot.
@@ -45,6 +45,38 @@ pub struct Tombstone {
     pub session: SessionId,
     /// Only this kiosk's DELETE is answered `204`; anything else is `unknown_session`.
     pub kiosk: KioskId,
+}
+
+/// The format before issue 10 (card id instead of its digest, no sequence number), read
+/// so that sessions open across an upgrade go on; never written.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    v: u8,
+    session: SessionId,
+    kiosk: KioskId,
+    card: CardId,
+    #[serde(with = "serde_bytes")]
+    card_key: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    challenge: [u8; 32],
+    machine: Machine,
+    started_ms: u64,
+}
+
+impl SnapshotV2 {
+    fn upgrade(self) -> Snapshot {
+        Snapshot {
+            v: SNAPSHOT_V,
+            session: self.session,
+            kiosk: self.kiosk,
+            card_digest: self.card.digest_bytes(),
+            card_key: self.card_key,
+            challenge: self.challenge,
+            machine: self.machine,
+            started_ms: self.started_ms,
+            seq: 0,
+        }
+    }
 }
 
 /// What the store holds for a session.
@@ -89,7 +121,10 @@ impl Stored {
             Ok(_) => return Err(Undecodable),
             Err(_) => match rmp_serde::from_slice::<Tombstone>(bytes) {
                 Ok(t) if t.v == TOMBSTONE_V => Stored::Closed(t),
-                _ => return Err(Undecodable),
+                _ => match rmp_serde::from_slice::<SnapshotV2>(bytes) {
+                    Ok(old) if old.v == 2 => Stored::Open(old.upgrade()),
+                    _ => return Err(Undecodable),
+                },
             },
         };
         let id = match &stored {
@@ -108,7 +143,7 @@ impl Stored {
 mod tests {
     use super::*;
     use kofu_core::session::{Command, JobMeta};
-    use kofu_proto::{CardId, CertKind, JobId};
+    use kofu_proto::{CertKind, JobId};
 
     fn snapshot() -> Snapshot {
         let mut machine = Machine::new();
@@ -175,6 +210,41 @@ mod tests {
             bytes.len()
         );
         assert_eq!(Stored::decode(&bytes, snap.session), Ok(Stored::Closed(t)));
+    }
+
+    /// A session snapshotted by a node of the previous version goes on after an upgrade.
+    #[test]
+    fn a_version_2_snapshot_is_read_as_this_one() {
+        #[derive(Serialize)]
+        struct V2<'a> {
+            v: u8,
+            session: SessionId,
+            kiosk: &'a KioskId,
+            card: CardId,
+            #[serde(with = "serde_bytes")]
+            card_key: [u8; 32],
+            #[serde(with = "serde_bytes")]
+            challenge: [u8; 32],
+            machine: &'a Machine,
+            started_ms: u64,
+        }
+        let snap = snapshot();
+        let card = CardId::parse("0123456789ABCDEF").expect("card");
+        let old = rmp_serde::to_vec(&V2 {
+            v: 2,
+            session: snap.session,
+            kiosk: &snap.kiosk,
+            card,
+            card_key: snap.card_key,
+            challenge: snap.challenge,
+            machine: &snap.machine,
+            started_ms: snap.started_ms,
+        })
+        .expect("encode");
+        assert_eq!(
+            Stored::decode(&old, snap.session),
+            Ok(Stored::Open(Snapshot { seq: 0, ..snap }))
+        );
     }
 
     #[test]
