@@ -4,6 +4,7 @@
 //! A change whose outcome the store could not report is read back before the next
 //! transition (`session/reconcile.rs`), so a kiosk's retry after `503` converges.
 
+mod commit;
 mod ops;
 mod reconcile;
 mod render;
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use kofu_coord::{Applied, CardLockOp, Change, Fence, LockOutcome, SnapshotOp, StoreError};
+use kofu_coord::{CardLockOp, Change, Fence, LockOutcome, SnapshotOp};
 use kofu_core::records::ResidentRecord;
-use kofu_core::session::{CloseReason, Command, Outcome, Phase, Session as Machine, VoidReason};
+use kofu_core::session::{CloseReason, Phase, Session as Machine};
 use kofu_proto::api::CreateSessionResponse;
 use kofu_proto::{ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply};
 use kofu_render::Rendered;
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 use crate::Deps;
 use crate::messages::{Detach, NotApplied, ReplyTo, SessionCall, SessionStopped};
 use crate::shard_host::ShardHost;
-use crate::snapshot::{SNAPSHOT_V, Snapshot, Tombstone};
+use crate::snapshot::{SNAPSHOT_V, Snapshot};
 
 /// How soon a close that the store did not confirm is tried again.
 const CLOSE_RETRY: Duration = Duration::from_secs(1);
@@ -265,146 +266,6 @@ impl Session {
 
     fn job_index(&self, job: JobId) -> Option<usize> {
         self.jobs.iter().position(|j| j.saved.id == job)
-    }
-
-    /// Persists `next` (plus `change`'s other effects) and adopts it only once the
-    /// store acknowledged; the mailbox waits meanwhile, so transitions of one session
-    /// never interleave. A closed `next` leaves a tombstone instead of a snapshot.
-    fn commit<F>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        op: CommitOp,
-        next: Machine,
-        mut change: Change,
-        done: F,
-    ) where
-        F: FnOnce(&mut Self, &mut Context<Self>, Result<Applied, NotApplied>) + 'static,
-    {
-        let seq = self.seq + 1;
-        change.snapshot = if next.is_closed() {
-            SnapshotOp::Tombstone {
-                bytes: Tombstone::new(self.id, self.kiosk.clone()).encode(),
-                ttl: self.deps.config.tombstone_ttl,
-            }
-        } else {
-            SnapshotOp::Put(self.snapshot_bytes(&next, seq))
-        };
-        let timer = self.deps.metrics.store_op(op);
-        let fut = self.deps.store.apply(self.fence, self.id, change);
-        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
-            timer.observe_duration();
-            match res {
-                Ok(applied) => {
-                    act.seq = seq;
-                    act.adopt(next);
-                    done(act, ctx, Ok(applied));
-                }
-                Err(e) => {
-                    let failed = act.store_failed(&e, ctx);
-                    if failed == NotApplied::Unavailable {
-                        act.unsure = Unsure::Changed(op);
-                    }
-                    done(act, ctx, Err(failed));
-                }
-            }
-        }));
-    }
-
-    /// `commit`, then answer `reply`: `ok` builds the answer once the store acknowledged;
-    /// a change not applied answers why.
-    fn commit_then_reply<F>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        op: CommitOp,
-        next: Machine,
-        change: Change,
-        reply: ReplyTo,
-        ok: F,
-    ) where
-        F: FnOnce(&mut Self, Applied) -> SessionReply + 'static,
-    {
-        self.commit(ctx, op, next, change, move |act, _, res| match res {
-            Ok(applied) => reply.send(ok(act, applied)),
-            Err(e) => reply.answer(e.answer()),
-        });
-    }
-
-    /// A fenced operation means another node owns the shard now: this session must not
-    /// act any more (I2), and detaches, leaving its state to the next owner. An
-    /// unreachable store only fails this request (I7).
-    fn store_failed(&mut self, e: &StoreError, ctx: &mut Context<Self>) -> NotApplied {
-        match e {
-            StoreError::Fenced { .. } => {
-                self.deps.metrics.fencing_rejections.inc();
-                tracing::warn!(
-                    shard = self.fence.shard,
-                    "session lost its shard; detaching"
-                );
-                ctx.stop();
-                NotApplied::Moved
-            }
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
-                self.deps.metrics.store_unavailable.inc();
-                tracing::warn!(shard = self.fence.shard, error = %e, "store operation failed");
-                NotApplied::Unavailable
-            }
-        }
-    }
-
-    /// The session is over: stop, telling parked requests it is gone.
-    fn stop_ended(&mut self, ctx: &mut Context<Self>) {
-        self.ended = true;
-        ctx.stop();
-    }
-
-    /// Ends the session for `reason`: voids unconfirmed jobs, releases the card lock and
-    /// leaves a tombstone, then stops. `reply` gets `answer` once that is persisted; a
-    /// close the store did not confirm is tried again by the idle timer until it is.
-    fn end(
-        &mut self,
-        ctx: &mut Context<Self>,
-        reason: CloseReason,
-        reply: Option<ReplyTo>,
-        answer: SessionReply,
-    ) {
-        self.closing = Some(reason);
-        let mut next = self.machine();
-        let voided = match next.apply(Command::Close(reason)) {
-            Outcome::Closed { voided } => voided,
-            _ => Vec::new(),
-        };
-        let change = Change {
-            snapshot: SnapshotOp::Keep,
-            card_lock: CardLockOp::Release {
-                card_digest: self.card_digest,
-            },
-            allocate_serial: false,
-            audit: None,
-        };
-        self.commit(
-            ctx,
-            CommitOp::Close,
-            next,
-            change,
-            move |act, ctx, res| match res {
-                Ok(_) => {
-                    act.deps
-                        .metrics
-                        .voided(VoidReason::SessionClosed, voided.len());
-                    act.deps.metrics.session_ended(reason);
-                    if let Some(r) = reply {
-                        r.send(answer);
-                    }
-                    act.stop_ended(ctx);
-                }
-                Err(e) => {
-                    if let Some(r) = reply {
-                        r.answer(e.answer());
-                    }
-                    act.retry_close(ctx);
-                }
-            },
-        );
     }
 
     /// Answers a request by the session's kiosk: `op` dispatched once the state is known.
