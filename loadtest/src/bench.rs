@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kofu_proto::fixtures::FixtureLine;
+use kofu_kiosk::Fixtures;
 
-use crate::fixtures::Fixtures;
 use drive::Measured;
 use procs::{NodeSpec, kofu_path, registry_load, start_node, start_redis};
 
@@ -53,12 +52,7 @@ fn fixtures(kofu: &std::path::Path, residents: u32, kiosks: u32) -> anyhow::Resu
         .output()
         .context("running kofu fixtures")?;
     anyhow::ensure!(out.status.success(), "kofu fixtures failed");
-    let lines = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str::<FixtureLine>)
-        .collect::<Result<Vec<_>, _>>()
-        .context("kofu fixtures printed something else than fixture lines")?;
-    Fixtures::from_lines(lines)
+    Ok(Fixtures::parse(&String::from_utf8(out.stdout)?)?)
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {

@@ -3,7 +3,6 @@
 //! errors and misdeliveries, with thresholds that set the exit code (loadtest/README.md).
 
 mod bench;
-mod fixtures;
 mod replay;
 mod report;
 mod synth;
@@ -16,8 +15,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::fixtures::Fixtures;
 use crate::synth::{Model, Season, Spike, parse_hhmm};
+use kofu_kiosk::Fixtures;
 use kofu_proto::trace::Trace;
 
 #[derive(Debug, Parser)]
@@ -151,7 +150,8 @@ fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!((0.0..=1.0).contains(&p), "--{name} must be a probability");
     }
     anyhow::ensure!(a.think > 0.0, "--think must be positive");
-    let fx = Fixtures::read(&a.fixtures)?;
+    let fx = Fixtures::read(&a.fixtures)
+        .with_context(|| format!("fixtures {}", a.fixtures.display()))?;
     let model = Model {
         seed: a.seed,
         sessions_per_day: a.sessions_per_day,
@@ -202,7 +202,10 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     let trace = read_trace(&a.trace)?;
-    let fx = Arc::new(Fixtures::read(&a.fixtures)?);
+    let fx = Arc::new(
+        Fixtures::read(&a.fixtures)
+            .with_context(|| format!("fixtures {}", a.fixtures.display()))?,
+    );
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()
     } else {

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::fixtures::Fixtures;
 use crate::report::{Collector, Report, ReportMeta};
+use kofu_kiosk::{Client, Fixtures, Kiosk};
 use kofu_proto::trace::Trace;
 
 /// A session starting more than this after its intended time counts as a late start:
@@ -37,13 +37,30 @@ pub struct Config {
 pub(crate) struct Shared {
     pub(crate) fx: Arc<Fixtures>,
     pub(crate) issuer: VerifyingKey,
-    pub(crate) client: reqwest::Client,
+    /// Kiosk `i` of the fixtures on the one keep-alive pool over every target.
+    pub(crate) kiosks: Vec<Kiosk>,
     pub(crate) config: Config,
     pub(crate) collector: Mutex<Collector>,
     pub(crate) origin: Instant,
 }
 
 impl Shared {
+    pub(crate) fn new(
+        fx: Arc<Fixtures>,
+        client: &Client,
+        issuer: VerifyingKey,
+        config: Config,
+    ) -> Shared {
+        Shared {
+            kiosks: fx.kiosks.iter().map(|k| client.kiosk(k)).collect(),
+            fx,
+            issuer,
+            config,
+            collector: Mutex::new(Collector::default()),
+            origin: Instant::now(),
+        }
+    }
+
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Collector) -> T) -> T {
         let mut c = self.collector.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut c)
@@ -55,25 +72,21 @@ impl Shared {
     }
 }
 
-/// Fetches the issuer key every document must be signed with.
-pub async fn issuer_key(client: &reqwest::Client, base: &str) -> anyhow::Result<VerifyingKey> {
-    let resp = client
-        .get(format!("{}/v1/issuer-key", base.trim_end_matches('/')))
-        .send()
-        .await?;
-    anyhow::ensure!(resp.status().is_success(), "issuer key: {}", resp.status());
-    let key: kofu_proto::api::IssuerKeyResponse = resp.json().await?;
-    Ok(kofu_proto::verify::issuer_key(&key.public_key)?)
-}
-
-pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// The kiosks' HTTP client over `targets`: one pool for them all, idle connections
+/// retired before the node's keep-alive ends.
+pub fn client(targets: &[String], timeout: Duration) -> anyhow::Result<Client> {
+    Ok(Client::builder()
+        .targets(targets)
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(1024)
         .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
         .build()?)
+}
+
+/// Fetches the issuer key every document must be signed with, from the first target.
+pub async fn issuer_key(client: &Client) -> anyhow::Result<VerifyingKey> {
+    Ok(client.pinned(0).issuer_key().await?)
 }
 
 /// Replays `trace`; `progress` is told of every finished session.
@@ -94,23 +107,18 @@ pub async fn replay(
         fx.cards.len(),
         fx.kiosks.len()
     );
-    let client = client(config.request_timeout)?;
-    let issuer = issuer_key(&client, &config.targets[0]).await?;
+    let client = client(&config.targets, config.request_timeout)?;
+    let issuer = issuer_key(&client).await?;
     let meta = ReportMeta {
         trace: trace.meta.description.clone(),
         targets: config.targets.clone(),
         speed: config.speed,
     };
+    let mut shared = Shared::new(fx, &client, issuer, config);
     // A moment to spawn the first tasks before the first intended time.
-    let origin = Instant::now() + Duration::from_millis(50);
-    let shared = Arc::new(Shared {
-        fx,
-        issuer,
-        client,
-        config,
-        collector: Mutex::new(Collector::default()),
-        origin,
-    });
+    shared.origin = Instant::now() + Duration::from_millis(50);
+    let origin = shared.origin;
+    let shared = Arc::new(shared);
     let progress = Arc::new(progress);
     let mut tasks = JoinSet::new();
     for (i, s) in trace.sessions.iter().enumerate() {

@@ -9,7 +9,7 @@ use kofu_proto::CertKind;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use crate::fixtures::Fixtures;
+use kofu_kiosk::Fixtures;
 use kofu_proto::trace::{Action, Meta, SessionTrace, Step, Trace};
 
 const SERVICE_START_MIN: u32 = 6 * 60 + 30;
@@ -167,7 +167,7 @@ fn secs(rng: &mut ChaCha8Rng, lo: f64, hi: f64, think: f64) -> u64 {
 pub fn synthesize(model: &Model, fx: &Fixtures, fixture_seed: u64) -> Trace {
     let mut rng = ChaCha8Rng::seed_from_u64(model.seed);
     let usable: Vec<u32> = (0..fx.cards.len() as u32)
-        .filter(|&i| fx.cards[i as usize].usable)
+        .filter(|&i| fx.cards[i as usize].usable())
         .collect();
     // Kiosks by the municipality prefix of their id (`SEJ-13104-…` → `13104`).
     let mut local: HashMap<&str, Vec<u32>> = HashMap::new();
@@ -210,7 +210,13 @@ pub fn synthesize(model: &Model, fx: &Fixtures, fixture_seed: u64) -> Trace {
             };
             // One resident at a time per kiosk: a queue forms at a busy one.
             let start = arrival.max(kiosk_free[kiosk as usize]);
-            let steps = session_steps(model, &mut rng, fx, kiosk, (c.seal_issuable, c.tax_record));
+            let steps = session_steps(
+                model,
+                &mut rng,
+                fx,
+                kiosk,
+                (c.seal_issuable(), c.tax_record),
+            );
             let end = start + steps.last().map_or(0, |s| s.at_us) + US_PER_S;
             kiosk_free[kiosk as usize] = end;
             // An abandoned session holds the card until the node's idle timeout, which

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{fixtures, load, replay_args, report, synth, utf8};
-use kofu_testkit::{ClusterOptions, KofuCluster, KofuNode, NodeOptions};
+use kofu_testkit::{Deployment, DeploymentOptions, KofuNode, NodeOptions};
 use serde_json::Value;
 
 fn replay(trace: &Path, fx: &Path, targets: &[String], speed: &str, json: &Path) -> Value {
@@ -89,15 +89,15 @@ fn a_recorded_run_replays_at_x1_and_x10_on_one_node_and_on_three() {
     }
 
     // 2. The recording against a fresh node and a 3-node cluster, at x1 and x10.
-    let single = KofuNode::start(opts.clone());
-    let cluster = KofuCluster::start(ClusterOptions {
+    let single = Deployment::start(DeploymentOptions {
         node: opts.clone(),
-        ..ClusterOptions::default()
+        ..DeploymentOptions::default()
     });
-    for (name, targets) in [
-        ("one node", vec![single.api.clone()]),
-        ("three nodes", cluster.apis()),
-    ] {
+    let cluster = Deployment::start(DeploymentOptions {
+        node: opts.clone(),
+        ..DeploymentOptions::nodes(3)
+    });
+    for (name, targets) in [("one node", single.apis()), ("three nodes", cluster.apis())] {
         for speed in ["1", "10"] {
             let json = dir
                 .path()

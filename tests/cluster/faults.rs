@@ -12,9 +12,8 @@ const TTL: Duration = Duration::from_millis(1_500);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_a_node_under_load_is_taken_over_within_two_ttls() {
     let mut cluster = cluster_with(3, &[]);
-    let fx = fixtures();
     let targets = vec![cluster.node(0).api.clone(), cluster.node(2).api.clone()];
-    let load = Load::start(fx, issuer(&targets[0]).await, targets, 12);
+    let load = Load::start(&cluster, targets, 12);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = Instant::now();
     tokio::task::block_in_place(|| cluster.kill(1));
@@ -48,9 +47,8 @@ async fn kill_9_of_a_node_under_load_is_taken_over_within_two_ttls() {
 async fn a_paused_owner_is_fenced_and_delivers_nothing_twice() {
     // Every render waits 400 ms, so the paused node has renders pending when it wakes.
     let cluster = cluster_with(3, &["--render-delay-ms", "400"]);
-    let fx = fixtures();
     let targets = vec![cluster.node(0).api.clone(), cluster.node(2).api.clone()];
-    let load = Load::start(fx, issuer(&targets[0]).await, targets, 16);
+    let load = Load::start(&cluster, targets, 16);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let paused = cluster.node(1);
     paused.pause();
@@ -71,15 +69,13 @@ async fn a_paused_owner_is_fenced_and_delivers_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_answers_503_then_recovers_on_its_own() {
-    let opts = ClusterOptions {
+    let opts = DeploymentOptions {
         durable_redis: true,
-        ..ClusterOptions::default()
+        ..DeploymentOptions::nodes(3)
     };
-    let mut cluster = tokio::task::block_in_place(|| KofuCluster::start(opts));
-    let fx = fixtures();
+    let mut cluster = tokio::task::block_in_place(|| Deployment::start(opts));
     let apis = cluster.apis();
-    let issuer = issuer(&apis[0]).await;
-    let load = Load::start(fx, issuer, apis.clone(), 4);
+    let load = Load::start(&cluster, apis.clone(), 4);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = load.finish().await;
     assert_eq!(before.failures(), 0, "{:?}", before.failed);
@@ -88,15 +84,16 @@ async fn redis_restart_answers_503_then_recovers_on_its_own() {
     tokio::task::block_in_place(|| redis.stop());
     tokio::time::sleep(TTL).await;
     // While Redis is away: every answer is 503 with Retry-After, never anything else.
-    let kiosk = kofu_testkit::Kiosk::new(&apis[0], &fx.kiosks[0]).spread(&apis);
-    for card in fx.cards.iter().take(10) {
-        let r = kiosk.create_session(&card.card_id).await;
+    let kiosk = cluster.kiosk(0);
+    for card in cluster.fixtures().cards.iter().take(10) {
+        let r = kiosk.raw().create_session(card.card_id()).await;
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(r.header("retry-after").is_some());
     }
+    let redis = cluster.redis.as_mut().expect("own redis");
     tokio::task::block_in_place(|| redis.start_again());
     // Recovery without operator action: sessions complete again within a few TTLs.
-    let load = Load::start(fx, issuer, apis, 4);
+    let load = Load::start(&cluster, apis, 4);
     tokio::time::sleep(Duration::from_secs(8)).await;
     let after = load.finish().await;
     println!("{after:?}");
@@ -107,15 +104,13 @@ async fn redis_restart_answers_503_then_recovers_on_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sentinel_failover_keeps_every_invariant() {
     let mut sentinel = tokio::task::block_in_place(kofu_testkit::SentinelSetup::start);
-    let opts = ClusterOptions {
+    let opts = DeploymentOptions {
         redis_url: Some(sentinel.url()),
-        ..ClusterOptions::default()
+        ..DeploymentOptions::nodes(3)
     };
-    let cluster = tokio::task::block_in_place(|| KofuCluster::start(opts));
-    let fx = fixtures();
+    let cluster = tokio::task::block_in_place(|| Deployment::start(opts));
     let apis = cluster.apis();
-    let issuer = issuer(&apis[0]).await;
-    let load = Load::start(fx, issuer, apis.clone(), 8);
+    let load = Load::start(&cluster, apis.clone(), 8);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let took = tokio::task::block_in_place(|| sentinel.fail_over());
     // Writes need a replica's acknowledgement: until the old primary is back as a
@@ -123,7 +118,7 @@ async fn a_sentinel_failover_keeps_every_invariant() {
     tokio::task::block_in_place(|| sentinel.rejoin_old_primary());
     let before = load.finish().await;
     // After the failover the cluster serves again on the promoted replica, on its own.
-    let load = Load::start(fx, issuer, apis, 8);
+    let load = Load::start(&cluster, apis, 8);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let after = load.finish().await;
     println!("failover in {took:?}; during: {before:?}; after: {after:?}");

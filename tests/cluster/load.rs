@@ -1,19 +1,29 @@
 //! Continuous kiosk load against a cluster for the fault tests: each kiosk runs whole
-//! sessions back to back, retries a step that got `503` as a real kiosk would, checks
-//! every document like a kiosk before printing, and counts what happened.
+//! sessions back to back, repeats a step that got `503` or no answer as a real kiosk
+//! would, checks every document like a kiosk before printing, and counts what happened.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
-use kofu_testkit::{Card, Fixtures, Kiosk, Resp, verify_document_async};
-use std::sync::Mutex;
+use kofu_kiosk::{Fault, KindChoice, LongPoll, Plan, Retry, SessionFailure};
+use kofu_proto::CertKind;
+use kofu_testkit::{Card, Client, Deployment, Fixtures};
 
-/// A step retried after `503` (or a transport error) at most this often.
-const RETRIES: usize = 60;
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// A step is sent at most this often while it gets `503` or no answer.
+const PLAN: Plan = Plan {
+    kind: KindChoice::Fixed(CertKind::Residence),
+    copies: 1,
+    poll: LongPoll {
+        wait_ms: 2_000,
+        budget: Duration::from_secs(60),
+    },
+    retry: Retry {
+        attempts: 60,
+        pause: Duration::from_millis(100),
+    },
+};
 
 #[derive(Default, Clone)]
 pub struct Tally {
@@ -21,7 +31,7 @@ pub struct Tally {
     /// `step status code` → count, for sessions that could not finish.
     pub failed: HashMap<String, usize>,
     pub misdeliveries: Vec<String>,
-    /// serial → (session, charged) of every confirmed print.
+    /// serial → session of every confirmed print.
     pub prints: HashMap<String, String>,
     pub double_charges: usize,
 }
@@ -62,27 +72,43 @@ impl Tally {
         assert_eq!(self.failures(), 0, "{:?}", self.failed);
         self.assert_safe();
     }
+
+    fn count(&mut self, failure: &SessionFailure) {
+        let step = failure.step;
+        let key = match &failure.fault {
+            Fault::Refused(why) => {
+                self.misdeliveries.push(why.to_string());
+                return;
+            }
+            Fault::Call(e) if e.is_retryable() => {
+                format!("{step} {} gave up", e.status().unwrap_or(0))
+            }
+            Fault::Call(e) => format!(
+                "{step} {} {}",
+                e.status().unwrap_or(0),
+                e.code().map_or("", |c| c.as_str())
+            ),
+            other => format!("{step} {other}"),
+        };
+        *self.failed.entry(key).or_default() += 1;
+    }
 }
 
 /// Runs `kiosks` concurrent kiosks until `stop`, each sending every request to a
-/// random one of `targets()`'s current answer.
+/// random one of the targets last set.
 pub struct Load {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub tally: Arc<Mutex<Tally>>,
-    pub targets: Arc<Mutex<Vec<String>>>,
+    client: Arc<Mutex<Client>>,
 }
 
 impl Load {
-    pub fn start(
-        fx: &'static Fixtures,
-        issuer: VerifyingKey,
-        targets: Vec<String>,
-        kiosks: usize,
-    ) -> Load {
+    pub fn start(d: &Deployment, targets: Vec<String>, kiosks: usize) -> Load {
+        let (fx, issuer): (&'static Fixtures, _) = (d.fixtures(), *d.issuer());
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
-        let targets = Arc::new(Mutex::new(targets));
+        let client = Arc::new(Mutex::new(d.client().with_targets(&targets)));
         // Cards any kiosk may print a residence certificate for; kiosk k uses only cards
         // k, k+K, k+2K... of them, so no two kiosks ever hold the same card.
         let cards: Arc<Vec<&'static Card>> = Arc::new(fx.ordinary().collect());
@@ -91,26 +117,28 @@ impl Load {
         let tasks = (0..kiosks)
             .map(|k| {
                 let cards = cards.clone();
-                let (stop, tally, targets) = (stop.clone(), tally.clone(), targets.clone());
+                let (stop, tally, client) = (stop.clone(), tally.clone(), client.clone());
                 tokio::spawn(async move {
                     let cred = &fx.kiosks[k % fx.kiosks.len()];
+                    let verifier = kofu_testkit::strict(fx, &issuer);
                     let mut n = 0usize;
                     while !stop.load(Ordering::Relaxed) {
                         let card = cards[k + kiosks * (n % per_kiosk)];
                         n += 1;
-                        let bases = targets.lock().map(|t| t.clone()).unwrap_or_default();
-                        let kiosk = Kiosk::new(&bases[0], cred).spread(&bases);
-                        let outcome = session(fx, &issuer, &kiosk, card).await;
+                        let kiosk = client.lock().map(|c| c.kiosk(cred)).expect("client");
+                        let outcome = kiosk.complete_session(card, &PLAN, &verifier).await;
                         let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
                         match outcome {
-                            Ok((serial, sid)) => {
+                            Ok(done) => {
                                 t.completed += 1;
-                                if t.prints.insert(serial, sid).is_some() {
+                                if t.prints
+                                    .insert(done.printed.serial, done.session_id)
+                                    .is_some()
+                                {
                                     t.double_charges += 1;
                                 }
                             }
-                            Err(Outcome::Failed(why)) => *t.failed.entry(why).or_default() += 1,
-                            Err(Outcome::Misdelivered(why)) => t.misdeliveries.push(why),
+                            Err(failure) => t.count(&failure),
                         }
                     }
                 })
@@ -120,13 +148,14 @@ impl Load {
             stop,
             tasks,
             tally,
-            targets,
+            client,
         }
     }
 
+    /// Where the kiosks send their next sessions (a load balancer's new member list).
     pub fn set_targets(&self, targets: Vec<String>) {
-        if let Ok(mut t) = self.targets.lock() {
-            *t = targets;
+        if let Ok(mut c) = self.client.lock() {
+            *c = c.with_targets(&targets);
         }
     }
 
@@ -137,84 +166,4 @@ impl Load {
         }
         self.tally.lock().map(|t| t.clone()).unwrap_or_default()
     }
-}
-
-enum Outcome {
-    Failed(String),
-    Misdelivered(String),
-}
-
-/// Sends a step until it gets something other than `503` or a transport error.
-async fn retried<F, Fut>(what: &str, mut send: F) -> Result<Resp, Outcome>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Resp>,
-{
-    let mut last = 0;
-    for _ in 0..RETRIES {
-        let r = send().await;
-        if r.status != 503 && r.status != 0 {
-            return Ok(r);
-        }
-        last = r.status;
-        tokio::time::sleep(RETRY_PAUSE).await;
-    }
-    Err(Outcome::Failed(format!("{what} {last} gave up")))
-}
-
-fn expect(what: &str, r: &Resp, status: u16) -> Result<(), Outcome> {
-    if r.status == status {
-        Ok(())
-    } else {
-        Err(Outcome::Failed(format!(
-            "{what} {} {}",
-            r.status,
-            r.error_code().unwrap_or_default()
-        )))
-    }
-}
-
-async fn session(
-    fx: &Fixtures,
-    issuer: &VerifyingKey,
-    kiosk: &Kiosk,
-    card: &Card,
-) -> Result<(String, String), Outcome> {
-    let r = retried("create", || kiosk.create_session(&card.card_id)).await?;
-    expect("create", &r, 201)?;
-    let created: kofu_proto::api::CreateSessionResponse = r.json();
-    let sid = created.session_id;
-    let sig = Kiosk::sign_challenge(card, &sid, &kiosk.kiosk_id, &created.challenge);
-    let r = retried("auth", || kiosk.auth(&sid, &sig)).await?;
-    expect("auth", &r, 200)?;
-    let r = retried("job", || kiosk.create_job(&sid, "residence", 1)).await?;
-    expect("job", &r, 202)?;
-    let job: kofu_proto::api::JobResponse = r.json();
-    let doc = loop {
-        let r = retried("fetch", || kiosk.document(&sid, &job.job_id, 2_000)).await?;
-        if r.status != 202 {
-            break r;
-        }
-    };
-    expect("fetch", &doc, 200)?;
-    let verified = verify_document_async(
-        fx,
-        card,
-        &doc,
-        &sid,
-        &kiosk.kiosk_id,
-        "residence",
-        1,
-        issuer,
-    )
-    .await;
-    if let Err(why) = verified {
-        return Err(Outcome::Misdelivered(why));
-    }
-    let r = retried("printed", || kiosk.printed(&sid, &job.job_id)).await?;
-    expect("printed", &r, 200)?;
-    let printed: kofu_proto::api::PrintedResponse = r.json();
-    let r = retried("close", || kiosk.close(&sid)).await?;
-    expect("close", &r, 204)?;
-    Ok((printed.serial, sid))
 }

@@ -19,8 +19,7 @@ pub(crate) async fn scrape(admin: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_to_random_nodes_reach_their_sessions() {
     let cluster = cluster_with(3, &[]);
-    let fx = fixtures();
-    let load = Load::start(fx, issuer(&cluster.apis()[0]).await, cluster.apis(), 12);
+    let load = Load::start(&cluster, cluster.apis(), 12);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let tally = load.finish().await;
     println!("{tally:?}");
@@ -63,9 +62,8 @@ async fn requests_to_random_nodes_reach_their_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_and_graceful_leave_under_load_fail_no_session() {
     let mut cluster = cluster_with(3, &[]);
-    let fx = fixtures();
     let before = cluster.wait_converged();
-    let load = Load::start(fx, issuer(&cluster.apis()[0]).await, cluster.apis(), 12);
+    let load = Load::start(&cluster, cluster.apis(), 12);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Join: the new node takes about a quarter of the shards, all from the others.

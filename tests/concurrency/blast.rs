@@ -113,14 +113,13 @@ pub(crate) async fn blast(
     (sent, writers)
 }
 
-/// `POST /v1/sessions` as bytes, on a connection the server closes after answering.
-pub(crate) fn create_request(kiosk: &Kiosk, card_id: &str) -> Vec<u8> {
-    let host = kiosk.base.trim_start_matches("http://");
+/// `POST /v1/sessions` to `host` as bytes, on a connection the server closes after answering.
+pub(crate) fn create_request(host: &str, kiosk: &Kiosk, card_id: &str) -> Vec<u8> {
     let body = serde_json::json!({ "card_id": card_id }).to_string();
     format!(
         "POST /v1/sessions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        kiosk.token,
+        kiosk.token(),
         body.len()
     )
     .into_bytes()

@@ -4,14 +4,21 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kofu_proto::CertKind;
-use kofu_proto::api::{AuthResponse, CreateSessionResponse, JobResponse, PrintedResponse};
-use kofu_testkit::{Kiosk, Resp, verify_document_async};
+use kofu_kiosk::{CallError, Expected, Fetched, LongPoll};
+use kofu_proto::ErrorCode;
+use kofu_proto::api::CreateSessionResponse;
+use kofu_testkit::{Kiosk, Resp};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
 
 use crate::blast::read_answer;
 use crate::{Ctx, FETCH_BUDGET, REFETCH_AFTER, SessionOutcome};
+
+/// Long-polls (`wait_ms=5000`) until the job leaves `rendering`, bounded in time.
+const POLL: LongPoll = LongPoll {
+    wait_ms: 5000,
+    budget: FETCH_BUDGET,
+};
 
 /// One kiosk session: its create was sent by a blaster; here it reads the answer
 /// (once the blast is over), then auth, 1–2 jobs, fetch and verify each, print, close.
@@ -36,20 +43,22 @@ pub(crate) async fn session(
     };
     let r = read_answer(&mut reader).await;
     drop(reader);
-    if r.status != 201 {
-        out.errors.push(step(i, "create session", &r));
-        return out;
-    }
-    let created: CreateSessionResponse = r.json();
-    let sid = created.session_id;
+    let created: CreateSessionResponse = match (r.status, r.parse()) {
+        (201, Ok(created)) => created,
+        _ => {
+            out.errors.push(raw_step(i, "create session", &r));
+            return out;
+        }
+    };
+    let sid = created.session_id.clone();
     out.session_id = Some(sid.clone());
-    let sig = Kiosk::sign_challenge(card, &sid, &kiosk.kiosk_id, &created.challenge);
-    let r = kiosk.auth(&sid, &sig).await;
-    if r.status != 200 {
-        out.errors.push(step(i, "auth", &r));
-        return out;
-    }
-    let auth: AuthResponse = r.json();
+    let auth = match kiosk.authenticate(card, &created).await {
+        Ok(auth) => auth,
+        Err(e) => {
+            out.errors.push(step(i, "auth", &e));
+            return out;
+        }
+    };
     if auth.kinds.is_empty() {
         out.errors
             .push(format!("session {i}: an ordinary card was offered no kind"));
@@ -62,13 +71,15 @@ pub(crate) async fn session(
     for n in 0..(1 + i % 2) {
         let kind = auth.kinds[(i + n) % auth.kinds.len()].kind;
         let copies = 1 + ((i / 2 + n) % 3) as u8;
-        let r = kiosk.create_job(&sid, kind.as_str(), copies).await;
+        let job = kiosk.create_job(&sid, kind, copies).await;
         let created_at = Instant::now();
-        if r.status != 202 {
-            out.errors.push(step(i, "create job", &r));
-            continue;
-        }
-        let job: JobResponse = r.json();
+        let job = match job {
+            Ok(job) => job,
+            Err(e) => {
+                out.errors.push(step(i, "create job", &e));
+                continue;
+            }
+        };
         let fee = kind.fee_yen() * u32::from(copies);
         if job.fee_yen != fee {
             out.errors.push(format!(
@@ -79,108 +90,91 @@ pub(crate) async fn session(
         jobs.push((job.job_id, kind, copies, created_at));
     }
 
+    let verifier = kofu_testkit::strict(ctx.fx, &ctx.issuer);
     let mut voided = Vec::new();
     for (job_id, kind, copies, created_at) in &jobs {
-        let r = fetch(&kiosk, &sid, job_id).await;
-        match r.status {
-            200 => {
-                let checked =
-                    verify(&ctx, card_ix, &r, &sid, &kiosk.kiosk_id, *kind, *copies).await;
-                match checked {
-                    Ok(serial) => {
-                        let fee = kind.fee_yen() * u32::from(*copies);
-                        let p = kiosk.printed(&sid, job_id).await;
-                        if p.status != 200 {
-                            out.errors.push(step(i, "printed", &p));
-                        } else {
-                            let printed: PrintedResponse = p.json();
-                            if printed.serial != serial || printed.charged_yen != fee {
-                                out.errors.push(format!(
-                                    "session {i}: printed answered {}/{} yen for serial {serial}/{fee} yen",
-                                    printed.serial, printed.charged_yen
-                                ));
-                            }
-                        }
-                        out.serials.push(serial);
-                    }
-                    Err(e) => out
-                        .misdeliveries
-                        .push(format!("session {i} job {job_id}: {e}")),
-                }
-            }
-            410 if ctx.voids_allowed && r.error_code().as_deref() == Some("job_voided") => {
+        let doc = match kiosk.await_document(&sid, job_id, POLL).await {
+            Ok(Fetched::Ready(doc)) => doc,
+            Err(e) if ctx.voids_allowed && e.is(ErrorCode::JobVoided) => {
                 voided.push((job_id.clone(), *created_at));
+                continue;
             }
-            _ => out.errors.push(step(i, "document", &r)),
+            Ok(Fetched::Rendering) => {
+                out.errors
+                    .push(format!("session {i}: document: still rendering"));
+                continue;
+            }
+            Err(e) => {
+                out.errors.push(step(i, "document", &e));
+                continue;
+            }
+        };
+        let order = Expected {
+            session_id: &sid,
+            kiosk_id: kiosk.kiosk_id(),
+            card: &card.id,
+            kind: *kind,
+            copies: *copies,
+        };
+        let serial = match verifier.verify(&doc, &order).await {
+            Ok(v) => v.binding.serial,
+            Err(e) => {
+                out.misdeliveries
+                    .push(format!("session {i} job {job_id}: {e}"));
+                continue;
+            }
+        };
+        let fee = kind.fee_yen() * u32::from(*copies);
+        match kiosk.printed(&sid, job_id).await {
+            Ok(printed) if printed.serial != serial || printed.charged_yen != fee => {
+                out.errors.push(format!(
+                    "session {i}: printed answered {}/{} yen for serial {serial}/{fee} yen",
+                    printed.serial, printed.charged_yen
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => out.errors.push(step(i, "printed", &e)),
         }
+        out.serials.push(serial);
     }
 
     // A voided job stays voided after its render would have finished: the late render
     // must not be released, nor printed, nor anything else in its place.
     for (job_id, created_at) in &voided {
         tokio::time::sleep_until((*created_at + REFETCH_AFTER).into()).await;
-        let r = kiosk.document(&sid, job_id, 0).await;
-        if r.status == 200 {
-            out.misdeliveries.push(format!(
+        match kiosk.document(&sid, job_id, 0).await {
+            Ok(Fetched::Ready(_)) => out.misdeliveries.push(format!(
                 "session {i} job {job_id}: a voided job released a document later"
-            ));
-        } else if r.status != 410 || r.error_code().as_deref() != Some("job_voided") {
-            out.errors.push(step(i, "refetch of a voided job", &r));
+            )),
+            Err(e) if e.is(ErrorCode::JobVoided) => {}
+            Ok(Fetched::Rendering) => out.errors.push(format!(
+                "session {i}: refetch of a voided job: still rendering"
+            )),
+            Err(e) => out.errors.push(step(i, "refetch of a voided job", &e)),
         }
-        let p = kiosk.printed(&sid, job_id).await;
-        if p.status != 410 || p.error_code().as_deref() != Some("job_voided") {
-            out.errors.push(step(i, "printed on a voided job", &p));
+        match kiosk.printed(&sid, job_id).await {
+            Err(e) if e.is(ErrorCode::JobVoided) => {}
+            Ok(_) => out
+                .errors
+                .push(format!("session {i}: printed on a voided job answered 200")),
+            Err(e) => out.errors.push(step(i, "printed on a voided job", &e)),
         }
     }
     out.voided = voided.len();
 
-    let r = kiosk.close(&sid).await;
-    if r.status != 204 {
-        out.errors.push(step(i, "close", &r));
+    if let Err(e) = kiosk.close(&sid).await {
+        out.errors.push(step(i, "close", &e));
         return out;
     }
     out.completed = out.errors.is_empty() && out.misdeliveries.is_empty();
     out
 }
 
-/// Long-polls (`wait_ms=5000`) until the job leaves `rendering`, bounded in time.
-async fn fetch(kiosk: &Kiosk, sid: &str, job_id: &str) -> Resp {
-    let deadline = Instant::now() + FETCH_BUDGET;
-    loop {
-        let r = kiosk.document(sid, job_id, 5000).await;
-        if r.status != 202 || Instant::now() >= deadline {
-            return r;
-        }
-    }
+fn step(i: usize, what: &str, e: &CallError) -> String {
+    format!("session {i}: {what}: {e}")
 }
 
-/// The full kiosk check (issuer signature, doc_sha256, binding session/kiosk/card/kind/
-/// copies, holder's name in the PDF text and no name from outside the household).
-/// Returns the serial.
-async fn verify(
-    ctx: &Ctx,
-    card_ix: usize,
-    resp: &Resp,
-    sid: &str,
-    kiosk_id: &str,
-    kind: CertKind,
-    copies: u8,
-) -> Result<String, String> {
-    verify_document_async(
-        &ctx.fx,
-        &ctx.fx.cards[card_ix],
-        resp,
-        sid,
-        kiosk_id,
-        kind.as_str(),
-        copies,
-        &ctx.issuer,
-    )
-    .await
-    .map(|(binding, _)| binding.serial)
-}
-
-fn step(i: usize, what: &str, r: &Resp) -> String {
+fn raw_step(i: usize, what: &str, r: &Resp) -> String {
     let body: String = r.text().chars().take(200).collect();
     format!("session {i}: {what}: status {}: {body}", r.status)
 }

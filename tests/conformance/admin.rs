@@ -1,28 +1,27 @@
 //! The admin listener: health, readiness, metrics, cluster view, seal revocation,
 //! address updates and draining.
 
-use kofu_testkit::{Kiosk, admin_post, get};
+use kofu_testkit::{admin_post, get};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
     let env = Env::start(&[]).await;
     let k = env.kiosk(0);
     let card = full_card(env.fx, 0);
-    let report = k
-        .full_session(env.fx, card, "residence", 1, &env.issuer)
+    let report = full_session(&k, env.fx, card, "residence", 1, &env.issuer)
         .await
         .expect("a session for the metrics");
     assert!(report.pages >= 1);
-    let r = get(&format!("{}/healthz", env.node.admin)).await;
+    let r = get(&format!("{}/healthz", env.node().admin)).await;
     assert_eq!((r.status, r.value()), (200, json!({"status": "ok"})));
-    let r = get(&format!("{}/readyz", env.node.admin)).await;
+    let r = get(&format!("{}/readyz", env.node().admin)).await;
     assert_eq!((r.status, r.value()), (200, json!({"status": "ready"})));
 
-    let r = get(&format!("{}/metrics", env.node.admin)).await;
+    let r = get(&format!("{}/metrics", env.node().admin)).await;
     assert_eq!(r.status, 200);
     assert!(
         r.header("content-type")
@@ -65,25 +64,25 @@ async fn health_readiness_and_metrics() {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse::<f64>().ok());
     assert_eq!(failures, Some(0.0));
-    assert!(!text.contains(&card.card_id) && !text.contains(&report.session_id));
+    assert!(!text.contains(card.card_id()) && !text.contains(&report.session_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_need_the_admin_token() {
     let env = Env::start(&[]).await;
     let card = full_card(env.fx, 0);
-    let revoke = format!("/admin/v1/residents/{}/seal/revoke", card.card_id);
+    let revoke = format!("/admin/v1/residents/{}/seal/revoke", card.card_id());
     for token in ["", "wrong", env.fx.kiosks[0].token.as_str()] {
         expect_error(
-            &admin_post(&env.node, &revoke, token, None).await,
+            &admin_post(env.node(), &revoke, token, None).await,
             "unauthorized",
         );
         expect_error(
-            &admin_post(&env.node, "/admin/v1/drain", token, None).await,
+            &admin_post(env.node(), "/admin/v1/drain", token, None).await,
             "unauthorized",
         );
         let auth = (!token.is_empty()).then(|| format!("Bearer {token}"));
-        let url = format!("{}/admin/v1/cluster", env.node.admin);
+        let url = format!("{}/admin/v1/cluster", env.node().admin);
         expect_error(
             &raw(Method::GET, &url, auth.as_deref(), None).await,
             "unauthorized",
@@ -91,7 +90,7 @@ async fn admin_routes_need_the_admin_token() {
     }
     // Nothing was revoked or drained by those calls.
     let k = env.kiosk(0);
-    k.full_session(env.fx, card, "seal", 1, &env.issuer)
+    full_session(&k, env.fx, card, "seal", 1, &env.issuer)
         .await
         .expect("seal still issuable");
 }
@@ -99,7 +98,7 @@ async fn admin_routes_need_the_admin_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_view_of_an_embedded_node() {
     let env = Env::start(&[]).await;
-    let url = format!("{}/admin/v1/cluster", env.node.admin);
+    let url = format!("{}/admin/v1/cluster", env.node().admin);
     let r = raw(
         Method::GET,
         &url,
@@ -109,7 +108,7 @@ async fn cluster_view_of_an_embedded_node() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.value();
-    let mode = if env.cluster.is_some() {
+    let mode = if env.deployment.is_cluster() {
         "redis"
     } else {
         "embedded"
@@ -118,7 +117,11 @@ async fn cluster_view_of_an_embedded_node() {
     assert_eq!(v["shard_count"], 1024);
     let node_id = v["node_id"].as_str().expect("node_id");
     let nodes = v["nodes"].as_array().expect("nodes");
-    assert_eq!(nodes.len(), env.apis.len(), "one entry per node");
+    assert_eq!(
+        nodes.len(),
+        env.deployment.apis().len(),
+        "one entry per node"
+    );
     assert!(nodes.iter().any(|n| n["node_id"] == node_id));
     let shards = v["shards"].as_array().expect("shards");
     assert_eq!(shards.len(), 1024);
@@ -127,7 +130,7 @@ async fn cluster_view_of_an_embedded_node() {
         assert!(nodes.iter().any(|n| n["node_id"] == s["owner"]), "{s}");
         assert!(s["epoch"].as_u64().is_some_and(|e| e >= 1), "{s}");
     }
-    if env.cluster.is_none() {
+    if !env.deployment.is_cluster() {
         assert!(shards.iter().all(|s| s["owner"] == node_id));
     }
 }
@@ -137,36 +140,42 @@ async fn seal_revocation_answers() {
     let env = Env::start(&[]).await;
     let t = env.admin_token();
     let card = full_card(env.fx, 0);
-    let path = format!("/admin/v1/residents/{}/seal/revoke", card.card_id);
-    let r = admin_post(&env.node, &path, t, None).await;
+    let path = format!("/admin/v1/residents/{}/seal/revoke", card.card_id());
+    let r = admin_post(env.node(), &path, t, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let first = r.value();
     assert_eq!(first["seal"], "revoked");
     assert!(first["record_version"].as_u64().is_some(), "{first}");
-    let r = admin_post(&env.node, &path, t, None).await;
+    let r = admin_post(env.node(), &path, t, None).await;
     assert_eq!(r.status, 200, "idempotent: {}", r.text());
     assert_eq!(r.value()["seal"], "revoked");
 
     let unregistered = card_where(env.fx, 0, |c| !c.seal_registered);
-    let path = format!("/admin/v1/residents/{}/seal/revoke", unregistered.card_id);
-    let v = expect_error(&admin_post(&env.node, &path, t, None).await, "not_issuable");
+    let path = format!("/admin/v1/residents/{}/seal/revoke", unregistered.card_id());
+    let v = expect_error(
+        &admin_post(env.node(), &path, t, None).await,
+        "not_issuable",
+    );
     assert_eq!(v["reason"], "seal_not_registered");
     let path = format!(
         "/admin/v1/residents/{}/seal/revoke",
         unknown_card_id(env.fx)
     );
-    expect_error(&admin_post(&env.node, &path, t, None).await, "unknown_card");
+    expect_error(
+        &admin_post(env.node(), &path, t, None).await,
+        "unknown_card",
+    );
     let path = "/admin/v1/residents/0123456789abcdef/seal/revoke";
     expect_error(
-        &admin_post(&env.node, path, t, None).await,
+        &admin_post(env.node(), path, t, None).await,
         "invalid_card_id",
     );
 
     // The revoked holder is no longer offered a seal certificate.
     let k = env.kiosk(0);
     let s = open(&k, card).await;
-    let sig = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    let kinds = k.auth(&s.session_id, &sig).await.value()["kinds"].clone();
+    let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    let kinds = k.raw().auth(&s.session_id, &sig).await.value()["kinds"].clone();
     assert!(
         kinds
             .as_array()
@@ -183,39 +192,41 @@ async fn address_updates_bump_the_record_version() {
     let t = env.admin_token();
     let card = full_card(env.fx, 0);
     let k = env.kiosk(0);
-    let before = k
-        .full_session(env.fx, card, "residence", 1, &env.issuer)
+    let before = full_session(&k, env.fx, card, "residence", 1, &env.issuer)
         .await
         .expect("before");
-    let path = format!("/admin/v1/residents/{}/address", card.card_id);
+    let path = format!("/admin/v1/residents/{}/address", card.card_id());
     let body = json!({"address": "1-2-3 Nishi-Shinjuku, Shinjuku City, Tokyo"});
-    let r = admin_post(&env.node, &path, t, Some(body.clone())).await;
+    let r = admin_post(env.node(), &path, t, Some(body.clone())).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v1 = r.value()["record_version"]
         .as_u64()
         .expect("record_version");
-    let v2 = admin_post(&env.node, &path, t, Some(body)).await.value()["record_version"]
+    let v2 = admin_post(env.node(), &path, t, Some(body)).await.value()["record_version"]
         .as_u64()
         .expect("record_version");
     assert_eq!(v2, v1 + 1);
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
-    let doc = k.document(&sid, &jid, 10_000).await;
-    let b = kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        &k.kiosk_id,
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("after the update");
+    let doc = k.raw().document(&sid, &jid, 10_000).await;
+    let b = env
+        .verify(&doc, &k, &sid, card, "residence", 1)
+        .await
+        .expect("after the update");
     assert_eq!(b.record_version, v2);
     assert_ne!(b.serial, before.serial);
-    let bad = admin_post(&env.node, &path, t, Some(json!({"address": 5}))).await;
+    let bad = admin_post(env.node(), &path, t, Some(json!({"address": 5}))).await;
     expect_error(&bad, "invalid_request");
+    // Addresses are Japanese: Unicode is taken, control characters and overlong ones
+    // are refused, and no answer echoes them.
+    let japanese = "〒160-0023 東京都新宿区西新宿二丁目8番1号";
+    let r = admin_post(env.node(), &path, t, Some(json!({"address": japanese}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for refused in ["東京都\n新宿区", "東京都\u{7}新宿区", &"東".repeat(201)] {
+        let bad = admin_post(env.node(), &path, t, Some(json!({"address": refused}))).await;
+        expect_error(&bad, "invalid_request");
+        assert!(!bad.text().contains("東京都"), "{}", bad.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +235,7 @@ async fn draining_refuses_new_sessions_but_serves_open_ones() {
     let k = env.kiosk(0);
     let card = full_card(env.fx, 0);
     let sid = authed(&k, card).await;
-    let r = admin_post(&env.node, "/admin/v1/drain", env.admin_token(), None).await;
+    let r = admin_post(env.node(), "/admin/v1/drain", env.admin_token(), None).await;
     assert_eq!(
         (r.status, r.value()),
         (200, json!({"draining": true})),
@@ -234,30 +245,23 @@ async fn draining_refuses_new_sessions_but_serves_open_ones() {
     // New sessions are refused by the drained node itself (in a cluster, the others
     // still take them).
     let r = k
-        .at(&env.node.api)
-        .create_session(&full_card(env.fx, 1).card_id)
+        .with_targets([&env.node().api])
+        .raw()
+        .create_session(full_card(env.fx, 1).card_id())
         .await;
     expect_error(&r, "unavailable");
     let retry = r.header("retry-after").expect("503 carries Retry-After");
     assert!(retry.trim().parse::<u64>().is_ok(), "Retry-After {retry:?}");
-    let r = get(&format!("{}/readyz", env.node.admin)).await;
+    let r = get(&format!("{}/readyz", env.node().admin)).await;
     expect_error(&r, "unavailable");
-    let r = get(&format!("{}/healthz", env.node.admin)).await;
+    let r = get(&format!("{}/healthz", env.node().admin)).await;
     assert_eq!(r.status, 200, "draining is not unhealthy");
     // The open session finishes normally.
     let jid = job(&k, &sid, "residence", 1).await;
-    let doc = k.document(&sid, &jid, 10_000).await;
-    kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        &k.kiosk_id,
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("document while draining");
-    assert_eq!(k.printed(&sid, &jid).await.status, 200);
-    assert_eq!(k.close(&sid).await.status, 204);
+    let doc = k.raw().document(&sid, &jid, 10_000).await;
+    env.verify(&doc, &k, &sid, card, "residence", 1)
+        .await
+        .expect("document while draining");
+    assert_eq!(k.raw().printed(&sid, &jid).await.status, 200);
+    assert_eq!(k.raw().close(&sid).await.status, 204);
 }

@@ -4,9 +4,9 @@
 use ed25519_dalek::Signer;
 use kofu_proto::CertKind;
 use kofu_proto::api::AuthResponse;
-use kofu_testkit::{Card, Kiosk};
+use kofu_testkit::Card;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 /// What API.md and the record model say this holder may be issued now.
 fn expected_kinds(card: &Card) -> Vec<(String, u32)> {
@@ -32,10 +32,26 @@ fn expected_kinds(card: &Card) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The kiosk screen's mask: a Japanese name shows the first character of a family name
+/// of two or more characters and a fixed `＊＊` per part (`佐藤 太郎` → `佐＊＊ ＊＊`); a
+/// romanized name keeps each word's initial (`Y*** T***`).
 fn masked(full_name: &str) -> String {
-    full_name
-        .split_whitespace()
-        .map(|w| format!("{}***", w.chars().next().unwrap_or('?')))
+    let words = full_name.split_whitespace();
+    if full_name.is_ascii() {
+        return words
+            .map(|w| format!("{}***", w.chars().next().unwrap_or('?')))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    words
+        .enumerate()
+        .map(|(i, w)| {
+            let chars: Vec<char> = w.chars().collect();
+            match chars.as_slice() {
+                [first, _, ..] if i == 0 => format!("{first}＊＊"),
+                _ => "＊＊".to_owned(),
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -56,8 +72,8 @@ async fn auth_answers_masked_holder_municipality_and_issuable_kinds() {
     }
     for card in cards {
         let s = open(&k, card).await;
-        let sig = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-        let r = k.auth(&s.session_id, &sig).await;
+        let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+        let r = k.raw().auth(&s.session_id, &sig).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let a: AuthResponse = r.json();
         assert_eq!(a.holder.display_name, masked(&card.full_name));
@@ -77,10 +93,10 @@ async fn auth_answers_masked_holder_municipality_and_issuable_kinds() {
             assert!(!text.contains(word), "auth answer spells out a name");
         }
         assert!(
-            !text.contains(&card.card_id),
+            !text.contains(card.card_id()),
             "auth answer echoes the card id"
         );
-        assert_eq!(k.close(&s.session_id).await.status, 204);
+        assert_eq!(k.raw().close(&s.session_id).await.status, 204);
     }
 }
 
@@ -91,17 +107,23 @@ async fn three_bad_signatures_lock_the_session() {
     let card = full_card(env.fx, 0);
     let impostor = full_card(env.fx, 1);
     let s = open(&k, card).await;
-    let forged = Kiosk::sign_challenge(impostor, &s.session_id, &k.kiosk_id, &s.challenge);
+    let forged = impostor.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
     for left in [2, 1] {
-        let v = expect_error(&k.auth(&s.session_id, &forged).await, "bad_signature");
+        let v = expect_error(&k.raw().auth(&s.session_id, &forged).await, "bad_signature");
         assert_eq!(v["attempts_left"], left, "{v}");
     }
-    expect_error(&k.auth(&s.session_id, &forged).await, "session_locked");
-    // Locked means closed: even the genuine signature now finds no session.
-    let genuine = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    expect_error(&k.auth(&s.session_id, &genuine).await, "unknown_session");
     expect_error(
-        &k.create_job(&s.session_id, "residence", 1).await,
+        &k.raw().auth(&s.session_id, &forged).await,
+        "session_locked",
+    );
+    // Locked means closed: even the genuine signature now finds no session.
+    let genuine = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    expect_error(
+        &k.raw().auth(&s.session_id, &genuine).await,
+        "unknown_session",
+    );
+    expect_error(
+        &k.raw().create_job(&s.session_id, "residence", 1).await,
         "unknown_session",
     );
     // And the card can start over.
@@ -115,20 +137,18 @@ async fn a_good_signature_after_a_bad_one_still_authenticates() {
     let card = full_card(env.fx, 0);
     let s = open(&k, card).await;
     // Signed over the wrong kiosk id: a relay for another store must not verify.
-    let wrong_kiosk = Kiosk::sign_challenge(
-        card,
-        &s.session_id,
-        &env.fx.kiosks[1].kiosk_id,
-        &s.challenge,
+    let wrong_kiosk = card.sign_challenge(&s.session_id, &env.fx.kiosks[1].kiosk_id, &s.challenge);
+    let v = expect_error(
+        &k.raw().auth(&s.session_id, &wrong_kiosk).await,
+        "bad_signature",
     );
-    let v = expect_error(&k.auth(&s.session_id, &wrong_kiosk).await, "bad_signature");
     assert_eq!(v["attempts_left"], 2);
     // Not even a signature: still just a bad signature.
     let junk = kofu_proto::b64url(&card.signing_key.sign(b"something else").to_bytes());
-    let v = expect_error(&k.auth(&s.session_id, &junk).await, "bad_signature");
+    let v = expect_error(&k.raw().auth(&s.session_id, &junk).await, "bad_signature");
     assert_eq!(v["attempts_left"], 1);
-    let genuine = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    assert_eq!(k.auth(&s.session_id, &genuine).await.status, 200);
+    let genuine = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    assert_eq!(k.raw().auth(&s.session_id, &genuine).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,18 +157,16 @@ async fn auth_on_an_authenticated_session_is_409() {
     let k = env.kiosk(0);
     let card = full_card(env.fx, 0);
     let s = open(&k, card).await;
-    let sig = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    assert_eq!(k.auth(&s.session_id, &sig).await.status, 200);
-    expect_error(&k.auth(&s.session_id, &sig).await, "already_authenticated");
-    // Even a bad signature on an authenticated session is no strike against it.
-    let other = Kiosk::sign_challenge(
-        full_card(env.fx, 1),
-        &s.session_id,
-        &k.kiosk_id,
-        &s.challenge,
-    );
+    let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    assert_eq!(k.raw().auth(&s.session_id, &sig).await.status, 200);
     expect_error(
-        &k.auth(&s.session_id, &other).await,
+        &k.raw().auth(&s.session_id, &sig).await,
+        "already_authenticated",
+    );
+    // Even a bad signature on an authenticated session is no strike against it.
+    let other = full_card(env.fx, 1).sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    expect_error(
+        &k.raw().auth(&s.session_id, &other).await,
         "already_authenticated",
     );
     job(&k, &s.session_id, "residence", 1).await;

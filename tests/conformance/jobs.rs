@@ -6,7 +6,7 @@ use kofu_proto::api::JobResponse;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_answer_202_with_fee_times_copies() {
@@ -15,7 +15,7 @@ async fn jobs_answer_202_with_fee_times_copies() {
     for (i, kind) in CertKind::ALL.into_iter().enumerate() {
         let sid = authed(&k, full_card(env.fx, i)).await;
         for copies in 1..=5u8 {
-            let r = k.create_job(&sid, kind.as_str(), copies).await;
+            let r = k.raw().create_job(&sid, kind.as_str(), copies).await;
             assert_eq!(r.status, 202, "{kind} x{copies}: {}", r.text());
             let j: JobResponse = r.json();
             assert!(!j.job_id.is_empty());
@@ -34,7 +34,7 @@ async fn jobs_need_an_authenticated_session() {
     let k = env.kiosk(0);
     let s = open(&k, full_card(env.fx, 0)).await;
     expect_error(
-        &k.create_job(&s.session_id, "residence", 1).await,
+        &k.raw().create_job(&s.session_id, "residence", 1).await,
         "not_authenticated",
     );
 }
@@ -44,8 +44,8 @@ async fn malformed_job_requests_are_400() {
     let env = Env::start(&[]).await;
     let k = env.kiosk(0);
     let sid = authed(&k, full_card(env.fx, 0)).await;
-    let url = format!("{}/v1/sessions/{sid}/jobs", env.node.api);
-    let auth = format!("Bearer {}", k.token);
+    let url = format!("{}/v1/sessions/{sid}/jobs", env.node().api);
+    let auth = format!("Bearer {}", k.token());
     let bodies = [
         json!({"kind": "passport", "copies": 1}),
         json!({"kind": "Residence", "copies": 1}),
@@ -123,9 +123,9 @@ async fn not_issuable_names_its_reason() {
     ];
     for (card, kind, reason) in cases {
         let sid = authed(&k, card).await;
-        let v = expect_error(&k.create_job(&sid, kind, 1).await, "not_issuable");
+        let v = expect_error(&k.raw().create_job(&sid, kind, 1).await, "not_issuable");
         assert_eq!(v["reason"], reason, "{kind}: {v}");
-        assert_eq!(k.close(&sid).await.status, 204);
+        assert_eq!(k.raw().close(&sid).await.status, 204);
     }
 }
 
@@ -141,6 +141,9 @@ async fn the_sixth_job_is_429() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 5, "job ids must be distinct");
-    expect_error(&k.create_job(&sid, "residence", 1).await, "too_many_jobs");
-    expect_error(&k.create_job(&sid, "tax", 2).await, "too_many_jobs");
+    expect_error(
+        &k.raw().create_job(&sid, "residence", 1).await,
+        "too_many_jobs",
+    );
+    expect_error(&k.raw().create_job(&sid, "tax", 2).await, "too_many_jobs");
 }

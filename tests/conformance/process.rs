@@ -4,9 +4,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kofu_testkit::{Kiosk, kofu_bin};
+use kofu_testkit::kofu_bin;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_can_come_from_the_environment() {
@@ -47,14 +47,18 @@ async fn sigterm_stops_the_node_gracefully() {
     let sid = authed(&k, card).await;
     job(&k, &sid, "residence", 1).await;
     let t = Instant::now();
-    let status = tokio::task::block_in_place(|| env.node.terminate());
+    let status = tokio::task::block_in_place(|| env.deployment.node_mut(0).terminate());
     assert!(status.success(), "exit status {status:?} after SIGTERM");
     assert!(
         t.elapsed() < Duration::from_secs(20),
         "slow shutdown: {:?}",
         t.elapsed()
     );
-    let r = k.at(&env.node.api).create_session(&card.card_id).await;
+    let r = k
+        .with_targets([&env.node().api])
+        .raw()
+        .create_session(card.card_id())
+        .await;
     assert_eq!(r.status, 0, "still answering after exit: {}", r.status);
 }
 
@@ -64,14 +68,14 @@ async fn the_hard_limit_ends_even_busy_sessions() {
     let k = env.kiosk(0);
     let card = full_card(env.fx, 0);
     let s = open(&k, card).await;
-    let sig = Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    assert_eq!(k.auth(&s.session_id, &sig).await.status, 200);
+    let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    assert_eq!(k.raw().auth(&s.session_id, &sig).await.status, 200);
     let jid = job(&k, &s.session_id, "residence", 1).await;
     // Keep it busy well inside the idle timeout; only the hard limit can end it.
     let t = Instant::now();
     let mut last = 200;
     while t.elapsed() < Duration::from_millis(2500) {
-        last = k.document(&s.session_id, &jid, 0).await.status;
+        last = k.raw().document(&s.session_id, &jid, 0).await.status;
         if last != 200 {
             break;
         }
@@ -83,5 +87,8 @@ async fn the_hard_limit_ends_even_busy_sessions() {
         "ended early: {:?}",
         t.elapsed()
     );
-    expect_error(&k.document(&s.session_id, &jid, 0).await, "unknown_session");
+    expect_error(
+        &k.raw().document(&s.session_id, &jid, 0).await,
+        "unknown_session",
+    );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 fn url_safe(s: &str) -> bool {
     s.bytes()
@@ -16,7 +16,7 @@ fn url_safe(s: &str) -> bool {
 async fn create_answers_201_with_id_challenge_and_expiry() {
     let env = Env::start(&[]).await;
     let k = env.kiosk(0);
-    let r = k.create_session(&full_card(env.fx, 0).card_id).await;
+    let r = k.raw().create_session(full_card(env.fx, 0).card_id()).await;
     assert!(
         r.header("content-type")
             .unwrap_or_default()
@@ -47,16 +47,19 @@ async fn create_rejects_malformed_unknown_and_revoked_cards() {
         "",
         " 0123456789ABCDE",
     ] {
-        expect_error(&k.create_session(bad).await, "invalid_card_id");
+        expect_error(&k.raw().create_session(bad).await, "invalid_card_id");
     }
-    let r = k.create_session(&unknown_card_id(env.fx)).await;
+    let r = k.raw().create_session(&unknown_card_id(env.fx)).await;
     expect_error(&r, "unknown_card");
     let revoked = card_where(env.fx, 0, |c| c.card_revoked);
-    expect_error(&k.create_session(&revoked.card_id).await, "card_revoked");
+    expect_error(
+        &k.raw().create_session(revoked.card_id()).await,
+        "card_revoked",
+    );
 
-    let url = format!("{}/v1/sessions", env.node.api);
-    let auth = format!("Bearer {}", k.token);
-    let id = &full_card(env.fx, 0).card_id;
+    let url = format!("{}/v1/sessions", env.node().api);
+    let auth = format!("Bearer {}", k.token());
+    let id = &full_card(env.fx, 0).card_id();
     for body in [
         json!({"card_id": id, "extra": 1}).to_string(),
         "{\"card_id\":".to_string(),
@@ -86,25 +89,22 @@ async fn card_in_use_at_another_kiosk_and_same_kiosk_reopens() {
     let (a, b) = (env.kiosk(0), env.kiosk(1));
     let card = full_card(env.fx, 0);
     let first = open(&a, card).await;
-    expect_error(&b.create_session(&card.card_id).await, "card_in_use");
+    expect_error(&b.raw().create_session(card.card_id()).await, "card_in_use");
 
     // Same kiosk: the old session is closed first, the new one works.
     let second = open(&a, card).await;
     assert_ne!(first.session_id, second.session_id);
-    let sig =
-        kofu_testkit::Kiosk::sign_challenge(card, &first.session_id, &a.kiosk_id, &first.challenge);
-    expect_error(&a.auth(&first.session_id, &sig).await, "unknown_session");
-    let sig = kofu_testkit::Kiosk::sign_challenge(
-        card,
-        &second.session_id,
-        &a.kiosk_id,
-        &second.challenge,
+    let sig = card.sign_challenge(&first.session_id, a.kiosk_id(), &first.challenge);
+    expect_error(
+        &a.raw().auth(&first.session_id, &sig).await,
+        "unknown_session",
     );
-    assert_eq!(a.auth(&second.session_id, &sig).await.status, 200);
-    expect_error(&b.create_session(&card.card_id).await, "card_in_use");
+    let sig = card.sign_challenge(&second.session_id, a.kiosk_id(), &second.challenge);
+    assert_eq!(a.raw().auth(&second.session_id, &sig).await.status, 200);
+    expect_error(&b.raw().create_session(card.card_id()).await, "card_in_use");
 
     // Once closed, the card is free for any kiosk.
-    assert_eq!(a.close(&second.session_id).await.status, 204);
+    assert_eq!(a.raw().close(&second.session_id).await.status, 204);
     open(&b, card).await;
 }
 
@@ -115,16 +115,19 @@ async fn delete_is_204_idempotent_and_ends_the_session() {
     let card = full_card(env.fx, 0);
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
-    assert_eq!(k.document(&sid, &jid, 10_000).await.status, 200);
+    assert_eq!(k.raw().document(&sid, &jid, 10_000).await.status, 200);
     for _ in 0..2 {
-        let r = k.close(&sid).await;
+        let r = k.raw().close(&sid).await;
         assert_eq!(r.status, 204, "{}", r.text());
         assert!(r.body.is_empty(), "204 with a body");
     }
-    expect_error(&k.auth(&sid, "AAAA").await, "unknown_session");
-    expect_error(&k.create_job(&sid, "residence", 1).await, "unknown_session");
-    expect_error(&k.document(&sid, &jid, 0).await, "unknown_session");
-    expect_error(&k.printed(&sid, &jid).await, "unknown_session");
+    expect_error(&k.raw().auth(&sid, "AAAA").await, "unknown_session");
+    expect_error(
+        &k.raw().create_job(&sid, "residence", 1).await,
+        "unknown_session",
+    );
+    expect_error(&k.raw().document(&sid, &jid, 0).await, "unknown_session");
+    expect_error(&k.raw().printed(&sid, &jid).await, "unknown_session");
     // The card is free again, also for another kiosk.
     open(&env.kiosk(1), card).await;
 }
@@ -139,14 +142,14 @@ async fn another_kiosk_sees_unknown_session_on_every_endpoint() {
 
     let never = "0000AAAAAAAAAAAAAAAAAAAAAA";
     let reference = expect_error(
-        &other.create_job(never, "residence", 1).await,
+        &other.raw().create_job(never, "residence", 1).await,
         "unknown_session",
     );
     let answers = [
-        other.auth(&sid, "AAAA").await,
-        other.create_job(&sid, "residence", 1).await,
-        other.document(&sid, &jid, 0).await,
-        other.printed(&sid, &jid).await,
+        other.raw().auth(&sid, "AAAA").await,
+        other.raw().create_job(&sid, "residence", 1).await,
+        other.raw().document(&sid, &jid, 0).await,
+        other.raw().printed(&sid, &jid).await,
     ];
     for r in &answers {
         assert_eq!(
@@ -157,26 +160,21 @@ async fn another_kiosk_sees_unknown_session_on_every_endpoint() {
     }
     // DELETE is idempotent, so a never-existing session may answer 204 or 404; another
     // kiosk's session must answer exactly the same way.
-    let (mine, nobodys) = (other.close(&sid).await, other.close(never).await);
+    let (mine, nobodys) = (
+        other.raw().close(&sid).await,
+        other.raw().close(never).await,
+    );
     assert_eq!((mine.status, &mine.body), (nobodys.status, &nobodys.body));
     assert!(matches!(mine.status, 204 | 404), "DELETE: {}", mine.status);
     if mine.status == 404 {
         expect_error(&mine, "unknown_session");
     }
     // None of that touched the owner's session.
-    let doc = owner.document(&sid, &jid, 10_000).await;
-    kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        &owner.kiosk_id,
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("owner's document");
-    assert_eq!(owner.printed(&sid, &jid).await.status, 200);
+    let doc = owner.raw().document(&sid, &jid, 10_000).await;
+    env.verify(&doc, &owner, &sid, card, "residence", 1)
+        .await
+        .expect("owner's document");
+    assert_eq!(owner.raw().printed(&sid, &jid).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,8 +188,8 @@ async fn idle_sessions_expire() {
         "idle timeout rounded up to whole seconds"
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let sig = kofu_testkit::Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    expect_error(&k.auth(&s.session_id, &sig).await, "unknown_session");
+    let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    expect_error(&k.raw().auth(&s.session_id, &sig).await, "unknown_session");
     // The expired session released the card.
     open(&env.kiosk(1), card).await;
 }

@@ -5,14 +5,14 @@ use kofu_proto::api::IssuerKeyResponse;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuer_key_needs_no_credential() {
     let env = Env::start(&[]).await;
     let r = raw(
         Method::GET,
-        &format!("{}/v1/issuer-key", env.node.api),
+        &format!("{}/v1/issuer-key", env.node().api),
         None,
         None,
     )
@@ -59,12 +59,12 @@ async fn every_v1_call_needs_a_valid_kiosk_credential() {
         Some(unknown),
         Some(swapped),
     ];
-    let api = &env.node.api;
+    let api = &env.node().api;
     let routes = [
         (
             Method::POST,
             format!("{api}/v1/sessions"),
-            Some(json!({"card_id": card.card_id})),
+            Some(json!({"card_id": card.card_id()})),
         ),
         (
             Method::POST,
@@ -97,34 +97,26 @@ async fn every_v1_call_needs_a_valid_kiosk_credential() {
         }
     }
     // None of the refused calls changed the session.
-    let doc = k.document(&sid, &jid, 10_000).await;
-    kofu_testkit::verify_document(
-        env.fx,
-        card,
-        &doc,
-        &sid,
-        &k.kiosk_id,
-        "residence",
-        1,
-        &env.issuer,
-    )
-    .expect("document after refused calls");
+    let doc = k.raw().document(&sid, &jid, 10_000).await;
+    env.verify(&doc, &k, &sid, card, "residence", 1)
+        .await
+        .expect("document after refused calls");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_16_kib_are_413() {
     let env = Env::start(&[]).await;
     let k = env.kiosk(0);
-    let auth = format!("Bearer {}", k.token);
+    let auth = format!("Bearer {}", k.token());
     let card = full_card(env.fx, 0);
-    let url = format!("{}/v1/sessions", env.node.api);
+    let url = format!("{}/v1/sessions", env.node().api);
     let limit = kofu_proto::MAX_BODY_BYTES;
     // Exactly at the limit (JSON padded with whitespace) is accepted.
-    let mut at_limit = json!({"card_id": card.card_id}).to_string().into_bytes();
+    let mut at_limit = json!({"card_id": card.card_id()}).to_string().into_bytes();
     at_limit.resize(limit, b' ');
     let r = raw(Method::POST, &url, Some(&auth), Some(at_limit)).await;
     let s = created(&r);
-    let mut over = json!({"card_id": card.card_id}).to_string().into_bytes();
+    let mut over = json!({"card_id": card.card_id()}).to_string().into_bytes();
     over.resize(limit + 1, b' ');
     expect_error(
         &raw(Method::POST, &url, Some(&auth), Some(over)).await,
@@ -135,7 +127,7 @@ async fn bodies_over_16_kib_are_413() {
         &raw(Method::POST, &url, Some(&auth), Some(big.clone())).await,
         "payload_too_large",
     );
-    let auth_url = format!("{}/v1/sessions/{}/auth", env.node.api, s.session_id);
+    let auth_url = format!("{}/v1/sessions/{}/auth", env.node().api, s.session_id);
     expect_error(
         &raw(Method::POST, &auth_url, Some(&auth), Some(big)).await,
         "payload_too_large",
@@ -148,18 +140,17 @@ async fn bodies_over_16_kib_are_413() {
         "payload_too_large",
     );
     // The session is intact: a 413 is no auth attempt.
-    let genuine =
-        kofu_testkit::Kiosk::sign_challenge(card, &s.session_id, &k.kiosk_id, &s.challenge);
-    assert_eq!(k.auth(&s.session_id, &genuine).await.status, 200);
+    let genuine = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
+    assert_eq!(k.raw().auth(&s.session_id, &genuine).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_are_404_and_wrong_methods_405() {
     let env = Env::start(&[]).await;
     let k = env.kiosk(0);
-    let auth = format!("Bearer {}", k.token);
+    let auth = format!("Bearer {}", k.token());
     let sid = authed(&k, full_card(env.fx, 0)).await;
-    let api = &env.node.api;
+    let api = &env.node().api;
     for path in ["/", "/v2/sessions", "/v1/nothing", "/v1/sessions/x/y/z/w/v"] {
         let r = raw(Method::GET, &format!("{api}{path}"), Some(&auth), None).await;
         expect_error(&r, "not_found");
@@ -248,9 +239,9 @@ fn exchange(addr: &str, request: &[u8]) -> (u16, bool, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_error_answers_do_not_silently_drop_keep_alive_connections() {
     let env = Env::start(&[]).await;
-    let addr = env.node.api.trim_start_matches("http://").to_string();
+    let addr = env.node().api.trim_start_matches("http://").to_string();
     let token = env.fx.kiosks[0].token.clone();
-    let card = full_card(env.fx, 0).card_id.clone();
+    let card = full_card(env.fx, 0).card_id().to_owned();
     let body = json!({ "card_id": card }).to_string();
     let cases = [
         (

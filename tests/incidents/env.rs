@@ -5,114 +5,57 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
-use kofu_proto::api::IssuerKeyResponse;
+use kofu_kiosk::{CallError, Expected, Fetched, Released};
 use kofu_proto::{Binding, CertKind};
 use kofu_testkit::{
-    Card, ClusterOptions, Fixtures, Kiosk, KofuCluster, KofuNode, NodeOptions, Resp,
-    verify_document_async,
+    Card, Client, Deployment, DeploymentOptions, Fixtures, Kiosk, Method, Resp, normalize_spaces,
 };
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::steps::normalize_spaces;
 use crate::{KIOSKS, NOISE_CARDS_PER_KIOSK, NOISE_KIOSKS, RESIDENTS};
 
 /// Everything a scenario may use besides the API bases.
 pub(crate) struct Env {
-    pub(crate) fx: Fixtures,
-    issuer: VerifyingKey,
-    /// Admin listeners of every node (one today).
-    admins: Vec<String>,
+    pub(crate) fx: &'static Fixtures,
+    deployment: Deployment,
     /// One keep-alive pool for all kiosks of the scenario.
-    client: reqwest::Client,
+    client: Client,
     /// Cards reserved for the background traffic.
     pub(crate) noise_cards: Vec<usize>,
 }
 
-/// A running topology: one node, or a cluster with its Redis.
-pub(crate) struct Deployment {
-    _nodes: Vec<KofuNode>,
-    _cluster: Option<KofuCluster>,
-    pub(crate) apis: Vec<String>,
-    pub(crate) env: Arc<Env>,
-}
-
-pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>, nodes: usize) -> Deployment {
-    let mut args: Vec<String> = flags.iter().map(|s| (*s).to_owned()).collect();
-    if nodes == 1
-        && let Some(n) = shard_count
-    {
-        args.extend(["--shard-count".to_owned(), n.to_string()]);
-    }
-    let opts = NodeOptions {
-        residents: RESIDENTS,
-        kiosks: KIOSKS,
-        args,
-        ..NodeOptions::default()
-    };
-    let seed = opts.seed;
+/// Starts `nodes` nodes (a Redis-coordinated cluster when more than one) with `flags`,
+/// and checks that the topology is the one asked for.
+pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>, nodes: usize) -> Arc<Env> {
+    let mut opts = DeploymentOptions::nodes(nodes);
+    opts.shard_count = shard_count;
+    opts.node.residents = RESIDENTS;
+    opts.node.kiosks = KIOSKS;
+    opts.node.args = flags.iter().map(|s| (*s).to_owned()).collect();
     // Process start and `kofu fixtures` block; the runtime has spare workers.
-    let (single, cluster) = if nodes == 1 {
-        (
-            Some(tokio::task::block_in_place(|| KofuNode::start(opts))),
-            None,
-        )
-    } else {
-        let copts = ClusterOptions {
-            nodes,
-            node: opts,
-            shard_count: shard_count.unwrap_or(kofu_proto::DEFAULT_SHARD_COUNT),
-            ..ClusterOptions::default()
-        };
-        (
-            None,
-            Some(tokio::task::block_in_place(|| KofuCluster::start(copts))),
-        )
-    };
-    let all: Vec<&KofuNode> = match (&single, &cluster) {
-        (Some(n), _) => vec![n],
-        (None, Some(c)) => c.nodes.iter().flatten().collect(),
-        (None, None) => unreachable!("one of the two was started"),
-    };
-    let apis: Vec<String> = all.iter().map(|n| n.api.clone()).collect();
-    let admins: Vec<String> = all.iter().map(|n| n.admin.clone()).collect();
-    let node = all[0];
-    let fx = tokio::task::block_in_place(|| Fixtures::load(seed, RESIDENTS, KIOSKS));
-    let client = reqwest::Client::builder()
+    let deployment = tokio::task::block_in_place(|| Deployment::start(opts));
+    let fx = deployment.fixtures();
+    let client = Client::builder()
+        .targets(deployment.apis())
         .pool_max_idle_per_host(512)
-        .pool_idle_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(20))
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
         .build()
         .expect("http client");
-    let r = Resp::read(
-        client
-            .get(format!("{}/v1/issuer-key", node.api))
-            .send()
-            .await,
-    )
-    .await;
-    assert_eq!(r.status, 200, "issuer key: {}", r.text());
-    let key: IssuerKeyResponse = r.json();
-    let issuer = kofu_proto::verify::issuer_key(&key.public_key).expect("issuer key parses");
-    let mut noise_cards: Vec<usize> = ordinary_ixs(&fx)
+    let mut noise_cards: Vec<usize> = fx
+        .ordinary_indices()
         .rev()
         .take(NOISE_KIOSKS * NOISE_CARDS_PER_KIOSK)
         .collect();
     noise_cards.reverse();
     let env = Env {
         fx,
-        issuer,
-        admins,
+        deployment,
         client,
         noise_cards,
     };
     // The topology under test must be the one asked for, or incident 6 compares nothing.
-    let view = env
-        .admin(0, reqwest::Method::GET, "/admin/v1/cluster", None)
-        .await;
+    let view = env.admin(0, Method::GET, "/admin/v1/cluster", None).await;
     assert_eq!(view.status, 200, "cluster view: {}", view.text());
     let expected_shards = shard_count.unwrap_or(kofu_proto::DEFAULT_SHARD_COUNT);
     assert_eq!(
@@ -125,20 +68,7 @@ pub(crate) async fn deploy(flags: &[&str], shard_count: Option<u32>, nodes: usiz
         json!(expected_shards),
         "the node runs the requested shard count"
     );
-    Deployment {
-        apis,
-        _nodes: single.into_iter().collect(),
-        _cluster: cluster,
-        env: Arc::new(env),
-    }
-}
-
-fn ordinary_ixs(fx: &Fixtures) -> impl DoubleEndedIterator<Item = usize> + '_ {
-    fx.cards
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !c.card_revoked && !c.restricted)
-        .map(|(i, _)| i)
+    Arc::new(env)
 }
 
 /// A released document that passed the kiosk's check, with its text.
@@ -148,13 +78,17 @@ pub(crate) struct Checked {
 }
 
 impl Env {
+    /// Kiosk API bases of the nodes.
+    pub(crate) fn apis(&self) -> Vec<String> {
+        self.deployment.apis()
+    }
+
     /// Kiosk number `i`, talking to node `i mod n`: consecutive kiosks hit different nodes.
     pub(crate) fn kiosk(&self, apis: &[String], i: usize) -> Kiosk {
-        Kiosk::with_client(
-            &apis[i % apis.len()],
-            &self.fx.kiosks[i],
-            self.client.clone(),
-        )
+        self.client
+            .with_targets(apis)
+            .pinned(i)
+            .kiosk(&self.fx.kiosks[i])
     }
 
     pub(crate) fn card(&self, ix: usize) -> &Card {
@@ -168,50 +102,20 @@ impl Env {
         }
     }
 
+    /// An admin request to node `i mod n`.
     pub(crate) async fn admin(
         &self,
         i: usize,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<Value>,
     ) -> Resp {
-        let mut req = self
-            .client
-            .request(
-                method,
-                format!("{}{path}", self.admins[i % self.admins.len()]),
-            )
-            .bearer_auth(&self.fx.admin_token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        Resp::read(req.send().await).await
+        self.deployment.admin(i, method, path, body).await
     }
 
     /// Sum of a metric's samples over every node (all label sets).
     pub(crate) async fn metric_sum(&self, name: &str) -> Result<f64, String> {
-        let mut sum = 0.0;
-        for admin in &self.admins {
-            let r = Resp::read(self.client.get(format!("{admin}/metrics")).send().await).await;
-            if r.status != 200 {
-                return Err(format!("metrics: status {}", r.status));
-            }
-            for line in r.text().lines() {
-                if line.starts_with('#') {
-                    continue;
-                }
-                let mut parts = line.split_whitespace();
-                let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
-                    continue;
-                };
-                if key.split('{').next() == Some(name) {
-                    sum += value
-                        .parse::<f64>()
-                        .map_err(|e| format!("metric {name} value {value:?}: {e}"))?;
-                }
-            }
-        }
-        Ok(sum)
+        self.deployment.metric_sum(name).await
     }
 
     /// The full kiosk check (issuer signature, doc_sha256, binding session/kiosk/card/
@@ -220,24 +124,24 @@ impl Env {
     pub(crate) async fn verify(
         &self,
         card_ix: usize,
-        resp: &Resp,
+        doc: &Released,
         sid: &str,
         kiosk_id: &str,
         kind: CertKind,
         copies: u8,
     ) -> Result<Checked, String> {
-        let (binding, text) = verify_document_async(
-            &self.fx,
-            self.card(card_ix),
-            resp,
-            sid,
+        let order = Expected {
+            session_id: sid,
             kiosk_id,
-            kind.as_str(),
+            card: &self.card(card_ix).id,
+            kind,
             copies,
-            &self.issuer,
-        )
-        .await
-        .map_err(|e| format!("MISDELIVERY/REFUSED session {sid} {kind} x{copies}: {e}"))?;
+        };
+        let verified = kofu_testkit::strict(self.fx, self.deployment.issuer())
+            .verify(doc, &order)
+            .await
+            .map_err(|e| format!("MISDELIVERY/REFUSED session {sid} {kind} x{copies}: {e}"))?;
+        let (binding, text) = (verified.binding, verified.text.unwrap_or_default());
         // The page footers name the record version; it must be the binding's.
         for v in numbers_after(&normalize_spaces(&text), "record version ") {
             if v != binding.record_version {
@@ -250,18 +154,38 @@ impl Env {
         Ok(Checked { binding, text })
     }
 
+    /// [`Env::verify`] of what a fetch gave; anything but a document fails.
+    pub(crate) async fn check(
+        &self,
+        card_ix: usize,
+        fetched: &Result<Fetched, CallError>,
+        sid: &str,
+        kiosk_id: &str,
+        kind: CertKind,
+        copies: u8,
+    ) -> Result<Checked, String> {
+        match fetched {
+            Ok(Fetched::Ready(doc)) => self.verify(card_ix, doc, sid, kiosk_id, kind, copies).await,
+            other => Err(crate::steps::not_released("document", other)),
+        }
+    }
+
     /// Opens `n` pooled connections to every node at once, so that barriers release
     /// requests rather than TCP handshakes.
     pub(crate) async fn warm(&self, apis: &[String], n: usize) {
         let mut set = JoinSet::new();
         for api in apis {
             for _ in 0..n {
-                let req = self.client.get(format!("{api}/v1/issuer-key"));
-                set.spawn(async move { Resp::read(req.send().await).await.status });
+                let (client, url) = (self.client.clone(), format!("{api}/v1/issuer-key"));
+                set.spawn(async move { client.request(Method::GET, &url, None, None).await });
             }
         }
         while let Some(r) = set.join_next().await {
-            assert_eq!(r.ok(), Some(200), "warming the connection pool");
+            assert_eq!(
+                r.ok().map(|r| r.status),
+                Some(200),
+                "warming the connection pool"
+            );
         }
     }
 }
@@ -275,7 +199,10 @@ pub(crate) struct Picker<'a> {
 impl Picker<'_> {
     /// Up to `n` unused ordinary cards satisfying `pred`, in fixture order.
     pub(crate) fn take(&mut self, n: usize, mut pred: impl FnMut(&Card) -> bool) -> Vec<usize> {
-        let out: Vec<usize> = ordinary_ixs(&self.env.fx)
+        let out: Vec<usize> = self
+            .env
+            .fx
+            .ordinary_indices()
             .filter(|i| !self.used.contains(i) && pred(&self.env.fx.cards[*i]))
             .take(n)
             .collect();

@@ -4,18 +4,19 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use kofu_kiosk::{NameFault, check_names};
 use kofu_proto::CertKind;
-use kofu_testkit::contains_name;
+use kofu_testkit::normalize_spaces;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::env::{Checked, Env};
 use crate::noise::Noise;
-use crate::steps::{close, fetch, new_job, normalize_spaces, open, print};
+use crate::steps::{close, fetch, new_job, open, print};
 use crate::{Summary, Tally};
 
 /// Family-register certificates of multi-person households, concurrently: every page
-/// carries the binding's serial, "Page i/n" with the right i and n, the holder's name,
+/// carries the binding's serial, "頁 i/n" with the right i and n, the holder's name,
 /// and only names of that household; households of two or more give two or more pages.
 pub(crate) async fn multi_page_documents(apis: &[String], env: &Arc<Env>) -> Summary {
     const FAMILIES: usize = 24;
@@ -59,7 +60,7 @@ pub(crate) async fn multi_page_documents(apis: &[String], env: &Arc<Env>) -> Sum
                 Ok(job) => {
                     let r = fetch(&kiosk, &sid, &job.id).await;
                     match env
-                        .verify(card_ix, &r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
+                        .check(card_ix, &r, &sid, kiosk.kiosk_id(), job.kind, job.copies)
                         .await
                     {
                         Ok(c) => {
@@ -89,7 +90,6 @@ fn check_pages(env: &Env, card_ix: usize, c: &Checked, t: &mut Tally) {
     let card = env.card(card_ix);
     let serial = &c.binding.serial;
     let members = env.fx.household_names(&card.household_id);
-    let foreign = env.fx.foreign_names(&card.household_id);
     // pdftotext ends every page with a form feed.
     let mut pages: Vec<&str> = c.text.split('\u{c}').collect();
     if pages.last().is_some_and(|p| p.trim().is_empty()) {
@@ -121,29 +121,26 @@ fn check_pages(env: &Env, card_ix: usize, c: &Checked, t: &mut Tally) {
                 "document {serial}: page {at} of {n} carries page marks {marks:?}"
             ));
         }
-        if !contains_name(&text, &card.full_name) {
-            t.fail(format!(
+        // The household rule, page by page: the holder on every page, nobody else's.
+        match check_names(env.fx, card, &text) {
+            Ok(()) => {}
+            Err(NameFault::Holder) => t.fail(format!(
                 "document {serial}: page {at}/{n} does not name the holder"
-            ));
-        }
-        let intruders = foreign
-            .iter()
-            .filter(|name| contains_name(&text, name))
-            .count();
-        if intruders > 0 {
-            t.fail(format!(
+            )),
+            Err(NameFault::Foreign(intruders)) => t.fail(format!(
                 "document {serial}: CROSS-DELIVERY: page {at}/{n} names {intruders} person(s) \
                  outside the household"
-            ));
+            )),
         }
     }
 }
 
-/// Every "Page i/n" of a text (spaces around the slash tolerated).
+/// Every page mark "頁 i/n" of a text (spaces around the slash tolerated).
 fn page_marks(text: &str) -> Vec<(u32, u32)> {
+    const MARK: &str = "頁";
     let mut marks = Vec::new();
-    for (at, _) in text.match_indices("Page ") {
-        let rest = text[at + 5..].trim_start();
+    for (at, _) in text.match_indices(MARK) {
+        let rest = text[at + MARK.len()..].trim_start();
         let i: String = rest.chars().take_while(char::is_ascii_digit).collect();
         let rest = rest[i.len()..].trim_start();
         let Some(rest) = rest.strip_prefix('/') else {

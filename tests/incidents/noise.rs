@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kofu_proto::CertKind;
+use kofu_kiosk::Fetched;
+use kofu_proto::{CertKind, ErrorCode};
 use kofu_testkit::Kiosk;
 use tokio::task::JoinSet;
 
 use crate::env::Env;
-use crate::steps::{brief, close, fetch, is_error, new_job, open, print};
+use crate::steps::{close, fetch, is_error, new_job, not_released, open, print};
 use crate::{NOISE_CARDS_PER_KIOSK, NOISE_KIOSKS, NOISE_MAX_SESSIONS, Tally};
 
 /// A few kiosks running complete residence sessions in a loop until stopped, verifying
@@ -64,29 +65,24 @@ async fn noise_loop(
         };
         t.add("noise_sessions", 1);
         match new_job(&kiosk, &sid, CertKind::Residence, 1).await {
-            Ok(job) => {
-                let r = fetch(&kiosk, &sid, &job.id).await;
-                if r.status == 200 {
-                    match env
-                        .verify(card_ix, &r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
-                        .await
-                    {
-                        Ok(c) => match print(&kiosk, &sid, &job, &c.binding.serial).await {
-                            Ok(p) => {
-                                t.add("noise_printed", 1);
-                                t.add("noise_charged_yen", u64::from(p.charged_yen));
-                                t.serials.push(c.binding.serial);
-                            }
-                            Err(e) => t.fail(format!("noise: {e}")),
-                        },
+            Ok(job) => match fetch(&kiosk, &sid, &job.id).await {
+                Ok(Fetched::Ready(doc)) => match env
+                    .verify(card_ix, &doc, &sid, kiosk.kiosk_id(), job.kind, job.copies)
+                    .await
+                {
+                    Ok(c) => match print(&kiosk, &sid, &job, &c.binding.serial).await {
+                        Ok(p) => {
+                            t.add("noise_printed", 1);
+                            t.add("noise_charged_yen", u64::from(p.charged_yen));
+                            t.serials.push(c.binding.serial);
+                        }
                         Err(e) => t.fail(format!("noise: {e}")),
-                    }
-                } else if is_error(&r, 410, "job_voided") {
-                    t.add("noise_voided", 1);
-                } else {
-                    t.fail(format!("noise: {}", brief("document", &r)));
-                }
-            }
+                    },
+                    Err(e) => t.fail(format!("noise: {e}")),
+                },
+                r if is_error(&r, ErrorCode::JobVoided) => t.add("noise_voided", 1),
+                r => t.fail(format!("noise: {}", not_released("document", &r))),
+            },
             Err(e) => t.fail(format!("noise: {e}")),
         }
         if let Err(e) = close(&kiosk, &sid).await {

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kofu_proto::CertKind;
+use kofu_testkit::normalize_spaces;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::env::Env;
 use crate::noise::Noise;
-use crate::steps::{brief, close, fetch, new_job, normalize_spaces, open};
+use crate::steps::{brief, close, fetch, new_job, open};
 use crate::{Summary, Tally};
 
 /// Address changes land again and again for the same holders while their residence
@@ -50,8 +51,10 @@ pub(crate) async fn record_update_during_issuance(apis: &[String], env: &Arc<Env
                     let env = env.clone();
                     let address = format!("Kofutest {h:02}-{round:03} Chome");
                     set.spawn(async move {
-                        let path =
-                            format!("/admin/v1/residents/{}/address", env.card(card_ix).card_id);
+                        let path = format!(
+                            "/admin/v1/residents/{}/address",
+                            env.card(card_ix).card_id()
+                        );
                         let r = env
                             .admin(
                                 round + h,
@@ -111,7 +114,7 @@ pub(crate) async fn record_update_during_issuance(apis: &[String], env: &Arc<Env
                 for job in &jobs {
                     let r = fetch(&kiosk, &sid, &job.id).await;
                     match env
-                        .verify(card_ix, &r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
+                        .check(card_ix, &r, &sid, kiosk.kiosk_id(), job.kind, job.copies)
                         .await
                     {
                         Ok(c) => {

@@ -4,16 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kofu_proto::CertKind;
-use kofu_proto::api::CreateSessionResponse;
-use kofu_testkit::Kiosk;
+use kofu_kiosk::{CallError, Fetched};
+use kofu_proto::{CertKind, ErrorCode};
+use kofu_testkit::{Client, Kiosk};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use crate::env::Env;
 use crate::noise::Noise;
-use crate::steps::{authenticate, brief, close, fetch, is_error, new_job, print};
+use crate::steps::{
+    authenticate, brief, close, failed, fetch, is_error, is_raw_error, new_job, not_released, print,
+};
 use crate::{FETCH_BUDGET, Summary, Tally};
 
 /// Kiosks that lose answers and retry, concurrently: a create whose answer was lost
@@ -30,7 +32,8 @@ pub(crate) async fn error_and_retry(apis: &[String], env: &Arc<Env>) -> Summary 
     let cards = pick.take(KIOSKS_RETRYING, |_| true);
     assert_eq!(cards.len(), KIOSKS_RETRYING, "enough ordinary cards");
     // Times out while a 300 ms render is still pending.
-    let hasty = reqwest::Client::builder()
+    let hasty = Client::builder()
+        .targets(apis)
         .timeout(Duration::from_millis(100))
         .build()
         .expect("http client");
@@ -39,7 +42,7 @@ pub(crate) async fn error_and_retry(apis: &[String], env: &Arc<Env>) -> Summary 
     let mut tasks = JoinSet::new();
     for (i, card_ix) in cards.into_iter().enumerate() {
         let (env, kiosk) = (env.clone(), env.kiosk(apis, i));
-        let hasty = Kiosk::with_client(&kiosk.base, &env.fx.kiosks[i], hasty.clone());
+        let hasty = kiosk.with_client(hasty.pinned(i));
         tasks.spawn(async move { retrying_kiosk(&env, &kiosk, &hasty, card_ix, i).await });
     }
     tally.join(tasks).await;
@@ -75,14 +78,20 @@ async fn retrying_kiosk(
 ) -> Tally {
     let mut t = Tally::default();
     let card = env.card(card_ix);
-    let token = &kiosk.token;
+    let token = kiosk.token();
+    // The node this kiosk talks to, for requests on raw connections.
+    let base = kiosk
+        .client()
+        .fixed_target()
+        .expect("a pinned kiosk")
+        .to_owned();
     let fail = |t: &mut Tally, msg: String| t.fail(format!("kiosk {i}: {msg}"));
 
     // 1. The create's answer is lost: the server answered, the connection dropped. (The
     //    test reads the lost answer to learn the session id the kiosk never saw.)
-    let body = json!({ "card_id": card.card_id }).to_string();
+    let body = json!({ "card_id": card.card_id() }).to_string();
     let lost = abandoned_request(
-        &kiosk.base,
+        &base,
         token,
         "POST",
         "/v1/sessions",
@@ -110,23 +119,24 @@ async fn retrying_kiosk(
     };
     // The retry opens a new session; the same kiosk reopening closes the lost one, so
     // nothing can be done in the session the kiosk does not know.
-    let r = kiosk.create_session(&card.card_id).await;
-    if r.status != 201 {
-        fail(&mut t, brief("retried create", &r));
-        return t;
-    }
+    let created = match kiosk.create_session(card.card_id()).await {
+        Ok(created) => created,
+        Err(e) => {
+            fail(&mut t, failed("retried create", &e));
+            return t;
+        }
+    };
     if let Some(lost_sid) = lost_sid {
-        let r = kiosk.create_job(&lost_sid, "residence", 1).await;
-        if is_error(&r, 404, "unknown_session") {
+        let r = kiosk.create_job(&lost_sid, CertKind::Residence, 1).await;
+        if is_error(&r, ErrorCode::UnknownSession) {
             t.add("lost_sessions_closed", 1);
         } else {
             fail(
                 &mut t,
-                brief("job in the session whose create answer was lost", &r),
+                format!("job in the session whose create answer was lost: {r:?}"),
             );
         }
     }
-    let created: CreateSessionResponse = r.json();
     let sid = match authenticate(kiosk, card, &created).await {
         Ok((sid, _)) => sid,
         Err(e) => {
@@ -136,10 +146,10 @@ async fn retrying_kiosk(
     };
     t.add("sessions", 1);
     // 2. Auth repeated with the same signature: a clear error, still authenticated.
-    let sig = Kiosk::sign_challenge(card, &sid, &kiosk.kiosk_id, &created.challenge);
+    let sig = card.sign_challenge(&sid, kiosk.kiosk_id(), &created.challenge);
     let r = kiosk.auth(&sid, &sig).await;
-    if !is_error(&r, 409, "already_authenticated") {
-        fail(&mut t, brief("repeated auth", &r));
+    if !is_error(&r, ErrorCode::AlreadyAuthenticated) {
+        fail(&mut t, format!("repeated auth: {r:?}"));
     }
     // 3. The job request is repeated: two jobs, each its own document.
     let copies = (i % 3) as u8 + 1;
@@ -163,7 +173,7 @@ async fn retrying_kiosk(
     //    the long poll, timed out by the client, dropped after the first bytes.
     let path = format!("/v1/sessions/{sid}/jobs/{}/document?wait_ms=5000", a.id);
     if let Err(e) = abandoned_request(
-        &kiosk.base,
+        &base,
         token,
         "GET",
         &path,
@@ -175,19 +185,18 @@ async fn retrying_kiosk(
     {
         fail(&mut t, format!("dropped long poll: {e}"));
     }
-    let r = hasty.document(&sid, &a.id, 5000).await;
-    match r.status {
-        0 => t.add("client_timeouts", 1),
-        200 => match env
-            .verify(card_ix, &r, &sid, &kiosk.kiosk_id, a.kind, a.copies)
+    match hasty.document(&sid, &a.id, 5000).await {
+        Err(CallError::NoAnswer(_)) => t.add("client_timeouts", 1),
+        Ok(Fetched::Ready(doc)) => match env
+            .verify(card_ix, &doc, &sid, kiosk.kiosk_id(), a.kind, a.copies)
             .await
         {
             Ok(_) => t.add("hasty_documents", 1),
             Err(e) => fail(&mut t, e),
         },
-        _ => fail(&mut t, brief("document with a client timeout", &r)),
+        r => fail(&mut t, not_released("document with a client timeout", &r)),
     }
-    match abandoned_request(&kiosk.base, token, "GET", &path, None, 64, Duration::ZERO).await {
+    match abandoned_request(&base, token, "GET", &path, None, 64, Duration::ZERO).await {
         Ok(p) if p.status == Some(200) => t.add("dropped_mid_response", 1),
         other => fail(&mut t, format!("document dropped mid-response: {other:?}")),
     }
@@ -197,14 +206,16 @@ async fn retrying_kiosk(
     for job in [&a, &b] {
         let r = fetch(kiosk, &sid, &job.id).await;
         match env
-            .verify(card_ix, &r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
+            .check(card_ix, &r, &sid, kiosk.kiosk_id(), job.kind, job.copies)
             .await
         {
             Ok(c) => {
                 t.add("released", 1);
                 t.serials.push(c.binding.serial.clone());
                 serials.push(c.binding.serial);
-                first_bodies.push(r.body);
+                if let Ok(Fetched::Ready(doc)) = r {
+                    first_bodies.push(doc.body);
+                }
             }
             Err(e) => {
                 fail(&mut t, e);
@@ -212,7 +223,7 @@ async fn retrying_kiosk(
             }
         }
     }
-    let again = kiosk.document(&sid, &a.id, 0).await;
+    let again = kiosk.raw().document(&sid, &a.id, 0).await;
     if again.status != 200 || again.body != first_bodies[0] {
         fail(
             &mut t,
@@ -223,7 +234,7 @@ async fn retrying_kiosk(
     //    more; every answer is the same, and the charge happens once (checked on /metrics).
     let printed_path = format!("/v1/sessions/{sid}/jobs/{}/printed", a.id);
     match abandoned_request(
-        &kiosk.base,
+        &base,
         token,
         "POST",
         &printed_path,
@@ -253,12 +264,12 @@ async fn retrying_kiosk(
     if let Err(e) = close(kiosk, &sid).await {
         fail(&mut t, e);
     }
-    let r = kiosk.document(&sid, &b.id, 0).await;
-    if !is_error(&r, 404, "unknown_session") {
+    let r = kiosk.raw().document(&sid, &b.id, 0).await;
+    if !is_raw_error(&r, 404, "unknown_session") {
         fail(&mut t, brief("document after close", &r));
     }
-    let r = kiosk.printed(&sid, &b.id).await;
-    if !is_error(&r, 404, "unknown_session") {
+    let r = kiosk.raw().printed(&sid, &b.id).await;
+    if !is_raw_error(&r, 404, "unknown_session") {
         fail(&mut t, brief("printed after close", &r));
     }
     t

@@ -5,14 +5,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kofu_proto::api::CreateSessionResponse;
 use kofu_testkit::Kiosk;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::env::Env;
 use crate::noise::Noise;
-use crate::steps::{authenticate, brief, close, fetch, new_job, print};
+use crate::steps::{authenticate, close, failed, fetch, new_job, print};
 use crate::{Summary, Tally};
 
 /// 110 kiosks (different stores) open sessions in the same millisecond, create jobs in
@@ -79,12 +78,9 @@ async fn same_millisecond_store(
     let card = env.card(card_ix);
     phases[0].wait().await;
     let create_at = Instant::now();
-    let r = kiosk.create_session(&card.card_id).await;
-    let session = if r.status == 201 {
-        let created: CreateSessionResponse = r.json();
-        authenticate(kiosk, card, &created).await
-    } else {
-        Err(brief("create session", &r))
+    let session = match kiosk.create_session(card.card_id()).await {
+        Ok(created) => authenticate(kiosk, card, &created).await,
+        Err(e) => Err(failed("create session", &e)),
     };
     phases[1].wait().await;
     let job_at = Instant::now();
@@ -96,7 +92,7 @@ async fn same_millisecond_store(
     let doc = match (&session, &job) {
         (Ok((sid, _)), Ok(job)) => {
             let r = fetch(kiosk, sid, &job.id).await;
-            env.verify(card_ix, &r, sid, &kiosk.kiosk_id, job.kind, job.copies)
+            env.check(card_ix, &r, sid, kiosk.kiosk_id(), job.kind, job.copies)
                 .await
         }
         (Err(e), _) | (_, Err(e)) => Err(e.clone()),

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kofu_proto::CertKind;
+use kofu_kiosk::{CallError, Fetched};
+use kofu_proto::{CertKind, ErrorCode};
 use kofu_testkit::Card;
 use tokio::task::JoinSet;
 
 use crate::env::Env;
 use crate::noise::Noise;
-use crate::steps::{brief, close, fetch, is_error, new_job, open, print};
+use crate::steps::{brief, close, fetch, is_raw_error, new_job, not_released, open, print};
 use crate::{Summary, Tally};
 
 /// Seal jobs are created, then the holders' seal registrations are revoked (admin API
@@ -99,7 +100,7 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
                 set.spawn(async move {
                     let path = format!(
                         "/admin/v1/residents/{}/seal/revoke",
-                        env.card(card_ix).card_id
+                        env.card(card_ix).card_id()
                     );
                     (
                         i,
@@ -132,7 +133,7 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
                 let mut t = Tally::default();
                 let r = fetch(&kiosk, &sid, &job.id).await;
                 match env
-                    .verify(card_ix, &r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
+                    .check(card_ix, &r, &sid, kiosk.kiosk_id(), job.kind, job.copies)
                     .await
                 {
                     Ok(c) => {
@@ -175,22 +176,19 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
             tally.add("revoked_after_render", 1);
         }
         for attempt in 0..2 {
-            let r = fetch(&kiosk, sid, &job.id).await;
-            if r.status == 200 {
-                tally.fail(format!(
+            match fetch(&kiosk, sid, &job.id).await {
+                Ok(Fetched::Ready(_)) => tally.fail(format!(
                     "holder {i}: STALE: a seal certificate was released after its revocation \
                      was acknowledged (fetch {attempt})"
-                ));
-            } else if !is_error(&r, 422, "not_issuable") || r.value()["reason"] != "seal_revoked" {
-                tally.fail(format!(
+                )),
+                r if seal_revoked(&r) => tally.add("seal_refused", 1),
+                r => tally.fail(format!(
                     "holder {i}: {}",
-                    brief("seal document after revocation", &r)
-                ));
-            } else {
-                tally.add("seal_refused", 1);
+                    not_released("seal document after revocation", &r)
+                )),
             }
         }
-        let p = kiosk.printed(sid, &job.id).await;
+        let p = kiosk.raw().printed(sid, &job.id).await;
         if p.status < 400 {
             tally.fail(format!(
                 "holder {i}: {}",
@@ -198,8 +196,8 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
             ));
         }
         // A new seal job after the revocation is refused at creation.
-        let r = kiosk.create_job(sid, "seal", 1).await;
-        if is_error(&r, 422, "not_issuable") && r.value()["reason"] == "seal_revoked" {
+        let r = kiosk.raw().create_job(sid, "seal", 1).await;
+        if is_raw_error(&r, 422, "not_issuable") && r.value()["reason"] == "seal_revoked" {
             tally.add("seal_job_refused", 1);
         } else {
             tally.fail(format!(
@@ -211,7 +209,7 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
         if let Some(res) = residence_jobs.get(&i) {
             let r = fetch(&kiosk, sid, &res.id).await;
             match env
-                .verify(card_ix, &r, sid, &kiosk.kiosk_id, res.kind, res.copies)
+                .check(card_ix, &r, sid, kiosk.kiosk_id(), res.kind, res.copies)
                 .await
             {
                 Ok(c) => {
@@ -231,8 +229,8 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
                 if kinds.contains(&CertKind::Seal) {
                     tally.fail(format!("holder {i}: a revoked seal is still offered"));
                 }
-                let r = kiosk.create_job(&sid, "seal", 1).await;
-                if !is_error(&r, 422, "not_issuable") || r.value()["reason"] != "seal_revoked" {
+                let r = kiosk.raw().create_job(&sid, "seal", 1).await;
+                if !is_raw_error(&r, 422, "not_issuable") || r.value()["reason"] != "seal_revoked" {
                     tally.fail(format!(
                         "holder {i}: {}",
                         brief("seal job in a new session", &r)
@@ -246,7 +244,7 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
         }
         let path = format!(
             "/admin/v1/residents/{}/seal/revoke",
-            env.card(card_ix).card_id
+            env.card(card_ix).card_id()
         );
         let again = env.admin(i, reqwest::Method::POST, &path, None).await;
         if again.status != 200 {
@@ -270,4 +268,11 @@ pub(crate) async fn stale_data_revocation(apis: &[String], env: &Arc<Env>) -> Su
             "residence_released_revoked",
         ],
     )
+}
+
+/// `422 not_issuable` for the reason `seal_revoked`.
+fn seal_revoked<T>(r: &Result<T, CallError>) -> bool {
+    r.as_ref().err().is_some_and(|e| {
+        e.is(ErrorCode::NotIssuable) && e.api().and_then(|a| a.reason()) == Some("seal_revoked")
+    })
 }

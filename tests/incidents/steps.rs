@@ -1,27 +1,32 @@
 //! Kiosk steps shared by the scenarios, each returning a message instead of panicking
-//! so that one bad answer cannot leave other tasks waiting at a barrier, and the
-//! space normalisation every check of pdftotext output needs.
+//! so that one bad answer cannot leave other tasks waiting at a barrier.
 
 use std::time::Instant;
 
-use kofu_proto::CertKind;
-use kofu_proto::api::{AuthResponse, CreateSessionResponse, JobResponse, PrintedResponse};
+use kofu_kiosk::{CallError, Fetched, LongPoll};
+use kofu_proto::api::{CreateSessionResponse, PrintedResponse};
+use kofu_proto::{CertKind, ErrorCode};
 use kofu_testkit::{Card, Kiosk, Resp};
 
 use crate::FETCH_BUDGET;
 
+/// A raw answer in a message: its status and the start of its body.
 pub(crate) fn brief(what: &str, r: &Resp) -> String {
     let body: String = r.text().chars().take(200).collect();
     format!("{what}: status {}: {body}", r.status)
 }
 
+/// A step that did not give its answer, in a message.
+pub(crate) fn failed(what: &str, e: &CallError) -> String {
+    format!("{what}: {e}")
+}
+
 /// create + auth; returns the session id and the kinds offered.
 pub(crate) async fn open(kiosk: &Kiosk, card: &Card) -> Result<(String, Vec<CertKind>), String> {
-    let r = kiosk.create_session(&card.card_id).await;
-    if r.status != 201 {
-        return Err(brief("create session", &r));
-    }
-    let created: CreateSessionResponse = r.json();
+    let created = kiosk
+        .create_session(card.card_id())
+        .await
+        .map_err(|e| failed("create session", &e))?;
     authenticate(kiosk, card, &created).await
 }
 
@@ -30,14 +35,12 @@ pub(crate) async fn authenticate(
     card: &Card,
     created: &CreateSessionResponse,
 ) -> Result<(String, Vec<CertKind>), String> {
-    let sid = created.session_id.clone();
-    let sig = Kiosk::sign_challenge(card, &sid, &kiosk.kiosk_id, &created.challenge);
-    let r = kiosk.auth(&sid, &sig).await;
-    if r.status != 200 {
-        return Err(brief("auth", &r));
-    }
-    let auth: AuthResponse = r.json();
-    Ok((sid, auth.kinds.iter().map(|k| k.kind).collect()))
+    let auth = kiosk
+        .authenticate(card, created)
+        .await
+        .map_err(|e| failed("auth", &e))?;
+    let kinds = auth.kinds.iter().map(|k| k.kind).collect();
+    Ok((created.session_id.clone(), kinds))
 }
 
 /// A job the kiosk asked for.
@@ -62,36 +65,49 @@ pub(crate) async fn new_job(
     kind: CertKind,
     copies: u8,
 ) -> Result<JobRef, String> {
-    let r = kiosk.create_job(sid, kind.as_str(), copies).await;
+    let answer = kiosk.create_job(sid, kind, copies).await;
     let created = Instant::now();
-    if r.status != 202 {
-        return Err(brief(&format!("create {kind} job"), &r));
-    }
-    let job: JobResponse = r.json();
+    let job = answer.map_err(|e| failed(&format!("create {kind} job"), &e))?;
     let job = JobRef {
         id: job.job_id,
         kind,
         copies,
         created,
-    };
-    let quoted = r.value()["fee_yen"].as_u64().unwrap_or_default();
-    if quoted != u64::from(job.fee()) {
-        return Err(format!(
-            "{kind} x{copies} quoted {quoted} yen, expected {}",
-            job.fee()
-        ));
     }
+    .quoted(job.fee_yen)?;
     Ok(job)
 }
 
-/// Long-polls (`wait_ms=5000`) until the job leaves `rendering`, bounded in time.
-pub(crate) async fn fetch(kiosk: &Kiosk, sid: &str, job_id: &str) -> Resp {
-    let deadline = Instant::now() + FETCH_BUDGET;
-    loop {
-        let r = kiosk.document(sid, job_id, 5000).await;
-        if r.status != 202 || Instant::now() >= deadline {
-            return r;
+impl JobRef {
+    fn quoted(self, fee_yen: u32) -> Result<JobRef, String> {
+        if fee_yen == self.fee() {
+            Ok(self)
+        } else {
+            Err(format!(
+                "{} x{} quoted {fee_yen} yen, expected {}",
+                self.kind,
+                self.copies,
+                self.fee()
+            ))
         }
+    }
+}
+
+/// Long-polls (`wait_ms=5000`) until the job leaves `rendering`, bounded in time.
+pub(crate) async fn fetch(kiosk: &Kiosk, sid: &str, job_id: &str) -> Result<Fetched, CallError> {
+    let poll = LongPoll {
+        wait_ms: 5000,
+        budget: FETCH_BUDGET,
+    };
+    kiosk.await_document(sid, job_id, poll).await
+}
+
+/// A fetch that gave no document, in a message.
+pub(crate) fn not_released(what: &str, r: &Result<Fetched, CallError>) -> String {
+    match r {
+        Ok(Fetched::Ready(_)) => format!("{what}: released"),
+        Ok(Fetched::Rendering) => format!("{what}: still rendering"),
+        Err(e) => failed(what, e),
     }
 }
 
@@ -102,11 +118,10 @@ pub(crate) async fn print(
     job: &JobRef,
     serial: &str,
 ) -> Result<PrintedResponse, String> {
-    let r = kiosk.printed(sid, &job.id).await;
-    if r.status != 200 {
-        return Err(brief("printed", &r));
-    }
-    let p: PrintedResponse = r.json();
+    let p = kiosk
+        .printed(sid, &job.id)
+        .await
+        .map_err(|e| failed("printed", &e))?;
     if p.serial != serial || p.charged_yen != job.fee() {
         return Err(format!(
             "printed answered {}/{} yen for document {serial}/{} yen",
@@ -119,28 +134,15 @@ pub(crate) async fn print(
 }
 
 pub(crate) async fn close(kiosk: &Kiosk, sid: &str) -> Result<(), String> {
-    let r = kiosk.close(sid).await;
-    if r.status != 204 {
-        return Err(brief("close", &r));
-    }
-    Ok(())
+    kiosk.close(sid).await.map_err(|e| failed("close", &e))
 }
 
-/// An API.md error answer with this status and code.
-pub(crate) fn is_error(r: &Resp, status: u16, code: &str) -> bool {
+/// Whether a step got the API error `code`.
+pub(crate) fn is_error<T>(r: &Result<T, CallError>, code: ErrorCode) -> bool {
+    r.as_ref().err().is_some_and(|e| e.is(code))
+}
+
+/// An API.md error answer with this status and code, for raw answers.
+pub(crate) fn is_raw_error(r: &Resp, status: u16, code: &str) -> bool {
     r.status == status && r.error_code().as_deref() == Some(code)
-}
-
-/// pdftotext pads columns with runs of spaces; collapse them (line breaks stay).
-pub(crate) fn normalize_spaces(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut last_space = false;
-    for c in text.chars() {
-        let space = c == ' ' || c == '\t';
-        if !(space && last_space) {
-            out.push(if space { ' ' } else { c });
-        }
-        last_space = space;
-    }
-    out
 }

@@ -4,18 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kofu_proto::CertKind;
+use kofu_kiosk::Fetched;
+use kofu_proto::{CertKind, ErrorCode};
 use kofu_testkit::Kiosk;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::env::Env;
 use crate::noise::Noise;
-use crate::steps::{brief, close, fetch, is_error, new_job, open, print};
+use crate::steps::{
+    brief, close, fetch, is_error, is_raw_error, new_job, not_released, open, print,
+};
 use crate::{Summary, Tally};
 
 /// A voided job is fetched again this long after its creation: the delay injected by
-/// `TIMEOUT_FLAGS` has elapsed by then, so a late render would have finished and could
+/// `RENDER_TIMEOUT_FLAGS` has elapsed by then, so a late render would have finished and could
 /// be (wrongly) released.
 const REFETCH_AFTER: Duration = Duration::from_millis(2000);
 
@@ -85,22 +88,19 @@ async fn timeout_session(
     let mut released = Vec::new();
     let mut voided = Vec::new();
     for job in &jobs {
-        let r = fetch(kiosk, &sid, &job.id).await;
-        if r.status == 200 {
-            match env
-                .verify(card_ix, &r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
+        match fetch(kiosk, &sid, &job.id).await {
+            Ok(Fetched::Ready(doc)) => match env
+                .verify(card_ix, &doc, &sid, kiosk.kiosk_id(), job.kind, job.copies)
                 .await
             {
                 Ok(c) => {
                     t.serials.push(c.binding.serial.clone());
-                    released.push((job, c.binding.serial, r.body));
+                    released.push((job, c.binding.serial, doc.body));
                 }
                 Err(e) => t.fail(format!("session {i} job {}: {e}", job.id)),
-            }
-        } else if is_error(&r, 410, "job_voided") {
-            voided.push(job);
-        } else {
-            t.fail(format!("session {i}: {}", brief("document", &r)));
+            },
+            r if is_error(&r, ErrorCode::JobVoided) => voided.push(job),
+            r => t.fail(format!("session {i}: {}", not_released("document", &r))),
         }
     }
     if let Some(last) = jobs.iter().map(|j| j.created).max() {
@@ -109,20 +109,20 @@ async fn timeout_session(
     // The delayed renders have had time to finish: a voided job still answers 410 and
     // cannot be printed; a released one still gives exactly its own bytes.
     for job in &voided {
-        let r = kiosk.document(&sid, &job.id, 0).await;
+        let r = kiosk.raw().document(&sid, &job.id, 0).await;
         if r.status == 200 {
             t.fail(format!(
                 "session {i}: voided job {} released a document later",
                 job.id
             ));
-        } else if !is_error(&r, 410, "job_voided") {
+        } else if !is_raw_error(&r, 410, "job_voided") {
             t.fail(format!(
                 "session {i}: {}",
                 brief("refetch of a voided job", &r)
             ));
         }
-        let p = kiosk.printed(&sid, &job.id).await;
-        if !is_error(&p, 410, "job_voided") {
+        let p = kiosk.raw().printed(&sid, &job.id).await;
+        if !is_raw_error(&p, 410, "job_voided") {
             t.fail(format!(
                 "session {i}: {}",
                 brief("printed on a voided job", &p)
@@ -130,7 +130,7 @@ async fn timeout_session(
         }
     }
     for (job, serial, body) in &released {
-        let r = kiosk.document(&sid, &job.id, 0).await;
+        let r = kiosk.raw().document(&sid, &job.id, 0).await;
         if r.status != 200 || r.body != *body {
             t.fail(format!(
                 "session {i}: {} (not the same bytes)",
@@ -181,31 +181,32 @@ async fn void_then_release(env: &Arc<Env>, kiosk: &Kiosk, card_ix: usize) -> Tal
         let (ra, rb) = tokio::join!(fetch(kiosk, &sid, &a.id), fetch(kiosk, &sid, &b.id));
         let mut outcome = [false; 2];
         for (k, (job, r)) in [(&a, &ra), (&b, &rb)].into_iter().enumerate() {
-            if r.status == 200 {
-                match env
-                    .verify(card_ix, r, &sid, &kiosk.kiosk_id, job.kind, job.copies)
+            match r {
+                Ok(Fetched::Ready(doc)) => match env
+                    .verify(card_ix, doc, &sid, kiosk.kiosk_id(), job.kind, job.copies)
                     .await
                 {
                     Ok(c) => t.serials.push(c.binding.serial),
                     Err(e) => t.fail(format!("A/B attempt {attempt}: {e}")),
-                }
-            } else if is_error(r, 410, "job_voided") {
-                outcome[k] = true;
-            } else {
-                t.fail(format!("A/B attempt {attempt}: {}", brief("document", r)));
+                },
+                r if is_error(r, ErrorCode::JobVoided) => outcome[k] = true,
+                r => t.fail(format!(
+                    "A/B attempt {attempt}: {}",
+                    not_released("document", r)
+                )),
             }
         }
-        if outcome == [true, false] && rb.status == 200 {
+        if let (true, false, Ok(Fetched::Ready(b_doc))) = (outcome[0], outcome[1], &rb) {
             tokio::time::sleep_until((a.created + REFETCH_AFTER).into()).await;
-            let again_a = kiosk.document(&sid, &a.id, 0).await;
-            if !is_error(&again_a, 410, "job_voided") {
+            let again_a = kiosk.raw().document(&sid, &a.id, 0).await;
+            if !is_raw_error(&again_a, 410, "job_voided") {
                 t.fail(brief("A (voided) fetched after its delay", &again_a));
             }
-            let again_b = kiosk.document(&sid, &b.id, 0).await;
-            if again_b.status != 200 || again_b.body != rb.body {
+            let again_b = kiosk.raw().document(&sid, &b.id, 0).await;
+            if again_b.status != 200 || again_b.body != b_doc.body {
                 t.fail(brief("B fetched again (must be the same bytes)", &again_b));
             }
-            if !is_error(&kiosk.printed(&sid, &a.id).await, 410, "job_voided") {
+            if !is_raw_error(&kiosk.raw().printed(&sid, &a.id).await, 410, "job_voided") {
                 t.fail("printed on voided A must answer 410 job_voided");
             }
             t.add("a_voided_b_released", 1);

@@ -2,10 +2,10 @@
 //! then every byte the node let out (logs, metrics, error bodies) is scanned for
 //! personal data of every fixture resident.
 
-use kofu_testkit::{Kiosk, Resp, admin_post, contains_name, get};
+use kofu_testkit::{Resp, admin_post, contains_name, full_session, get};
 use serde_json::json;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 /// Collects every non-2xx answer so its body can be scanned at the end.
 #[derive(Default)]
@@ -35,28 +35,27 @@ async fn no_personal_data_in_logs_metrics_or_errors() {
     // Complete sessions of every kind.
     for (i, card) in fx.ordinary().take(24).enumerate() {
         let kind = ["residence", "family_register", "seal", "tax"][i % 4];
-        let r = k0.full_session(fx, card, kind, 1, &env.issuer).await;
+        let r = full_session(&k0, fx, card, kind, 1, &env.issuer).await;
         // Some of these holders cannot get seal or tax: that is an error path too.
         if r.is_err() {
             let sid = authed(&k0, card).await;
-            seen.keep(k0.create_job(&sid, kind, 1).await);
-            seen.keep(k0.close(&sid).await);
+            seen.keep(k0.raw().create_job(&sid, kind, 1).await);
+            seen.keep(k0.raw().close(&sid).await);
         }
         touched.push(card);
     }
     // Bad signatures up to the lock, card_in_use, and the 409s of a second auth.
     for card in fx.ordinary().skip(24).take(8) {
         let s = open(&k1, card).await;
-        seen.keep(k2.create_session(&card.card_id).await);
-        let wrong =
-            Kiosk::sign_challenge(full_card(fx, 0), &s.session_id, &k1.kiosk_id, &s.challenge);
+        seen.keep(k2.raw().create_session(card.card_id()).await);
+        let wrong = full_card(fx, 0).sign_challenge(&s.session_id, k1.kiosk_id(), &s.challenge);
         for _ in 0..3 {
-            seen.keep(k1.auth(&s.session_id, &wrong).await);
+            seen.keep(k1.raw().auth(&s.session_id, &wrong).await);
         }
-        seen.keep(k1.create_job(&s.session_id, "residence", 1).await);
+        seen.keep(k1.raw().create_job(&s.session_id, "residence", 1).await);
         let sid = authed(&k1, card).await;
-        seen.keep(k1.auth(&sid, &wrong).await);
-        seen.keep(k1.printed(&sid, "j0-AAAAAAAAAAA").await);
+        seen.keep(k1.raw().auth(&sid, &wrong).await);
+        seen.keep(k1.raw().printed(&sid, "j0-AAAAAAAAAAA").await);
         touched.push(card);
     }
     // Special cards: revoked, restricted, no seal, revoked seal, no tax.
@@ -67,11 +66,11 @@ async fn no_personal_data_in_logs_metrics_or_errors() {
         .take(2)
     {
         let sid = authed(&k2, card).await;
-        seen.keep(k2.create_job(&sid, "residence", 1).await);
+        seen.keep(k2.raw().create_job(&sid, "residence", 1).await);
         touched.push(card);
     }
     for card in fx.cards.iter().filter(|c| c.card_revoked).take(3) {
-        seen.keep(k2.create_session(&card.card_id).await);
+        seen.keep(k2.raw().create_session(card.card_id()).await);
         touched.push(card);
     }
     for card in fx
@@ -80,9 +79,9 @@ async fn no_personal_data_in_logs_metrics_or_errors() {
         .take(4)
     {
         let sid = authed(&k2, card).await;
-        seen.keep(k2.create_job(&sid, "seal", 1).await);
-        seen.keep(k2.create_job(&sid, "tax", 1).await);
-        seen.keep(k2.close(&sid).await);
+        seen.keep(k2.raw().create_job(&sid, "seal", 1).await);
+        seen.keep(k2.raw().create_job(&sid, "tax", 1).await);
+        seen.keep(k2.raw().close(&sid).await);
         touched.push(card);
     }
     // Admin: revocations (granted, repeated, refused), address updates.
@@ -91,48 +90,53 @@ async fn no_personal_data_in_logs_metrics_or_errors() {
         .filter(|c| c.seal_registered && !c.seal_revoked)
         .take(3)
     {
-        let path = format!("/admin/v1/residents/{}/seal/revoke", card.card_id);
+        let path = format!("/admin/v1/residents/{}/seal/revoke", card.card_id());
         for _ in 0..2 {
-            seen.keep(admin_post(&env.node, &path, t, None).await);
+            seen.keep(admin_post(env.node(), &path, t, None).await);
         }
         let sid = authed(&k0, card).await;
-        seen.keep(k0.create_job(&sid, "seal", 1).await);
+        seen.keep(k0.raw().create_job(&sid, "seal", 1).await);
         touched.push(card);
         let address = format!("{} Kabukicho Secret-Lane, Shinjuku City", 7 + secrets.len());
-        let path = format!("/admin/v1/residents/{}/address", card.card_id);
-        seen.keep(admin_post(&env.node, &path, t, Some(json!({"address": address}))).await);
+        let path = format!("/admin/v1/residents/{}/address", card.card_id());
+        seen.keep(admin_post(env.node(), &path, t, Some(json!({"address": address}))).await);
         secrets.push(address);
     }
     for card in fx.ordinary().filter(|c| !c.seal_registered).take(2) {
-        let path = format!("/admin/v1/residents/{}/seal/revoke", card.card_id);
-        seen.keep(admin_post(&env.node, &path, t, None).await);
-        seen.keep(admin_post(&env.node, &path, "wrong-token", None).await);
+        let path = format!("/admin/v1/residents/{}/seal/revoke", card.card_id());
+        seen.keep(admin_post(env.node(), &path, t, None).await);
+        seen.keep(admin_post(env.node(), &path, "wrong-token", None).await);
     }
     // Unknown and malformed card ids, some made of personal data themselves.
     for i in 0..4u64 {
         let unknown = format!("{:016X}", 0xDEAD_BEEF_0000_0000u64 + i);
         if fx.card(&unknown).is_none() {
-            seen.keep(k0.create_session(&unknown).await);
+            seen.keep(k0.raw().create_session(&unknown).await);
             let path = format!("/admin/v1/residents/{unknown}/seal/revoke");
-            seen.keep(admin_post(&env.node, &path, t, None).await);
+            seen.keep(admin_post(env.node(), &path, t, None).await);
             secrets.push(unknown);
         }
     }
     for card in fx.ordinary().take(3) {
-        seen.keep(k0.create_session(&card.full_name).await);
-        seen.keep(k0.create_session(&card.card_id.to_lowercase()).await);
-        secrets.push(card.card_id.to_lowercase());
+        seen.keep(k0.raw().create_session(&card.full_name).await);
+        seen.keep(
+            k0.raw()
+                .create_session(&card.card_id().to_lowercase())
+                .await,
+        );
+        secrets.push(card.card_id().to_lowercase());
     }
     let lots = (0..600)
-        .map(|i| fx.cards[i % fx.cards.len()].card_id.clone())
+        .map(|i| fx.cards[i % fx.cards.len()].card_id().to_owned())
         .collect::<Vec<_>>();
-    seen.keep(k0.create_session(&lots.join("")).await);
-    let url = format!("{}/v1/sessions", env.node.api);
+    seen.keep(k0.raw().create_session(&lots.join("")).await);
+    let url = format!("{}/v1/sessions", env.node().api);
     let body = format!(
         "{{\"card_id\":\"{}\",\"name\":\"{}\"}}",
-        fx.cards[0].card_id, fx.cards[0].full_name
+        fx.cards[0].card_id(),
+        fx.cards[0].full_name
     );
-    let auth = format!("Bearer {}", k0.token);
+    let auth = format!("Bearer {}", k0.token());
     seen.keep(
         raw(
             reqwest::Method::POST,
@@ -143,11 +147,11 @@ async fn no_personal_data_in_logs_metrics_or_errors() {
         .await,
     );
 
-    let metrics = get(&format!("{}/metrics", env.node.admin)).await;
+    let metrics = get(&format!("{}/metrics", env.node().admin)).await;
     assert_eq!(metrics.status, 200);
-    let cluster_url = format!("{}/admin/v1/cluster", env.node.admin);
+    let cluster_url = format!("{}/admin/v1/cluster", env.node().admin);
     seen.keep(raw(reqwest::Method::GET, &cluster_url, None, None).await);
-    let logs = env.node.logs();
+    let logs = env.node().logs();
     // Only a sanity check that the log was captured: how much a node logs is its choice.
     assert!(logs.lines().count() >= 5, "the node's log was not captured");
     assert!(
@@ -166,7 +170,7 @@ async fn no_personal_data_in_logs_metrics_or_errors() {
     let mut leaks = Vec::new();
     for (what, text) in &sources {
         for (i, card) in fx.cards.iter().enumerate() {
-            if text.contains(&card.card_id) {
+            if text.contains(card.card_id()) {
                 leaks.push(format!("{what}: card id of fixture card #{i}"));
             }
             if text.contains(&card.full_name) {

@@ -15,7 +15,8 @@ use kofu_proto::CertKind;
 
 use crate::config::ServeConfig;
 use crate::node::Node;
-use client::{DemoCard, DemoKiosk, Plan, Report, Route, Targets};
+use client::{Plan, Report, Route, Targets};
+use kofu_kiosk::Fixtures;
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -93,8 +94,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     spec.validate().context("demo population")?;
     let population = Population::generate(&spec);
-    let cards = DemoCard::from_population(&population);
-    let kiosk_list = DemoKiosk::from_population(&population);
+    let fixtures = Fixtures::from_lines(population.fixture_lines()).context("demo population")?;
+    let cards: Vec<usize> = fixtures.ordinary_indices().collect();
     anyhow::ensure!(
         !cards.is_empty(),
         "the population has no card that may open a session"
@@ -104,8 +105,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         sessions: args.sessions,
         concurrency: args.concurrency.clamp(1, cards.len()),
         kind: args.kind,
+        fixtures,
         cards,
-        kiosks: kiosk_list,
     };
     let client_threads = args.client_threads.max(1);
     if !args.target.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod binding;
+pub mod doctext;
 pub mod fixtures;
 pub mod ids;
 pub mod kind;

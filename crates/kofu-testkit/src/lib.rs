@@ -1,25 +1,29 @@
-//! Test harness for black-box tests: spawns real `kofu` processes, knows their fixture
-//! population and drives them as kiosks do, so every test checks the product over HTTP;
-//! it also launches private `redis-server`s for the cluster and coordinator tests.
+//! Test harness for black-box tests: spawns real `kofu` processes (one embedded node or a
+//! cluster on a private `redis-server`, behind one [`Deployment`]), knows their fixture
+//! population, and drives them as kiosks do through `kofu-kiosk`, so every test checks the
+//! product over HTTP; it also launches private `redis-server`s and Sentinel setups for the
+//! coordinator tests.
 
 mod bin;
-mod client;
-mod cluster;
-mod fixtures;
+mod deployment;
+mod kiosk;
 mod node;
-mod pdf;
+mod population;
 mod promtool;
 mod redis;
 mod sentinel;
-mod verify;
+pub mod suite;
 
 pub use bin::{free_port, kofu_bin, kofu_bin_with_features};
-pub use client::{Kiosk, Resp, admin_post, get, new_client};
-pub use cluster::{ClusterOptions, KofuCluster, TEST_SECRET};
-pub use fixtures::{Card, Fixtures, KioskCred};
+pub use deployment::{Deployment, DeploymentOptions};
+pub use kiosk::{RespExt, SessionReport, admin_post, full_session, get, request, strict};
 pub use node::{KofuNode, NodeOptions};
-pub use pdf::{contains_name, pdf_text};
+pub use population::fixtures;
 pub use promtool::promtool_check;
 pub use redis::RedisServer;
-pub use sentinel::{MASTER_NAME, SentinelSetup};
-pub use verify::{SessionReport, verify_document, verify_document_async};
+pub use sentinel::SentinelSetup;
+
+/// The kiosk side, as the tests use it.
+pub use kofu_kiosk::{
+    Card, Client, Fixtures, Kiosk, Method, Resp, contains_name, normalize_spaces,
+};

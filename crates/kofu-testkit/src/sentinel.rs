@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::{RedisServer, free_port};
 
 /// The name the Sentinels monitor the primary under.
-pub const MASTER_NAME: &str = "kofu";
+const MASTER_NAME: &str = "kofu";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
@@ -74,7 +74,7 @@ impl SentinelSetup {
         setup
     }
 
-    pub fn sentinel_ports(&self) -> Vec<u16> {
+    fn sentinel_ports(&self) -> Vec<u16> {
         self.sentinels.iter().map(|(p, _)| *p).collect()
     }
 
@@ -89,7 +89,7 @@ impl SentinelSetup {
     }
 
     /// The primary's `host:port` according to the first Sentinel that answers.
-    pub fn current_primary(&self) -> Option<String> {
+    fn current_primary(&self) -> Option<String> {
         self.sentinel_ports().into_iter().find_map(master_of)
     }
 

@@ -10,9 +10,9 @@ use kofu_proto::CertKind;
 use kofu_proto::trace::{Action, SessionTrace, Step};
 use tokio::time::Instant;
 
-use crate::fixtures::Fixtures;
 use crate::replay::{self, Config, Shared};
 use crate::report::{Collector, Report, ReportMeta};
+use kofu_kiosk::{Fixtures, Kiosk, Method};
 
 /// What one bench target achieved.
 #[derive(Debug, Clone)]
@@ -55,11 +55,11 @@ pub async fn sessions(
     concurrency: usize,
     run_for: Duration,
 ) -> anyhow::Result<Measured> {
-    let client = replay::client(TIMEOUT)?;
-    let issuer = replay::issuer_key(&client, &targets[0]).await?;
+    let client = replay::client(&targets, TIMEOUT)?;
+    let issuer = replay::issuer_key(&client).await?;
     let usable: Arc<Vec<u32>> = Arc::new(
         (0..fx.cards.len() as u32)
-            .filter(|&i| fx.cards[i as usize].usable)
+            .filter(|&i| fx.cards[i as usize].usable())
             .collect(),
     );
     anyhow::ensure!(
@@ -67,19 +67,13 @@ pub async fn sessions(
         "fewer usable cards than kiosks"
     );
     let kiosks = fx.kiosks.len();
-    let shared = Arc::new(Shared {
-        fx,
-        issuer,
-        client,
-        config: Config {
-            targets: targets.clone(),
-            speed: 1.0,
-            fetch_budget: TIMEOUT,
-            request_timeout: TIMEOUT,
-        },
-        collector: Mutex::new(Collector::default()),
-        origin: Instant::now(),
-    });
+    let config = Config {
+        targets: targets.clone(),
+        speed: 1.0,
+        fetch_budget: TIMEOUT,
+        request_timeout: TIMEOUT,
+    };
+    let shared = Arc::new(Shared::new(fx, &client, issuer, config));
     let deadline = shared.origin + run_for;
     let mut tasks = Vec::new();
     for w in 0..concurrency {
@@ -160,7 +154,7 @@ pub async fn ceiling(concurrency: usize, run_for: Duration) -> anyhow::Result<Me
         .recv()?
         .map_err(|e| anyhow::anyhow!("ceiling server: {e}"))?;
     let base = format!("http://{addr}");
-    let client = replay::client(TIMEOUT)?;
+    let client = replay::client(std::slice::from_ref(&base), TIMEOUT)?;
     let collector = Arc::new(Mutex::new(Collector::default()));
     let origin = Instant::now();
     let deadline = origin + run_for;
@@ -168,33 +162,23 @@ pub async fn ceiling(concurrency: usize, run_for: Duration) -> anyhow::Result<Me
     for _ in 0..concurrency {
         let (client, collector, base) = (client.clone(), collector.clone(), base.clone());
         tasks.push(tokio::spawn(async move {
-            let calls: [(reqwest::Method, &str, &'static str); 6] = [
-                (reqwest::Method::POST, "/v1/sessions", "create"),
-                (reqwest::Method::POST, "/v1/sessions/s/auth", "auth"),
-                (reqwest::Method::POST, "/v1/sessions/s/jobs", "job"),
-                (
-                    reqwest::Method::GET,
-                    "/v1/sessions/s/jobs/j/document",
-                    "fetch",
-                ),
-                (
-                    reqwest::Method::POST,
-                    "/v1/sessions/s/jobs/j/printed",
-                    "printed",
-                ),
-                (reqwest::Method::DELETE, "/v1/sessions/s", "close"),
+            let calls: [(Method, &str, &'static str); 6] = [
+                (Method::POST, "/v1/sessions", "create"),
+                (Method::POST, "/v1/sessions/s/auth", "auth"),
+                (Method::POST, "/v1/sessions/s/jobs", "job"),
+                (Method::GET, "/v1/sessions/s/jobs/j/document", "fetch"),
+                (Method::POST, "/v1/sessions/s/jobs/j/printed", "printed"),
+                (Method::DELETE, "/v1/sessions/s", "close"),
             ];
             while Instant::now() < deadline {
                 for (method, path, step) in &calls {
                     let t = Instant::now();
-                    let ok = client
-                        .request(method.clone(), format!("{base}{path}"))
-                        .header("authorization", "Bearer x")
-                        .body("{}")
-                        .send()
-                        .await
-                        .and_then(|r| r.error_for_status())
-                        .is_ok();
+                    let url = format!("{base}{path}");
+                    let body = Some(b"{}".to_vec());
+                    let r = client
+                        .request(method.clone(), &url, Some("Bearer x"), body)
+                        .await;
+                    let ok = (200..300).contains(&r.status);
                     let mut c = collector.lock().unwrap_or_else(|e| e.into_inner());
                     c.request(
                         step,
@@ -224,47 +208,31 @@ pub async fn open_idle(
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<usize> {
-    let client = replay::client(TIMEOUT)?;
-    let usable: Vec<usize> = (0..fx.cards.len())
-        .filter(|&i| fx.cards[i].usable)
-        .take(n)
-        .collect();
+    let client = replay::client(&[api.to_owned()], TIMEOUT)?;
+    let usable: Vec<usize> = fx.ordinary_indices().take(n).collect();
     anyhow::ensure!(
         usable.len() == n,
         "the idle population has only {} usable cards",
         usable.len()
     );
-    let jobs: Vec<(String, String)> = usable
+    let jobs: Vec<(Kiosk, String)> = usable
         .iter()
         .enumerate()
         .map(|(i, &c)| {
-            let body = serde_json::json!({ "card_id": fx.cards[c].card.expose() }).to_string();
-            (fx.kiosks[i % fx.kiosks.len()].auth.clone(), body)
+            let kiosk = client.kiosk(&fx.kiosks[i % fx.kiosks.len()]);
+            (kiosk, fx.cards[c].card_id().to_owned())
         })
         .collect();
     let jobs = Arc::new(Mutex::new(jobs));
     let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, jobs, opened, url) = (
-            client.clone(),
-            jobs.clone(),
-            opened.clone(),
-            format!("{}/v1/sessions", api.trim_end_matches('/')),
-        );
+        let (jobs, opened) = (jobs.clone(), opened.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let Some((auth, body)) = next else { break };
-                let created = client
-                    .post(&url)
-                    .header("authorization", auth)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == 201);
-                if created {
+                let Some((kiosk, card_id)) = next else { break };
+                if kiosk.create_session(&card_id).await.is_ok() {
                     opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }

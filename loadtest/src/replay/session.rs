@@ -1,50 +1,35 @@
 //! One kiosk session of a replay: its steps at their intended times, each answer checked
 //! against what that step must get, every document checked like a kiosk before printing.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use ed25519_dalek::Signer as _;
+use kofu_kiosk::{CallError, Expected, Fetched, Kiosk, LongPoll, MAX_WAIT_MS, TextCheck, Verifier};
 use kofu_proto::CertKind;
-use kofu_proto::api::{CreateSessionResponse, JobResponse};
-use kofu_proto::verify::{Expected, verify_release};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use kofu_proto::api::CreateSessionResponse;
 use tokio::time::Instant;
 
 use super::Shared;
 use kofu_proto::trace::{Action, SessionTrace};
 
-struct Answer {
-    status: StatusCode,
-    code: String,
-    binding: Option<String>,
-    signature: Option<String>,
-    body: Bytes,
-}
-
 /// What one session knows between steps.
 struct State<'a> {
     shared: &'a Shared,
-    base: &'a str,
-    kiosk: usize,
+    /// The session's kiosk, on the session's target.
+    kiosk: Kiosk,
+    /// Index of the session: every request of it goes to target `index mod n`.
+    index: usize,
     card: usize,
-    session_id: Option<String>,
-    challenge: Vec<u8>,
+    created: Option<CreateSessionResponse>,
     job: Option<(String, CertKind, u8)>,
     last: Option<Action>,
     failed: bool,
 }
 
 pub(crate) async fn run(shared: &Shared, index: usize, s: &SessionTrace) {
-    let targets = &shared.config.targets;
     let mut st = State {
         shared,
-        base: targets[index % targets.len()].trim_end_matches('/'),
-        kiosk: s.kiosk as usize,
+        kiosk: shared.kiosks[s.kiosk as usize].pinned(index),
+        index,
         card: s.card as usize,
-        session_id: None,
-        challenge: Vec::new(),
+        created: None,
         job: None,
         last: None,
         failed: false,
@@ -87,176 +72,97 @@ pub(crate) async fn run(shared: &Shared, index: usize, s: &SessionTrace) {
     }
 }
 
-impl State<'_> {
-    async fn send(&self, method: Method, path: &str, kiosk: usize, body: Option<Value>) -> Answer {
-        let fx = &self.shared.fx;
-        let mut req = self
-            .shared
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("authorization", &fx.kiosks[kiosk].auth);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        match req.send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                let header = |n: &str| {
-                    resp.headers()
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                let (binding, signature) = (header("kofu-binding"), header("kofu-signature"));
-                let body = resp.bytes().await.unwrap_or_default();
-                let code = if status.is_success() {
-                    String::new()
-                } else {
-                    serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["error"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "no_error_body".to_owned())
-                };
-                Answer {
-                    status,
-                    code,
-                    binding,
-                    signature,
-                    body,
-                }
-            }
-            Err(e) => Answer {
-                status: StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY),
-                code: if e.is_timeout() {
-                    "timeout"
-                } else {
-                    "transport"
-                }
-                .to_owned(),
-                binding: None,
-                signature: None,
-                body: Bytes::new(),
-            },
-        }
+/// `step status code` of an answer that is not the one the step must get; a success is
+/// `success` (its status) with no code, no answer is `599` with why.
+fn unexpected(name: &str, e: &CallError, success: u16) -> String {
+    match e {
+        CallError::Api(e) => format!("{name} {} {}", e.status, e.code_str()),
+        CallError::NoAnswer(e) if e.timeout => format!("{name} 599 timeout"),
+        CallError::NoAnswer(_) => format!("{name} 599 transport"),
+        CallError::Malformed { status, .. } if *status == success => format!("{name} bad body"),
+        CallError::Malformed { status, .. } => format!("{name} {status} "),
     }
+}
 
+/// A step that must be refused with `want`: `Ok` if it was.
+fn refused<T>(name: &str, r: Result<T, CallError>, want: u16, success: u16) -> Result<(), String> {
+    match r {
+        Err(CallError::Api(e)) if e.status == want => Ok(()),
+        Err(e) => Err(unexpected(name, &e, success)),
+        Ok(_) => Err(format!("{name} {success} ")),
+    }
+}
+
+impl State<'_> {
     /// The card id, which only card insertions send.
     fn card_id(&self) -> &str {
-        self.shared.fx.cards[self.card].card.expose()
+        self.shared.fx.cards[self.card].card_id()
     }
 
     fn sid(&self) -> Result<&str, String> {
-        self.session_id
-            .as_deref()
+        self.created
+            .as_ref()
+            .map(|c| c.session_id.as_str())
             .ok_or_else(|| "no session".to_owned())
     }
 
     /// Performs `action`; `Err` names the unexpected outcome (`step status code`).
     async fn step(&mut self, action: Action) -> Result<(), String> {
         let name = action.step_name();
-        let expect = |a: &Answer, want: u16| {
-            if a.status.as_u16() == want {
-                Ok(())
-            } else {
-                Err(format!("{name} {} {}", a.status.as_u16(), a.code))
-            }
-        };
+        let card = &self.shared.fx.cards[self.card];
         match action {
             Action::Create => {
-                let a = self
-                    .send(
-                        Method::POST,
-                        "/v1/sessions",
-                        self.kiosk,
-                        Some(json!({ "card_id": self.card_id() })),
-                    )
-                    .await;
-                expect(&a, 201)?;
-                let created: CreateSessionResponse =
-                    serde_json::from_slice(&a.body).map_err(|_| format!("{name} bad body"))?;
-                self.challenge = kofu_proto::b64url_decode(&created.challenge).unwrap_or_default();
-                self.session_id = Some(created.session_id);
+                let created = self
+                    .kiosk
+                    .create_session(self.card_id())
+                    .await
+                    .map_err(|e| unexpected(name, &e, 201))?;
+                self.created = Some(created);
                 Ok(())
             }
-            Action::Auth { valid } => {
-                let sid = self.sid()?.to_owned();
-                let fx = &self.shared.fx;
-                let msg = kofu_proto::auth_message(
-                    &sid,
-                    &fx.kiosks[self.kiosk].kiosk_id,
-                    &self.challenge,
-                );
-                let mut sig = fx.cards[self.card].key.sign(&msg).to_bytes();
-                if !valid {
-                    sig[0] ^= 0xff;
-                }
-                let body = json!({ "signature": kofu_proto::b64url(&sig) });
-                let a = self
-                    .send(
-                        Method::POST,
-                        &format!("/v1/sessions/{sid}/auth"),
-                        self.kiosk,
-                        Some(body),
-                    )
-                    .await;
-                expect(&a, if valid { 200 } else { 401 })
+            Action::Auth { valid: true } => {
+                let created = self.created.as_ref().ok_or("no session")?;
+                self.kiosk
+                    .authenticate(card, created)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| unexpected(name, &e, 200))
+            }
+            Action::Auth { valid: false } => {
+                let created = self.created.as_ref().ok_or("no session")?;
+                let challenge = kofu_proto::b64url_decode(&created.challenge).unwrap_or_default();
+                let sid = &created.session_id;
+                let mut sig = card.signature(sid, self.kiosk.kiosk_id(), &challenge);
+                sig[0] ^= 0xff;
+                let r = self.kiosk.auth(sid, &kofu_proto::b64url(&sig)).await;
+                refused(name, r, 401, 200)
             }
             Action::Job { kind, copies } => {
-                let sid = self.sid()?.to_owned();
-                let body = json!({ "kind": kind, "copies": copies });
-                let a = self
-                    .send(
-                        Method::POST,
-                        &format!("/v1/sessions/{sid}/jobs"),
-                        self.kiosk,
-                        Some(body),
-                    )
-                    .await;
-                expect(&a, 202)?;
-                let job: JobResponse =
-                    serde_json::from_slice(&a.body).map_err(|_| format!("{name} bad body"))?;
+                let job = self
+                    .kiosk
+                    .create_job(self.sid()?, kind, copies)
+                    .await
+                    .map_err(|e| unexpected(name, &e, 202))?;
                 self.job = Some((job.job_id, kind, copies));
                 Ok(())
             }
             Action::Fetch { wait_ms } => self.fetch(wait_ms).await,
             Action::Printed => {
-                let sid = self.sid()?.to_owned();
-                let (job, _, _) = self
-                    .job
-                    .clone()
-                    .ok_or_else(|| format!("{name} without a job"))?;
-                let a = self
-                    .send(
-                        Method::POST,
-                        &format!("/v1/sessions/{sid}/jobs/{job}/printed"),
-                        self.kiosk,
-                        None,
-                    )
-                    .await;
-                expect(&a, 200)
+                let (job, _, _) = self.job.as_ref().ok_or(format!("{name} without a job"))?;
+                self.kiosk
+                    .printed(self.sid()?, job)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| unexpected(name, &e, 200))
             }
-            Action::Close => {
-                let sid = self.sid()?.to_owned();
-                let a = self
-                    .send(
-                        Method::DELETE,
-                        &format!("/v1/sessions/{sid}"),
-                        self.kiosk,
-                        None,
-                    )
-                    .await;
-                expect(&a, 204)
-            }
+            Action::Close => self
+                .kiosk
+                .close(self.sid()?)
+                .await
+                .map_err(|e| unexpected(name, &e, 204)),
             Action::DuplicateCard { kiosk } => {
-                let a = self
-                    .send(
-                        Method::POST,
-                        "/v1/sessions",
-                        kiosk as usize,
-                        Some(json!({ "card_id": self.card_id() })),
-                    )
-                    .await;
-                expect(&a, 409)
+                let other = self.shared.kiosks[kiosk as usize].pinned(self.index);
+                refused(name, other.create_session(self.card_id()).await, 409, 201)
             }
             Action::Abandon | Action::Retry => Ok(()),
         }
@@ -266,56 +172,32 @@ impl State<'_> {
     /// signature, `doc_sha256`, binding (session, kiosk, card, kind, copies), the
     /// holder's name in the PDF and no resident's name from outside the household.
     async fn fetch(&mut self, wait_ms: u32) -> Result<(), String> {
-        let sid = self.sid()?.to_owned();
-        let (job, kind, copies) = self
-            .job
-            .clone()
-            .ok_or_else(|| "fetch without a job".to_owned())?;
-        let path = format!(
-            "/v1/sessions/{sid}/jobs/{job}/document?wait_ms={}",
-            wait_ms.min(10_000)
-        );
-        let until = Instant::now() + self.shared.config.fetch_budget;
-        let a = loop {
-            let a = self.send(Method::GET, &path, self.kiosk, None).await;
-            if a.status != StatusCode::ACCEPTED || Instant::now() >= until {
-                break a;
-            }
-            if wait_ms == 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let sid = self.sid()?;
+        let (job, kind, copies) = self.job.as_ref().ok_or("fetch without a job")?;
+        let poll = LongPoll {
+            wait_ms: wait_ms.min(MAX_WAIT_MS),
+            budget: self.shared.config.fetch_budget,
         };
-        if a.status != StatusCode::OK {
-            return Err(format!("fetch {} {}", a.status.as_u16(), a.code));
-        }
+        let doc = match self.kiosk.await_document(sid, job, poll).await {
+            Ok(Fetched::Ready(doc)) => doc,
+            Ok(Fetched::Rendering) => return Err("fetch 202 ".to_owned()),
+            Err(e) => return Err(unexpected("fetch", &e, 200)),
+        };
         let fx = &self.shared.fx;
-        let card = &fx.cards[self.card];
-        let expected = Expected {
-            session_id: &sid,
-            kiosk_id: &fx.kiosks[self.kiosk].kiosk_id,
-            card: &card.card,
-            kind,
-            copies,
+        let order = Expected {
+            session_id: sid,
+            kiosk_id: self.kiosk.kiosk_id(),
+            card: &fx.cards[self.card].id,
+            kind: *kind,
+            copies: *copies,
         };
-        let checked = verify_release(
-            &self.shared.issuer,
-            &a.body,
-            a.binding.as_deref().unwrap_or_default(),
-            a.signature.as_deref().unwrap_or_default(),
-            &expected,
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|_| {
-            if !contains(&a.body, card.full_name.as_bytes()) {
-                Err("the holder's name is not in the document".to_owned())
-            } else if fx.foreign_name_in(&a.body, card.household) {
-                Err("the document names a resident of another household".to_owned())
-            } else {
-                Ok(())
-            }
-        });
-        match checked {
-            Ok(()) => {
+        let verifier = Verifier {
+            fixtures: fx,
+            issuer: &self.shared.issuer,
+            text: TextCheck::Bytes,
+        };
+        match verifier.verify(&doc, &order).await {
+            Ok(_) => {
                 self.shared.with(|c| c.counts.documents_verified += 1);
                 Ok(())
             }
@@ -327,8 +209,4 @@ impl State<'_> {
             }
         }
     }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -4,10 +4,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use http::{Method, StatusCode};
+use kofu_kiosk::{Client, Method};
 use kofu_proto::CardId;
-
-use super::client::{Worker, connect, exchange};
 
 /// Which node a session's requests go to, when there are several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,17 +27,16 @@ pub struct Targets {
     pub shard_count: u32,
 }
 
-impl Worker {
-    /// The node this session's requests go to.
-    pub(super) fn target_for(&self, card: &CardId, n: u64) -> usize {
-        let t = &self.targets;
-        let count = t.addrs.len();
-        if count == 1 || t.route == Route::Spread {
-            return self.w % count;
+impl Targets {
+    /// The node worker `w`'s `n`-th session talks to.
+    pub(super) fn target_for(&self, w: usize, card: &CardId, n: u64) -> usize {
+        let count = self.addrs.len();
+        if count == 1 || self.route == Route::Spread {
+            return w % count;
         }
-        let shard = kofu_proto::shard_of(card, t.shard_count) as usize;
-        let owner = t.owners.get(shard).copied().unwrap_or(0);
-        match t.route {
+        let shard = kofu_proto::shard_of(card, self.shard_count) as usize;
+        let owner = self.owners.get(shard).copied().unwrap_or(0);
+        match self.route {
             Route::Owner => owner,
             // Any node but the owner, alternating between sessions.
             _ => (owner + 1 + (n as usize % (count - 1))) % count,
@@ -51,29 +48,18 @@ impl Worker {
 /// read from every node's `/admin/v1/cluster`; and the shard count.
 pub async fn owners(admins: &[SocketAddr], token: &str) -> anyhow::Result<(Vec<usize>, u32)> {
     let auth = format!("Bearer {token}");
+    let client = Client::builder().build()?;
     let mut ids = Vec::new();
     let mut first: Option<serde_json::Value> = None;
     for &admin in admins {
-        let mut conn = connect(admin)
-            .await
-            .context("connecting to an admin listener")?;
-        let host = admin.to_string();
-        let reply = exchange(
-            &mut conn,
-            &host,
-            Method::GET,
-            "/admin/v1/cluster",
-            &auth,
-            None,
-        )
-        .await?;
+        let url = format!("http://{admin}/admin/v1/cluster");
+        let reply = client.request(Method::GET, &url, Some(&auth), None).await;
         anyhow::ensure!(
-            reply.status == StatusCode::OK,
+            reply.status == 200,
             "cluster view answered {}",
             reply.status
         );
-        let view: serde_json::Value =
-            serde_json::from_slice(&reply.body).context("cluster view body")?;
+        let view: serde_json::Value = reply.parse().context("cluster view body")?;
         ids.push(view["node_id"].as_str().unwrap_or_default().to_owned());
         first.get_or_insert(view);
     }

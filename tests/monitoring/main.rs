@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kofu_testkit::{ClusterOptions, KofuCluster, free_port, get};
+use kofu_testkit::{Deployment, DeploymentOptions, free_port, get};
 use serde_json::Value;
 
 struct Prometheus(Child);
@@ -44,7 +44,7 @@ async fn query(base: &str, q: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_every_node_of_a_cluster() {
-    let cluster = tokio::task::block_in_place(|| KofuCluster::start(ClusterOptions::default()));
+    let cluster = tokio::task::block_in_place(|| Deployment::start(DeploymentOptions::nodes(3)));
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/rules");
     let targets: Vec<String> = cluster

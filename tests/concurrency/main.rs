@@ -3,11 +3,8 @@
 //! isolation) — once with healthy rendering, once with every third render forced past
 //! its deadline so that voided jobs and released documents interleave.
 
-#[path = "concurrency/blast.rs"]
 mod blast;
-#[path = "concurrency/report.rs"]
 mod report;
-#[path = "concurrency/session.rs"]
 mod session;
 
 use std::collections::HashSet;
@@ -15,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use kofu_proto::api::IssuerKeyResponse;
-use kofu_testkit::{Fixtures, Kiosk, KofuNode, NodeOptions};
+use kofu_testkit::suite::RENDER_TIMEOUT_FLAGS;
+use kofu_testkit::{Client, Deployment, DeploymentOptions, Fixtures, Kiosk};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -41,16 +38,6 @@ const FETCH_BUDGET: Duration = Duration::from_secs(30);
 /// all creates arrive at once whatever this span is. The span is always printed.
 const MAX_CREATE_SPAN: Duration = Duration::from_millis(50);
 
-/// Fault flags of the second test: every third job sleeps 1.5 s before rendering, but
-/// its deadline is 0.5 s, so it is voided while jobs around it render at once.
-const TIMEOUT_FLAGS: [&str; 6] = [
-    "--render-delay-ms",
-    "1500",
-    "--render-deadline-ms",
-    "500",
-    "--render-delay-every",
-    "3",
-];
 /// A voided job is fetched again this long after its creation: by then the injected
 /// delay has elapsed and a late render would have finished, so a document here would
 /// be a released-after-void bug.
@@ -72,7 +59,7 @@ async fn two_thousand_sessions_from_two_hundred_kiosks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_thousand_sessions_with_forced_render_timeouts() {
-    let report = tokio::time::timeout(TEST_BUDGET, run(&TIMEOUT_FLAGS, true))
+    let report = tokio::time::timeout(TEST_BUDGET, run(&RENDER_TIMEOUT_FLAGS, true))
         .await
         .expect("the test finished within its budget");
     report.print("forced render timeouts");
@@ -90,7 +77,7 @@ async fn two_thousand_sessions_with_forced_render_timeouts() {
 
 /// Shared, read-only state of the run.
 struct Ctx {
-    fx: Fixtures,
+    fx: &'static Fixtures,
     issuer: VerifyingKey,
     /// With fault flags a `410 job_voided` is a valid answer; without, it is an error.
     voids_allowed: bool,
@@ -109,47 +96,29 @@ struct SessionOutcome {
 
 async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     let started = Instant::now();
-    let opts = NodeOptions {
-        residents: RESIDENTS,
-        kiosks: KIOSKS as u32,
-        args: flags.iter().map(|s| (*s).to_owned()).collect(),
-        ..NodeOptions::default()
-    };
-    let seed = opts.seed;
+    let mut opts = DeploymentOptions::default();
+    opts.node.residents = RESIDENTS;
+    opts.node.kiosks = KIOSKS as u32;
+    opts.node.args = flags.iter().map(|s| (*s).to_owned()).collect();
     // Starting a process and reading fixtures block; the runtime has spare workers.
-    let node = tokio::task::block_in_place(|| KofuNode::start(opts));
-    let fx = tokio::task::block_in_place(|| Fixtures::load(seed, RESIDENTS, KIOSKS as u32));
-    let card_ixs: Vec<usize> = fx
-        .cards
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !c.card_revoked && !c.restricted)
-        .map(|(i, _)| i)
-        .take(SESSIONS)
-        .collect();
+    let deployment = tokio::task::block_in_place(|| Deployment::start(opts));
+    let (node, fx) = (deployment.node(0), deployment.fixtures());
+    let card_ixs: Vec<usize> = fx.ordinary_indices().take(SESSIONS).collect();
     assert_eq!(card_ixs.len(), SESSIONS, "enough ordinary cards");
 
     // One client for all kiosks with a pool large enough for every session at once:
     // HTTP/1.1 needs one connection per in-flight request.
-    let client = reqwest::Client::builder()
+    let client = Client::builder()
+        .target(&node.api)
         .pool_max_idle_per_host(SESSIONS + 64)
-        // Below the node's keep-alive (75 s): never reuse a connection being closed.
-        .pool_idle_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
         .build()
         .expect("http client");
-    let kiosks: Vec<Kiosk> = fx
-        .kiosks
-        .iter()
-        .map(|cred| Kiosk::with_client(&node.api, cred, client.clone()))
-        .collect();
-    let key: IssuerKeyResponse = kiosks[0].issuer_key().await.json();
-    let issuer = kofu_proto::verify::issuer_key(&key.public_key).expect("issuer key parses");
+    let kiosks: Vec<Kiosk> = fx.kiosks.iter().map(|cred| client.kiosk(cred)).collect();
     let ctx = Arc::new(Ctx {
         fx,
-        issuer,
+        issuer: *deployment.issuer(),
         voids_allowed,
     });
 
@@ -164,8 +133,12 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     // after the create goes through the kiosk client as usual.
     let mut prepared = JoinSet::new();
     for (i, &card_ix) in card_ixs.iter().enumerate() {
-        let request = create_request(&kiosks[i / PER_KIOSK], &ctx.fx.cards[card_ix].card_id);
         let host = node.api.trim_start_matches("http://").to_owned();
+        let request = create_request(
+            &host,
+            &kiosks[i / PER_KIOSK],
+            ctx.fx.cards[card_ix].card_id(),
+        );
         prepared.spawn(async move { (i, prepare(&host, &request).await) });
     }
     let mut readers: Vec<Option<OwnedReadHalf>> = (0..SESSIONS).map(|_| None).collect();
@@ -230,6 +203,6 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
         report.create_quantiles = [at(50), at(90), at(99)];
     }
     report.elapsed = started.elapsed();
-    drop(node);
+    drop(deployment);
     report
 }

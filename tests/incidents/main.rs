@@ -1,36 +1,26 @@
 //! DESIGN.md's seven incidents as named end-to-end scenarios under concurrent load.
 //!
 //! Each scenario body is a function of the API base URLs (`&[String]`) and an [`Env`]
-//! (fixtures, issuer key, admin listeners), so the same body runs against one node
-//! today and against a three-node cluster when the cluster issue lands: that is what
-//! incident 6 (configuration drift) is about. Every body also runs a little background
+//! (fixtures, issuer key, admin listeners), so the same body runs against one node and
+//! against a three-node cluster: that is what incident 6 (configuration drift) is about. Every body also runs a little background
 //! traffic ([`Noise`](noise::Noise)) so that nothing it checks holds only on an idle node.
 
-#[path = "incidents/drift.rs"]
 mod drift;
-#[path = "incidents/env.rs"]
 mod env;
-#[path = "incidents/multi_page.rs"]
 mod multi_page;
-#[path = "incidents/noise.rs"]
 mod noise;
-#[path = "incidents/record_update.rs"]
 mod record_update;
-#[path = "incidents/retry.rs"]
 mod retry;
-#[path = "incidents/simultaneous.rs"]
 mod simultaneous;
-#[path = "incidents/stale_data.rs"]
 mod stale_data;
-#[path = "incidents/steps.rs"]
 mod steps;
-#[path = "incidents/timeout.rs"]
 mod timeout;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kofu_testkit::suite::RENDER_TIMEOUT_FLAGS;
 use tokio::task::JoinSet;
 
 use crate::env::{Env, deploy};
@@ -138,17 +128,6 @@ enum Scenario {
     ErrorAndRetry,
 }
 
-/// Incident 1's fault injection: every third job sleeps 1.5 s before rendering while
-/// its deadline is 0.5 s, so it is voided while the jobs around it render at once.
-const TIMEOUT_FLAGS: &[&str] = &[
-    "--render-delay-ms",
-    "1500",
-    "--render-deadline-ms",
-    "500",
-    "--render-delay-every",
-    "3",
-];
-
 impl Scenario {
     const ALL: [Scenario; 6] = [
         Scenario::TimeoutUnderLoad,
@@ -173,7 +152,7 @@ impl Scenario {
     /// The fault flags a scenario needs; the same on every topology.
     fn flags(self) -> &'static [&'static str] {
         match self {
-            Scenario::TimeoutUnderLoad => TIMEOUT_FLAGS,
+            Scenario::TimeoutUnderLoad => &RENDER_TIMEOUT_FLAGS,
             // Renders take a while, so registry updates land while documents render.
             Scenario::RecordUpdate => &["--render-delay-ms", "200"],
             // Seal jobs are still rendering when their registration is revoked.
@@ -287,11 +266,10 @@ impl Tally {
 async fn run_on(scenario: Scenario, shard_count: Option<u32>, nodes: usize) -> Summary {
     let started = Instant::now();
     let run = async {
-        let d = deploy(scenario.flags(), shard_count, nodes).await;
-        let summary = scenario.run(&d.apis, &d.env).await;
+        let env = deploy(scenario.flags(), shard_count, nodes).await;
+        let summary = scenario.run(&env.apis(), &env).await;
         // The node's own check of every binding against its session must never trip.
-        let self_check = d
-            .env
+        let self_check = env
             .metric_sum("kofu_binding_self_check_failures_total")
             .await;
         assert_eq!(self_check, Ok(0.0), "binding self-check failures");

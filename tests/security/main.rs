@@ -2,14 +2,11 @@
 //! authenticated with forged or replayed signatures, session ids are unguessable, and no
 //! personal data reaches logs, metrics or error bodies (I6).
 
-mod common;
-#[path = "security/privacy.rs"]
 mod privacy;
 
-use kofu_testkit::Kiosk;
 use tokio::task::JoinSet;
 
-use crate::common::*;
+use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_kiosks_credential_finds_no_session() {
@@ -19,23 +16,23 @@ async fn another_kiosks_credential_finds_no_session() {
     let s = open(&owner, card).await;
     let never = "0001AAAAAAAAAAAAAAAAAAAAAA";
     // The thief even holds a valid signature for the owner's session.
-    let sig = Kiosk::sign_challenge(card, &s.session_id, &owner.kiosk_id, &s.challenge);
-    let stolen = thief.auth(&s.session_id, &sig).await;
-    let nothing = thief.auth(never, &sig).await;
+    let sig = card.sign_challenge(&s.session_id, owner.kiosk_id(), &s.challenge);
+    let stolen = thief.raw().auth(&s.session_id, &sig).await;
+    let nothing = thief.raw().auth(never, &sig).await;
     expect_error(&stolen, "unknown_session");
     assert_eq!(
         stolen.body, nothing.body,
         "a foreign session must look never-existing"
     );
-    let thief_sig = Kiosk::sign_challenge(card, &s.session_id, &thief.kiosk_id, &s.challenge);
+    let thief_sig = card.sign_challenge(&s.session_id, thief.kiosk_id(), &s.challenge);
     expect_error(
-        &thief.auth(&s.session_id, &thief_sig).await,
+        &thief.raw().auth(&s.session_id, &thief_sig).await,
         "unknown_session",
     );
     // The owner is unaffected (no strike was counted).
-    assert_eq!(owner.auth(&s.session_id, &sig).await.status, 200);
-    let stolen = thief.create_job(&s.session_id, "residence", 1).await;
-    let nothing = thief.create_job(never, "residence", 1).await;
+    assert_eq!(owner.raw().auth(&s.session_id, &sig).await.status, 200);
+    let stolen = thief.raw().create_job(&s.session_id, "residence", 1).await;
+    let nothing = thief.raw().create_job(never, "residence", 1).await;
     expect_error(&stolen, "unknown_session");
     assert_eq!(stolen.body, nothing.body);
 }
@@ -48,19 +45,25 @@ async fn forged_signatures_fail() {
     let a = open(&k0, victim).await;
     let b = open(&k1, attacker).await;
     // Another card's key over the right message.
-    let other_key = Kiosk::sign_challenge(attacker, &a.session_id, &k0.kiosk_id, &a.challenge);
-    expect_error(&k0.auth(&a.session_id, &other_key).await, "bad_signature");
-    // The right key over another session's challenge.
-    let other_challenge = Kiosk::sign_challenge(victim, &a.session_id, &k0.kiosk_id, &b.challenge);
+    let other_key = attacker.sign_challenge(&a.session_id, k0.kiosk_id(), &a.challenge);
     expect_error(
-        &k0.auth(&a.session_id, &other_challenge).await,
+        &k0.raw().auth(&a.session_id, &other_key).await,
+        "bad_signature",
+    );
+    // The right key over another session's challenge.
+    let other_challenge = victim.sign_challenge(&a.session_id, k0.kiosk_id(), &b.challenge);
+    expect_error(
+        &k0.raw().auth(&a.session_id, &other_challenge).await,
         "bad_signature",
     );
     // A genuine signature made for session b, relayed into a.
-    let for_b = Kiosk::sign_challenge(attacker, &b.session_id, &k1.kiosk_id, &b.challenge);
-    expect_error(&k0.auth(&a.session_id, &for_b).await, "session_locked");
+    let for_b = attacker.sign_challenge(&b.session_id, k1.kiosk_id(), &b.challenge);
+    expect_error(
+        &k0.raw().auth(&a.session_id, &for_b).await,
+        "session_locked",
+    );
     // ...and it still works where it belongs.
-    assert_eq!(k1.auth(&b.session_id, &for_b).await.status, 200);
+    assert_eq!(k1.raw().auth(&b.session_id, &for_b).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,13 +72,13 @@ async fn a_replayed_signature_fails_on_a_new_session() {
     let k = env.kiosk(0);
     let card = full_card(env.fx, 0);
     let first = open(&k, card).await;
-    let sig = Kiosk::sign_challenge(card, &first.session_id, &k.kiosk_id, &first.challenge);
-    assert_eq!(k.auth(&first.session_id, &sig).await.status, 200);
-    assert_eq!(k.close(&first.session_id).await.status, 204);
+    let sig = card.sign_challenge(&first.session_id, k.kiosk_id(), &first.challenge);
+    assert_eq!(k.raw().auth(&first.session_id, &sig).await.status, 200);
+    assert_eq!(k.raw().close(&first.session_id).await.status, 204);
     for _ in 0..3 {
         let next = open(&k, card).await;
         assert_ne!(next.challenge, first.challenge);
-        let v = expect_error(&k.auth(&next.session_id, &sig).await, "bad_signature");
+        let v = expect_error(&k.raw().auth(&next.session_id, &sig).await, "bad_signature");
         assert_eq!(v["attempts_left"], 2);
     }
 }
@@ -120,7 +123,7 @@ async fn session_ids_are_distinct_and_carry_128_random_bits() {
             for i in 0..PER_TASK {
                 let card = &mine[i % mine.len()];
                 let s = open(&k, card).await;
-                assert_eq!(k.close(&s.session_id).await.status, 204);
+                assert_eq!(k.raw().close(&s.session_id).await.status, 204);
                 out.push((s.session_id, s.challenge));
             }
             out

@@ -1,26 +1,22 @@
 //! The metrics endpoint after real traffic: the series DESIGN.md names are there, the
 //! exposition passes `promtool check metrics`, and no label carries an id (I6).
 
-use kofu_testkit::{Fixtures, Kiosk, KofuNode, NodeOptions, get, promtool_check};
+use kofu_testkit::{Deployment, DeploymentOptions, full_session, get, promtool_check};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_promtool_clean_and_free_of_ids() {
-    let opts = NodeOptions::default();
-    let fx = Fixtures::load(opts.seed, opts.residents, opts.kiosks);
-    let node = KofuNode::start(opts);
-    let kiosk = Kiosk::new(&node.api, &fx.kiosks[0]);
-    let key: kofu_proto::api::IssuerKeyResponse = kiosk.issuer_key().await.json();
-    let issuer = kofu_proto::verify::issuer_key(&key.public_key).expect("issuer key");
+    let d = tokio::task::block_in_place(|| Deployment::start(DeploymentOptions::default()));
+    let (fx, issuer, node) = (d.fixtures(), d.issuer(), d.node(0));
+    let kiosk = d.kiosk(0);
     let mut session_ids = Vec::new();
     for card in fx.ordinary().take(5) {
-        let report = kiosk
-            .full_session(&fx, card, "residence", 1, &issuer)
+        let report = full_session(&kiosk, fx, card, "residence", 1, issuer)
             .await
             .expect("a full session succeeds");
         session_ids.push(report.session_id);
     }
     // Some errors too, so error-status series exist.
-    assert_eq!(kiosk.create_session("NOT-A-CARD").await.status, 400);
+    assert_eq!(kiosk.raw().create_session("NOT-A-CARD").await.status, 400);
 
     let text = get(&format!("{}/metrics", node.admin)).await.text();
     for series in [
@@ -49,7 +45,10 @@ async fn metrics_are_promtool_clean_and_free_of_ids() {
     assert!(text.contains("kofu_binding_self_check_failures_total 0"));
     assert!(text.contains(r#"kofu_prints_confirmed_total{kind="residence"} 5"#));
     for card in &fx.cards {
-        assert!(!text.contains(&card.card_id), "a card id is in the metrics");
+        assert!(
+            !text.contains(card.card_id()),
+            "a card id is in the metrics"
+        );
         assert!(!text.contains(&card.full_name), "a name is in the metrics");
     }
     for sid in &session_ids {

@@ -2,21 +2,19 @@
 //! live node (also on valid sessions) must never yield a 5xx, a hang or a non-API error
 //! body, and the node must serve real sessions correctly afterwards.
 
-mod common;
-#[path = "bad_input/gen.rs"]
-mod gen_;
+mod random;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kofu_proto::ErrorCode;
-use kofu_testkit::{Resp, get};
+use kofu_testkit::{Resp, full_session, get};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::common::*;
-use crate::gen_::{Targets, random_request};
+use crate::random::{Targets, random_request};
+use kofu_testkit::suite::*;
 
 const REQUESTS: usize = 10_000;
 const WORKERS: usize = 8;
@@ -82,13 +80,13 @@ async fn random_requests_never_break_the_node() {
         }
     }
     let targets = Arc::new(Targets {
-        api: env.node.api.clone(),
+        api: env.node().api.clone(),
         tokens: fx.kiosks.iter().take(3).map(|k| k.token.clone()).collect(),
         // Not the prepared sessions' cards: reopening them would close those sessions.
         card_ids: fuzz_cards
             .iter()
             .skip(PREPARED)
-            .map(|c| c.card_id.clone())
+            .map(|c| c.card_id().to_owned())
             .collect(),
         sessions,
     });
@@ -165,7 +163,7 @@ async fn random_requests_never_break_the_node() {
     }
     let failures = failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // The node's own counters usually say why it refused (mailbox full, store, ...).
-    let metrics = get(&format!("{}/metrics", env.node.admin)).await.text();
+    let metrics = get(&format!("{}/metrics", env.node().admin)).await.text();
     let hints: Vec<&str> = metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -189,16 +187,16 @@ async fn random_requests_never_break_the_node() {
     );
 
     // Still healthy, and still issuing correct documents.
-    let r = get(&format!("{}/healthz", env.node.admin)).await;
+    let r = get(&format!("{}/healthz", env.node().admin)).await;
     assert_eq!(r.status, 200);
     let k = env.kiosk(5);
     for (i, card) in spare_cards.iter().take(8).enumerate() {
         let kind = ["residence", "family_register"][i % 2];
-        k.full_session(fx, card, kind, 1, &env.issuer)
+        full_session(&k, fx, card, kind, 1, &env.issuer)
             .await
             .unwrap_or_else(|e| panic!("after the fuzzing: {e}"));
     }
-    let logs = env.node.logs();
+    let logs = env.node().logs();
     assert!(
         !logs.contains("panicked"),
         "the node panicked during the fuzzing"
@@ -219,17 +217,17 @@ async fn requests_racing_a_close_get_no_5xx_and_close_stays_idempotent() {
             let (k, sid, jid) = (k.clone(), sid.clone(), jid.clone());
             racers.spawn(async move {
                 let r = match i % 4 {
-                    0 => k.create_job(&sid, "residence", 1).await,
-                    1 => k.document(&sid, &jid, 0).await,
-                    2 => k.printed(&sid, &jid).await,
-                    _ => k.auth(&sid, "AAAA").await,
+                    0 => k.raw().create_job(&sid, "residence", 1).await,
+                    1 => k.raw().document(&sid, &jid, 0).await,
+                    2 => k.raw().printed(&sid, &jid).await,
+                    _ => k.raw().auth(&sid, "AAAA").await,
                 };
                 (format!("op {i}"), r)
             });
         }
         let closes = async {
-            let first = k.close(&sid).await;
-            let second = k.close(&sid).await;
+            let first = k.raw().close(&sid).await;
+            let second = k.raw().close(&sid).await;
             [("first DELETE", first), ("second DELETE", second)]
         };
         for (what, r) in closes.await {
@@ -247,7 +245,7 @@ async fn requests_racing_a_close_get_no_5xx_and_close_stays_idempotent() {
                 ));
             }
         }
-        expect_error(&k.document(&sid, &jid, 0).await, "unknown_session");
+        expect_error(&k.raw().document(&sid, &jid, 0).await, "unknown_session");
     }
     // Racing requests differ only in timing, so count answers by kind.
     let mut kinds = BTreeMap::<String, usize>::new();

@@ -1,0 +1,368 @@
+//! A deployment under test, whatever its topology: one embedded node, or N `kofu serve`
+//! processes coordinated by a private `redis-server` (the registry loaded by `kofu
+//! registry load`). Either way tests see the same kiosk-facing API: the nodes' URLs, the
+//! population, the issuer key, kiosks spreading requests over the nodes, admin calls.
+//! Cluster nodes can be added, stopped, killed and paused.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use kofu_kiosk::{Client, Fixtures, Kiosk, Method, Resp};
+use serde_json::Value;
+
+use crate::kiosk::REQUEST_TIMEOUT;
+use crate::node::sync_get;
+use crate::{KofuNode, NodeOptions, RedisServer, fixtures, free_port, kofu_bin};
+
+/// Cluster secret of every test cluster (only ever on loopback).
+const TEST_SECRET: &str = "kofu-test-cluster-secret-0123456789";
+const CONVERGE: Duration = Duration::from_secs(60);
+
+/// How to start a deployment; `node` applies to every node.
+#[derive(Debug, Clone)]
+pub struct DeploymentOptions {
+    /// One node with neither `durable_redis` nor `redis_url` runs embedded (no Redis).
+    pub nodes: usize,
+    pub node: NodeOptions,
+    pub lease_ttl_ms: u64,
+    /// `None`: the node's default (1,024).
+    pub shard_count: Option<u32>,
+    /// The private Redis keeps every acknowledged write across a restart.
+    pub durable_redis: bool,
+    /// Use this Redis (say, a Sentinel URL) instead of starting one.
+    pub redis_url: Option<String>,
+}
+
+impl Default for DeploymentOptions {
+    fn default() -> DeploymentOptions {
+        DeploymentOptions {
+            nodes: 1,
+            node: NodeOptions::default(),
+            lease_ttl_ms: 1_500,
+            shard_count: None,
+            durable_redis: false,
+            redis_url: None,
+        }
+    }
+}
+
+impl DeploymentOptions {
+    /// `nodes` nodes on a private Redis (embedded when `nodes` is 1).
+    pub fn nodes(nodes: usize) -> DeploymentOptions {
+        DeploymentOptions {
+            nodes,
+            ..DeploymentOptions::default()
+        }
+    }
+
+    fn embedded(&self) -> bool {
+        self.nodes == 1 && !self.durable_redis && self.redis_url.is_none()
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.shard_count.unwrap_or(kofu_proto::DEFAULT_SHARD_COUNT)
+    }
+}
+
+/// Running nodes (and their Redis); every process is stopped when this is dropped.
+#[derive(Debug)]
+pub struct Deployment {
+    /// The deployment's own Redis, unless it was given one or runs embedded.
+    pub redis: Option<RedisServer>,
+    redis_url: Option<String>,
+    /// Index = node number; `None` once stopped or killed.
+    pub nodes: Vec<Option<KofuNode>>,
+    opts: DeploymentOptions,
+    fx: &'static Fixtures,
+    issuer: VerifyingKey,
+    client: Client,
+}
+
+impl Deployment {
+    /// Starts everything and waits until every shard has an owner all nodes agree on.
+    /// Blocks (process starts): call it from `spawn_blocking` or `block_in_place`.
+    pub fn start(opts: DeploymentOptions) -> Deployment {
+        let (redis, redis_url) = if opts.embedded() {
+            (None, None)
+        } else {
+            let redis = match (&opts.redis_url, opts.durable_redis) {
+                (Some(_), _) => None,
+                (None, true) => Some(RedisServer::start_durable()),
+                (None, false) => Some(RedisServer::start()),
+            };
+            let url = opts
+                .redis_url
+                .clone()
+                .or_else(|| redis.as_ref().map(RedisServer::url));
+            (redis, url)
+        };
+        if let Some(url) = &redis_url {
+            registry_load(url, &opts);
+        }
+        let fx = fixtures(opts.node.seed, opts.node.residents, opts.node.kiosks);
+        let nodes: Vec<Option<KofuNode>> = (0..opts.nodes)
+            .map(|n| {
+                Some(KofuNode::start(node_options(
+                    n,
+                    &opts,
+                    redis_url.as_deref(),
+                )))
+            })
+            .collect();
+        let apis: Vec<String> = nodes.iter().flatten().map(|n| n.api.clone()).collect();
+        let client = Client::builder()
+            .targets(&apis)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let d = Deployment {
+            redis,
+            issuer: issuer_key(
+                nodes
+                    .first()
+                    .and_then(Option::as_ref)
+                    .unwrap_or_else(|| panic!("a deployment needs a node")),
+            ),
+            redis_url,
+            nodes,
+            opts,
+            fx,
+            client,
+        };
+        if d.redis_url.is_some() {
+            d.wait_converged();
+        }
+        d
+    }
+
+    /// Starts one more node (in a cluster it joins and shards move to it); its number.
+    ///
+    /// # Panics
+    /// On an embedded deployment, which has exactly one node.
+    pub fn add_node(&mut self) -> usize {
+        let n = self.nodes.len();
+        assert!(
+            n == 0 || self.redis_url.is_some(),
+            "an embedded deployment has one node"
+        );
+        let opts = node_options(n, &self.opts, self.redis_url.as_deref());
+        self.nodes.push(Some(KofuNode::start(opts)));
+        n
+    }
+
+    /// Whether the nodes coordinate through Redis (else one embedded node).
+    pub fn is_cluster(&self) -> bool {
+        self.redis_url.is_some()
+    }
+
+    pub fn node(&self, n: usize) -> &KofuNode {
+        self.nodes[n]
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {n} is not running"))
+    }
+
+    pub fn node_mut(&mut self, n: usize) -> &mut KofuNode {
+        self.nodes[n]
+            .as_mut()
+            .unwrap_or_else(|| panic!("node {n} is not running"))
+    }
+
+    /// Numbers of the running nodes.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
+    /// Kiosk API URLs of the running nodes.
+    pub fn apis(&self) -> Vec<String> {
+        self.nodes.iter().flatten().map(|n| n.api.clone()).collect()
+    }
+
+    /// Admin listener URLs of the running nodes.
+    fn admins(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|n| n.admin.clone())
+            .collect()
+    }
+
+    /// The population every node serves.
+    pub fn fixtures(&self) -> &'static Fixtures {
+        self.fx
+    }
+
+    pub fn issuer(&self) -> &VerifyingKey {
+        &self.issuer
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.fx.admin_token
+    }
+
+    /// One keep-alive pool over the nodes started with, a random node per request.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Kiosk number `i` of the population on [`Deployment::client`].
+    pub fn kiosk(&self, i: usize) -> Kiosk {
+        self.client.kiosk(&self.fx.kiosks[i])
+    }
+
+    /// A request to running node `n mod live`'s admin listener with the admin token.
+    pub async fn admin(&self, n: usize, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let admins = self.admins();
+        let url = format!("{}{path}", admins[n % admins.len()]);
+        let auth = format!("Bearer {}", self.fx.admin_token);
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.client.request(method, &url, Some(&auth), body).await
+    }
+
+    /// Sum of a metric's samples over every running node (all label sets).
+    pub async fn metric_sum(&self, name: &str) -> Result<f64, String> {
+        let mut sum = 0.0;
+        for admin in self.admins() {
+            let url = format!("{admin}/metrics");
+            let r = self.client.request(Method::GET, &url, None, None).await;
+            if r.status != 200 {
+                return Err(format!("metrics: status {}", r.status));
+            }
+            for line in r.text().lines().filter(|l| !l.starts_with('#')) {
+                let mut parts = line.split_whitespace();
+                let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                if key.split('{').next() == Some(name) {
+                    sum += value
+                        .parse::<f64>()
+                        .map_err(|e| format!("metric {name} value {value:?}: {e}"))?;
+                }
+            }
+        }
+        Ok(sum)
+    }
+
+    /// `GET /admin/v1/cluster` of node `n` (blocking).
+    pub fn view(&self, n: usize) -> Option<Value> {
+        let addr = self.node(n).admin.trim_start_matches("http://").to_owned();
+        let (status, body) = sync_get(&addr, "/admin/v1/cluster", Some(self.admin_token()))?;
+        (status == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    /// Shard → owner id, as node `n` sees it (blocking).
+    fn owners(&self, n: usize) -> Option<Vec<Option<String>>> {
+        let view = self.view(n)?;
+        let mut owners = vec![None; self.opts.shard_count() as usize];
+        for s in view["shards"].as_array()? {
+            let shard = usize::try_from(s["shard"].as_u64()?).ok()?;
+            *owners.get_mut(shard)? = Some(s["owner"].as_str()?.to_owned());
+        }
+        Some(owners)
+    }
+
+    /// Waits until every running node sees every shard owned by a running node, all
+    /// views agree, and each view lists exactly the running nodes (blocking).
+    pub fn wait_converged(&self) -> Vec<Option<String>> {
+        let live = self.live();
+        let ids: Vec<String> = live.iter().map(|i| format!("node-{i}")).collect();
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let views: Vec<Option<Vec<Option<String>>>> =
+                live.iter().map(|&n| self.owners(n)).collect();
+            let members_ok = live.iter().all(|&n| {
+                self.view(n)
+                    .and_then(|v| Some(v["nodes"].as_array()?.len() == ids.len()))
+                    .unwrap_or(false)
+            });
+            if members_ok
+                && let Some(Some(first)) = views.first()
+                && views.iter().all(|v| v.as_ref() == Some(first))
+                && first
+                    .iter()
+                    .all(|o| o.as_ref().is_some_and(|o| ids.contains(o)))
+            {
+                return first.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster of {ids:?} did not converge within {CONVERGE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Graceful stop of node `n` (SIGTERM; a cluster node hands its shards off first).
+    pub fn stop(&mut self, n: usize) -> std::process::ExitStatus {
+        let status = self.node_mut(n).terminate();
+        self.nodes[n] = None;
+        status
+    }
+
+    /// `kill -9` of node `n`.
+    pub fn kill(&mut self, n: usize) {
+        if let Some(mut node) = self.nodes[n].take() {
+            node.kill();
+        }
+    }
+}
+
+/// The options of node `n`: an embedded node, or a member of the cluster on `redis_url`.
+fn node_options(n: usize, opts: &DeploymentOptions, redis_url: Option<&str>) -> NodeOptions {
+    let mut node = opts.node.clone();
+    let Some(url) = redis_url else {
+        if let Some(shards) = opts.shard_count {
+            node.args
+                .extend(["--shard-count".to_owned(), shards.to_string()]);
+        }
+        return node;
+    };
+    let internal = format!("127.0.0.1:{}", free_port());
+    node.args.splice(
+        0..0,
+        [
+            "--redis-url".to_owned(),
+            url.to_owned(),
+            "--node-id".to_owned(),
+            format!("node-{n}"),
+            "--internal-listen".to_owned(),
+            internal,
+            "--lease-ttl-ms".to_owned(),
+            opts.lease_ttl_ms.to_string(),
+            "--shard-count".to_owned(),
+            opts.shard_count().to_string(),
+        ],
+    );
+    node.env
+        .push(("KOFU_CLUSTER_SECRET".to_owned(), TEST_SECRET.to_owned()));
+    node
+}
+
+/// `kofu registry load` of the deployment's population into its Redis.
+fn registry_load(url: &str, opts: &DeploymentOptions) {
+    let out = Command::new(kofu_bin())
+        .args(["registry", "load", "--redis", url])
+        .args(["--fixture-seed", &opts.node.seed.to_string()])
+        .args(["--fixture-residents", &opts.node.residents.to_string()])
+        .args(["--shard-count", &opts.shard_count().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kofu registry load: {e}"));
+    assert!(
+        out.status.success(),
+        "kofu registry load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The key the node signs documents with, as `GET /v1/issuer-key` serves it.
+fn issuer_key(node: &KofuNode) -> VerifyingKey {
+    let addr = node.api.trim_start_matches("http://");
+    let (status, body) =
+        sync_get(addr, "/v1/issuer-key", None).unwrap_or_else(|| panic!("no issuer key answer"));
+    assert_eq!(status, 200, "issuer-key: {body}");
+    let key: kofu_proto::api::IssuerKeyResponse =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("issuer-key body: {e}"));
+    kofu_proto::verify::issuer_key(&key.public_key).unwrap_or_else(|e| panic!("issuer key: {e}"))
+}
