@@ -23,8 +23,10 @@ fn replay(trace: &Path, fx: &Path, targets: &[String], speed: &str, json: &Path)
             "errors=0,misdeliveries=0",
         ],
     );
-    assert!(load(&args).status.success(), "replay at x{speed} failed");
-    report(json)
+    let ok = load(&args).status.success();
+    let r = report(json);
+    assert!(ok, "replay at x{speed} failed: errors {}", r["errors"]);
+    r
 }
 
 #[test]
