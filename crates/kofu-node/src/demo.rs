@@ -95,7 +95,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     spec.validate().context("demo population")?;
     let population = Population::generate(&spec);
     let fixtures = Fixtures::from_lines(population.fixture_lines()).context("demo population")?;
-    let cards: Vec<usize> = fixtures.ordinary_indices().collect();
+    // With one kind asked for, only holders it may be issued to: a demo of seal
+    // certificates shows seal certificates, not the registry's refusals.
+    let cards: Vec<usize> = fixtures
+        .ordinary_indices()
+        .filter(|&i| {
+            let c = &fixtures.cards[i];
+            match args.kind {
+                Some(CertKind::Seal) => c.seal_issuable(),
+                Some(CertKind::Tax) => c.tax_record,
+                _ => true,
+            }
+        })
+        .collect();
     anyhow::ensure!(
         !cards.is_empty(),
         "the population has no card that may open a session"
