@@ -339,7 +339,10 @@ async fn chaos(
     let workload = Arc::new(Workload::new(shared.clone(), model, hold));
     let end = origin + run_for;
     let mut nemesis = Nemesis::new(cluster, origin);
-    let plan = schedule::plan(a.seed, &active, NODES, settings.lease_ttl);
+    // The first fault once the workload runs (a tenth of the run, 5..30 s).
+    let warmup = (run_for / 10).clamp(Duration::from_secs(5), Duration::from_secs(30));
+    let pace = schedule::pace_for(run_for.saturating_sub(warmup));
+    let plan = schedule::plan(a.seed, &active, NODES, settings.lease_ttl, pace);
     let ticker = {
         let (bar, shared, now) = (bar.clone(), shared.clone(), nemesis.now.clone());
         tokio::spawn(async move {
@@ -360,8 +363,6 @@ async fn chaos(
             }
         })
     };
-    // The first fault once the workload runs (a tenth of the run, 5..30 s).
-    let warmup = (run_for / 10).clamp(Duration::from_secs(5), Duration::from_secs(30));
     let admin_every = Duration::from_secs_f64(a.admin_every_s);
     let (mut sessions, (), ()) = tokio::join!(
         workload.arrivals(a.rate, a.seed, end),
@@ -434,6 +435,7 @@ async fn chaos(
             residents: a.residents,
             kiosks: a.kiosks,
             network,
+            fault_pace: pace,
         },
         documents_verified: load.counts.documents_verified,
         sessions_started: load.counts.sessions_started,

@@ -45,6 +45,8 @@ pub struct Setup {
     pub kiosks: u32,
     /// `namespaces` or `loopback` (and why).
     pub network: String,
+    /// How much the faults' holds and gaps were shortened to fit the run (1: not at all).
+    pub fault_pace: f64,
 }
 
 /// The JSON report.

@@ -2,7 +2,8 @@
 //! is held and the pause after its heal, drawn from the seed alone (ChaCha8), so that a
 //! run can be repeated. Kinds come in rounds, each round a seeded shuffle of every kind
 //! the run injects, so that even a short run sees as many different kinds as it has
-//! faults.
+//! faults. A short run is paced: holds and gaps shrink (to a floor that still makes
+//! each fault what it is) so that one round of every kind fits into it.
 
 use std::time::Duration;
 
@@ -110,15 +111,26 @@ pub struct Planned {
     pub amount: i64,
 }
 
+/// How long one round of every kind takes at full pace, heals included (measured: the
+/// Redis kinds wait for Sentinel and a resync after their heal).
+const ROUND_AT_FULL_PACE: Duration = Duration::from_secs(200);
+
+/// The pace for faults injected during `window`: 1 for runs long enough for a round of
+/// every kind at full length, down to 0.3 for short ones.
+pub fn pace_for(window: Duration) -> f64 {
+    (window.as_secs_f64() / ROUND_AT_FULL_PACE.as_secs_f64()).clamp(0.3, 1.0)
+}
+
 /// The fault plan of `seed` over `kinds` (the kinds this run injects), for `nodes` nodes
-/// with a lease TTL of `ttl`.
-pub fn plan(seed: u64, kinds: &[Kind], nodes: usize, ttl: Duration) -> Plan {
+/// with a lease TTL of `ttl`, holds and gaps scaled by `pace` (see [`pace_for`]).
+pub fn plan(seed: u64, kinds: &[Kind], nodes: usize, ttl: Duration, pace: f64) -> Plan {
     Plan {
         rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7300),
         kinds: kinds.to_vec(),
         round: Vec::new(),
         nodes: nodes.max(1),
         ttl,
+        pace: pace.clamp(0.1, 1.0),
     }
 }
 
@@ -129,6 +141,7 @@ pub struct Plan {
     round: Vec<Kind>,
     nodes: usize,
     ttl: Duration,
+    pace: f64,
 }
 
 impl Iterator for Plan {
@@ -144,8 +157,10 @@ impl Iterator for Plan {
         }
         let kind = self.round.pop()?;
         let rng = &mut self.rng;
+        let pace = self.pace;
+        // Paced, but never below a second: a fault must outlast a request or two.
         let secs = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| {
-            Duration::from_secs_f64(rng.random_range(lo..hi))
+            Duration::from_secs_f64((rng.random_range(lo..hi) * pace).max(1.0))
         };
         let node = rng.random_range(0..self.nodes);
         let gap = secs(rng, 2.0, 5.0);
@@ -163,7 +178,8 @@ impl Iterator for Plan {
             Kind::SlowLoss => (secs(rng, 5.0, 15.0), rng.random_range(10..=30)),
             Kind::ClockSkew => {
                 let offset = rng.random_range(2..=10) * if rng.random_bool(0.5) { 1 } else { -1 };
-                (secs(rng, 10.0, 20.0), offset)
+                // Long enough for the skewed node to take leases and serve sessions.
+                (secs(rng, 10.0, 20.0).max(Duration::from_secs(5)), offset)
             }
         };
         Some(Planned {
@@ -183,9 +199,9 @@ mod tests {
     #[test]
     fn the_plan_is_a_function_of_the_seed() {
         let ttl = Duration::from_secs(2);
-        let a: Vec<Planned> = plan(7, &Kind::ALL, 3, ttl).take(40).collect();
-        let b: Vec<Planned> = plan(7, &Kind::ALL, 3, ttl).take(40).collect();
-        let c: Vec<Planned> = plan(8, &Kind::ALL, 3, ttl).take(40).collect();
+        let a: Vec<Planned> = plan(7, &Kind::ALL, 3, ttl, 1.0).take(40).collect();
+        let b: Vec<Planned> = plan(7, &Kind::ALL, 3, ttl, 1.0).take(40).collect();
+        let c: Vec<Planned> = plan(8, &Kind::ALL, 3, ttl, 1.0).take(40).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -193,7 +209,9 @@ mod tests {
     #[test]
     fn every_round_holds_every_kind_once() {
         let kinds = [Kind::NodeKill, Kind::RedisPause, Kind::ClockSkew];
-        let p: Vec<Planned> = plan(1, &kinds, 3, Duration::from_secs(2)).take(9).collect();
+        let p: Vec<Planned> = plan(1, &kinds, 3, Duration::from_secs(2), 1.0)
+            .take(9)
+            .collect();
         for round in p.chunks(3) {
             let mut got: Vec<Kind> = round.iter().map(|f| f.kind).collect();
             got.sort();
@@ -203,6 +221,28 @@ mod tests {
             p.iter()
                 .all(|f| f.node < 3 && f.gap >= Duration::from_secs(2))
         );
-        assert!(plan(1, &[], 3, Duration::from_secs(2)).next().is_none());
+        assert!(
+            plan(1, &[], 3, Duration::from_secs(2), 1.0)
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_short_run_is_paced_but_a_pause_still_outlasts_the_lease() {
+        let ttl = Duration::from_secs(2);
+        let full: Vec<Planned> = plan(3, &Kind::ALL, 3, ttl, 1.0).take(12).collect();
+        let fast: Vec<Planned> = plan(3, &Kind::ALL, 3, ttl, 0.5).take(12).collect();
+        let total = |p: &[Planned]| p.iter().map(|f| f.hold + f.gap).sum::<Duration>();
+        assert!(total(&fast) < total(&full).mul_f64(0.75));
+        for (a, b) in full.iter().zip(&fast) {
+            assert_eq!((a.kind, a.node, a.amount), (b.kind, b.node, b.amount));
+            if a.kind == Kind::NodePause {
+                assert!(b.hold > ttl.mul_f64(1.5) - Duration::from_millis(1));
+            }
+            assert!(b.hold >= Duration::from_secs(1) || b.kind == Kind::RedisFailover);
+        }
+        assert_eq!(pace_for(Duration::from_secs(20)), 0.3);
+        assert_eq!(pace_for(Duration::from_secs(600)), 1.0);
     }
 }
