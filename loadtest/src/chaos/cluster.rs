@@ -305,11 +305,17 @@ impl Cluster {
                 return Ok(());
             }
             let exited = self.nodes[i].proc.as_mut().is_none_or(|p| !p.running());
-            anyhow::ensure!(
-                !exited,
-                "node {i} exited (its log: {})",
-                self.launcher.dir.join(format!("node-{i}.log")).display()
-            );
+            if exited {
+                // The scratch dir goes at the end: the log's last lines say why.
+                let log = std::fs::read_to_string(self.launcher.dir.join(format!("node-{i}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                anyhow::bail!(
+                    "node {i} exited (--keep-logs DIR keeps its log); its last lines:\n{}",
+                    tail.join("\n")
+                );
+            }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
                 "node {i} not ready within 60 s"
