@@ -113,7 +113,7 @@ pub struct Planned {
 
 /// How long one round of every kind takes at full pace, heals included (measured: the
 /// Redis kinds wait for Sentinel and a resync after their heal).
-const ROUND_AT_FULL_PACE: Duration = Duration::from_secs(260);
+const ROUND_AT_FULL_PACE: Duration = Duration::from_secs(320);
 
 /// The pace for faults injected during `window`: 1 for runs long enough for a round of
 /// every kind at full length, down to 0.3 for short ones.
