@@ -41,6 +41,8 @@ if [ ! -s "$secret" ]; then
   (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret")
 fi
 
+# One Redis and no replica: `min-replicas-to-write` (set by the compose and k8s configs,
+# which have one) would refuse every write here.
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir" \
   --appendonly yes --appendfsync everysec --save "" \
   --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"

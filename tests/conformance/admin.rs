@@ -217,6 +217,16 @@ async fn address_updates_bump_the_record_version() {
     assert_ne!(b.serial, before.serial);
     let bad = admin_post(env.node(), &path, t, Some(json!({"address": 5}))).await;
     expect_error(&bad, "invalid_request");
+    // Addresses are Japanese: Unicode is taken, control characters and overlong ones
+    // are refused, and no answer echoes them.
+    let japanese = "〒160-0023 東京都新宿区西新宿二丁目8番1号";
+    let r = admin_post(env.node(), &path, t, Some(json!({"address": japanese}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for refused in ["東京都\n新宿区", "東京都\u{7}新宿区", &"東".repeat(201)] {
+        let bad = admin_post(env.node(), &path, t, Some(json!({"address": refused}))).await;
+        expect_error(&bad, "invalid_request");
+        assert!(!bad.text().contains("東京都"), "{}", bad.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,10 +32,26 @@ fn expected_kinds(card: &Card) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The kiosk screen's mask: a Japanese name shows the first character of a family name
+/// of two or more characters and a fixed `＊＊` per part (`佐藤 太郎` → `佐＊＊ ＊＊`); a
+/// romanized name keeps each word's initial (`Y*** T***`).
 fn masked(full_name: &str) -> String {
-    full_name
-        .split_whitespace()
-        .map(|w| format!("{}***", w.chars().next().unwrap_or('?')))
+    let words = full_name.split_whitespace();
+    if full_name.is_ascii() {
+        return words
+            .map(|w| format!("{}***", w.chars().next().unwrap_or('?')))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    words
+        .enumerate()
+        .map(|(i, w)| {
+            let chars: Vec<char> = w.chars().collect();
+            match chars.as_slice() {
+                [first, _, ..] if i == 0 => format!("{first}＊＊"),
+                _ => "＊＊".to_owned(),
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

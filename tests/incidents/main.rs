@@ -20,9 +20,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinSet;
-
 use kofu_testkit::suite::RENDER_TIMEOUT_FLAGS;
+use tokio::task::JoinSet;
 
 use crate::env::{Env, deploy};
 

@@ -16,7 +16,7 @@ use crate::steps::{close, fetch, new_job, open, print};
 use crate::{Summary, Tally};
 
 /// Family-register certificates of multi-person households, concurrently: every page
-/// carries the binding's serial, "Page i/n" with the right i and n, the holder's name,
+/// carries the binding's serial, "頁 i/n" with the right i and n, the holder's name,
 /// and only names of that household; households of two or more give two or more pages.
 pub(crate) async fn multi_page_documents(apis: &[String], env: &Arc<Env>) -> Summary {
     const FAMILIES: usize = 24;
@@ -135,11 +135,12 @@ fn check_pages(env: &Env, card_ix: usize, c: &Checked, t: &mut Tally) {
     }
 }
 
-/// Every "Page i/n" of a text (spaces around the slash tolerated).
+/// Every page mark "頁 i/n" of a text (spaces around the slash tolerated).
 fn page_marks(text: &str) -> Vec<(u32, u32)> {
+    const MARK: &str = "頁";
     let mut marks = Vec::new();
-    for (at, _) in text.match_indices("Page ") {
-        let rest = text[at + 5..].trim_start();
+    for (at, _) in text.match_indices(MARK) {
+        let rest = text[at + MARK.len()..].trim_start();
         let i: String = rest.chars().take_while(char::is_ascii_digit).collect();
         let rest = rest[i.len()..].trim_start();
         let Some(rest) = rest.strip_prefix('/') else {

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kofu_proto::CertKind;
+use kofu_testkit::normalize_spaces;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::env::Env;
 use crate::noise::Noise;
-use kofu_testkit::normalize_spaces;
-
 use crate::steps::{brief, close, fetch, new_job, open};
 use crate::{Summary, Tally};
 

@@ -25,10 +25,9 @@ impl std::fmt::Debug for ClusterMetrics {
 
 /// How a forwarded call ended.
 #[derive(Debug, Clone, Copy)]
-pub enum ForwardResult {
+pub(crate) enum ForwardResult {
     Ok,
     Moved,
-    Retry,
     Error,
 }
 
@@ -37,7 +36,6 @@ impl ForwardResult {
         match self {
             ForwardResult::Ok => "ok",
             ForwardResult::Moved => "moved",
-            ForwardResult::Retry => "retry",
             ForwardResult::Error => "error",
         }
     }
@@ -45,7 +43,7 @@ impl ForwardResult {
 
 /// Why a request waiting for a shard owner gave up with `503`.
 #[derive(Debug, Clone, Copy)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     Full,
     Deadline,
 }
@@ -117,7 +115,6 @@ impl ClusterMetrics {
         for r in [
             ForwardResult::Ok,
             ForwardResult::Moved,
-            ForwardResult::Retry,
             ForwardResult::Error,
         ] {
             m.forwards.with_label_values(&[r.as_str()]);
@@ -128,11 +125,11 @@ impl ClusterMetrics {
         Ok(m)
     }
 
-    pub fn forwarded(&self, result: ForwardResult) {
+    pub(crate) fn forwarded(&self, result: ForwardResult) {
         self.forwards.with_label_values(&[result.as_str()]).inc();
     }
 
-    pub fn dropped(&self, reason: DropReason) {
+    pub(crate) fn dropped(&self, reason: DropReason) {
         let label = match reason {
             DropReason::Full => "full",
             DropReason::Deadline => "deadline",

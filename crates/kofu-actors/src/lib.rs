@@ -11,12 +11,9 @@ mod metrics;
 mod router;
 mod session;
 mod shard_host;
-pub mod snapshot;
-pub mod wire_link;
+mod snapshot;
 
-pub use cluster_metrics::{ClusterMetrics, DropReason, ForwardResult};
+pub use cluster_metrics::ClusterMetrics;
 pub use deps::{Deps, RenderFaults, SessionConfig};
-pub use messages::{ApiError, SessionOp, SessionReply};
-pub use messages::{Detach, ForwardedDocument};
-pub use metrics::ActorMetrics;
-pub use router::{Remote, Router, RouterConfig, wire_handler};
+pub use metrics::{ActorMetrics, OpenSessions};
+pub use router::{Remote, Router, RouterConfig};

@@ -1,110 +1,72 @@
-//! The messages between the HTTP layer, shard hosts and sessions. Replies travel on a
+//! The messages between the router, shard hosts and sessions. Replies travel on a
 //! oneshot inside the message, so a session answers the waiting request directly.
 
 use std::sync::Arc;
 
 use actix::Message;
 use kofu_core::records::ResidentRecord;
-use kofu_proto::api::{AuthResponse, CreateSessionResponse, JobResponse, PrintedResponse};
-use kofu_proto::{CardId, CertKind, ErrorCode, JobId, KioskId, SessionId};
-use kofu_render::Document;
+use kofu_proto::{CardId, ErrorCode, KioskId, SessionId, SessionOp, SessionReply};
 use tokio::sync::oneshot;
 
-/// An API error as an actor decides it; the HTTP layer turns it into the error JSON.
+/// "Not here": this node does not (or no longer) act for the shard, and nothing was
+/// done. The router tries the owner instead; another node hears it as a `Moved` frame.
+/// It is not a [`SessionReply`], so no kiosk can ever be sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub attempts_left: Option<u8>,
-    pub reason: Option<&'static str>,
+pub(crate) struct Moved;
+
+/// What a host or session answers a request with.
+pub(crate) type Answer = Result<SessionReply, Moved>;
+
+/// Where a request's answer goes. A requester that gave up has dropped the other end;
+/// answering it then is not an error.
+pub(crate) struct ReplyTo(oneshot::Sender<Answer>);
+
+impl ReplyTo {
+    pub(crate) fn channel() -> (ReplyTo, oneshot::Receiver<Answer>) {
+        let (tx, rx) = oneshot::channel();
+        (ReplyTo(tx), rx)
+    }
+
+    pub(crate) fn send(self, reply: impl Into<SessionReply>) {
+        self.answer(Ok(reply.into()));
+    }
+
+    pub(crate) fn moved(self) {
+        self.answer(Err(Moved));
+    }
+
+    pub(crate) fn answer(self, answer: Answer) {
+        let _ = self.0.send(answer);
+    }
+
+    /// The requester stopped waiting (a long poll that timed out).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
-impl ApiError {
-    /// A write refused by the fence: nothing happened here, and the shard's new owner
-    /// can take the request (the router retries it there, never the kiosk's problem).
-    pub const MOVED: ApiError = ApiError {
-        code: ErrorCode::Unavailable,
-        attempts_left: None,
-        reason: Some("moved"),
-    };
+/// Why a change to the store was not applied, for the request that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotApplied {
+    /// The fence refused it: the shard has a new owner, who can take the request.
+    Moved,
+    /// The store could not be reached or answered nonsense: `503` (I7).
+    Unavailable,
 }
 
-impl From<ErrorCode> for ApiError {
-    fn from(code: ErrorCode) -> ApiError {
-        ApiError {
-            code,
-            attempts_left: None,
-            reason: None,
+impl NotApplied {
+    pub(crate) fn answer(self) -> Answer {
+        match self {
+            NotApplied::Moved => Err(Moved),
+            NotApplied::Unavailable => Ok(ErrorCode::Unavailable.into()),
         }
     }
 }
-
-#[derive(Debug, Clone)]
-pub enum SessionOp {
-    Auth {
-        signature: [u8; 64],
-    },
-    CreateJob {
-        kind: CertKind,
-        copies: u8,
-    },
-    /// `wait`: park the request while the job renders instead of answering `Rendering`.
-    Fetch {
-        job: JobId,
-        wait: bool,
-    },
-    Printed {
-        job: JobId,
-    },
-    Close,
-}
-
-#[derive(Debug)]
-pub enum SessionReply {
-    Created(CreateSessionResponse),
-    Authenticated(AuthResponse),
-    JobCreated(JobResponse),
-    Document(Arc<Document>),
-    /// A document released by another node, as it came over the wire.
-    Forwarded(ForwardedDocument),
-    Rendering,
-    Printed(PrintedResponse),
-    Closed,
-    Error(ApiError),
-    /// This node does not (or no longer) act for the shard: nothing was done, and the
-    /// router tries the owner again (never sent to a kiosk).
-    Moving,
-}
-
-/// The three parts of a released document the kiosk receives.
-#[derive(Debug, Clone)]
-pub struct ForwardedDocument {
-    pub pdf: Vec<u8>,
-    pub binding_b64: String,
-    pub signature_b64: String,
-}
-
-impl From<ApiError> for SessionReply {
-    fn from(e: ApiError) -> SessionReply {
-        if e == ApiError::MOVED {
-            SessionReply::Moving
-        } else {
-            SessionReply::Error(e)
-        }
-    }
-}
-
-impl From<ErrorCode> for SessionReply {
-    fn from(code: ErrorCode) -> SessionReply {
-        SessionReply::Error(code.into())
-    }
-}
-
-pub type ReplyTo = oneshot::Sender<SessionReply>;
 
 /// A request for an existing session, routed by its shard.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SessionCall {
+pub(crate) struct SessionCall {
     pub session: SessionId,
     pub kiosk: KioskId,
     pub op: SessionOp,
@@ -114,7 +76,7 @@ pub struct SessionCall {
 /// A card was inserted; the registry already knows it and it is not revoked.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CreateSession {
+pub(crate) struct CreateSession {
     pub card: CardId,
     /// The card's Ed25519 public key from its record.
     pub card_key: [u8; 32],
@@ -128,7 +90,7 @@ pub struct CreateSession {
 /// A session ended and persisted its end; the host forgets it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SessionEnded {
+pub(crate) struct SessionEnded {
     pub session: SessionId,
     pub kiosk: KioskId,
     pub card_digest: [u8; 32],
@@ -139,10 +101,10 @@ pub struct SessionEnded {
 /// flight, since a session waits for its store writes before reading its mailbox.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Detach;
+pub(crate) struct Detach;
 
 /// Messages that carry their reply channel, so a refused send can still be answered.
-pub trait Replying {
+pub(crate) trait Replying {
     fn into_reply(self) -> ReplyTo;
 }
 

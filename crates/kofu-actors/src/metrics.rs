@@ -1,16 +1,59 @@
 //! The actors' Prometheus series, registered into the registry the node passes in. Label
 //! children are resolved once here so the hot path only bumps atomics.
 
-use kofu_core::records::NotIssuable;
+use std::sync::Arc;
+
 use kofu_core::session::{CloseReason, VoidReason};
-use kofu_proto::CertKind;
+use kofu_proto::{CertKind, NotIssuable};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
+use tokio::sync::Notify;
+
+use crate::session::CommitOp;
+
+/// The open-sessions gauge, which also tells a node shutting down when the last
+/// session is gone (instead of the node polling it).
+#[derive(Clone)]
+pub struct OpenSessions {
+    gauge: IntGauge,
+    none_left: Arc<Notify>,
+}
+
+impl OpenSessions {
+    pub fn get(&self) -> i64 {
+        self.gauge.get()
+    }
+
+    pub(crate) fn opened(&self) {
+        self.gauge.inc();
+    }
+
+    pub(crate) fn closed(&self) {
+        self.gauge.dec();
+        if self.gauge.get() <= 0 {
+            self.none_left.notify_waiters();
+        }
+    }
+
+    /// Resolves once no session is open (at once if none is).
+    pub async fn all_closed(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a close in between still wakes us.
+            notified.as_mut().enable();
+            if self.gauge.get() <= 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct ActorMetrics {
-    pub sessions_open: IntGauge,
+    pub sessions_open: OpenSessions,
     pub sessions_started: IntCounter,
     sessions_ended: IntCounterVec,
     documents_rendered: IntCounterVec,
@@ -84,7 +127,10 @@ impl ActorMetrics {
         )?;
         reg.register(Box::new(store_op_duration.clone()))?;
         let m = ActorMetrics {
-            sessions_open: gauge(reg, "kofu_sessions_open", "Sessions open on this node.")?,
+            sessions_open: OpenSessions {
+                gauge: gauge(reg, "kofu_sessions_open", "Sessions open on this node.")?,
+                none_left: Arc::new(Notify::new()),
+            },
             sessions_started: counter(reg, "kofu_sessions_started_total", "Sessions started.")?,
             sessions_ended: counter_vec(
                 reg,
@@ -173,55 +219,52 @@ impl ActorMetrics {
         for r in NotIssuable::ALL {
             m.documents_refused.with_label_values(&[r.as_str()]);
         }
-        // Every operation `Session::commit` names.
-        for op in [
-            "start", "auth", "job", "render", "deliver", "refuse", "print", "close", "void",
-        ] {
-            m.store_op_duration.with_label_values(&[op]);
+        for op in CommitOp::ALL {
+            m.store_op_duration.with_label_values(&[op.as_str()]);
         }
         Ok(m)
     }
 
-    pub fn session_ended(&self, reason: CloseReason) {
+    pub(crate) fn session_ended(&self, reason: CloseReason) {
         self.sessions_ended
             .with_label_values(&[reason.as_str()])
             .inc();
     }
 
-    pub fn rendered(&self, kind: CertKind) {
+    pub(crate) fn rendered(&self, kind: CertKind) {
         self.documents_rendered
             .with_label_values(&[kind.as_str()])
             .inc();
     }
 
-    pub fn released(&self, kind: CertKind) {
+    pub(crate) fn released(&self, kind: CertKind) {
         self.documents_released
             .with_label_values(&[kind.as_str()])
             .inc();
     }
 
-    pub fn refused(&self, reason: NotIssuable) {
+    pub(crate) fn refused(&self, reason: NotIssuable) {
         self.documents_refused
             .with_label_values(&[reason.as_str()])
             .inc();
     }
 
-    pub fn voided(&self, reason: VoidReason, n: usize) {
+    pub(crate) fn voided(&self, reason: VoidReason, n: usize) {
         self.jobs_voided
             .with_label_values(&[void_label(reason)])
             .inc_by(n as u64);
     }
 
-    pub fn printed(&self, kind: CertKind, yen: u32) {
+    pub(crate) fn printed(&self, kind: CertKind, yen: u32) {
         self.prints_confirmed
             .with_label_values(&[kind.as_str()])
             .inc();
         self.charged_yen.inc_by(u64::from(yen));
     }
 
-    pub fn store_op(&self, op: &'static str) -> prometheus::HistogramTimer {
+    pub(crate) fn store_op(&self, op: CommitOp) -> prometheus::HistogramTimer {
         self.store_op_duration
-            .with_label_values(&[op])
+            .with_label_values(&[op.as_str()])
             .start_timer()
     }
 }

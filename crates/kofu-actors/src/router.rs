@@ -13,15 +13,16 @@ use actix::prelude::*;
 use kofu_coord::Fence;
 use kofu_core::records::ResidentRecord;
 use kofu_core::session::CloseReason;
-use kofu_proto::{CardId, ErrorCode, KioskId, SessionId};
+use kofu_proto::{CardId, ErrorCode, KioskId, SessionId, SessionOp, SessionReply};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::messages::{CreateSession, Replying, SessionCall, SessionOp, SessionReply};
-use crate::shard_host::{CloseAll, HandOff, ShardHost, StopAccepting};
-use crate::{Deps, DropReason};
-pub use remote::{Remote, wire_handler};
+use crate::Deps;
+use crate::cluster_metrics::DropReason;
+use crate::messages::{Answer, CreateSession, Moved, ReplyTo, Replying, SessionCall};
+use crate::shard_host::{CloseAll, HandOff, ShardHost};
+pub use remote::Remote;
 
 /// How long a request may wait for a moving shard, and how many may wait at once.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +71,7 @@ pub(crate) enum Request {
 
 /// One routing attempt: an answer, or "try again" (nothing happened anywhere).
 pub(crate) enum Attempt {
-    Done(Option<SessionReply>),
+    Done(SessionReply),
     Again,
 }
 
@@ -78,8 +79,11 @@ struct Inner {
     slots: Vec<RwLock<Slot>>,
     /// The HTTP workers' arbiters, on which shard hosts run.
     arbiters: Mutex<Vec<Option<ArbiterHandle>>>,
+    /// Wakes whoever waits for every worker to register its arbiter.
+    registered: Notify,
     deps: Arc<Deps>,
-    remote: std::sync::OnceLock<Remote>,
+    /// The other nodes (cluster mode); `None` on an embedded node.
+    remote: Option<Remote>,
     config: RouterConfig,
     waiting: AtomicUsize,
 }
@@ -109,14 +113,22 @@ impl Drop for Waiting<'_> {
 
 impl Router {
     /// A router for `workers` HTTP workers; hosts start as shards are added once every
-    /// worker has registered its arbiter.
-    pub fn new(shard_count: u32, workers: usize, deps: Arc<Deps>, config: RouterConfig) -> Router {
+    /// worker has registered its arbiter. With `remote`, requests for shards owned
+    /// elsewhere are forwarded to their owner.
+    pub fn new(
+        shard_count: u32,
+        workers: usize,
+        deps: Arc<Deps>,
+        config: RouterConfig,
+        remote: Option<Remote>,
+    ) -> Router {
         Router {
             inner: Arc::new(Inner {
                 slots: (0..shard_count).map(|_| RwLock::new(Slot::Empty)).collect(),
                 arbiters: Mutex::new(vec![None; workers.max(1)]),
+                registered: Notify::new(),
                 deps,
-                remote: std::sync::OnceLock::new(),
+                remote,
                 config,
                 waiting: AtomicUsize::new(0),
             }),
@@ -127,19 +139,27 @@ impl Router {
     /// there, so about 1/`workers` of requests are served on the thread that accepted
     /// them, saving two thread hand-offs.
     pub fn register_worker(&self, worker: usize) {
-        if let Some(slot) = self.inner.arbiters.lock().get_mut(worker) {
+        let mut arbiters = self.inner.arbiters.lock();
+        if let Some(slot) = arbiters.get_mut(worker) {
             *slot = Some(Arbiter::current());
+        }
+        if arbiters.iter().all(Option::is_some) {
+            self.inner.registered.notify_waiters();
         }
     }
 
-    /// Whether every worker has registered (hosts can be placed).
-    pub fn ready(&self) -> bool {
-        self.inner.arbiters.lock().iter().all(Option::is_some)
-    }
-
-    /// Enables forwarding to other nodes (cluster mode).
-    pub fn set_remote(&self, remote: Remote) {
-        let _ = self.inner.remote.set(remote);
+    /// Resolves once every worker has registered, so hosts can be placed.
+    pub async fn workers_registered(&self) {
+        loop {
+            let notified = self.inner.registered.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a registration in between still wakes us.
+            notified.as_mut().enable();
+            if self.inner.arbiters.lock().iter().all(Option::is_some) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn shard_count(&self) -> u32 {
@@ -216,14 +236,11 @@ impl Router {
         }
     }
 
-    fn host(&self, shard: u32) -> Result<Addr<ShardHost>, bool> {
-        match self.inner.slots.get(shard as usize).map(|s| s.read()) {
-            Some(slot) => match &*slot {
-                Slot::Active(_, addr) => Ok(addr.clone()),
-                Slot::Moving => Err(true),
-                Slot::Empty => Err(false),
-            },
-            None => Err(false),
+    /// The host of `shard` if it is served here now.
+    fn host(&self, shard: u32) -> Option<Addr<ShardHost>> {
+        match &*self.inner.slots.get(shard as usize)?.read() {
+            Slot::Active(_, addr) => Some(addr.clone()),
+            Slot::Moving | Slot::Empty => None,
         }
     }
 
@@ -232,13 +249,13 @@ impl Router {
     fn post<M>(
         &self,
         host: &Addr<ShardHost>,
-        make: impl FnOnce(oneshot::Sender<SessionReply>) -> M,
-    ) -> oneshot::Receiver<SessionReply>
+        make: impl FnOnce(ReplyTo) -> M,
+    ) -> oneshot::Receiver<Answer>
     where
         M: Message<Result = ()> + Replying + Send + 'static,
         ShardHost: Handler<M>,
     {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = ReplyTo::channel();
         let metrics = &self.inner.deps.metrics;
         metrics.mailbox_backlog.inc();
         if let Err(err) = host.try_send(make(tx)) {
@@ -247,23 +264,21 @@ impl Router {
             let msg = match err {
                 SendError::Full(m) | SendError::Closed(m) => m,
             };
-            let _ = msg.into_reply().send(ErrorCode::Unavailable.into());
+            msg.into_reply().send(ErrorCode::Unavailable);
         }
         rx
     }
 
-    /// One attempt on this node's own host: `Again` when the shard is not (or no
-    /// longer) served here. `wait` bounds a long poll; `Done(None)` means still rendering.
+    /// One attempt on this node's own host: `None` when the shard is not served here,
+    /// `Again` when it stopped being served here meanwhile. `wait` bounds a long poll,
+    /// which answers `Rendering` when it runs out.
     pub(crate) async fn attempt_local(
         &self,
         shard: u32,
         req: &Request,
         wait: Option<Duration>,
     ) -> Option<Attempt> {
-        let host = match self.host(shard) {
-            Ok(h) => h,
-            Err(_) => return None,
-        };
+        let host = self.host(shard)?;
         let req = req.clone();
         let (rx, ended) = match req {
             Request::Create {
@@ -279,13 +294,13 @@ impl Router {
                     kiosk,
                     reply,
                 });
-                (rx, ErrorCode::Unavailable.into())
+                (rx, SessionReply::from(ErrorCode::Unavailable))
             }
             Request::Call { session, kiosk, op } => {
                 // Past the host (which checked the kiosk), a dropped reply means the
                 // session ended before handling the request: gone, and a DELETE has its
                 // answer.
-                let ended = if matches!(op, SessionOp::Close) {
+                let ended: SessionReply = if matches!(op, SessionOp::Close) {
                     SessionReply::Closed
                 } else {
                     ErrorCode::UnknownSession.into()
@@ -301,27 +316,22 @@ impl Router {
                 )
             }
         };
-        let reply = match wait {
-            None => Some(rx.await.unwrap_or(ended)),
+        let answer = match wait {
+            None => rx.await.unwrap_or(Ok(ended)),
             Some(d) => match tokio::time::timeout(d, rx).await {
-                Ok(r) => Some(r.unwrap_or(ended)),
-                Err(_) => None,
+                Ok(r) => r.unwrap_or(Ok(ended)),
+                Err(_) => Ok(SessionReply::Rendering),
             },
         };
-        Some(match reply {
-            Some(SessionReply::Moving) => Attempt::Again,
-            other => Attempt::Done(other),
+        Some(match answer {
+            Ok(reply) => Attempt::Done(reply),
+            Err(Moved) => Attempt::Again,
         })
     }
 
     /// Routes `req` for `shard` until it is answered, waiting out moves up to the
     /// configured bound.
-    async fn route(
-        &self,
-        shard: u32,
-        req: Request,
-        wait: Option<Duration>,
-    ) -> Option<SessionReply> {
+    async fn route(&self, shard: u32, req: Request, wait: Option<Duration>) -> SessionReply {
         let started = Instant::now();
         let deadline = started + self.inner.config.move_wait;
         let mut waiting: Option<Waiting<'_>> = None;
@@ -330,7 +340,7 @@ impl Router {
             let left = wait.map(|w| w.saturating_sub(started.elapsed()));
             let attempt = match self.attempt_local(shard, &req, left).await {
                 Some(a) => a,
-                None => match self.inner.remote.get() {
+                None => match &self.inner.remote {
                     Some(remote) => remote.attempt(self, shard, &req, left).await,
                     None => Attempt::Again,
                 },
@@ -342,7 +352,7 @@ impl Router {
             let cluster = &self.inner.deps.cluster;
             if Instant::now() + pause > deadline {
                 cluster.dropped(DropReason::Deadline);
-                return Some(ErrorCode::Unavailable.into());
+                return ErrorCode::Unavailable.into();
             }
             if waiting.is_none() {
                 let n = self.inner.waiting.fetch_add(1, Ordering::AcqRel);
@@ -350,7 +360,7 @@ impl Router {
                 let guard = Waiting(self);
                 if n >= self.inner.config.max_waiting {
                     cluster.dropped(DropReason::Full);
-                    return Some(ErrorCode::Unavailable.into());
+                    return ErrorCode::Unavailable.into();
                 }
                 waiting = Some(guard);
             }
@@ -374,23 +384,21 @@ impl Router {
             record: Some(record),
             kiosk,
         };
-        self.route(shard, req, None)
-            .await
-            .unwrap_or_else(|| ErrorCode::Unavailable.into())
+        self.route(shard, req, None).await
     }
 
-    /// Sends `op` to a session. With `wait`, a pending document is awaited up to `wait`
-    /// and `None` means it was still rendering then.
+    /// Sends `op` to a session. With `wait`, a pending document is awaited up to `wait`,
+    /// and the answer is `Rendering` if it was not ready by then.
     pub async fn call(
         &self,
         session: SessionId,
         kiosk: KioskId,
         op: SessionOp,
         wait: Option<Duration>,
-    ) -> Option<SessionReply> {
+    ) -> SessionReply {
         if session.shard() >= self.shard_count() {
             // No session of this cluster can carry that shard: it never existed.
-            return Some(ErrorCode::UnknownSession.into());
+            return ErrorCode::UnknownSession.into();
         }
         let req = Request::Call { session, kiosk, op };
         self.route(session.shard(), req, wait).await
@@ -407,15 +415,13 @@ impl Router {
             .collect()
     }
 
-    /// Stops admitting new sessions on every shard of this node.
-    pub fn stop_accepting(&self) {
-        for h in self.active_hosts() {
-            h.do_send(StopAccepting);
-        }
-    }
-
     pub fn open_sessions(&self) -> i64 {
         self.inner.deps.metrics.sessions_open.get()
+    }
+
+    /// Resolves once no session is open on this node.
+    pub async fn sessions_closed(&self) {
+        self.inner.deps.metrics.sessions_open.all_closed().await;
     }
 
     /// Closes every open session (their unconfirmed jobs are voided, never charged).

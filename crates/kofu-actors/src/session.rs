@@ -7,29 +7,84 @@ mod render;
 pub(crate) mod timers;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use kofu_coord::{Applied, CardLockOp, Change, Fence, LockOutcome, SnapshotOp, StoreError};
 use kofu_core::records::ResidentRecord;
-use kofu_core::session::{CloseReason, Command, Outcome, Session as Machine, VoidReason};
+use kofu_core::session::{CloseReason, Command, Outcome, Phase, Session as Machine, VoidReason};
 use kofu_proto::api::CreateSessionResponse;
-use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
-use kofu_render::Document;
+use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply};
+use kofu_render::Rendered;
+// Tokio's clock, not std's: the same instant in production, and virtual time in tests
+// on a paused runtime, where the idle timer must measure what its timer waited.
+use tokio::time::Instant;
 
 use crate::Deps;
-use crate::messages::{
-    ApiError, Detach, ReplyTo, SessionCall, SessionEnded, SessionOp, SessionReply,
-};
+use crate::messages::{Detach, NotApplied, ReplyTo, SessionCall, SessionEnded};
 use crate::shard_host::ShardHost;
-use crate::snapshot::{JobMeta, Snapshot};
+use crate::snapshot::Snapshot;
 
-/// What a session keeps per job besides the persisted metadata: the document bytes
-/// (never persisted) and the requests parked on it.
-#[derive(Default)]
-struct Slot {
-    doc: Option<Arc<Document>>,
+/// One job of the session: the persisted part (the state machine's job with its
+/// issuance metadata, as in the snapshot) and, beside it, the document bytes and the
+/// requests parked on them, which are never persisted.
+struct Job {
+    saved: kofu_core::session::Job,
+    /// Boxed: most jobs of an open session have none yet or no longer.
+    doc: Option<Box<Rendered>>,
     waiters: Vec<ReplyTo>,
+}
+
+impl Job {
+    fn new(saved: kofu_core::session::Job) -> Job {
+        Job {
+            saved,
+            doc: None,
+            waiters: Vec::new(),
+        }
+    }
+}
+
+/// The store change a transition commits; it names the change in the metrics' `op`
+/// label, so the label values are exactly these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitOp {
+    Start,
+    Auth,
+    Job,
+    Render,
+    Deliver,
+    Refuse,
+    Print,
+    Void,
+    Close,
+}
+
+impl CommitOp {
+    pub(crate) const ALL: [CommitOp; 9] = [
+        CommitOp::Start,
+        CommitOp::Auth,
+        CommitOp::Job,
+        CommitOp::Render,
+        CommitOp::Deliver,
+        CommitOp::Refuse,
+        CommitOp::Print,
+        CommitOp::Void,
+        CommitOp::Close,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CommitOp::Start => "start",
+            CommitOp::Auth => "auth",
+            CommitOp::Job => "job",
+            CommitOp::Render => "render",
+            CommitOp::Deliver => "deliver",
+            CommitOp::Refuse => "refuse",
+            CommitOp::Print => "print",
+            CommitOp::Void => "void",
+            CommitOp::Close => "close",
+        }
+    }
 }
 
 pub struct Session {
@@ -42,9 +97,9 @@ pub struct Session {
     card_key: [u8; 32],
     fence: Fence,
     challenge: [u8; 32],
-    machine: Machine,
-    metas: Vec<JobMeta>,
-    slots: Vec<Slot>,
+    /// The state machine's phase; with each job's `saved` part, the persisted state.
+    phase: Phase,
+    jobs: Vec<Job>,
     deps: Arc<Deps>,
     host: Addr<ShardHost>,
     started_ms: u64,
@@ -85,9 +140,8 @@ impl Session {
             card_key: init.card_key,
             fence: init.fence,
             challenge: init.challenge,
-            machine: Machine::new(),
-            metas: Vec::new(),
-            slots: Vec::new(),
+            phase: Machine::new().phase,
+            jobs: Vec::new(),
             deps: init.deps,
             host: init.host,
             started_ms,
@@ -114,9 +168,8 @@ impl Session {
             card_key: snap.card_key,
             fence,
             challenge: snap.challenge,
-            slots: snap.jobs.iter().map(|_| Slot::default()).collect(),
-            machine: snap.machine,
-            metas: snap.jobs,
+            phase: snap.machine.phase,
+            jobs: snap.machine.jobs.into_iter().map(Job::new).collect(),
             deps,
             host,
             started_ms: snap.started_ms,
@@ -129,43 +182,68 @@ impl Session {
         }
     }
 
-    fn snapshot_bytes(&self, machine: &Machine, metas: &[JobMeta]) -> Vec<u8> {
+    /// The persisted state as the state machine's value: what a transition starts from.
+    fn machine(&self) -> Machine {
+        Machine {
+            phase: self.phase,
+            jobs: self.jobs.iter().map(|j| j.saved.clone()).collect(),
+        }
+    }
+
+    /// Whether `next` is the persisted state as it is (nothing to commit).
+    fn unchanged(&self, next: &Machine) -> bool {
+        next.phase == self.phase && next.jobs.iter().eq(self.jobs.iter().map(|j| &j.saved))
+    }
+
+    /// Takes `next` as the persisted state; jobs it adds start with no document.
+    fn adopt(&mut self, next: Machine) {
+        self.phase = next.phase;
+        let mut saved = next.jobs.into_iter();
+        for (job, next) in self.jobs.iter_mut().zip(saved.by_ref()) {
+            job.saved = next;
+        }
+        self.jobs.extend(saved.map(Job::new));
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed(_))
+    }
+
+    fn snapshot_bytes(&self, machine: &Machine) -> Vec<u8> {
         Snapshot {
-            v: 1,
+            v: 2,
             session: self.id,
             kiosk: self.kiosk.clone(),
             card: self.card.clone(),
             card_key: self.card_key,
             challenge: self.challenge,
             machine: machine.clone(),
-            jobs: metas.to_vec(),
             started_ms: self.started_ms,
         }
         .encode()
     }
 
     fn job_index(&self, job: JobId) -> Option<usize> {
-        self.machine.jobs.iter().position(|j| j.id == job)
+        self.jobs.iter().position(|j| j.saved.id == job)
     }
 
-    /// Persists `machine`/`metas` (plus `change`'s other effects) and adopts them only
-    /// once the store acknowledged; the mailbox waits meanwhile, so transitions of one
-    /// session never interleave.
+    /// Persists `next` (plus `change`'s other effects) and adopts it only once the
+    /// store acknowledged; the mailbox waits meanwhile, so transitions of one session
+    /// never interleave.
     fn commit<F>(
         &mut self,
         ctx: &mut Context<Self>,
-        op: &'static str,
-        machine: Machine,
-        metas: Vec<JobMeta>,
+        op: CommitOp,
+        next: Machine,
         mut change: Change,
         done: F,
     ) where
-        F: FnOnce(&mut Self, &mut Context<Self>, Result<Applied, ApiError>) + 'static,
+        F: FnOnce(&mut Self, &mut Context<Self>, Result<Applied, NotApplied>) + 'static,
     {
-        change.snapshot = if machine.is_closed() {
+        change.snapshot = if next.is_closed() {
             SnapshotOp::Delete
         } else {
-            SnapshotOp::Put(self.snapshot_bytes(&machine, &metas))
+            SnapshotOp::Put(self.snapshot_bytes(&next))
         };
         let timer = self.deps.metrics.store_op(op);
         let fut = self.deps.store.apply(self.fence, self.id, change);
@@ -173,43 +251,37 @@ impl Session {
             timer.observe_duration();
             match res {
                 Ok(applied) => {
-                    act.machine = machine;
-                    act.metas = metas;
+                    act.adopt(next);
                     done(act, ctx, Ok(applied));
                 }
                 Err(e) => {
                     act.store_failed(&e, ctx);
-                    let answer = match e {
-                        StoreError::Fenced { .. } => ApiError::MOVED,
-                        _ => ErrorCode::Unavailable.into(),
+                    let failed = match e {
+                        StoreError::Fenced { .. } => NotApplied::Moved,
+                        _ => NotApplied::Unavailable,
                     };
-                    done(act, ctx, Err(answer));
+                    done(act, ctx, Err(failed));
                 }
             }
         }));
     }
 
     /// `commit`, then answer `reply`: `ok` builds the answer once the store acknowledged;
-    /// a failed change answers its error.
-    #[allow(clippy::too_many_arguments)] // commit's arguments plus the reply and its answer
+    /// a change not applied answers why.
     fn commit_then_reply<F>(
         &mut self,
         ctx: &mut Context<Self>,
-        op: &'static str,
-        machine: Machine,
-        metas: Vec<JobMeta>,
+        op: CommitOp,
+        next: Machine,
         change: Change,
         reply: ReplyTo,
         ok: F,
     ) where
         F: FnOnce(&mut Self, Applied) -> SessionReply + 'static,
     {
-        self.commit(ctx, op, machine, metas, change, move |act, _, res| {
-            let answer = match res {
-                Ok(applied) => ok(act, applied),
-                Err(e) => SessionReply::from(e),
-            };
-            let _ = reply.send(answer);
+        self.commit(ctx, op, next, change, move |act, _, res| match res {
+            Ok(applied) => reply.send(ok(act, applied)),
+            Err(e) => reply.answer(e.answer()),
         });
     }
 
@@ -238,7 +310,7 @@ impl Session {
         reply: Option<ReplyTo>,
         answer: SessionReply,
     ) {
-        let mut next = self.machine.clone();
+        let mut next = self.machine();
         let voided = match next.apply(Command::Close(reason)) {
             Outcome::Closed { voided } => voided,
             _ => Vec::new(),
@@ -251,8 +323,7 @@ impl Session {
             allocate_serial: false,
             audit: None,
         };
-        let metas = self.metas.clone();
-        self.commit(ctx, "close", next, metas, change, move |act, ctx, res| {
+        self.commit(ctx, CommitOp::Close, next, change, move |act, ctx, res| {
             match res {
                 Ok(_) => {
                     act.deps
@@ -260,13 +331,13 @@ impl Session {
                         .voided(VoidReason::SessionClosed, voided.len());
                     act.deps.metrics.session_ended(reason);
                     if let Some(r) = reply {
-                        let _ = r.send(answer);
+                        r.send(answer);
                     }
                     ctx.stop();
                 }
                 Err(e) => {
                     if let Some(r) = reply {
-                        let _ = r.send(SessionReply::from(e));
+                        r.answer(e.answer());
                     }
                     // Timers retry the close; a kiosk retries its DELETE.
                     act.schedule_idle_check(ctx, std::time::Duration::from_secs(1));
@@ -281,7 +352,7 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.deps.config.session_mailbox);
-        self.deps.metrics.sessions_open.inc();
+        self.deps.metrics.sessions_open.opened();
         self.schedule_idle_check(ctx, self.deps.config.idle_timeout);
         if self.resumed {
             self.deps.cluster.sessions_resumed.inc();
@@ -298,50 +369,43 @@ impl Actor for Session {
             allocate_serial: false,
             audit: None,
         };
-        let machine = self.machine.clone();
-        self.commit(
-            ctx,
-            "start",
-            machine,
-            Vec::new(),
-            change,
-            |act, ctx, res| {
-                let Some(reply) = act.pending_create.take() else {
-                    return;
-                };
-                match res {
-                    Ok(applied) if applied.lock == Some(LockOutcome::InUse) => {
-                        // Held by a session this host has not met yet (it lives in a
-                        // snapshot from before a takeover): the card is in use.
-                        let _ = reply.send(ErrorCode::CardInUse.into());
-                        ctx.stop();
-                    }
-                    Ok(_) => {
-                        let _ = reply.send(SessionReply::Created(CreateSessionResponse {
-                            session_id: act.id.to_string(),
-                            challenge: kofu_proto::b64url(&act.challenge),
-                            expires_in_s: act.deps.config.idle_timeout.as_millis().div_ceil(1000)
-                                as u64,
-                        }));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(SessionReply::from(e));
-                        ctx.stop();
-                    }
+        let next = self.machine();
+        self.commit(ctx, CommitOp::Start, next, change, |act, ctx, res| {
+            let Some(reply) = act.pending_create.take() else {
+                return;
+            };
+            match res {
+                Ok(applied) if applied.lock == Some(LockOutcome::InUse) => {
+                    // Held by a session this host has not met yet (it lives in a
+                    // snapshot from before a takeover): the card is in use.
+                    reply.send(ErrorCode::CardInUse);
+                    ctx.stop();
                 }
-            },
-        );
+                Ok(_) => {
+                    reply.send(SessionReply::Created(CreateSessionResponse {
+                        session_id: act.id.to_string(),
+                        challenge: kofu_proto::b64url(&act.challenge),
+                        expires_in_s: act.deps.config.idle_timeout.as_millis().div_ceil(1000)
+                            as u64,
+                    }));
+                }
+                Err(e) => {
+                    reply.answer(e.answer());
+                    ctx.stop();
+                }
+            }
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.deps.metrics.sessions_open.dec();
-        for slot in &mut self.slots {
-            for w in slot.waiters.drain(..) {
-                let _ = w.send(if self.detached {
-                    SessionReply::Moving
+        self.deps.metrics.sessions_open.closed();
+        for job in &mut self.jobs {
+            for w in job.waiters.drain(..) {
+                if self.detached {
+                    w.moved();
                 } else {
-                    ErrorCode::UnknownSession.into()
-                });
+                    w.send(ErrorCode::UnknownSession);
+                }
             }
         }
         self.host.do_send(SessionEnded {
@@ -356,14 +420,14 @@ impl Handler<SessionCall> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
-        if self.machine.is_closed() {
-            let _ = msg.reply.send(ErrorCode::UnknownSession.into());
+        if self.is_closed() {
+            msg.reply.send(ErrorCode::UnknownSession);
             return;
         }
         // Checked per request: a node that could not renew its lease in time must not
         // act for the shard any more, not even to re-send a rendered document (I2).
         if !self.deps.coordinator.holds(self.fence) {
-            let _ = msg.reply.send(SessionReply::Moving);
+            msg.reply.moved();
             self.detached = true;
             ctx.stop();
             return;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use kofu_coord::Fence;
 use kofu_core::session::CloseReason;
-use kofu_proto::{ErrorCode, KioskId, SessionId};
+use kofu_proto::{ErrorCode, KioskId, SessionId, SessionOp, SessionReply};
 
 use crate::Deps;
-use crate::messages::{CreateSession, Detach, SessionCall, SessionEnded, SessionOp, SessionReply};
+use crate::messages::{CreateSession, Detach, SessionCall, SessionEnded};
 use crate::session::timers::CloseSession;
 use crate::session::{Session, SessionInit};
 
@@ -35,8 +35,7 @@ pub struct ShardHost {
     tombstones: [HashMap<SessionId, KioskId>; 2],
     /// Sessions whose snapshot is being read, with the calls waiting for it.
     loading: HashMap<SessionId, Vec<SessionCall>>,
-    accepting: bool,
-    /// Handing the shard off: every message is answered `Moving`.
+    /// Handing the shard off: every message is answered `Moved`.
     moving: bool,
 }
 
@@ -49,7 +48,6 @@ impl ShardHost {
             cards: HashMap::new(),
             tombstones: [HashMap::new(), HashMap::new()],
             loading: HashMap::new(),
-            accepting: true,
             moving: false,
         }
     }
@@ -59,12 +57,7 @@ impl ShardHost {
 #[rtype(result = "()")]
 struct RotateTombstones;
 
-/// Stop admitting new sessions (drain); open sessions go on.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopAccepting;
-
-/// Give the shard up: from now on every message is answered `Moving`, and every session
+/// Give the shard up: from now on every message is answered `Moved`, and every session
 /// is detached once its in-flight transition is persisted. Resolves when all are gone.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -101,19 +94,13 @@ impl Handler<CreateSession> for ShardHost {
     fn handle(&mut self, msg: CreateSession, ctx: &mut Context<Self>) {
         self.deps.metrics.mailbox_backlog.dec();
         if self.moving {
-            let _ = msg.reply.send(SessionReply::Moving);
-            return;
-        }
-        if !self.accepting {
-            let _ = msg.reply.send(ErrorCode::Unavailable.into());
-            return;
+            return msg.reply.moved();
         }
         let digest = msg.card.digest_bytes();
         if let Some(old) = self.cards.get(&digest).copied() {
             match self.sessions.get(&old) {
                 Some(e) if e.kiosk != msg.kiosk => {
-                    let _ = msg.reply.send(ErrorCode::CardInUse.into());
-                    return;
+                    return msg.reply.send(ErrorCode::CardInUse);
                 }
                 Some(_) => {
                     // Same kiosk, same card: the old session ends first. Its lock release
@@ -157,8 +144,7 @@ impl Handler<SessionCall> for ShardHost {
     fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         self.deps.metrics.mailbox_backlog.dec();
         if self.moving {
-            let _ = msg.reply.send(SessionReply::Moving);
-            return;
+            return msg.reply.moved();
         }
         self.route(msg, ctx);
     }
@@ -177,15 +163,13 @@ impl ShardHost {
                 } else {
                     ErrorCode::UnknownSession.into()
                 };
-                let _ = msg.reply.send(answer);
-                return;
+                return msg.reply.send(answer);
             }
             self.load(msg, ctx);
             return;
         };
         if entry.kiosk != msg.kiosk {
-            let _ = msg.reply.send(ErrorCode::UnknownSession.into());
-            return;
+            return msg.reply.send(ErrorCode::UnknownSession);
         }
         if let Err(err) = entry.addr.try_send(msg) {
             let (msg, code) = match err {
@@ -195,12 +179,11 @@ impl ShardHost {
                 }
                 SendError::Closed(m) if matches!(m.op, SessionOp::Close) => {
                     // Stopped but not yet forgotten: the session is closed already.
-                    let _ = m.reply.send(SessionReply::Closed);
-                    return;
+                    return m.reply.send(SessionReply::Closed);
                 }
                 SendError::Closed(m) => (m, ErrorCode::UnknownSession),
             };
-            let _ = msg.reply.send(code.into());
+            msg.reply.send(code);
         }
     }
 }
@@ -218,14 +201,6 @@ impl Handler<SessionEnded> for ShardHost {
     }
 }
 
-impl Handler<StopAccepting> for ShardHost {
-    type Result = ();
-
-    fn handle(&mut self, _: StopAccepting, _ctx: &mut Context<Self>) {
-        self.accepting = false;
-    }
-}
-
 impl Handler<HandOff> for ShardHost {
     type Result = ResponseActFuture<Self, ()>;
 
@@ -233,7 +208,7 @@ impl Handler<HandOff> for ShardHost {
         self.moving = true;
         for (_, calls) in self.loading.drain() {
             for c in calls {
-                let _ = c.reply.send(SessionReply::Moving);
+                c.reply.moved();
             }
         }
         let detached: Vec<_> = self

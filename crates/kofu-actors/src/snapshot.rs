@@ -1,20 +1,10 @@
 //! The session snapshot persisted (MessagePack) at every transition, so that a new
 //! owner can resume a session. Document bytes are never part of it: they re-render
-//! deterministically from (record version, serial, issued_at).
+//! deterministically from each job's serial, issue time and record version.
 
 use kofu_core::session::Session as Machine;
 use kofu_proto::{CardId, KioskId, SessionId};
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobMeta {
-    /// Unix milliseconds of the job's creation: its render deadline runs from here, on
-    /// whichever node renders it.
-    pub created_ms: u64,
-    pub serial: Option<String>,
-    pub issued_at: Option<String>,
-    pub record_version: u64,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -28,8 +18,8 @@ pub struct Snapshot {
     pub card_key: [u8; 32],
     #[serde(with = "serde_bytes")]
     pub challenge: [u8; 32],
+    /// The state machine with every job and its issuance metadata.
     pub machine: Machine,
-    pub jobs: Vec<JobMeta>,
     /// Unix milliseconds of the start, for the hard limit after a resume.
     pub started_ms: u64,
 }
@@ -48,7 +38,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kofu_core::session::Command;
+    use kofu_core::session::{Command, JobMeta};
     use kofu_proto::{CertKind, JobId};
 
     #[test]
@@ -61,20 +51,20 @@ mod tests {
             copies: 2,
             issuable: Ok(()),
         });
+        machine.jobs[0].meta = JobMeta {
+            created_ms: 1_700_000_000_500,
+            serial: Some("0012-1-00000001".into()),
+            issued_at: None,
+            record_version: 4,
+        };
         let snap = Snapshot {
-            v: 1,
+            v: 2,
             session: SessionId::new(12, [9; 16]),
             kiosk: KioskId::parse("SEJ-13104-0042-01").expect("kiosk"),
             card: CardId::parse("0123456789ABCDEF").expect("card"),
             card_key: [5; 32],
             challenge: [3; 32],
             machine,
-            jobs: vec![JobMeta {
-                created_ms: 1_700_000_000_500,
-                serial: Some("0012-1-00000001".into()),
-                issued_at: None,
-                record_version: 4,
-            }],
             started_ms: 1_700_000_000_000,
         };
         let bytes = snap.encode();

@@ -6,7 +6,7 @@ mod registry;
 mod store;
 
 pub use registry::EmbeddedRegistry;
-pub use store::{AuditSink, EmbeddedStore};
+pub use store::{AuditSink, EmbeddedStore, MEMORY_AUDIT_RECORDS};
 
 use crate::{ClusterView, Coordinator, Fence, NodeInfo, ShardLease};
 
@@ -26,10 +26,6 @@ impl EmbeddedCoordinator {
             shard_count,
             epoch,
         }
-    }
-
-    pub fn epoch(&self) -> u64 {
-        self.epoch
     }
 }
 

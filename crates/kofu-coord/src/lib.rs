@@ -4,12 +4,14 @@
 //! `redis` on a shared Redis for a cluster; the actors never know which implementation
 //! they talk to (DESIGN.md, scenario 6).
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 pub mod embedded;
 pub mod redis;
 mod types;
 
 pub use types::{
-    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, ClusterView, Coordinator, Fence,
-    FencedStore, HandoffHook, LockOutcome, NodeInfo, Registry, RevokeOutcome, ShardLease,
-    SnapshotOp, StoreError,
+    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, ClusterView, Coordinator,
+    DEFAULT_HISTORY_TTL, Fence, FencedStore, HandoffHook, LockOutcome, NodeInfo, Registry,
+    RevokeOutcome, SessionCursor, SessionPage, ShardLease, SnapshotOp, StoreError, all_sessions,
 };

@@ -1,6 +1,7 @@
 //! The traits and value types shared by every coordinator implementation.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use kofu_core::records::{Date, ResidentRecord};
@@ -8,7 +9,9 @@ use kofu_proto::{CardId, CertKind, SessionId};
 use serde::{Deserialize, Serialize};
 
 /// The right to write for a shard: its number and the epoch of the lease held. Every
-/// side effect carries one; the store refuses it once a newer epoch exists (I2).
+/// side effect carries one; the store refuses it unless the shard's lease is exactly this
+/// node's at this epoch (I2): the Redis store knows its node, so a lease of another node
+/// that happens to carry the same epoch number refuses it too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Fence {
     pub shard: u32,
@@ -31,8 +34,19 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotOp {
     Keep,
+    /// Stores the session's state (expiring with the store's state TTL) and lists the
+    /// session among the shard's open sessions.
     Put(Vec<u8>),
+    /// Drops the session's state, its listing and its audit keys.
     Delete,
+    /// Ends the session but leaves a marker for `ttl`: `bytes` (opaque to the store, a
+    /// closed snapshot) are what `load_snapshot` returns until then, so a repeated close
+    /// after a handoff is answered by the next owner. Like `Delete`, it drops the
+    /// session's listing and its audit keys.
+    Tombstone {
+        bytes: Vec<u8>,
+        ttl: Duration,
+    },
 }
 
 /// Card locks are keyed by the card's SHA-256 digest, never by the id.
@@ -113,6 +127,22 @@ pub struct Applied {
     pub audit: Option<AuditOutcome>,
 }
 
+/// Where a listing of a shard's open sessions goes on: `SessionCursor::default()` starts
+/// one, and only a cursor a page returned continues it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCursor(pub(crate) String);
+
+/// One page of a shard's open sessions: those whose snapshot was put and is neither
+/// deleted, tombstoned nor expired. A session may appear on more than one page of a
+/// listing (callers treat the listing as a set); one open for the whole listing appears
+/// at least once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionId>,
+    /// `None` once the listing is complete.
+    pub next: Option<SessionCursor>,
+}
+
 /// Where every session side effect goes. Implementations check the fence first and
 /// apply a `Change` all-or-nothing.
 pub trait FencedStore: Send + Sync + 'static {
@@ -128,6 +158,36 @@ pub trait FencedStore: Send + Sync + 'static {
         fence: Fence,
         session: SessionId,
     ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>>;
+
+    /// A page of the shard's open sessions (fenced like a write), about `limit` of them
+    /// (Redis may return somewhat more or fewer; never a page without a `next` before
+    /// the listing is complete). A new owner resumes them all so that their idle timers
+    /// run and orphaned sessions end (DESIGN.md, "Liveness comes back by itself").
+    fn list_sessions(
+        &self,
+        fence: Fence,
+        cursor: SessionCursor,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<SessionPage, StoreError>>;
+}
+
+/// Every open session of the fence's shard, page by page, each once.
+pub async fn all_sessions(
+    store: &dyn FencedStore,
+    fence: Fence,
+    page: usize,
+) -> Result<Vec<SessionId>, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::new();
+    let mut cursor = SessionCursor::default();
+    loop {
+        let got = store.list_sessions(fence, cursor, page).await?;
+        all.extend(got.sessions.into_iter().filter(|s| seen.insert(*s)));
+        match got.next {
+            Some(next) => cursor = next,
+            None => return Ok(all),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,11 +198,32 @@ pub enum RevokeOutcome {
     UnknownCard,
 }
 
+/// How long a registry keeps a superseded record version readable by default: above the
+/// session hard limit (15 min) plus any margin a deployment adds.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
+
 /// The authoritative records (I4): read at session start, job creation and release.
 pub trait Registry: Send + Sync + 'static {
     fn record(
         &self,
         card: &CardId,
+    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>>;
+
+    /// The current record of the card whose SHA-256 digest is `card_digest`, so that a
+    /// session need not keep the card id (I6). Same answer as `record`.
+    fn record_by_digest(
+        &self,
+        card_digest: [u8; 32],
+    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>>;
+
+    /// The record as it was at `version`: the current one if it still is, a superseded
+    /// one for a while after a change (at least the history TTL the registry was made
+    /// with), `None` once it is gone (or never existed). A delivered document re-renders
+    /// from this, byte for byte, on any owner.
+    fn record_at(
+        &self,
+        card_digest: [u8; 32],
+        version: u64,
     ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>>;
 
     /// Once this resolves `Ok`, every later `record` call sees the revocation.

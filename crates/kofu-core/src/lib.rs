@@ -6,5 +6,6 @@ pub mod assignment;
 pub mod population;
 pub mod records;
 pub mod session;
+pub mod wareki;
 
 pub use population::{KioskCredential, Population, PopulationSpec, SpecError, issuer_seed};

@@ -4,6 +4,7 @@
 //! fixtures without sharing a data file.
 
 mod households;
+mod name_lists;
 mod names;
 mod places;
 
@@ -119,6 +120,15 @@ pub fn issuer_seed(seed: u64) -> [u8; 32] {
     derive(b"kofu-issuer-key-v1", seed, &[])
 }
 
+/// Every character a synthetic name, reading or address can contain, so that tests can
+/// check the certificate fonts print all of them.
+pub fn characters() -> BTreeSet<char> {
+    names::characters()
+        .into_iter()
+        .chain(places::characters())
+        .collect()
+}
+
 /// sha256(domain || seed || extra): independent values per purpose and index, so adding
 /// a field to the population never shifts any existing one.
 fn derive(domain: &[u8], seed: u64, extra: &[u64]) -> [u8; 32] {
@@ -164,6 +174,8 @@ impl Population {
                 card_id: card_id(spec.seed, index, &mut card_ids),
                 version: 1,
                 full_name: person.full_name,
+                full_name_kana: person.full_name_kana,
+                sex: person.sex,
                 birth_date: person.birth_date,
                 relation: person.relation,
                 address: household.address.clone(),
@@ -201,6 +213,7 @@ impl Population {
                 card_id: r.card_id.expose().to_owned(),
                 secret_key: kofu_proto::b64url(secret),
                 full_name: r.full_name.clone(),
+                full_name_kana: r.full_name_kana.clone(),
                 municipality_code: r.municipality.code.clone(),
                 household_id: r.household_id.clone(),
                 seal_registered: matches!(r.seal, Seal::Registered { .. }),
@@ -251,7 +264,7 @@ fn household_size<R: Rng>(rng: &mut R) -> usize {
 
 fn draft(seed: u64, count: usize) -> Draft {
     let mut rng = rng_for(b"kofu-population-v1", seed);
-    let mut names = NameBook::new(&places::address_words());
+    let mut names = NameBook::new(&places::municipality_names());
     let mut seals = SealBook::new(PLACES.len());
     let lg_codes: Vec<String> = PLACES.iter().map(|p| p.municipality().code).collect();
 
@@ -280,6 +293,8 @@ fn draft(seed: u64, count: usize) -> Draft {
                 .iter()
                 .map(|p| Member {
                     full_name: p.full_name.clone(),
+                    full_name_kana: p.full_name_kana.clone(),
+                    sex: p.sex,
                     birth_date: p.birth_date,
                     relation: p.relation,
                 })

@@ -1,6 +1,7 @@
 //! The registry's record model: what a municipality knows about a resident. Records are
 //! immutable values with a version; an update produces a new value with version + 1.
 
+pub use kofu_proto::NotIssuable;
 use kofu_proto::{CardId, CertKind};
 use serde::{Deserialize, Serialize};
 
@@ -9,8 +10,23 @@ use serde::{Deserialize, Serialize};
 pub struct Municipality {
     /// Local government code with check digit, e.g. `131041`.
     pub code: String,
-    /// Romanized name, e.g. `Shinjuku City, Tokyo`.
+    /// Prefecture and municipality as written in Japanese, e.g. `東京都新宿区`; its last
+    /// character (市, 区, 町, 村) names the mayor's office (`Municipality::mayor`).
     pub name: String,
+}
+
+impl Municipality {
+    /// The certifying office as printed under a certificate: `新宿区長`, `横浜市長`. The
+    /// prefecture (東京都, 北海道, 京都府, 大阪府 or a 県) is left out.
+    pub fn mayor(&self) -> String {
+        let local = ["東京都", "北海道", "京都府", "大阪府"]
+            .iter()
+            .find_map(|p| self.name.strip_prefix(p))
+            .or_else(|| self.name.split_once('県').map(|(_, rest)| rest))
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(&self.name);
+        format!("{local}長")
+    }
 }
 
 /// A calendar date, kept as plain numbers so the pure crates need no time library.
@@ -36,14 +52,40 @@ pub enum Relation {
     Sibling,
 }
 
-impl Relation {
+/// Sex as the resident register records it (a residence certificate prints it, and the
+/// relation to the head of household depends on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sex {
+    Male,
+    Female,
+}
+
+impl Sex {
+    /// As printed in the 性別 column.
     pub fn label(self) -> &'static str {
         match self {
-            Relation::Head => "Head of household",
-            Relation::Spouse => "Spouse",
-            Relation::Child => "Child",
-            Relation::Parent => "Parent",
-            Relation::Sibling => "Sibling",
+            Sex::Male => "男",
+            Sex::Female => "女",
+        }
+    }
+}
+
+impl Relation {
+    /// The 続柄 (relation to the head of household) a residence certificate prints:
+    /// spouses, parents and siblings by sex, siblings also by age; every child is `子`,
+    /// as resident registers write since 1995.
+    pub fn label(self, sex: Sex, elder_than_head: bool) -> &'static str {
+        match (self, sex) {
+            (Relation::Head, _) => "世帯主",
+            (Relation::Spouse, Sex::Female) => "妻",
+            (Relation::Spouse, Sex::Male) => "夫",
+            (Relation::Child, _) => "子",
+            (Relation::Parent, Sex::Male) => "父",
+            (Relation::Parent, Sex::Female) => "母",
+            (Relation::Sibling, Sex::Male) if elder_than_head => "兄",
+            (Relation::Sibling, Sex::Male) => "弟",
+            (Relation::Sibling, Sex::Female) if elder_than_head => "姉",
+            (Relation::Sibling, Sex::Female) => "妹",
         }
     }
 }
@@ -68,6 +110,10 @@ pub struct TaxRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub full_name: String,
+    /// The reading in katakana (フリガナ), family and given name separated by a space.
+    #[serde(default)]
+    pub full_name_kana: String,
+    pub sex: Sex,
     pub birth_date: Date,
     pub relation: Relation,
 }
@@ -78,7 +124,12 @@ pub struct ResidentRecord {
     pub card_id: CardId,
     /// Increases on every change; a document names the version it was rendered from.
     pub version: u64,
+    /// Family name, a space, given name: `山田 太郎` (kanji, sometimes kana).
     pub full_name: String,
+    /// The reading in katakana: `ヤマダ タロウ`.
+    #[serde(default)]
+    pub full_name_kana: String,
+    pub sex: Sex,
     pub birth_date: Date,
     pub relation: Relation,
     pub address: String,
@@ -95,37 +146,6 @@ pub struct ResidentRecord {
     pub card_revoked: bool,
     /// Ed25519 public key of the card.
     pub card_public_key: [u8; 32],
-}
-
-/// Why a kind cannot be issued to a holder now (the `reason` of `422 not_issuable`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum NotIssuable {
-    #[error("record_restricted")]
-    RecordRestricted,
-    #[error("seal_not_registered")]
-    SealNotRegistered,
-    #[error("seal_revoked")]
-    SealRevoked,
-    #[error("no_tax_record")]
-    NoTaxRecord,
-}
-
-impl NotIssuable {
-    pub const ALL: [NotIssuable; 4] = [
-        NotIssuable::RecordRestricted,
-        NotIssuable::SealNotRegistered,
-        NotIssuable::SealRevoked,
-        NotIssuable::NoTaxRecord,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotIssuable::RecordRestricted => "record_restricted",
-            NotIssuable::SealNotRegistered => "seal_not_registered",
-            NotIssuable::SealRevoked => "seal_revoked",
-            NotIssuable::NoTaxRecord => "no_tax_record",
-        }
-    }
 }
 
 impl ResidentRecord {
@@ -157,7 +177,7 @@ impl ResidentRecord {
             .collect()
     }
 
-    /// `Y*** T***`: initials only, for the kiosk screen.
+    /// The masked name for the kiosk screen (see [`mask_name`]).
     pub fn display_name(&self) -> String {
         mask_name(&self.full_name)
     }
@@ -188,16 +208,39 @@ impl ResidentRecord {
     }
 }
 
-/// Masks every word of a name to its initial followed by `***`.
+/// The name as a kiosk screen may show it before printing: enough for holders to
+/// recognise their own card, too little to learn a stranger's name.
+///
+/// - A Japanese name (any non-ASCII character; family name first) shows only the first
+///   character of the family name followed by `＊＊`, and `＊＊` for every other part:
+///   `佐藤 太郎` → `佐＊＊ ＊＊`. A one-character family name (`林`) is masked whole,
+///   since its first character would be all of it. The masks have a fixed length, so
+///   the screen does not tell how long the name is.
+/// - A romanized name (ASCII only, e.g. a foreign resident's) keeps the initial of every
+///   word followed by `***`: `Yuki Tanaka` → `Y*** T***`.
 pub fn mask_name(full_name: &str) -> String {
-    full_name
-        .split_whitespace()
-        .map(|w| {
-            let initial: String = w.chars().take(1).collect();
-            format!("{initial}***")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut parts = full_name.split_whitespace();
+    if full_name.is_ascii() {
+        return parts
+            .map(|w| {
+                let initial: String = w.chars().take(1).collect();
+                format!("{initial}***")
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let mut out = String::new();
+    if let Some(family) = parts.next() {
+        let mut chars = family.chars();
+        if let (Some(first), Some(_)) = (chars.next(), chars.next()) {
+            out.push(first);
+        }
+        out.push_str("＊＊");
+    }
+    for _ in parts {
+        out.push_str(" ＊＊");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -209,5 +252,37 @@ mod tests {
         assert_eq!(mask_name("Yuki Tanaka"), "Y*** T***");
         assert_eq!(mask_name("  Ren  "), "R***");
         assert_eq!(mask_name(""), "");
+        assert_eq!(mask_name("佐藤 太郎"), "佐＊＊ ＊＊");
+        assert_eq!(mask_name("長谷川 さくら"), "長＊＊ ＊＊");
+        assert_eq!(mask_name("林 翔"), "＊＊ ＊＊");
+        assert_eq!(mask_name("髙橋"), "髙＊＊");
+    }
+
+    #[test]
+    fn relations_follow_sex_and_age() {
+        assert_eq!(Relation::Head.label(Sex::Female, false), "世帯主");
+        assert_eq!(Relation::Spouse.label(Sex::Female, false), "妻");
+        assert_eq!(Relation::Spouse.label(Sex::Male, true), "夫");
+        assert_eq!(Relation::Child.label(Sex::Male, false), "子");
+        assert_eq!(Relation::Parent.label(Sex::Female, true), "母");
+        assert_eq!(Relation::Sibling.label(Sex::Male, true), "兄");
+        assert_eq!(Relation::Sibling.label(Sex::Female, false), "妹");
+    }
+
+    #[test]
+    fn mayors() {
+        let m = |name: &str| {
+            Municipality {
+                code: "000000".to_owned(),
+                name: name.to_owned(),
+            }
+            .mayor()
+        };
+        assert_eq!(m("東京都新宿区"), "新宿区長");
+        assert_eq!(m("神奈川県横浜市"), "横浜市長");
+        assert_eq!(m("北海道札幌市"), "札幌市長");
+        assert_eq!(m("京都府京都市"), "京都市長");
+        assert_eq!(m("大阪府大阪市"), "大阪市長");
+        assert_eq!(m("新宿区"), "新宿区長");
     }
 }

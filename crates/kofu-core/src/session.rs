@@ -77,6 +77,21 @@ pub struct Job {
     pub kind: CertKind,
     pub copies: u8,
     pub phase: JobPhase,
+    /// Persisted with the job; the rules never read or change it.
+    pub meta: JobMeta,
+}
+
+/// What a job's document is issued with, filled in by the session actor (serial from
+/// the store, issue time and record version at render) and persisted with the job, so
+/// that any node re-renders the same bytes after a resume. Empty when the job is created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMeta {
+    /// Unix milliseconds of the job's creation: its render deadline runs from here, on
+    /// whichever node renders it.
+    pub created_ms: u64,
+    pub serial: Option<String>,
+    pub issued_at: Option<String>,
+    pub record_version: u64,
 }
 
 impl Job {
@@ -297,6 +312,7 @@ impl Session {
             kind,
             copies,
             phase: JobPhase::Rendering,
+            meta: JobMeta::default(),
         };
         let fee_yen = job.fee_yen();
         self.jobs.push(job);

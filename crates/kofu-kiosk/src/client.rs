@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::fixtures::KioskCred;
 use crate::kiosk::Kiosk;
-use crate::outcome::{ApiError, CallError, NoAnswer, Observer, Record, Step};
+use crate::outcome::{CallError, ErrorAnswer, NoAnswer, Observer, Record, Step};
 use crate::raw::Resp;
 
 /// Long enough for a 10 s long poll plus slack; short enough that a hang is noticed.
@@ -333,25 +333,33 @@ impl Exchange {
         }
     }
 
-    pub(crate) fn api_error(&self) -> ApiError {
+    pub(crate) fn api_error(&self) -> ErrorAnswer {
         let retry_after = self
             .headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok());
-        ApiError::parse(self.status.as_u16(), retry_after, &self.body)
+        ErrorAnswer::parse(self.status.as_u16(), retry_after, &self.body)
     }
 
-    /// `Ok` for the status `want`; an API error for an error status; malformed otherwise.
+    /// `Ok` for the status `want`, else [`Exchange::unexpected`].
     pub(crate) fn success(self, want: StatusCode) -> Result<Exchange, CallError> {
         if self.status == want {
             Ok(self)
-        } else if self.status.is_client_error() || self.status.is_server_error() {
-            Err(CallError::Api(self.api_error()))
         } else {
-            Err(CallError::Malformed {
+            Err(self.unexpected())
+        }
+    }
+
+    /// An answer other than the step's: an API error for an error status, malformed
+    /// for any other.
+    pub(crate) fn unexpected(&self) -> CallError {
+        if self.status.is_client_error() || self.status.is_server_error() {
+            CallError::Api(self.api_error())
+        } else {
+            CallError::Malformed {
                 status: self.status.as_u16(),
                 what: "unexpected status",
-            })
+            }
         }
     }
 

@@ -271,7 +271,7 @@ fn parse_line(n: usize, line: &str) -> Result<Option<FixtureLine>, FixtureError>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn card(id: &str, name: &str, household: &str) -> FixtureLine {
@@ -279,6 +279,7 @@ mod tests {
             card_id: id.into(),
             secret_key: kofu_proto::b64url(&[7u8; 32]),
             full_name: name.into(),
+            full_name_kana: String::new(),
             municipality_code: "131041".into(),
             household_id: household.into(),
             seal_registered: true,
@@ -289,11 +290,22 @@ mod tests {
         }
     }
 
-    fn kiosk() -> FixtureLine {
+    pub(crate) fn kiosk() -> FixtureLine {
         FixtureLine::Kiosk {
             kiosk_id: "SEJ-13104-0042-01".into(),
             token: "SEJ-13104-0042-01.secret".into(),
         }
+    }
+
+    /// Two households (`YAMADA Taro` and `YAMADA Hanako`; `SATO Jiro`), `more` cards,
+    /// one kiosk.
+    pub(crate) fn sample(more: impl IntoIterator<Item = FixtureLine>) -> Fixtures {
+        let lines = [
+            card("0123456789ABCDEF", "YAMADA Taro", "h1"),
+            card("0123456789ABCDE0", "YAMADA Hanako", "h1"),
+            card("0123456789ABCDE1", "SATO Jiro", "h2"),
+        ];
+        Fixtures::from_lines(lines.into_iter().chain(more).chain([kiosk()])).expect("fixtures")
     }
 
     #[test]

@@ -279,7 +279,7 @@ impl Kiosk {
         match x.status {
             StatusCode::OK => Ok(Fetched::Ready(Released::from_exchange(x))),
             StatusCode::ACCEPTED => Ok(Fetched::Rendering),
-            _ => x.success(StatusCode::OK).map(|_| Fetched::Rendering),
+            _ => Err(x.unexpected()),
         }
     }
 

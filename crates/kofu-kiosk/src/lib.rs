@@ -12,7 +12,6 @@ mod fixtures;
 mod kiosk;
 mod names;
 mod outcome;
-#[cfg(feature = "pdftotext")]
 mod pdftotext;
 mod raw;
 mod session;
@@ -22,8 +21,7 @@ pub use client::{BuildError, Client, ClientBuilder, Route};
 pub use fixtures::{Card, FixtureError, Fixtures, KioskCred};
 pub use kiosk::{Fetched, Kiosk, LongPoll, MAX_WAIT_MS, Raw, Released};
 pub use names::{contains_name, normalize_spaces};
-pub use outcome::{ApiError, CallError, NoAnswer, Observer, Record, Step};
-#[cfg(feature = "pdftotext")]
+pub use outcome::{CallError, ErrorAnswer, NoAnswer, Observer, Record, Step};
 pub use pdftotext::pdf_text;
 pub use raw::Resp;
 pub use session::{Completed, Fault, KindChoice, Plan, Retry, SessionFailure};

@@ -86,13 +86,6 @@ pub fn contains_name(text: &str, name: &str) -> bool {
     false
 }
 
-/// The bytes under which a resident's name appears in every PDF kofu renders. Today
-/// names are written as literal strings of their UTF-8 bytes; issue 12 moves this
-/// contract to `kofu_proto` beside the renderer's encoding (change it only here).
-pub(crate) fn name_pattern(full_name: &str) -> Vec<u8> {
-    full_name.as_bytes().to_vec()
-}
-
 /// Every resident's name in one automaton: one pass over a document finds the holder's
 /// name and any name of another household.
 #[derive(Clone)]
@@ -120,7 +113,7 @@ impl NameIndex {
             std::collections::HashMap::new();
         let mut card_pattern = Vec::with_capacity(cards.len());
         for c in cards {
-            let pattern = name_pattern(&c.full_name);
+            let pattern = kofu_proto::doctext::name_pattern(&c.full_name);
             let ix = *by_pattern.entry(pattern.clone()).or_insert_with(|| {
                 patterns.push(pattern);
                 owners.push(Vec::new());
@@ -166,8 +159,7 @@ impl NameIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Fixtures;
-    use kofu_proto::FixtureLine;
+    use crate::fixtures::tests::{card, sample};
 
     #[test]
     fn whole_words_only() {
@@ -208,44 +200,40 @@ mod tests {
 
     #[test]
     fn one_pass_finds_the_holder_and_foreign_names() {
-        let card = |id: &str, name: &str, h: &str| FixtureLine::Card {
-            card_id: id.into(),
-            secret_key: kofu_proto::b64url(&[7u8; 32]),
-            full_name: name.into(),
-            municipality_code: "131041".into(),
-            household_id: h.into(),
-            seal_registered: true,
-            seal_revoked: false,
-            card_revoked: false,
-            restricted: false,
-            tax_record: true,
-        };
-        let fx = Fixtures::from_lines([
-            card("0123456789ABCDEF", "YAMADA Taro", "h1"),
-            card("0123456789ABCDE0", "YAMADA Hanako", "h1"),
-            card("0123456789ABCDE1", "SATO Jiro", "h2"),
+        let fx = sample([
             card("0123456789ABCDE2", "山田 太郎", "h3"),
-            FixtureLine::Kiosk {
-                kiosk_id: "SEJ-13104-0042-01".into(),
-                token: "t".into(),
-            },
-        ])
-        .expect("fixtures");
+            card("0123456789ABCDE3", "山田 太", "h4"),
+        ]);
         let names = fx.names();
         let h1 = fx.cards[0].household;
         let scan = |doc: &[u8], card: usize| names.scan(doc, card, fx.cards[card].household);
+        // A document as the renderer writes it: every name one string operand.
+        let doc = |names: &[&str]| -> Vec<u8> {
+            names
+                .iter()
+                .flat_map(|n| kofu_proto::doctext::name_pattern(n))
+                .collect()
+        };
+        let (holder, housemate, other) = (
+            fx.cards[0].full_name.as_str(),
+            fx.cards[1].full_name.as_str(),
+            fx.cards[2].full_name.as_str(),
+        );
         assert_eq!(
-            scan(b"... YAMADA Taro ... YAMADA Hanako ...", 0),
+            scan(&doc(&[holder, housemate]), 0),
             NameScan {
                 holder: true,
                 foreign: 0
             }
         );
-        assert!(!scan(b"... YAMADA Hanako ...", 0).holder);
-        let mixed = scan(b"YAMADA Taro SATO Jiro SATO Jiro", 0);
+        assert!(!scan(&doc(&[housemate]), 0).holder);
+        let mixed = scan(&doc(&[holder, other, other]), 0);
         assert_eq!((mixed.holder, mixed.foreign), (true, 1));
         assert_eq!(names.scan(b"x", 0, h1).foreign, 0);
-        let kanji = scan("氏名 山田 太郎".as_bytes(), 3);
+        // 山田 太 is written inside 山田 太郎 but is never an operand of its own there.
+        let kanji = scan(&doc(&["山田 太郎"]), 3);
         assert!(kanji.holder && kanji.foreign == 0);
+        // Plain UTF-8 is not how a name is written: it is not found.
+        assert!(!scan("氏名 山田 太郎".as_bytes(), 3).holder);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use kofu_proto::{ErrorBody, ErrorCode};
+use kofu_proto::{ApiError, ErrorCode};
 
 /// The protocol step a request belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,7 +47,7 @@ impl std::fmt::Display for Step {
 pub enum CallError {
     /// The node answered with an error status.
     #[error("{0}")]
-    Api(ApiError),
+    Api(ErrorAnswer),
     /// No (complete) answer: connection refused or reset, timeout. The request may have
     /// been carried out.
     #[error("{0}")]
@@ -91,7 +91,7 @@ impl CallError {
     }
 
     /// The API error, if this is one.
-    pub fn api(&self) -> Option<&ApiError> {
+    pub fn api(&self) -> Option<&ErrorAnswer> {
         match self {
             CallError::Api(e) => Some(e),
             _ => None,
@@ -99,19 +99,20 @@ impl CallError {
     }
 }
 
-/// An error answer: its status and, when it kept to API.md, its error body.
+/// An error answer as a kiosk sees it: the status, the protocol's error when the body
+/// kept to API.md, and `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub struct ErrorAnswer {
     pub status: u16,
     /// `None` when the body is not an API.md error body.
-    pub body: Option<ErrorBody>,
+    pub body: Option<ApiError>,
     /// `Retry-After` in seconds, when present and numeric.
     pub retry_after: Option<Duration>,
 }
 
-impl ApiError {
-    pub(crate) fn parse(status: u16, retry_after: Option<&str>, body: &[u8]) -> ApiError {
-        ApiError {
+impl ErrorAnswer {
+    pub(crate) fn parse(status: u16, retry_after: Option<&str>, body: &[u8]) -> ErrorAnswer {
+        ErrorAnswer {
             status,
             body: serde_json::from_slice(body).ok(),
             retry_after: retry_after
@@ -121,7 +122,7 @@ impl ApiError {
     }
 
     pub fn code(&self) -> Option<ErrorCode> {
-        self.body.as_ref().map(|b| b.error)
+        self.body.map(|b| b.code)
     }
 
     /// The error code as text; `no_error_body` when the answer had none.
@@ -135,15 +136,17 @@ impl ApiError {
     }
 
     pub fn attempts_left(&self) -> Option<u8> {
-        self.body.as_ref().and_then(|b| b.attempts_left)
+        self.body.and_then(|b| b.attempts_left)
     }
 
-    pub fn reason(&self) -> Option<&str> {
-        self.body.as_ref().and_then(|b| b.reason.as_deref())
+    pub fn reason(&self) -> Option<&'static str> {
+        self.body
+            .and_then(|b| b.reason)
+            .map(kofu_proto::NotIssuable::as_str)
     }
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for ErrorAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "status {} {}", self.status, self.code_str())
     }

@@ -77,7 +77,7 @@ impl Plan {
 }
 
 /// A session that ran to the end.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Completed {
     pub session_id: String,
     pub kind: CertKind,
@@ -87,6 +87,24 @@ pub struct Completed {
     /// The document's text, when the check extracted it.
     pub text: Option<String>,
     pub printed: PrintedResponse,
+}
+
+impl std::fmt::Debug for Completed {
+    // The document and its text name people: what identifies them only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Completed({}, {} x{}, serial {}, {:?})",
+            self.session_id, self.kind, self.copies, self.binding.serial, self.document
+        )
+    }
+}
+
+impl Completed {
+    /// Pages of the document, when its text was extracted.
+    pub fn pages(&self) -> Option<u32> {
+        self.text.as_deref().map(crate::verify::pages)
+    }
 }
 
 /// Why a session stopped, and at which step.

@@ -11,7 +11,6 @@ use kofu_proto::verify::{VerifyError, verify_release};
 
 use crate::fixtures::{Card, Fixtures};
 use crate::kiosk::Released;
-#[cfg(feature = "pdftotext")]
 use crate::names::normalize_spaces;
 
 /// How a document's text is read for the name checks.
@@ -22,24 +21,28 @@ pub enum TextCheck {
     /// The text `pdftotext -layout` extracts (one child process per document): the
     /// holder's name as a whole word, the kind's title, the serial, the issue date, and
     /// no other household's name.
-    #[cfg(feature = "pdftotext")]
     Pdftotext,
 }
 
 /// A document that passed the check.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verified {
     pub binding: Binding,
     /// The extracted text, with [`TextCheck::Pdftotext`].
     pub text: Option<String>,
 }
 
-impl Verified {
-    /// Pages, as `pdftotext` separates them (a form feed after each); with text only.
-    pub fn pages(&self) -> Option<u32> {
-        let feeds = self.text.as_ref()?.matches('\u{c}').count();
-        Some(u32::try_from(feeds.max(1)).unwrap_or(u32::MAX))
+impl std::fmt::Debug for Verified {
+    // The text names people: the serial only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Verified({} {})", self.binding.kind, self.binding.serial)
     }
+}
+
+/// Pages of an extracted text, as `pdftotext` separates them (a form feed after each).
+pub(crate) fn pages(text: &str) -> u32 {
+    let feeds = text.matches('\u{c}').count();
+    u32::try_from(feeds.max(1)).unwrap_or(u32::MAX)
 }
 
 /// Why a document must not be printed. Never names a person: counts and fixed texts.
@@ -84,7 +87,6 @@ impl Verifier<'_> {
             .ok_or(Refusal::UnknownCard)?;
         match self.text {
             TextCheck::Bytes => self.bytes(doc, card, binding),
-            #[cfg(feature = "pdftotext")]
             TextCheck::Pdftotext => {
                 let text = crate::pdftotext::pdf_text(&doc.body)
                     .await
@@ -130,7 +132,6 @@ impl Verifier<'_> {
         })
     }
 
-    #[cfg(feature = "pdftotext")]
     fn text(&self, card: &Card, binding: Binding, raw: String) -> Result<Verified, Refusal> {
         let text = normalize_spaces(&raw);
         let what = describe(&binding);
@@ -203,38 +204,11 @@ pub fn check_names(fx: &Fixtures, card: &Card, text: &str) -> Result<(), NameFau
 mod tests {
     use super::*;
     use crate::Resp;
+    use crate::fixtures::tests::sample;
     use ed25519_dalek::{Signer as _, SigningKey};
-    use kofu_proto::{CertKind, FixtureLine};
+    use kofu_proto::CertKind;
     use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
     use sha2::{Digest as _, Sha256};
-
-    fn card(id: &str, name: &str, household: &str) -> FixtureLine {
-        FixtureLine::Card {
-            card_id: id.into(),
-            secret_key: kofu_proto::b64url(&[7u8; 32]),
-            full_name: name.into(),
-            municipality_code: "131041".into(),
-            household_id: household.into(),
-            seal_registered: true,
-            seal_revoked: false,
-            card_revoked: false,
-            restricted: false,
-            tax_record: true,
-        }
-    }
-
-    fn fixtures() -> Fixtures {
-        Fixtures::from_lines([
-            card("0123456789ABCDEF", "YAMADA Taro", "h1"),
-            card("0123456789ABCDE0", "YAMADA Hanako", "h1"),
-            card("0123456789ABCDE1", "SATO Jiro", "h2"),
-            FixtureLine::Kiosk {
-                kiosk_id: "SEJ-13104-0042-01".into(),
-                token: "t".into(),
-            },
-        ])
-        .expect("fixtures")
-    }
 
     /// A document for card 0's session, signed by `issuer`, as the kiosk receives it.
     fn released(issuer: &SigningKey, fx: &Fixtures, body: &[u8], ctype: &str) -> Released {
@@ -297,13 +271,22 @@ mod tests {
             .block_on(verifier.verify(doc, &expected))
     }
 
+    /// A PDF's bytes as the renderer writes names: one string operand each.
+    fn pdf(names: &[&str]) -> Vec<u8> {
+        let mut out = b"%PDF ".to_vec();
+        for n in names {
+            out.extend(kofu_proto::doctext::name_pattern(n));
+        }
+        out
+    }
+
     #[test]
     fn the_household_rule_on_the_bytes() {
-        let (fx, issuer) = (fixtures(), SigningKey::from_bytes(&[3u8; 32]));
+        let (fx, issuer) = (sample([]), SigningKey::from_bytes(&[3u8; 32]));
         let ok = released(
             &issuer,
             &fx,
-            b"%PDF (YAMADA Taro) (YAMADA Hanako)",
+            &pdf(&["YAMADA Taro", "YAMADA Hanako"]),
             "application/pdf",
         );
         assert_eq!(
@@ -313,14 +296,14 @@ mod tests {
         let foreign = released(
             &issuer,
             &fx,
-            b"%PDF (YAMADA Taro) (SATO Jiro)",
+            &pdf(&["YAMADA Taro", "SATO Jiro"]),
             "application/pdf",
         );
         assert!(matches!(
             check(&fx, &issuer, &foreign),
             Err(Refusal::ForeignNames { count: 1, .. })
         ));
-        let nobody = released(&issuer, &fx, b"%PDF (YAMADA Hanako)", "application/pdf");
+        let nobody = released(&issuer, &fx, &pdf(&["YAMADA Hanako"]), "application/pdf");
         assert!(matches!(
             check(&fx, &issuer, &nobody),
             Err(Refusal::HolderMissing { .. })
@@ -334,8 +317,8 @@ mod tests {
 
     #[test]
     fn signature_and_envelope_come_first() {
-        let (fx, issuer) = (fixtures(), SigningKey::from_bytes(&[3u8; 32]));
-        let html = released(&issuer, &fx, b"%PDF (YAMADA Taro)", "text/html");
+        let (fx, issuer) = (sample([]), SigningKey::from_bytes(&[3u8; 32]));
+        let html = released(&issuer, &fx, &pdf(&["YAMADA Taro"]), "text/html");
         assert!(matches!(
             check(&fx, &issuer, &html),
             Err(Refusal::NotPdf(_))
@@ -343,7 +326,7 @@ mod tests {
         let forged = released(
             &SigningKey::from_bytes(&[4u8; 32]),
             &fx,
-            b"%PDF (YAMADA Taro)",
+            &pdf(&["YAMADA Taro"]),
             "application/pdf",
         );
         assert!(matches!(

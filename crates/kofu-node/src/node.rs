@@ -1,14 +1,16 @@
-//! Wiring of one node: population and registry, fenced store, coordinator, issuer,
-//! actors and the two HTTP listeners, plus the explicit graceful shutdown. The embedded
-//! and the Redis-coordinated node differ only in the parts built by `Plane` (DESIGN.md,
-//! scenario 6: no safety feature depends on the topology).
+//! Wiring of one node, in the order the parts need each other: every socket is bound
+//! first, then the coordination plane, the actors and the HTTP servers are built on
+//! top, each from what was built before it (nothing is set after construction). Plus
+//! the explicit graceful shutdown. The embedded and the Redis-coordinated node differ
+//! only in the parts built by `Plane` (DESIGN.md, scenario 6: no safety feature
+//! depends on the topology).
 
 mod cluster;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{HttpServer, web};
@@ -19,22 +21,75 @@ use kofu_actors::{
 use kofu_coord::embedded::{AuditSink, EmbeddedCoordinator, EmbeddedRegistry, EmbeddedStore};
 use kofu_coord::{Coordinator, FencedStore, Registry};
 use kofu_core::Population;
+use kofu_core::records::ResidentRecord;
 use kofu_core::session::CloseReason;
 use kofu_render::Issuer;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing::Instrument as _;
 
 use crate::auth::{AdminAuth, KioskAuth};
 use crate::config::ServeConfig;
-use crate::http::{self, AppState, metrics::HttpMetrics};
+use crate::http::{self, AppState, Drain, metrics::HttpMetrics};
+use crate::record::Recorder;
+
+/// How long the HTTP workers may take to start.
+const WORKERS_START: Duration = Duration::from_secs(30);
+/// After the drain deadline, how long the sessions closed then may take to end.
+const CLOSE_REST: Duration = Duration::from_secs(5);
+/// Pending connections the kiosk listener queues: kiosks reconnect in bursts.
+const KIOSK_BACKLOG: u32 = 4096;
+const ADMIN_BACKLOG: u32 = 1024;
 
 pub struct Node {
-    pub state: web::Data<AppState>,
     pub kiosk_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    state: web::Data<AppState>,
     kiosk: ServerHandle,
     admin: ServerHandle,
     drain_timeout: Duration,
     cluster: Option<cluster::Cluster>,
+}
+
+/// The node's sockets, bound before anything is built: a taken port fails the start
+/// at once, and the internal address is known before the node announces it.
+struct Sockets {
+    kiosk: std::net::TcpListener,
+    admin: std::net::TcpListener,
+    /// Forwarded requests from other nodes (cluster mode only).
+    internal: Option<TcpListener>,
+}
+
+impl Sockets {
+    async fn bind(cfg: &ServeConfig) -> anyhow::Result<Sockets> {
+        let kiosk = listen(cfg.listen, KIOSK_BACKLOG)?.into_std()?;
+        let admin = listen(cfg.admin_listen, ADMIN_BACKLOG)?.into_std()?;
+        let internal = match cfg.redis_url {
+            Some(_) => Some(
+                TcpListener::bind(cfg.internal_listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", cfg.internal_listen))?,
+            ),
+            None => None,
+        };
+        Ok(Sockets {
+            kiosk,
+            admin,
+            internal,
+        })
+    }
+}
+
+fn listen(addr: SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
+    let bind = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)
+    };
+    bind().with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// The coordination plane a node runs on: embedded, or a Redis cluster.
@@ -45,7 +100,7 @@ struct Plane {
     cluster: Option<cluster::Plane>,
 }
 
-async fn embedded_plane(cfg: &ServeConfig, population: &mut Population) -> anyhow::Result<Plane> {
+fn embedded_plane(cfg: &ServeConfig, residents: Vec<ResidentRecord>) -> anyhow::Result<Plane> {
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -55,7 +110,6 @@ async fn embedded_plane(cfg: &ServeConfig, population: &mut Population) -> anyho
             .with_context(|| format!("cannot open audit file {}", p.display()))?,
         None => AuditSink::Memory,
     };
-    let residents = std::mem::take(&mut population.residents);
     Ok(Plane {
         store: Arc::new(EmbeddedStore::new(cfg.shard_count, epoch, sink)),
         registry: Arc::new(EmbeddedRegistry::new(residents)),
@@ -100,42 +154,56 @@ fn issuer(cfg: &ServeConfig) -> anyhow::Result<Issuer> {
     Ok(Issuer::from_seed(seed))
 }
 
+fn session_config(cfg: &ServeConfig) -> SessionConfig {
+    SessionConfig {
+        idle_timeout: cfg.idle_timeout(),
+        hard_limit: Duration::from_millis(cfg.hard_limit_ms),
+        render_deadline: Duration::from_millis(cfg.render_deadline_ms),
+        ..SessionConfig::default()
+    }
+}
+
 impl Node {
     /// Starts a node serving `population`; must run inside an actix system.
-    pub async fn start(cfg: &ServeConfig, mut population: Population) -> anyhow::Result<Node> {
+    pub async fn start(cfg: &ServeConfig, population: Population) -> anyhow::Result<Node> {
+        let sockets = Sockets::bind(cfg).await?;
         let issuer = Arc::new(issuer(cfg)?);
         let prom = prometheus::Registry::new();
         let metrics = ActorMetrics::new(&prom).context("registering actor metrics")?;
         let cluster_metrics = ClusterMetrics::new(&prom).context("registering cluster metrics")?;
         let http_metrics =
             web::Data::new(HttpMetrics::new(&prom, "http_").context("registering http metrics")?);
-        let kiosks = KioskAuth::new(&population.kiosks);
-        let admin = AdminAuth::new(&population.admin_token);
+
+        // The population's parts go where they are needed; the residents last, since an
+        // embedded registry takes them over.
+        let Population {
+            residents,
+            kiosks,
+            admin_token,
+            ..
+        } = population;
+        let kiosk_auth = KioskAuth::new(&kiosks);
+        let admin_auth = AdminAuth::new(&admin_token);
         let recorder = cfg.record_traffic.as_ref().map(|path| {
-            Arc::new(crate::record::Recorder::new(
+            Arc::new(Recorder::new(
                 path.clone(),
-                &population,
+                &residents,
+                &kiosks,
                 cfg.fixture_seed,
                 &cfg.node_id(),
             ))
         });
-        let plane = match &cfg.redis_url {
-            None => embedded_plane(cfg, &mut population).await?,
-            Some(url) => cluster::plane(cfg, url, &prom).await?,
+        let plane = match (&cfg.redis_url, sockets.internal) {
+            (Some(url), Some(internal)) => cluster::plane(cfg, url, &prom, internal).await?,
+            _ => embedded_plane(cfg, residents)?,
         };
-        let registry = plane.registry.clone();
-        let coordinator = plane.coordinator.clone();
+
         let deps = Arc::new(Deps {
-            store: plane.store.clone(),
-            registry: registry.clone(),
-            coordinator: coordinator.clone(),
+            store: plane.store,
+            registry: plane.registry.clone(),
+            coordinator: plane.coordinator.clone(),
             issuer: issuer.clone(),
-            config: SessionConfig {
-                idle_timeout: cfg.idle_timeout(),
-                hard_limit: Duration::from_millis(cfg.hard_limit_ms),
-                render_deadline: Duration::from_millis(cfg.render_deadline_ms),
-                ..SessionConfig::default()
-            },
+            config: session_config(cfg),
             faults: RenderFaults::new(
                 Duration::from_millis(cfg.render_delay_ms),
                 cfg.render_delay_every,
@@ -152,20 +220,23 @@ impl Node {
                 move_wait: Duration::from_millis(cfg.move_wait_ms),
                 ..RouterConfig::default()
             },
+            plane.cluster.as_ref().map(cluster::Plane::remote),
         );
-        let state = web::Data::new(AppState::new(
-            router,
-            registry,
-            coordinator.clone(),
-            kiosks,
-            admin,
-            issuer.public_key_b64(),
-            prom,
-        ));
+        // Forwarded calls are served from here on; until the leases are followed they
+        // answer `Moved`, and the caller retries.
+        let cluster = plane.cluster.map(|p| p.serve(&router)).transpose()?;
+        let state = web::Data::new(AppState {
+            router: router.clone(),
+            registry: plane.registry,
+            coordinator: plane.coordinator.clone(),
+            kiosks: kiosk_auth,
+            admin: admin_auth,
+            issuer_key_b64: issuer.public_key_b64(),
+            prometheus: prom,
+            recorder,
+            drain: Drain::new(cluster.as_ref().map(cluster::Cluster::drain_action)),
+        });
 
-        if let Some(r) = recorder {
-            let _ = state.recorder.set(r);
-        }
         let (s, m) = (state.clone(), http_metrics.clone());
         let next_worker = Arc::new(AtomicUsize::new(0));
         let kiosk_server = HttpServer::new(move || {
@@ -181,10 +252,9 @@ impl Node {
         // out before the server does, and common pools use 30-60 s.
         .keep_alive(Duration::from_secs(75))
         .disable_signals()
-        .backlog(4096)
         .shutdown_timeout(1)
-        .bind(cfg.listen)
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        .listen(sockets.kiosk)
+        .context("serving the kiosk listener")?;
         let kiosk_addr = first_addr(&kiosk_server.addrs())?;
         let (s, m) = (state.clone(), http_metrics);
         let admin_server =
@@ -192,28 +262,26 @@ impl Node {
                 .workers(1)
                 .disable_signals()
                 .shutdown_timeout(1)
-                .bind(cfg.admin_listen)
-                .with_context(|| format!("cannot listen on {}", cfg.admin_listen))?;
+                .listen(sockets.admin)
+                .context("serving the admin listener")?;
         let admin_addr = first_addr(&admin_server.addrs())?;
         let kiosk_server = kiosk_server.run();
         let admin_server = admin_server.run();
         let (kiosk, admin) = (kiosk_server.handle(), admin_server.handle());
         actix_rt::spawn(kiosk_server.instrument(tracing::info_span!("kiosk_listener")));
         actix_rt::spawn(admin_server.instrument(tracing::info_span!("admin_listener")));
-        let placed_by = Instant::now() + Duration::from_secs(30);
-        while !state.router.ready() {
-            anyhow::ensure!(Instant::now() < placed_by, "http workers did not start");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let cluster = match plane.cluster {
+
+        tokio::time::timeout(WORKERS_START, router.workers_registered())
+            .await
+            .context("http workers did not start")?;
+        match &cluster {
             None => {
-                for fence in coordinator.local_leases() {
-                    state.router.add_shard(fence);
+                for fence in plane.coordinator.local_leases() {
+                    router.add_shard(fence);
                 }
-                None
             }
-            Some(plane) => Some(cluster::start(plane, &state)),
-        };
+            Some(cluster) => cluster.follow_leases(router),
+        }
         Ok(Node {
             state,
             kiosk_addr,
@@ -234,7 +302,7 @@ impl Node {
     /// deadline, close the rest (voiding unconfirmed jobs), then stop the listeners.
     pub async fn shutdown(self) {
         self.stop_serving().await;
-        if let Some(recorder) = self.state.recorder.get() {
+        if let Some(recorder) = &self.state.recorder {
             match recorder.finish() {
                 Ok(n) => tracing::info!(sessions = n, "recorded traffic written"),
                 Err(e) => tracing::error!(error = %e, "recorded traffic not written"),
@@ -244,28 +312,21 @@ impl Node {
     }
 
     async fn stop_serving(&self) {
+        self.state.start_draining();
         if let Some(cluster) = &self.cluster {
             // A cluster node hands its shards (and their open sessions) to the others
             // instead of waiting for its sessions to end.
-            self.state.start_draining();
             cluster.leave().await;
-            self.kiosk.stop(true).await;
-            self.admin.stop(true).await;
-            return;
-        }
-        self.state.start_draining();
-        let router = &self.state.router;
-        let deadline = Instant::now() + self.drain_timeout;
-        while router.open_sessions() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let left = router.open_sessions();
-        if left > 0 {
-            tracing::info!(open = left, "drain deadline reached; closing open sessions");
-            router.close_all(CloseReason::Shutdown).await;
-            let hard = Instant::now() + Duration::from_secs(5);
-            while router.open_sessions() > 0 && Instant::now() < hard {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        } else {
+            let router = &self.state.router;
+            let drained = tokio::time::timeout(self.drain_timeout, router.sessions_closed());
+            if drained.await.is_err() {
+                tracing::info!(
+                    open = router.open_sessions(),
+                    "drain deadline reached; closing open sessions"
+                );
+                router.close_all(CloseReason::Shutdown).await;
+                let _ = tokio::time::timeout(CLOSE_REST, router.sessions_closed()).await;
             }
         }
         self.kiosk.stop(true).await;

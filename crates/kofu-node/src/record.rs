@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use kofu_core::Population;
+use kofu_core::KioskCredential;
+use kofu_core::records::ResidentRecord;
 use kofu_proto::trace::{Action, Meta, SessionTrace, Step, Trace};
 use kofu_proto::{CardId, KioskId, SessionId};
 
@@ -37,20 +38,29 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder for the population given by its `residents` and `kiosks`, in
+    /// `kofu fixtures` order.
     pub fn new(
         path: PathBuf,
-        population: &Population,
+        residents: &[ResidentRecord],
+        kiosks: &[KioskCredential],
         fixture_seed: u64,
         node_id: &str,
     ) -> Recorder {
-        let cards = population
-            .residents
+        let cards = residents
             .iter()
             .enumerate()
             .map(|(i, r)| (r.card_id.clone(), i as u32))
             .collect();
-        let kiosks = population
-            .kiosks
+        let meta = Meta {
+            source: "record".to_owned(),
+            seed: None,
+            fixture_seed,
+            residents: residents.len() as u32,
+            kiosks: kiosks.len() as u32,
+            description: format!("recorded by kofu node {node_id}"),
+        };
+        let kiosks = kiosks
             .iter()
             .enumerate()
             .map(|(i, k)| (k.kiosk_id.as_str().to_owned(), i as u32))
@@ -60,14 +70,7 @@ impl Recorder {
             started: Instant::now(),
             cards,
             kiosks,
-            meta: Meta {
-                source: "record".to_owned(),
-                seed: None,
-                fixture_seed,
-                residents: population.residents.len() as u32,
-                kiosks: population.kiosks.len() as u32,
-                description: format!("recorded by kofu node {node_id}"),
-            },
+            meta,
             book: Mutex::new(Book::default()),
         }
     }

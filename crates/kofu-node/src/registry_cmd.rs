@@ -53,7 +53,9 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let conn = connect(&args.redis).await?;
-        let registry = RedisRegistry::new(conn, args.shard_count);
+        // Through Sentinel, the load is acknowledged only once a replica holds it.
+        let replicas = u32::from(args.redis.starts_with("redis+sentinel://"));
+        let registry = RedisRegistry::new(conn, args.shard_count).with_replicas(replicas);
         match registry.loaded_population().await? {
             Some(stored) if stored == label => {
                 println!("registry already holds population {label}; left as it is");

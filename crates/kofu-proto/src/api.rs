@@ -1,6 +1,8 @@
 //! The kiosk protocol v1 (API.md) as types: request and response bodies, and the one
 //! error vocabulary with its HTTP statuses.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::CertKind;
@@ -209,31 +211,119 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// The error body of every non-2xx answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ErrorBody {
-    pub error: ErrorCode,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub attempts_left: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<String>,
+/// Why a kind cannot be issued to a holder now: the `reason` of `422 not_issuable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum NotIssuable {
+    #[error("record_restricted")]
+    RecordRestricted,
+    #[error("seal_not_registered")]
+    SealNotRegistered,
+    #[error("seal_revoked")]
+    SealRevoked,
+    #[error("no_tax_record")]
+    NoTaxRecord,
 }
 
-impl ErrorBody {
-    pub fn new(code: ErrorCode) -> ErrorBody {
-        ErrorBody {
-            error: code,
-            message: code.default_message().to_owned(),
+impl NotIssuable {
+    pub const ALL: [NotIssuable; 4] = [
+        NotIssuable::RecordRestricted,
+        NotIssuable::SealNotRegistered,
+        NotIssuable::SealRevoked,
+        NotIssuable::NoTaxRecord,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotIssuable::RecordRestricted => "record_restricted",
+            NotIssuable::SealNotRegistered => "seal_not_registered",
+            NotIssuable::SealRevoked => "seal_revoked",
+            NotIssuable::NoTaxRecord => "no_tax_record",
+        }
+    }
+}
+
+/// The protocol's one error value: decided by a session or a handler, carried between
+/// nodes as it is, and serialized as the error JSON of API.md (`{"error", "message",
+/// "attempts_left"?, "reason"?}`) whose message is the fixed text of its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ErrorBody", from = "ErrorBody")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    /// Signatures left after a `bad_signature`.
+    pub attempts_left: Option<u8>,
+    /// Why a `not_issuable` document may not be issued.
+    pub reason: Option<NotIssuable>,
+}
+
+impl ApiError {
+    pub const fn new(code: ErrorCode) -> ApiError {
+        ApiError {
+            code,
             attempts_left: None,
             reason: None,
         }
     }
 
-    pub fn with_message(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    pub const fn bad_signature(attempts_left: u8) -> ApiError {
+        ApiError {
+            attempts_left: Some(attempts_left),
+            ..ApiError::new(ErrorCode::BadSignature)
+        }
+    }
+
+    pub const fn not_issuable(reason: NotIssuable) -> ApiError {
+        ApiError {
+            reason: Some(reason),
+            ..ApiError::new(ErrorCode::NotIssuable)
+        }
+    }
+
+    /// The HTTP status, decided by the code alone.
+    pub fn status(self) -> u16 {
+        self.code.status()
+    }
+
+    pub fn message(self) -> &'static str {
+        self.code.default_message()
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> ApiError {
+        ApiError::new(code)
+    }
+}
+
+/// The serialized shape of an [`ApiError`]: the error body of every non-2xx answer.
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    error: ErrorCode,
+    message: Cow<'static, str>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    attempts_left: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    reason: Option<NotIssuable>,
+}
+
+impl From<ApiError> for ErrorBody {
+    fn from(e: ApiError) -> ErrorBody {
         ErrorBody {
-            message: message.into(),
-            ..ErrorBody::new(code)
+            error: e.code,
+            message: Cow::Borrowed(e.message()),
+            attempts_left: e.attempts_left,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<ErrorBody> for ApiError {
+    // The message is the code's fixed text: nothing to keep from it.
+    fn from(b: ErrorBody) -> ApiError {
+        ApiError {
+            code: b.error,
+            attempts_left: b.attempts_left,
+            reason: b.reason,
         }
     }
 }
@@ -244,12 +334,30 @@ mod tests {
 
     #[test]
     fn error_body_shape() {
-        let mut e = ErrorBody::new(ErrorCode::BadSignature);
-        e.attempts_left = Some(2);
-        let json = serde_json::to_value(&e).expect("serialize");
+        let e = ApiError::bad_signature(2);
+        let json = serde_json::to_value(e).expect("serialize");
         assert_eq!(json["error"], "bad_signature");
         assert_eq!(json["attempts_left"], 2);
         assert!(json.get("reason").is_none());
+        assert_eq!(json["message"], ErrorCode::BadSignature.default_message());
+        let refused = serde_json::to_value(ApiError::not_issuable(NotIssuable::SealRevoked))
+            .expect("serialize");
+        assert_eq!(refused["reason"], "seal_revoked");
+        assert!(refused.get("attempts_left").is_none());
+        for e in [e, ApiError::not_issuable(NotIssuable::NoTaxRecord)] {
+            let back: ApiError =
+                serde_json::from_value(serde_json::to_value(e).expect("serialize")).expect("parse");
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn reason_names_agree_with_serde() {
+        for r in NotIssuable::ALL {
+            let json = serde_json::to_string(&r).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+            assert_eq!(r.to_string(), r.as_str());
+        }
     }
 
     #[test]

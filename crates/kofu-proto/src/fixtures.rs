@@ -12,7 +12,11 @@ pub enum FixtureLine {
         card_id: String,
         /// base64url of the card's 32-byte Ed25519 seed.
         secret_key: String,
+        /// Kanji: family name, a space, given name (API.md, "Japanese text").
         full_name: String,
+        /// The name's reading in katakana, family and given name separated by a space.
+        #[serde(default)]
+        full_name_kana: String,
         municipality_code: String,
         household_id: String,
         seal_registered: bool,

@@ -40,13 +40,14 @@ impl CertKind {
         }
     }
 
-    /// The title printed on the certificate (and found by `pdftotext`).
+    /// The title printed on the certificate, as municipalities name them (and as
+    /// `pdftotext` extracts it; the parentheses of the tax title are full-width).
     pub fn title(self) -> &'static str {
         match self {
-            CertKind::Residence => "Certificate of Residence",
-            CertKind::Seal => "Certificate of Seal Registration",
-            CertKind::Tax => "Certificate of Income and Taxation",
-            CertKind::FamilyRegister => "Certificate of Family Register",
+            CertKind::Residence => "住民票の写し",
+            CertKind::Seal => "印鑑登録証明書",
+            CertKind::Tax => "課税（所得）証明書",
+            CertKind::FamilyRegister => "戸籍全部事項証明書",
         }
     }
 

@@ -3,18 +3,21 @@
 
 pub mod api;
 pub mod binding;
+pub mod doctext;
 pub mod fixtures;
 pub mod ids;
 pub mod kind;
+pub mod session;
 pub mod trace;
 pub mod verify;
 pub mod wire;
 
-pub use api::{ErrorBody, ErrorCode};
+pub use api::{ApiError, ErrorCode, NotIssuable};
 pub use binding::Binding;
 pub use fixtures::FixtureLine;
 pub use ids::{CardId, IdError, JobId, KioskId, SessionId, shard_of};
 pub use kind::CertKind;
+pub use session::{Document, SessionOp, SessionReply};
 
 /// Default number of shards of a cluster (API.md).
 pub const DEFAULT_SHARD_COUNT: u32 = 1024;

@@ -1,18 +1,27 @@
 //! A minimal content-stream writer for the few operators a certificate uses. Profiling
-//! showed pdf-writer's general `Content` builder (byte-wise string escaping, operand
-//! bookkeeping) costing half of the PDF time; certificates need only text and rules.
+//! showed pdf-writer's general `Content` builder (operand bookkeeping, float formatting)
+//! costing half of the PDF time; certificates need only text, rules and frames. Every
+//! string goes through `kofu_proto::doctext`, the encoding contract verifiers rely on.
 
-use crate::text::push_u64;
+use std::fmt::Write as _;
+
+use kofu_proto::doctext;
+
+use crate::text::Face;
 
 /// Names under which every page's resources list the two fonts.
-pub(crate) const REGULAR_FONT: &[u8] = b"F1";
-pub(crate) const BOLD_FONT: &[u8] = b"F2";
+pub(crate) const MINCHO_FONT: &[u8] = b"F1";
+pub(crate) const GOTHIC_FONT: &[u8] = b"F2";
+
+/// The red of a municipality's official seal.
+pub(crate) const SEAL_RED: (u8, u8, u8) = (80, 5, 5);
 
 /// One page's content stream; the buffer is reused from page to page of a document.
 #[derive(Debug)]
 pub(crate) struct Stream {
     buf: Vec<u8>,
-    font: Option<(bool, u32)>,
+    font: Option<(Face, u32)>,
+    in_text: bool,
 }
 
 impl Stream {
@@ -20,6 +29,7 @@ impl Stream {
         Stream {
             buf: Vec::with_capacity(capacity),
             font: None,
+            in_text: false,
         }
     }
 
@@ -27,72 +37,124 @@ impl Stream {
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
         self.font = None;
+        self.in_text = false;
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
 
-    pub(crate) fn begin_text(&mut self) {
-        self.buf.extend_from_slice(b"BT\n");
+    fn begin_text(&mut self) {
+        if !self.in_text {
+            self.buf.extend_from_slice(b"BT\n");
+            self.in_text = true;
+            // Tf is part of the text state but re-stated per text object for clarity.
+            self.font = None;
+        }
     }
 
-    pub(crate) fn end_text(&mut self) {
-        self.buf.extend_from_slice(b"ET\n");
+    fn end_text(&mut self) {
+        if self.in_text {
+            self.buf.extend_from_slice(b"ET\n");
+            self.in_text = false;
+        }
     }
 
-    /// Shows WinAnsi-encoded `text` with its baseline starting at (`x`, `y`).
-    pub(crate) fn text(&mut self, bold: bool, size: u32, x: u32, y: u32, text: &[u8]) {
-        if self.font != Some((bold, size)) {
+    /// Shows `text` (one string operand) with its baseline starting at (`x`, `y`).
+    pub(crate) fn text(&mut self, face: Face, size: u32, x: u32, y: u32, text: &str) {
+        self.begin_text();
+        if self.font != Some((face, size)) {
             self.buf.push(b'/');
-            self.buf
-                .extend_from_slice(if bold { BOLD_FONT } else { REGULAR_FONT });
-            self.buf.push(b' ');
-            push_u64(&mut self.buf, u64::from(size));
+            self.buf.extend_from_slice(match face {
+                Face::Mincho => MINCHO_FONT,
+                Face::Gothic => GOTHIC_FONT,
+            });
+            self.push_num(size);
             self.buf.extend_from_slice(b" Tf\n");
-            self.font = Some((bold, size));
+            self.font = Some((face, size));
         }
-        self.buf.extend_from_slice(b"1 0 0 1 ");
-        push_u64(&mut self.buf, u64::from(x));
-        self.buf.push(b' ');
-        push_u64(&mut self.buf, u64::from(y));
-        self.buf.extend_from_slice(b" Tm\n(");
-        push_literal(&mut self.buf, text);
-        self.buf.extend_from_slice(b") Tj\n");
+        self.buf.extend_from_slice(b"1 0 0 1");
+        self.push_num(x);
+        self.push_num(y);
+        self.buf.extend_from_slice(b" Tm\n");
+        doctext::push_text(&mut self.buf, text);
+        self.buf.extend_from_slice(b" Tj\n");
     }
 
-    /// A thin horizontal rule from `x0` to `x1` at height `y` (outside a text object).
-    pub(crate) fn rule(&mut self, x0: u32, x1: u32, y: u32) {
-        self.buf.extend_from_slice(b"0.5 w\n");
-        for (x, op) in [(x0, b" m\n"), (x1, b" l\n")] {
-            push_u64(&mut self.buf, u64::from(x));
-            self.buf.push(b' ');
-            push_u64(&mut self.buf, u64::from(y));
-            self.buf.extend_from_slice(op);
+    /// Sets the fill (text) and stroke colour, in percent of full intensity. Colour
+    /// operators are allowed inside a text object, so an open one stays open.
+    pub(crate) fn color(&mut self, (r, g, b): (u8, u8, u8)) {
+        let (r, g, b) = (percent(r), percent(g), percent(b));
+        let _ = write!(Buf(&mut self.buf), "{r}{g}{b}rg\n{r}{g}{b}RG\n");
+    }
+
+    /// A horizontal rule from `x0` to `x1` at height `y`.
+    pub(crate) fn rule(&mut self, x0: u32, x1: u32, y: u32, width_tenths: u32) {
+        self.end_text();
+        self.push_line_width(width_tenths);
+        self.push_num(x0);
+        self.push_num(y);
+        self.buf.extend_from_slice(b" m");
+        self.push_num(x1);
+        self.push_num(y);
+        self.buf.extend_from_slice(b" l S\n");
+    }
+
+    /// A stroked rectangle with its lower left corner at (`x`, `y`).
+    pub(crate) fn frame(&mut self, x: u32, y: u32, w: u32, h: u32, width_tenths: u32) {
+        self.end_text();
+        self.push_line_width(width_tenths);
+        for v in [x, y, w, h] {
+            self.push_num(v);
         }
-        self.buf.extend_from_slice(b"S\n");
+        self.buf.extend_from_slice(b" re S\n");
+    }
+
+    /// Closes any open text object; call before handing the stream to the PDF.
+    pub(crate) fn close(&mut self) {
+        self.end_text();
+    }
+
+    fn push_line_width(&mut self, tenths: u32) {
+        let _ = writeln!(Buf(&mut self.buf), "{}.{} w", tenths / 10, tenths % 10);
+    }
+
+    /// A space and the decimal digits of `v`, without the formatting machinery: a page
+    /// writes a few hundred of them.
+    fn push_num(&mut self, mut v: u32) {
+        let mut digits = [0u8; 11];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        i -= 1;
+        digits[i] = b' ';
+        self.buf.extend_from_slice(&digits[i..]);
     }
 }
 
-/// The body of a PDF literal string: delimiters and backslashes escaped, anything
-/// outside printable ASCII written as an octal escape so the stream stays plain text.
-fn push_literal(out: &mut Vec<u8>, text: &[u8]) {
-    let mut run = 0;
-    for (i, &b) in text.iter().enumerate() {
-        let plain = matches!(b, b' '..=b'~') && !matches!(b, b'(' | b')' | b'\\');
-        if plain {
-            continue;
-        }
-        out.extend_from_slice(&text[run..i]);
-        run = i + 1;
-        out.push(b'\\');
-        if matches!(b, b'(' | b')' | b'\\') {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'0' + (b >> 6), b'0' + ((b >> 3) & 7), b'0' + (b & 7)]);
-        }
+/// `0.85` for 85 percent; `1` and `0` without decimals.
+fn percent(v: u8) -> String {
+    match v {
+        0 => "0 ".to_owned(),
+        100.. => "1 ".to_owned(),
+        v => format!("0.{v:02} "),
     }
-    out.extend_from_slice(&text[run..]);
+}
+
+/// `fmt::Write` over a byte buffer, for numbers without a temporary String.
+struct Buf<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Buf<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -100,22 +162,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn literals_escape_delimiters_and_high_bytes() {
-        let mut out = Vec::new();
-        push_literal(&mut out, b"a(b)c\\d\xe9\x01e");
-        assert_eq!(out, br"a\(b\)c\\d\351\001e".to_vec());
+    fn text_is_a_hex_operand_and_fonts_change_only_when_needed() {
+        let mut s = Stream::with_capacity(64);
+        s.text(Face::Mincho, 11, 56, 700, "佐藤 太郎");
+        s.text(Face::Mincho, 11, 56, 685, "y");
+        s.text(Face::Gothic, 11, 56, 670, "z");
+        s.close();
+        let text = String::from_utf8_lossy(s.as_bytes()).into_owned();
+        assert_eq!(text.matches(" Tf").count(), 2, "{text}");
+        assert!(text.contains("<4F5085E40020592A90CE> Tj"), "{text}");
+        assert!(
+            text.starts_with("BT\n/F1 11 Tf\n1 0 0 1 56 700 Tm\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("ET\n"), "{text}");
     }
 
     #[test]
-    fn font_is_set_only_when_it_changes() {
+    fn shapes_close_the_text_object_and_colours_are_exact() {
         let mut s = Stream::with_capacity(64);
-        s.text(false, 11, 56, 700, b"x");
-        s.text(false, 11, 56, 685, b"y");
-        s.text(true, 11, 56, 670, b"z");
+        s.text(Face::Mincho, 11, 56, 700, "x");
+        s.frame(10, 20, 30, 40, 5);
+        s.color(SEAL_RED);
+        s.rule(56, 539, 80, 10);
+        s.color((0, 0, 0));
         let text = String::from_utf8_lossy(s.as_bytes()).into_owned();
-        assert_eq!(text.matches(" Tf").count(), 2, "{text}");
-        s.clear();
-        s.text(true, 11, 56, 670, b"z");
-        assert!(String::from_utf8_lossy(s.as_bytes()).starts_with("/F2 11 Tf\n"));
+        assert!(text.contains("ET\n0.5 w\n 10 20 30 40 re S\n"), "{text}");
+        assert!(
+            text.contains("0.80 0.05 0.05 rg\n0.80 0.05 0.05 RG\n"),
+            "{text}"
+        );
+        assert!(text.contains("1.0 w\n 56 80 m 539 80 l S\n"), "{text}");
+        assert!(text.contains("0 0 0 rg\n0 0 0 RG\n"), "{text}");
     }
 }

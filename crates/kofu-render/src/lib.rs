@@ -10,9 +10,9 @@ mod text;
 
 use bytes::Bytes;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use kofu_core::records::ResidentRecord;
+use kofu_core::records::{Date, ResidentRecord};
 use kofu_proto::verify::{Expected, verify_release};
-use kofu_proto::{Binding, CertKind};
+use kofu_proto::{Binding, CertKind, Document};
 use sha2::{Digest, Sha256};
 
 /// The municipality's issuing key, which signs every document binding.
@@ -80,22 +80,29 @@ impl std::fmt::Debug for RenderRequest<'_> {
     }
 }
 
-/// A rendered, signed certificate, ready to be released with its two headers.
+/// A rendered, signed certificate: the [`Document`] a kiosk receives, plus what the
+/// renderer knows about it and a kiosk would have to parse out again: the binding it
+/// signed (for the session's check before release) and the page count. Reads of the
+/// document's fields go through to it.
 #[derive(Clone)]
-pub struct Document {
-    pub pdf: Bytes,
+pub struct Rendered {
+    pub document: Document,
     pub binding: Binding,
-    /// `Kofu-Binding`: base64url of `binding.to_bytes()`.
-    pub binding_b64: String,
-    /// `Kofu-Signature`: base64url of the issuer's signature over `binding.to_bytes()`.
-    pub signature_b64: String,
     pub pages: u32,
 }
 
-impl std::fmt::Debug for Document {
+impl std::ops::Deref for Rendered {
+    type Target = Document;
+
+    fn deref(&self) -> &Document {
+        &self.document
+    }
+}
+
+impl std::fmt::Debug for Rendered {
     // The body holds names and addresses (I6); show only what identifies the document.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Document")
+        f.debug_struct("Rendered")
             .field("serial", &self.binding.serial)
             .field("kind", &self.binding.kind)
             .field("pages", &self.pages)
@@ -106,7 +113,7 @@ impl std::fmt::Debug for Document {
 }
 
 /// Renders the PDF, binds it to the request and signs the binding.
-pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Document {
+pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Rendered {
     let (pdf, pages) = render_pages(req);
     let binding = Binding {
         v: 1,
@@ -122,10 +129,12 @@ pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Document {
     };
     let bytes = binding.to_bytes();
     let signature = issuer.sign(&bytes);
-    Document {
-        pdf: Bytes::from(pdf),
-        binding_b64: kofu_proto::b64url(&bytes),
-        signature_b64: kofu_proto::b64url(&signature),
+    Rendered {
+        document: Document {
+            pdf: Bytes::from(pdf),
+            binding_b64: kofu_proto::b64url(&bytes),
+            signature_b64: kofu_proto::b64url(&signature),
+        },
         binding,
         pages,
     }
@@ -137,14 +146,75 @@ pub fn render_pdf(req: &RenderRequest<'_>) -> Vec<u8> {
 }
 
 fn render_pages(req: &RenderRequest<'_>) -> (Vec<u8>, u32) {
-    let flow = kinds::body(req.record, req.kind);
+    let issued = match issue_date_jst(req.issued_at) {
+        Some(d) => kofu_core::wareki::date(d),
+        // Unparsable: print the request's own date part rather than guess one.
+        None => req
+            .issued_at
+            .split_once(['T', 't'])
+            .map_or(req.issued_at, |(d, _)| d)
+            .to_owned(),
+    };
+    let flow = kinds::body(req.record, req.kind, &issued);
     pdf::write(req, &flow)
+}
+
+/// The calendar date in Japan (UTC+9, no daylight saving) of an RFC 3339 UTC instant,
+/// which is the date a municipality prints as the issue date.
+fn issue_date_jst(issued_at: &str) -> Option<Date> {
+    let b = issued_at.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u16> {
+        let s = issued_at.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 13 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    let (year, month, day, hour) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?);
+    let month = u8::try_from(month).ok().filter(|m| (1..=12).contains(m))?;
+    let day = u8::try_from(day).ok()?;
+    if day == 0 || day > days_in_month(year, month) || hour > 23 {
+        return None;
+    }
+    if hour + 9 < 24 {
+        return Some(Date { year, month, day });
+    }
+    Some(if day < days_in_month(year, month) {
+        Date {
+            year,
+            month,
+            day: day + 1,
+        }
+    } else if month < 12 {
+        Date {
+            year,
+            month: month + 1,
+            day: 1,
+        }
+    } else {
+        Date {
+            year: year.checked_add(1)?,
+            month: 1,
+            day: 1,
+        }
+    })
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Self-check before release: verifies the document exactly as a kiosk will (signature
 /// over the header bytes, body digest, session, kiosk, card, kind, copies) and that the
 /// signed binding is the one this document carries. False on any mismatch.
-pub fn self_check(issuer_public: &VerifyingKey, doc: &Document, expected: &Expected<'_>) -> bool {
+pub fn self_check(issuer_public: &VerifyingKey, doc: &Rendered, expected: &Expected<'_>) -> bool {
     match verify_release(
         issuer_public,
         &doc.pdf,
@@ -154,5 +224,33 @@ pub fn self_check(issuer_public: &VerifyingKey, doc: &Document, expected: &Expec
     ) {
         Ok(signed) => signed == doc.binding,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(year: u16, month: u8, day: u8) -> Option<Date> {
+        Some(Date { year, month, day })
+    }
+
+    #[test]
+    fn issue_dates_are_japanese_calendar_days() {
+        assert_eq!(issue_date_jst("2026-11-21T09:00:00Z"), d(2026, 11, 21));
+        assert_eq!(issue_date_jst("2026-11-21T14:59:59Z"), d(2026, 11, 21));
+        assert_eq!(issue_date_jst("2026-11-21T15:00:00Z"), d(2026, 11, 22));
+        assert_eq!(issue_date_jst("2026-11-30T20:00:00Z"), d(2026, 12, 1));
+        assert_eq!(issue_date_jst("2026-12-31T23:00:00Z"), d(2027, 1, 1));
+        assert_eq!(issue_date_jst("2028-02-28T16:00:00Z"), d(2028, 2, 29));
+        for bad in [
+            "",
+            "2026-11-21",
+            "2026-13-01T00:00Z",
+            "2026-02-30T00:00Z",
+            "x026-11-21T09",
+        ] {
+            assert_eq!(issue_date_jst(bad), None, "{bad}");
+        }
     }
 }

@@ -1,154 +1,166 @@
-//! Byte-level text helpers: the standard Helvetica fonts only speak WinAnsiEncoding, and
-//! building lines byte by byte keeps rendering free of `format!` and its allocations.
+//! Text measurement and number formatting for certificates. Fonts are the predefined
+//! Adobe-Japan1 CID fonts (see FONTS.md): ideographs and kana are one em wide, Latin
+//! letters and digits are proportional with the widths the PDF's `/W` arrays declare,
+//! and those same tables drive line wrapping here.
 
-use kofu_core::records::Date;
+use std::fmt::Write as _;
 
-/// Appends `s` as WinAnsiEncoding bytes. Registry data is romanized ASCII; anything else
-/// degrades to a printable byte rather than failing, because rendering is infallible.
-pub(crate) fn push_win_ansi(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        out.extend_from_slice(s.as_bytes());
-        return;
-    }
-    out.extend(s.chars().map(win_ansi));
+/// The two faces a certificate uses: Mincho for data and sentences, as municipalities
+/// print them, Gothic for titles and field labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Face {
+    Mincho,
+    Gothic,
 }
 
-fn win_ansi(c: char) -> u8 {
-    match c {
-        ' '..='~' => c as u8,
-        // Latin-1 letters sit at the same code points in WinAnsiEncoding.
-        '\u{a1}'..='\u{ff}' => c as u32 as u8,
-        '\u{2018}' => 0x91,
-        '\u{2019}' => 0x92,
-        '\u{201c}' => 0x93,
-        '\u{201d}' => 0x94,
-        '\u{2013}' => 0x96,
-        '\u{2014}' => 0x97,
-        // Hepburn macrons are often dropped in romanized names (as in passports), which
-        // reads better on paper than a replacement mark.
-        '\u{100}' | '\u{102}' | '\u{104}' => b'A',
-        '\u{101}' | '\u{103}' | '\u{105}' => b'a',
-        '\u{112}' | '\u{114}' | '\u{116}' | '\u{118}' | '\u{11a}' => b'E',
-        '\u{113}' | '\u{115}' | '\u{117}' | '\u{119}' | '\u{11b}' => b'e',
-        '\u{12a}' | '\u{12c}' | '\u{12e}' => b'I',
-        '\u{12b}' | '\u{12d}' | '\u{12f}' => b'i',
-        '\u{14c}' | '\u{14e}' | '\u{150}' => b'O',
-        '\u{14d}' | '\u{14f}' | '\u{151}' => b'o',
-        '\u{16a}' | '\u{16c}' | '\u{16e}' | '\u{170}' | '\u{172}' => b'U',
-        '\u{16b}' | '\u{16d}' | '\u{16f}' | '\u{171}' | '\u{173}' => b'u',
-        // Line breaks or tabs inside a field must not leak into the content stream as
-        // control characters; the layout decides where lines end.
-        c if c.is_whitespace() || c.is_control() => b' ',
-        _ => b'?',
-    }
-}
-
-/// Appends the decimal digits of `v`.
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
+/// Widths in thousandths of an em of CIDs 1..=100 (proportional Latin), per face, as
+/// the resident HeiseiMin-W3 and HeiseiKakuGo-W5 fonts define them. Written into the
+/// PDF as the `/W` arrays, so a viewer's advance and the wrapping here agree.
+pub(crate) mod widths {
+    const MINCHO: [u16; 100] = [
+        250, 333, 408, 500, 500, 833, 778, 180, 333, 333, 500, 564, 250, 333, 250, 278, 500, 500,
+        500, 500, 500, 500, 500, 500, 500, 500, 278, 278, 564, 564, 564, 444, 921, 722, 667, 667,
+        722, 611, 556, 722, 722, 333, 389, 722, 611, 889, 722, 722, 556, 722, 667, 556, 611, 722,
+        722, 944, 722, 722, 611, 333, 500, 333, 469, 500, 333, 444, 500, 444, 500, 444, 333, 500,
+        500, 278, 278, 500, 278, 778, 500, 500, 500, 500, 333, 389, 278, 500, 500, 722, 500, 500,
+        444, 480, 200, 480, 333, 500, 278, 500, 200, 500,
+    ];
+    const GOTHIC: [u16; 100] = [
+        277, 305, 500, 668, 668, 906, 727, 305, 445, 445, 508, 668, 305, 379, 305, 539, 668, 668,
+        668, 668, 668, 668, 668, 668, 668, 668, 305, 305, 668, 668, 668, 566, 871, 727, 637, 652,
+        699, 574, 555, 676, 687, 242, 492, 664, 582, 789, 707, 734, 582, 734, 605, 605, 641, 668,
+        727, 945, 609, 609, 574, 445, 668, 445, 668, 668, 590, 555, 609, 547, 602, 574, 391, 609,
+        582, 234, 277, 539, 234, 895, 582, 605, 602, 602, 387, 508, 441, 582, 562, 781, 531, 570,
+        555, 449, 246, 449, 668, 500, 500, 500, 500, 500,
+    ];
+    pub(crate) fn of(face: super::Face) -> &'static [u16; 100] {
+        match face {
+            super::Face::Mincho => &MINCHO,
+            super::Face::Gothic => &GOTHIC,
         }
     }
-    out.extend_from_slice(&digits[i..]);
+}
+
+/// The CID that `UniJIS-UTF16-H` maps an ASCII character to (its proportional form).
+fn ascii_cid(c: u8) -> Option<usize> {
+    match c {
+        0x5c => Some(97),
+        0x7c => Some(99),
+        0x7d => Some(94),
+        0x7e => Some(100),
+        0x20..=0x7b => Some(usize::from(c - 0x1f)),
+        _ => None,
+    }
+}
+
+/// Width of one character in thousandths of an em.
+pub(crate) fn char_width(face: Face, c: char) -> u32 {
+    match c {
+        ' '..='~' => ascii_cid(c as u8).map_or(500, |cid| u32::from(widths::of(face)[cid - 1])),
+        // Half-width katakana: CIDs 327..=389, half an em.
+        '\u{ff61}'..='\u{ff9f}' => 500,
+        // Control characters print as spaces (kofu_proto::doctext::printable).
+        c if c.is_control() => u32::from(widths::of(face)[0]),
+        _ => 1000,
+    }
+}
+
+/// Width of `text` in thousandths of an em.
+pub(crate) fn width_milli_em(face: Face, text: &str) -> u32 {
+    text.chars().map(|c| char_width(face, c)).sum()
+}
+
+/// Width of `text` set at `size` points, in points (rounded up).
+pub(crate) fn width_points(face: Face, size: u32, text: &str) -> u32 {
+    (width_milli_em(face, text) * size).div_ceil(1000)
+}
+
+/// Characters a line may not start with (Japanese line-breaking rules, 禁則).
+fn no_line_start(c: char) -> bool {
+    matches!(
+        c,
+        '、' | '。'
+            | '，'
+            | '．'
+            | '）'
+            | '」'
+            | '』'
+            | '】'
+            | '〕'
+            | 'ー'
+            | '々'
+            | ')'
+            | ','
+            | '.'
+    )
+}
+
+/// Where to end the first visual line of `text` no wider than `max` milli-em: (bytes
+/// kept, bytes consumed). Japanese text breaks between any two characters except
+/// before closing punctuation; Latin text breaks at the last space.
+pub(crate) fn wrap_point(face: Face, text: &str, max: u32) -> (usize, usize) {
+    let mut width = 0;
+    let mut last_break: Option<(usize, usize)> = None;
+    let mut prev: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        if i > 0 && !no_line_start(c) {
+            if c == ' ' {
+                last_break = Some((i, i + 1));
+            } else if !c.is_ascii() || prev.is_some_and(|p| !p.is_ascii()) {
+                last_break = Some((i, i));
+            }
+        }
+        width += char_width(face, c);
+        if width > max {
+            return match last_break {
+                Some(b) if b.0 > 0 => b,
+                // One unbreakable run wider than the line: cut it where it overflows.
+                _ => {
+                    let cut = if i == 0 { c.len_utf8() } else { i };
+                    (cut, cut)
+                }
+            };
+        }
+        prev = Some(c);
+    }
+    (text.len(), text.len())
 }
 
 /// Appends `v` with thousands separators, as amounts of yen are printed.
-pub(crate) fn push_grouped(out: &mut Vec<u8>, v: u64) {
-    let start = out.len();
-    push_u64(out, v);
-    let len = out.len() - start;
-    let commas = (len - 1) / 3;
-    if commas == 0 {
-        return;
-    }
-    // Spread the digits right to left in place, inserting a comma every three.
-    out.resize(start + len + commas, 0);
-    let (mut src, mut dst) = (start + len, out.len());
-    let mut run = 0;
-    while src > start {
-        src -= 1;
-        dst -= 1;
-        out[dst] = out[src];
-        run += 1;
-        if run == 3 && src > start {
-            dst -= 1;
-            out[dst] = b',';
-            run = 0;
+pub(crate) fn push_grouped(out: &mut String, v: u64) {
+    let digits = v.to_string();
+    let lead = digits.len() % 3;
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (i + 3 - lead) % 3 == 0 {
+            out.push(',');
         }
+        out.push(d);
     }
 }
 
-fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {
-    let start = out.len();
-    push_u64(out, v);
-    let len = out.len() - start;
-    if len < width {
-        let pad = width - len;
-        out.splice(start..start, std::iter::repeat_n(b'0', pad));
-    }
+/// Appends `v` in yen as certificates print amounts: `5,230,000円`.
+pub(crate) fn push_yen(out: &mut String, v: u64) {
+    push_grouped(out, v);
+    out.push('円');
 }
 
-/// Appends `YYYY-MM-DD`, the same form as `Date`'s `Display`.
-pub(crate) fn push_date(out: &mut Vec<u8>, d: Date) {
-    push_padded(out, u64::from(d.year), 4);
-    out.push(b'-');
-    push_padded(out, u64::from(d.month), 2);
-    out.push(b'-');
-    push_padded(out, u64::from(d.day), 2);
-}
-
-/// Width of the text in thousandths of an em, from Helvetica's AFM metrics. Only used to
-/// wrap lines, so bold is approximated as slightly wider regular text.
-pub(crate) fn width_milli_em(bytes: &[u8], bold: bool) -> u32 {
-    let regular: u32 = bytes.iter().map(|&b| glyph_width(b)).sum();
-    if bold {
-        regular + regular / 10
-    } else {
-        regular
-    }
-}
-
-pub(crate) fn glyph_width(b: u8) -> u32 {
-    const ASCII: [u16; 95] = [
-        278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278,
-        278, // ' '..'/'
-        556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584,
-        556, // '0'..'?'
-        1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722,
-        778, // '@'..'O'
-        667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469,
-        556, // 'P'..'_'
-        333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556,
-        556, // '`'..'o'
-        556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584, // 'p'..'~'
-    ];
-    match b {
-        0x20..=0x7e => u32::from(ASCII[usize::from(b - 0x20)]),
-        // Accented capitals and symbols are at most this wide; erring wide only wraps early.
-        _ => 1000,
-    }
+/// Appends the decimal digits of `v`.
+pub(crate) fn push_u64(out: &mut String, v: u64) {
+    let _ = write!(out, "{v}");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
-        let mut v = Vec::new();
+    fn s(f: impl FnOnce(&mut String)) -> String {
+        let mut v = String::new();
         f(&mut v);
-        String::from_utf8_lossy(&v).into_owned()
+        v
     }
 
     #[test]
-    fn numbers_and_dates() {
-        assert_eq!(s(|o| push_u64(o, 0)), "0");
-        assert_eq!(s(|o| push_u64(o, u64::MAX)), u64::MAX.to_string());
+    fn grouped_numbers() {
         assert_eq!(s(|o| push_grouped(o, 0)), "0");
         assert_eq!(s(|o| push_grouped(o, 999)), "999");
         assert_eq!(s(|o| push_grouped(o, 1000)), "1,000");
@@ -158,26 +170,30 @@ mod tests {
             s(|o| push_grouped(o, u64::MAX)),
             "18,446,744,073,709,551,615"
         );
-        let d = Date {
-            year: 987,
-            month: 3,
-            day: 9,
-        };
-        assert_eq!(s(|o| push_date(o, d)), "0987-03-09");
-        assert_eq!(s(|o| push_date(o, d)), d.to_string());
+        assert_eq!(s(|o| push_yen(o, 214_300)), "214,300円");
     }
 
     #[test]
-    fn win_ansi_never_emits_control_bytes() {
-        let mut v = Vec::new();
-        push_win_ansi(&mut v, "Ōno\tYūki\n(é) 東京 ’");
-        assert_eq!(v, b"Ono Yuki (\xe9) ?? \x92");
-        assert!(v.iter().all(|&b| b >= 0x20));
+    fn widths_follow_the_cid_metrics() {
+        assert_eq!(width_milli_em(Face::Mincho, "佐藤 太郎"), 4000 + 250);
+        assert_eq!(width_milli_em(Face::Gothic, "1"), 668);
+        assert_eq!(width_milli_em(Face::Mincho, "1-2"), 500 + 333 + 500);
+        assert_eq!(char_width(Face::Mincho, 'ｱ'), 500);
+        assert_eq!(width_points(Face::Mincho, 10, "住民票"), 30);
     }
 
     #[test]
-    fn widths_follow_the_metrics() {
-        assert_eq!(width_milli_em(b"W i", false), 944 + 278 + 222);
-        assert!(width_milli_em(b"Tanaka", true) > width_milli_em(b"Tanaka", false));
+    fn wrapping_keeps_punctuation_and_latin_words() {
+        // Ten ideographs fit in 10 em; the comma may not start the next line.
+        let text = "一二三四五六七八九十、次";
+        let (keep, eat) = wrap_point(Face::Mincho, text, 10_000);
+        assert_eq!(&text[..keep], "一二三四五六七八九");
+        assert_eq!(keep, eat);
+        let latin = "word word word";
+        let (keep, eat) = wrap_point(Face::Mincho, latin, 2_600);
+        assert_eq!((&latin[..keep], &latin[eat..]), ("word", "word word"));
+        assert_eq!(wrap_point(Face::Mincho, "短い", 10_000), (6, 6));
+        let long = "W".repeat(40);
+        assert_eq!(wrap_point(Face::Mincho, &long, 9_440), (10, 10));
     }
 }

@@ -136,14 +136,10 @@ pub async fn full_session(
         .complete_session(card, &plan, &strict(fx, issuer))
         .await
         .map_err(|e| e.to_string())?;
-    let pages = done
-        .text
-        .as_deref()
-        .map_or(1, |t| t.matches('\u{c}').count().max(1));
     Ok(SessionReport {
+        pages: done.pages().unwrap_or(1),
         session_id: done.session_id,
         serial: done.binding.serial,
         doc_sha256: done.binding.doc_sha256,
-        pages: u32::try_from(pages).unwrap_or(u32::MAX),
     })
 }

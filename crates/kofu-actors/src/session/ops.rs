@@ -6,28 +6,22 @@ use std::sync::Arc;
 use actix::prelude::*;
 use ed25519_dalek::{Signature, VerifyingKey};
 use kofu_coord::{AuditOutcome, AuditRecord, CardLockOp, Change, SnapshotOp};
-use kofu_core::records::{NotIssuable, ResidentRecord};
-use kofu_core::session::{Command, JobPhase, Outcome, Rejection};
+use kofu_core::records::ResidentRecord;
+use kofu_core::session::{Command, JobMeta, JobPhase, Outcome, Rejection};
 use kofu_proto::api::{
     AuthResponse, Holder, JobResponse, KindOffer, MunicipalityInfo, PrintedResponse,
 };
-use kofu_proto::{CertKind, ErrorCode, JobId};
-use kofu_render::Document;
+use kofu_proto::{ApiError, CertKind, ErrorCode, JobId, NotIssuable, SessionReply};
+use kofu_render::Rendered;
 
-use super::{Session, Slot};
-use crate::messages::{ApiError, ReplyTo, SessionReply};
-use crate::snapshot::JobMeta;
+use super::{CommitOp, Session};
+use crate::messages::ReplyTo;
 
-fn rejected(r: Rejection) -> SessionReply {
-    let reason = match r {
-        Rejection::NotIssuable(n) => Some(n.as_str()),
-        _ => None,
-    };
-    SessionReply::Error(ApiError {
-        code: r.code(),
-        attempts_left: None,
-        reason,
-    })
+fn rejected(r: Rejection) -> ApiError {
+    match r {
+        Rejection::NotIssuable(reason) => ApiError::not_issuable(reason),
+        other => other.code().into(),
+    }
 }
 
 /// A change that only writes the snapshot (`commit` fills it in).
@@ -57,7 +51,7 @@ impl Session {
             Err(e) => {
                 act.deps.metrics.store_unavailable.inc();
                 tracing::warn!(shard = act.fence.shard, error = %e, "registry read failed");
-                let _ = reply.send(ErrorCode::Unavailable.into());
+                reply.send(ErrorCode::Unavailable);
             }
         }));
     }
@@ -81,26 +75,24 @@ impl Session {
                 shard = self.fence.shard,
                 "registry holds an invalid card key"
             );
-            let _ = reply.send(ErrorCode::Unavailable.into());
+            reply.send(ErrorCode::Unavailable);
             return;
         };
         let valid = key
             .verify_strict(&msg, &Signature::from_bytes(&signature))
             .is_ok();
-        let mut next = self.machine.clone();
+        let mut next = self.machine();
         match next.apply(Command::Authenticate { valid }) {
             Outcome::Authenticated => {
                 self.with_fresh_record(ctx, reply, move |act, ctx, rec, reply| {
                     let Some(rec) = rec else {
-                        let _ = reply.send(ErrorCode::UnknownCard.into());
+                        reply.send(ErrorCode::UnknownCard);
                         return;
                     };
-                    let metas = act.metas.clone();
                     act.commit_then_reply(
                         ctx,
-                        "auth",
+                        CommitOp::Auth,
                         next,
-                        metas,
                         snapshot_only(),
                         reply,
                         move |_, _| SessionReply::Authenticated(auth_response(&rec)),
@@ -109,21 +101,13 @@ impl Session {
             }
             Outcome::BadSignature { attempts_left } => {
                 self.deps.metrics.auth_failures.inc();
-                let metas = self.metas.clone();
                 self.commit_then_reply(
                     ctx,
-                    "auth",
+                    CommitOp::Auth,
                     next,
-                    metas,
                     snapshot_only(),
                     reply,
-                    move |_, _| {
-                        SessionReply::Error(ApiError {
-                            code: ErrorCode::BadSignature,
-                            attempts_left: Some(attempts_left),
-                            reason: None,
-                        })
-                    },
+                    move |_, _| ApiError::bad_signature(attempts_left).into(),
                 );
             }
             Outcome::LockedOut => {
@@ -135,9 +119,7 @@ impl Session {
                     ErrorCode::SessionLocked.into(),
                 );
             }
-            Outcome::Rejected(r) => {
-                let _ = reply.send(rejected(r));
-            }
+            Outcome::Rejected(r) => reply.send(rejected(r)),
             other => unexpected(other, reply),
         }
     }
@@ -150,9 +132,9 @@ impl Session {
         reply: ReplyTo,
     ) {
         self.with_record(ctx, reply, move |act, ctx, rec, reply| {
-            let index = act.machine.jobs.len() as u8;
+            let index = act.jobs.len() as u8;
             let id = JobId::new(index, rand::random());
-            let mut next = act.machine.clone();
+            let mut next = act.machine();
             let outcome = next.apply(Command::CreateJob {
                 id,
                 kind,
@@ -161,35 +143,31 @@ impl Session {
             });
             let fee_yen = match outcome {
                 Outcome::JobCreated { fee_yen } => fee_yen,
-                Outcome::Rejected(r) => {
-                    let _ = reply.send(rejected(r));
-                    return;
-                }
+                Outcome::Rejected(r) => return reply.send(rejected(r)),
                 other => return unexpected(other, reply),
             };
-            let mut metas = act.metas.clone();
-            metas.push(JobMeta {
-                created_ms: crate::clock::now_ms(),
-                serial: None,
-                issued_at: None,
-                record_version: rec.as_ref().map_or(0, |r| r.version),
-            });
+            if let Some(job) = next.jobs.last_mut() {
+                job.meta = JobMeta {
+                    created_ms: crate::clock::now_ms(),
+                    serial: None,
+                    issued_at: None,
+                    record_version: rec.as_ref().map_or(0, |r| r.version),
+                };
+            }
             let change = Change {
                 allocate_serial: true,
                 ..snapshot_only()
             };
-            act.commit(ctx, "job", next, metas, change, move |act, ctx, res| {
+            act.commit(ctx, CommitOp::Job, next, change, move |act, ctx, res| {
                 let applied = match res {
                     Ok(a) => a,
-                    Err(e) => {
-                        let _ = reply.send(SessionReply::from(e));
-                        return;
-                    }
+                    Err(e) => return reply.answer(e.answer()),
                 };
-                let i = act.metas.len() - 1;
-                act.metas[i].serial = applied.serial.map(|n| act.serial_text(n));
-                act.slots.push(Slot::default());
-                let _ = reply.send(SessionReply::JobCreated(JobResponse {
+                let serial = applied.serial.map(|n| act.serial_text(n));
+                if let Some(job) = act.jobs.last_mut() {
+                    job.saved.meta.serial = serial;
+                }
+                reply.send(SessionReply::JobCreated(JobResponse {
                     job_id: id.to_string(),
                     fee_yen,
                 }));
@@ -207,89 +185,82 @@ impl Session {
     ) {
         let releasable = self.job_index(job).is_some_and(|i| {
             matches!(
-                self.machine.jobs[i].phase,
+                self.jobs[i].saved.phase,
                 JobPhase::Ready | JobPhase::Delivered | JobPhase::Printed
             )
         });
         if !releasable {
-            let mut probe = self.machine.clone();
+            let mut probe = self.machine();
             match probe.apply(Command::Fetch {
                 job,
                 revalidation: Ok(()),
             }) {
                 Outcome::Pending if wait => {
                     if let Some(i) = self.job_index(job) {
-                        self.slots[i].waiters.retain(|w| !w.is_closed());
-                        self.slots[i].waiters.push(reply);
+                        let waiters = &mut self.jobs[i].waiters;
+                        waiters.retain(|w| !w.is_closed());
+                        waiters.push(reply);
                     }
                 }
-                Outcome::Pending => {
-                    let _ = reply.send(SessionReply::Rendering);
-                }
-                Outcome::Rejected(r) => {
-                    let _ = reply.send(rejected(r));
-                }
+                Outcome::Pending => reply.send(SessionReply::Rendering),
+                Outcome::Rejected(r) => reply.send(rejected(r)),
                 other => unexpected(other, reply),
             }
             return;
         }
         self.with_record(ctx, reply, move |act, ctx, rec, reply| {
             let Some(i) = act.job_index(job) else {
-                let _ = reply.send(ErrorCode::UnknownJob.into());
-                return;
+                return reply.send(ErrorCode::UnknownJob);
             };
-            let kind = act.machine.jobs[i].kind;
-            let was = act.machine.jobs[i].phase;
-            let mut next = act.machine.clone();
+            let kind = act.jobs[i].saved.kind;
+            let was = act.jobs[i].saved.phase;
+            let mut next = act.machine();
             let outcome = next.apply(Command::Fetch {
                 job,
                 revalidation: issuable(rec.as_deref(), kind),
             });
-            let mut metas = act.metas.clone();
             match outcome {
                 Outcome::Release => {
                     // Fresh records (I4): a document not yet delivered is re-rendered if
                     // the record moved on since it was rendered.
                     if let Some(rec) = rec.as_deref()
                         && was == JobPhase::Ready
-                        && metas[i].record_version != rec.version
+                        && next.jobs[i].meta.record_version != rec.version
                     {
-                        act.render_into_slot(i, rec, &mut metas);
+                        act.render_into(i, rec, &mut next.jobs[i].meta);
                     }
                     // Resumed on a new owner: the bytes were never persisted, so render
                     // them again from the persisted serial and issue time.
-                    if act.slots[i].doc.is_none()
+                    if act.jobs[i].doc.is_none()
                         && let Some(rec) = rec.as_deref()
                     {
-                        act.render_into_slot(i, rec, &mut metas);
+                        act.render_into(i, rec, &mut next.jobs[i].meta);
                     }
-                    let Some(doc) = act.slots[i].doc.clone() else {
+                    let Some(doc) = act.jobs[i].doc.as_ref() else {
                         return unexpected(Outcome::Release, reply);
                     };
-                    if !act.binding_ok(&doc, i) {
+                    if !act.binding_ok(doc, i) {
                         act.deps.metrics.binding_self_check_failures.inc();
                         tracing::error!(
                             shard = act.fence.shard,
                             "binding self-check failed; document withheld"
                         );
-                        let _ = reply.send(ErrorCode::Unavailable.into());
-                        return;
+                        return reply.send(ErrorCode::Unavailable);
                     }
-                    if next == act.machine && metas == act.metas {
+                    let document = doc.document.clone();
+                    if act.unchanged(&next) {
                         act.deps.metrics.released(kind);
-                        let _ = reply.send(SessionReply::Document(doc));
-                        return;
+                        return reply.send(SessionReply::Document(document));
                     }
                     act.commit_then_reply(
                         ctx,
-                        "deliver",
+                        CommitOp::Deliver,
                         next,
-                        metas,
                         snapshot_only(),
                         reply,
                         move |act, _| {
                             act.deps.metrics.released(kind);
-                            SessionReply::Document(doc)
+                            SessionReply::Document(document)
                         },
                     );
                 }
@@ -297,19 +268,17 @@ impl Session {
                     if let Rejection::NotIssuable(reason) = r {
                         act.deps.metrics.refused(reason);
                     }
-                    if next == act.machine {
-                        let _ = reply.send(rejected(r));
-                        return;
+                    if act.unchanged(&next) {
+                        return reply.send(rejected(r));
                     }
-                    act.slots[i].doc = None;
+                    act.jobs[i].doc = None;
                     act.commit_then_reply(
                         ctx,
-                        "refuse",
+                        CommitOp::Refuse,
                         next,
-                        metas,
                         snapshot_only(),
                         reply,
-                        move |_, _| rejected(r),
+                        move |_, _| rejected(r).into(),
                     );
                 }
                 other => unexpected(other, reply),
@@ -319,8 +288,8 @@ impl Session {
 
     /// The cheap half of the kiosk's own check, done before every release: the binding
     /// names this session, kiosk, card and order, and hashes exactly these bytes.
-    fn binding_ok(&self, doc: &Document, i: usize) -> bool {
-        let job = &self.machine.jobs[i];
+    fn binding_ok(&self, doc: &Rendered, i: usize) -> bool {
+        let job = &self.jobs[i].saved;
         doc.binding.matches(
             &doc.pdf,
             &self.id.to_string(),
@@ -328,23 +297,22 @@ impl Session {
             &self.card,
             job.kind,
             job.copies,
-        ) && doc.binding.serial == self.metas[i].serial.clone().unwrap_or_default()
+        ) && doc.binding.serial == job.meta.serial.as_deref().unwrap_or_default()
     }
 
     pub(super) fn printed(&mut self, ctx: &mut Context<Self>, job: JobId, reply: ReplyTo) {
-        let mut next = self.machine.clone();
+        let mut next = self.machine();
         let Some(i) = self.job_index(job) else {
-            let _ = reply.send(rejected(match next.apply(Command::Printed { job }) {
+            return reply.send(rejected(match next.apply(Command::Printed { job }) {
                 Outcome::Rejected(r) => r,
                 _ => Rejection::UnknownJob,
             }));
-            return;
         };
-        let serial = self.metas[i].serial.clone().unwrap_or_default();
+        let j = &self.jobs[i].saved;
+        let (kind, copies, record_version) = (j.kind, j.copies, j.meta.record_version);
+        let serial = j.meta.serial.clone().unwrap_or_default();
         match next.apply(Command::Printed { job }) {
             Outcome::Charge { charged_yen } => {
-                let j = &self.machine.jobs[i];
-                let (kind, copies) = (j.kind, j.copies);
                 let record = AuditRecord {
                     session_id: self.id.to_string(),
                     job_id: job.to_string(),
@@ -354,19 +322,17 @@ impl Session {
                     kind,
                     copies,
                     charged_yen,
-                    record_version: self.metas[i].record_version,
+                    record_version,
                     printed_at: crate::clock::now_rfc3339(),
                 };
                 let change = Change {
                     audit: Some(record),
                     ..snapshot_only()
                 };
-                let metas = self.metas.clone();
                 self.commit_then_reply(
                     ctx,
-                    "print",
+                    CommitOp::Print,
                     next,
-                    metas,
                     change,
                     reply,
                     move |act, applied| {
@@ -381,14 +347,12 @@ impl Session {
                 );
             }
             Outcome::AlreadyCharged { charged_yen } => {
-                let _ = reply.send(SessionReply::Printed(PrintedResponse {
+                reply.send(SessionReply::Printed(PrintedResponse {
                     serial,
                     charged_yen,
                 }));
             }
-            Outcome::Rejected(r) => {
-                let _ = reply.send(rejected(r));
-            }
+            Outcome::Rejected(r) => reply.send(rejected(r)),
             other => unexpected(other, reply),
         }
     }
@@ -398,7 +362,7 @@ impl Session {
 /// as unavailable rather than guessed at (I7).
 fn unexpected(outcome: Outcome, reply: ReplyTo) {
     tracing::error!(?outcome, "unexpected state machine outcome");
-    let _ = reply.send(ErrorCode::Internal.into());
+    reply.send(ErrorCode::Internal);
 }
 
 fn auth_response(rec: &ResidentRecord) -> AuthResponse {

@@ -7,25 +7,19 @@ use std::sync::Arc;
 use actix::prelude::*;
 use kofu_coord::Change;
 use kofu_core::records::ResidentRecord;
-use kofu_core::session::{Command, JobPhase};
+use kofu_core::session::{Command, JobMeta, JobPhase};
 use kofu_proto::JobId;
 use kofu_render::RenderRequest;
 
-use super::Session;
 use super::ops::snapshot_only;
-use crate::messages::SessionReply;
-use crate::snapshot::JobMeta;
+use super::{CommitOp, Session};
 
 impl Session {
-    /// Renders job `i` from `rec` with its persisted serial and issue time.
-    pub(super) fn render_into_slot(
-        &mut self,
-        i: usize,
-        rec: &ResidentRecord,
-        metas: &mut [JobMeta],
-    ) {
-        let job = &self.machine.jobs[i];
-        let meta = &mut metas[i];
+    /// Renders job `i` from `rec` with its serial and issue time, keeping the document
+    /// beside the job; `meta` (the job's in the next state) gets the issue time and
+    /// record version it was rendered with.
+    pub(super) fn render_into(&mut self, i: usize, rec: &ResidentRecord, meta: &mut JobMeta) {
+        let job = &self.jobs[i].saved;
         let issued_at = meta
             .issued_at
             .get_or_insert_with(crate::clock::now_rfc3339)
@@ -48,7 +42,7 @@ impl Session {
         );
         timer.observe_duration();
         self.deps.metrics.rendered(job.kind);
-        self.slots[i].doc = Some(Arc::new(doc));
+        self.jobs[i].doc = Some(Box::new(doc));
     }
 
     /// Render a job whose render timer fired (possibly after an injected delay), from
@@ -60,7 +54,7 @@ impl Session {
         known: Option<Arc<ResidentRecord>>,
     ) {
         let Some(i) = self.job_index(job) else { return };
-        if self.machine.jobs[i].phase != JobPhase::Rendering {
+        if self.jobs[i].saved.phase != JobPhase::Rendering {
             return;
         }
         if let Some(rec) = known {
@@ -68,7 +62,7 @@ impl Session {
         }
         let fut = self.deps.registry.record(&self.card);
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
-            if act.machine.jobs[i].phase != JobPhase::Rendering {
+            if act.jobs[i].saved.phase != JobPhase::Rendering {
                 return;
             }
             match res {
@@ -88,28 +82,24 @@ impl Session {
         job: JobId,
         rec: Arc<ResidentRecord>,
     ) {
-        if self.metas[i].serial.is_none() {
+        if self.jobs[i].saved.meta.serial.is_none() {
             // Resumed from a snapshot written before the serial came back.
             return self.allocate_serial(ctx, i, job, rec);
         }
-        let mut metas = self.metas.clone();
-        self.render_into_slot(i, &rec, &mut metas);
-        let mut next = self.machine.clone();
+        let mut next = self.machine();
+        self.render_into(i, &rec, &mut next.jobs[i].meta);
         next.apply(Command::RenderDone { job });
         self.commit(
             ctx,
-            "render",
+            CommitOp::Render,
             next,
-            metas,
             snapshot_only(),
             move |act, ctx, res| {
-                let waiters = std::mem::take(&mut act.slots[i].waiters);
+                let waiters = std::mem::take(&mut act.jobs[i].waiters);
                 for w in waiters {
-                    match &res {
+                    match res {
                         Ok(_) => act.fetch(ctx, job, false, w),
-                        Err(e) => {
-                            let _ = w.send(SessionReply::from(*e));
-                        }
+                        Err(e) => w.answer(e.answer()),
                     }
                 }
             },
@@ -129,16 +119,15 @@ impl Session {
             allocate_serial: true,
             ..snapshot_only()
         };
-        let (machine, metas) = (self.machine.clone(), self.metas.clone());
+        let next = self.machine();
         self.commit(
             ctx,
-            "job",
-            machine,
-            metas,
+            CommitOp::Job,
+            next,
             change,
             move |act, ctx, res| match res.ok().and_then(|a| a.serial) {
                 Some(n) => {
-                    act.metas[i].serial = Some(act.serial_text(n));
+                    act.jobs[i].saved.meta.serial = Some(act.serial_text(n));
                     act.render(ctx, job, Some(rec));
                 }
                 None => act.schedule_render_retry(ctx, job),

@@ -2,15 +2,15 @@
 //! deadline, idle timeout and hard limit, plus the host's order to close.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use kofu_core::records::ResidentRecord;
 use kofu_core::session::{CloseReason, Command, Outcome, VoidReason};
-use kofu_proto::{ErrorCode, JobId};
+use kofu_proto::{ErrorCode, JobId, SessionReply};
+use tokio::time::Instant;
 
-use super::Session;
-use crate::messages::SessionReply;
+use super::{CommitOp, Session};
 
 /// Render a job, from the record already read for it when there is one.
 #[derive(Message)]
@@ -69,11 +69,12 @@ impl Session {
     /// that runs from their creation.
     pub(super) fn resume_renders(&mut self, ctx: &mut Context<Self>) {
         let now_ms = crate::clock::now_ms();
-        for (job, meta) in self.machine.jobs.iter().zip(&self.metas) {
+        for job in self.jobs.iter().map(|j| &j.saved) {
             if job.phase != kofu_core::session::JobPhase::Rendering {
                 continue;
             }
-            let deadline_ms = meta
+            let deadline_ms = job
+                .meta
                 .created_ms
                 .saturating_add(self.deps.config.render_deadline.as_millis() as u64);
             ctx.notify(RenderNow(job.id, None));
@@ -101,17 +102,15 @@ impl Handler<RenderDeadline> for Session {
     type Result = ();
 
     fn handle(&mut self, RenderDeadline(job): RenderDeadline, ctx: &mut Context<Self>) {
-        let mut next = self.machine.clone();
+        let mut next = self.machine();
         if next.apply(Command::RenderDeadline { job }) != Outcome::Changed {
             return;
         }
         let Some(i) = self.job_index(job) else { return };
-        let metas = self.metas.clone();
         self.commit(
             ctx,
-            "void",
+            CommitOp::Void,
             next,
-            metas,
             super::ops::snapshot_only(),
             move |act, ctx, res| {
                 if res.is_err() {
@@ -121,9 +120,10 @@ impl Handler<RenderDeadline> for Session {
                     return;
                 }
                 act.deps.metrics.voided(VoidReason::Deadline, 1);
-                act.slots[i].doc = None;
-                for w in act.slots[i].waiters.drain(..) {
-                    let _ = w.send(SessionReply::from(ErrorCode::JobVoided));
+                let voided = &mut act.jobs[i];
+                voided.doc = None;
+                for w in voided.waiters.drain(..) {
+                    w.send(ErrorCode::JobVoided);
                 }
             },
         );

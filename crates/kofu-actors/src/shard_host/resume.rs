@@ -7,7 +7,7 @@ use kofu_coord::StoreError;
 use kofu_proto::{ErrorCode, SessionId};
 
 use super::{Entry, ShardHost};
-use crate::messages::{SessionCall, SessionReply};
+use crate::messages::{Answer, Moved, SessionCall};
 use crate::session::Session;
 use crate::snapshot::Snapshot;
 
@@ -20,7 +20,7 @@ impl ShardHost {
         let id = msg.session;
         if let Some(waiting) = self.loading.get_mut(&id) {
             if waiting.len() >= MAX_WAITING {
-                let _ = msg.reply.send(ErrorCode::Unavailable.into());
+                msg.reply.send(ErrorCode::Unavailable);
             } else {
                 waiting.push(msg);
             }
@@ -41,31 +41,31 @@ impl ShardHost {
         ctx: &mut Context<Self>,
     ) {
         let calls = self.loading.remove(&id).unwrap_or_default();
-        let answer_all = |calls: Vec<SessionCall>, make: &dyn Fn() -> SessionReply| {
+        let answer_all = |calls: Vec<SessionCall>, answer: Answer| {
             for c in calls {
-                let _ = c.reply.send(make());
+                c.reply.answer(answer.clone());
             }
         };
         if self.moving {
-            return answer_all(calls, &|| SessionReply::Moving);
+            return answer_all(calls, Err(Moved));
         }
         let bytes = match res {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return answer_all(calls, &|| ErrorCode::UnknownSession.into()),
-            Err(StoreError::Fenced { .. }) => return answer_all(calls, &|| SessionReply::Moving),
+            Ok(None) => return answer_all(calls, Ok(ErrorCode::UnknownSession.into())),
+            Err(StoreError::Fenced { .. }) => return answer_all(calls, Err(Moved)),
             Err(e) => {
                 self.deps.metrics.store_unavailable.inc();
                 tracing::warn!(shard = self.fence.shard, error = %e, "snapshot read failed");
-                return answer_all(calls, &|| ErrorCode::Unavailable.into());
+                return answer_all(calls, Ok(ErrorCode::Unavailable.into()));
             }
         };
         let snap = match Snapshot::decode(&bytes) {
             Ok(snap) if snap.session == id && !snap.machine.is_closed() => snap,
-            Ok(_) => return answer_all(calls, &|| ErrorCode::UnknownSession.into()),
+            Ok(_) => return answer_all(calls, Ok(ErrorCode::UnknownSession.into())),
             Err(e) => {
                 // Unreadable state is not guessed at (I7); the error names no data.
                 tracing::error!(shard = self.fence.shard, error = %e, "snapshot does not decode");
-                return answer_all(calls, &|| ErrorCode::Unavailable.into());
+                return answer_all(calls, Ok(ErrorCode::Unavailable.into()));
             }
         };
         let kiosk = snap.kiosk.clone();

@@ -1,38 +1,96 @@
-//! In-process registry: the synthetic population, updated in place by admin calls.
+//! In-process registry: the synthetic population, updated in place by admin calls, keyed
+//! by card digest so that sessions need not keep card ids (I6). Superseded record
+//! versions stay readable for the history TTL, so a delivered document re-renders byte
+//! for byte after the record changed (I3, I4).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use kofu_core::records::{Date, ResidentRecord, Seal};
 use kofu_proto::CardId;
 use parking_lot::RwLock;
+use tokio::time::Instant;
 
-use crate::{Registry, RevokeOutcome, StoreError};
+use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreError};
 
 const BUCKETS: usize = 64;
+
+type Digest = [u8; 32];
+
+#[derive(Debug, Default)]
+struct Bucket {
+    current: HashMap<Digest, Arc<ResidentRecord>>,
+    /// (card, version) → the record as it was, and until when it is kept.
+    superseded: HashMap<(Digest, u64), (Arc<ResidentRecord>, Instant)>,
+    /// In expiry order (one TTL for all), for pruning at the next write.
+    expiries: VecDeque<(Instant, (Digest, u64))>,
+}
+
+impl Bucket {
+    fn prune(&mut self, now: Instant) {
+        while let Some((at, key)) = self.expiries.front() {
+            if *at > now {
+                return;
+            }
+            self.superseded.remove(key);
+            self.expiries.pop_front();
+        }
+    }
+}
 
 /// Records in buckets so readers on different cores rarely meet on one lock.
 #[derive(Debug)]
 pub struct EmbeddedRegistry {
-    buckets: Vec<RwLock<HashMap<CardId, Arc<ResidentRecord>>>>,
+    buckets: Vec<RwLock<Bucket>>,
+    history_ttl: Duration,
 }
 
 impl EmbeddedRegistry {
     pub fn new(records: impl IntoIterator<Item = ResidentRecord>) -> EmbeddedRegistry {
-        let mut buckets: Vec<HashMap<CardId, Arc<ResidentRecord>>> =
-            (0..BUCKETS).map(|_| HashMap::new()).collect();
+        let mut buckets: Vec<Bucket> = (0..BUCKETS).map(|_| Bucket::default()).collect();
         for r in records {
-            buckets[bucket(&r.card_id)].insert(r.card_id.clone(), Arc::new(r));
+            let digest = r.card_id.digest_bytes();
+            buckets[bucket(&digest)].current.insert(digest, Arc::new(r));
         }
         EmbeddedRegistry {
             buckets: buckets.into_iter().map(RwLock::new).collect(),
+            history_ttl: DEFAULT_HISTORY_TTL,
         }
     }
 
+    /// Keeps superseded versions readable for `ttl` (at least the session hard limit
+    /// plus a margin, or a delivered document could not be fetched again).
+    pub fn with_history_ttl(mut self, ttl: Duration) -> EmbeddedRegistry {
+        self.history_ttl = ttl;
+        self
+    }
+
     pub fn get(&self, card: &CardId) -> Option<Arc<ResidentRecord>> {
-        self.buckets[bucket(card)].read().get(card).cloned()
+        self.get_by_digest(&card.digest_bytes())
+    }
+
+    pub fn get_by_digest(&self, digest: &Digest) -> Option<Arc<ResidentRecord>> {
+        self.buckets[bucket(digest)]
+            .read()
+            .current
+            .get(digest)
+            .cloned()
+    }
+
+    pub fn get_at(&self, digest: &Digest, version: u64) -> Option<Arc<ResidentRecord>> {
+        let b = self.buckets[bucket(digest)].read();
+        if let Some(current) = b.current.get(digest)
+            && current.version == version
+        {
+            return Some(current.clone());
+        }
+        b.superseded
+            .get(&(*digest, version))
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(r, _)| r.clone())
     }
 
     fn update(
@@ -40,11 +98,18 @@ impl EmbeddedRegistry {
         card: &CardId,
         f: impl FnOnce(&ResidentRecord) -> Option<ResidentRecord>,
     ) -> Option<Option<Arc<ResidentRecord>>> {
-        let mut map = self.buckets[bucket(card)].write();
-        let current = map.get(card)?;
-        let next = f(current).map(Arc::new);
+        let digest = card.digest_bytes();
+        let mut b = self.buckets[bucket(&digest)].write();
+        let now = Instant::now();
+        b.prune(now);
+        let current = b.current.get(&digest)?.clone();
+        let next = f(&current).map(Arc::new);
         if let Some(n) = &next {
-            map.insert(card.clone(), n.clone());
+            let key = (digest, current.version);
+            let until = now + self.history_ttl;
+            b.superseded.insert(key, (current, until));
+            b.expiries.push_back((until, key));
+            b.current.insert(digest, n.clone());
         }
         Some(next)
     }
@@ -74,14 +139,9 @@ impl EmbeddedRegistry {
     }
 }
 
-fn bucket(card: &CardId) -> usize {
-    let b = card.expose().as_bytes();
-    // Card ids are uniformly random hex: the last two digits spread well enough.
-    let tail = b.len().saturating_sub(2);
-    (b[tail..]
-        .iter()
-        .fold(0usize, |acc, c| acc * 31 + usize::from(*c)))
-        % BUCKETS
+/// Digests are uniformly distributed: the first byte spreads well enough.
+fn bucket(digest: &Digest) -> usize {
+    usize::from(digest[0]) % BUCKETS
 }
 
 impl Registry for EmbeddedRegistry {
@@ -90,6 +150,21 @@ impl Registry for EmbeddedRegistry {
         card: &CardId,
     ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
         futures::future::ready(Ok(self.get(card))).boxed()
+    }
+
+    fn record_by_digest(
+        &self,
+        card_digest: [u8; 32],
+    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+        futures::future::ready(Ok(self.get_by_digest(&card_digest))).boxed()
+    }
+
+    fn record_at(
+        &self,
+        card_digest: [u8; 32],
+        version: u64,
+    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+        futures::future::ready(Ok(self.get_at(&card_digest, version))).boxed()
     }
 
     fn revoke_seal(
@@ -106,5 +181,43 @@ impl Registry for EmbeddedRegistry {
         address: String,
     ) -> BoxFuture<'static, Result<Option<u64>, StoreError>> {
         futures::future::ready(Ok(self.update_address_now(card, address))).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kofu_core::{Population, PopulationSpec};
+
+    /// Superseded versions are kept for the history TTL only, so memory follows the
+    /// changes of the last TTL, not every change ever made.
+    #[test]
+    fn superseded_versions_go_after_the_history_ttl() {
+        let records = Population::generate(&PopulationSpec {
+            seed: 3,
+            residents: 10,
+            kiosks: 1,
+        })
+        .residents;
+        let ttl = Duration::from_millis(300);
+        let registry = EmbeddedRegistry::new(records.clone()).with_history_ttl(ttl);
+        let r = &records[0];
+        let digest = r.card_id.digest_bytes();
+        let next = registry.update_address_now(&r.card_id, "a".into());
+        assert_eq!(next, Some(r.version + 1));
+        assert_eq!(registry.get_at(&digest, r.version).as_deref(), Some(r));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while registry.get_at(&digest, r.version).is_some() {
+            assert!(std::time::Instant::now() < deadline, "never expired");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The next write prunes it from memory.
+        registry.update_address_now(&r.card_id, "b".into());
+        let held: usize = registry
+            .buckets
+            .iter()
+            .map(|b| b.read().superseded.len())
+            .sum();
+        assert_eq!(held, 1, "only the version the last change superseded");
     }
 }

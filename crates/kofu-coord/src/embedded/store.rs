@@ -1,90 +1,59 @@
 //! In-process fenced store: per-shard state behind its own lock, with the same fence,
-//! lock and idempotency rules the Redis scripts enforce.
+//! lock, listing and idempotency rules the Redis scripts enforce. Memory follows the
+//! sessions open: confirmed prints go to the audit sink (a file, synced before the print
+//! is acknowledged), and what a session leaves behind goes when it ends.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufWriter, Write as _};
-use std::path::Path;
+mod shard;
+mod sink;
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use kofu_proto::SessionId;
 use parking_lot::Mutex;
+use tokio::time::Instant;
+
+pub use sink::AuditSink;
 
 use crate::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
-    SnapshotOp, StoreError,
+    SessionCursor, SessionPage, SnapshotOp, StoreError,
 };
+use shard::ShardState;
 
-/// Where confirmed prints go besides memory. A file sink makes acknowledged records
-/// survive a crash of the process (written and flushed before the print is answered).
-pub enum AuditSink {
-    Memory,
-    File(Mutex<BufWriter<File>>),
-}
-
-impl std::fmt::Debug for AuditSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuditSink::Memory => f.write_str("AuditSink::Memory"),
-            AuditSink::File(_) => f.write_str("AuditSink::File"),
-        }
-    }
-}
-
-impl AuditSink {
-    pub fn append_to(path: &Path) -> std::io::Result<AuditSink> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(AuditSink::File(Mutex::new(BufWriter::new(file))))
-    }
-
-    fn write(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        let AuditSink::File(w) = self else {
-            return Ok(());
-        };
-        let mut line =
-            serde_json::to_vec(record).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        line.push(b'\n');
-        let mut w = w.lock();
-        w.write_all(&line)
-            .and_then(|()| w.flush())
-            .map_err(|e| StoreError::Unavailable(format!("audit file: {e}")))
-    }
-}
-
-#[derive(Debug, Default)]
-struct ShardState {
-    epoch: u64,
-    serial: u64,
-    snapshots: HashMap<SessionId, Vec<u8>>,
-    /// card digest → (holding session, kiosk)
-    card_locks: HashMap<[u8; 32], (SessionId, String)>,
-    audited: HashSet<(String, String)>,
-    audit: Vec<AuditRecord>,
-}
+/// The recent audit records a memory sink keeps, for tests and inspection; older ones
+/// are dropped (the memory sink is not a record of truth).
+pub const MEMORY_AUDIT_RECORDS: usize = 4096;
 
 #[derive(Debug)]
 pub struct EmbeddedStore {
     shards: Vec<Mutex<ShardState>>,
     sink: AuditSink,
+    /// With a memory sink, the latest `MEMORY_AUDIT_RECORDS` records.
+    recent: Mutex<VecDeque<AuditRecord>>,
+    /// How long a put snapshot lives without another write; `None`: until deleted.
+    state_ttl: Option<Duration>,
 }
 
 impl EmbeddedStore {
     pub fn new(shard_count: u32, epoch: u64, sink: AuditSink) -> EmbeddedStore {
         EmbeddedStore {
             shards: (0..shard_count)
-                .map(|_| {
-                    Mutex::new(ShardState {
-                        epoch,
-                        ..ShardState::default()
-                    })
-                })
+                .map(|_| Mutex::new(ShardState::new(epoch)))
                 .collect(),
             sink,
+            recent: Mutex::new(VecDeque::new()),
+            state_ttl: None,
         }
+    }
+
+    /// Snapshots (and their listing and audit keys) expire `ttl` after their last put,
+    /// as the Redis store's do: a session whose actor vanished cannot stay forever.
+    pub fn with_state_ttl(mut self, ttl: Duration) -> EmbeddedStore {
+        self.state_ttl = Some(ttl);
+        self
     }
 
     /// Moves a shard to a new epoch, as a takeover would; older fences fail from now on.
@@ -94,24 +63,27 @@ impl EmbeddedStore {
         Some(s.epoch)
     }
 
-    /// Every audit record of every shard, for admin inspection and tests.
+    /// The latest audit records (at most `MEMORY_AUDIT_RECORDS`) with a memory sink, in
+    /// the order written; none with a file sink (the file is the record).
     pub fn audit_records(&self) -> Vec<AuditRecord> {
+        self.recent.lock().iter().cloned().collect()
+    }
+
+    /// Snapshots held, tombstones included (expired ones go at the shard's next use).
+    pub fn snapshot_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().snapshot_count()).sum()
+    }
+
+    /// Sessions with audit keys held: never more than those with a snapshot.
+    pub fn audited_session_count(&self) -> usize {
         self.shards
             .iter()
-            .flat_map(|s| s.lock().audit.clone())
-            .collect()
+            .map(|s| s.lock().audited_sessions())
+            .sum()
     }
 
-    pub fn snapshot_count(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().snapshots.len()).sum()
-    }
-
-    pub fn apply_now(
-        &self,
-        fence: Fence,
-        session: SessionId,
-        change: Change,
-    ) -> Result<Applied, StoreError> {
+    /// The shard's state, expired entries dropped, if `fence` is current.
+    fn shard(&self, fence: Fence) -> Result<parking_lot::MutexGuard<'_, ShardState>, StoreError> {
         let shard = self
             .shards
             .get(fence.shard as usize)
@@ -123,6 +95,17 @@ impl EmbeddedStore {
                 held: fence.epoch,
             });
         }
+        s.expire(Instant::now());
+        Ok(s)
+    }
+
+    pub fn apply_now(
+        &self,
+        fence: Fence,
+        session: SessionId,
+        change: Change,
+    ) -> Result<Applied, StoreError> {
+        let mut s = self.shard(fence)?;
         // A card held by a session of another kiosk stays theirs: nothing is written.
         if let CardLockOp::Acquire {
             card_digest,
@@ -141,13 +124,19 @@ impl EmbeddedStore {
         // The audit write is the only step that can fail after the fence check, so it
         // goes first: a failed change leaves nothing behind.
         if let Some(record) = change.audit {
-            let key = (record.session_id.clone(), record.job_id.clone());
-            if s.audited.contains(&key) {
+            let member = format!("{}/{}", record.session_id, record.job_id);
+            if s.audited_before(&session, &member) {
                 applied.audit = Some(AuditOutcome::Duplicate);
             } else {
                 self.sink.write(&record)?;
-                s.audited.insert(key);
-                s.audit.push(record);
+                s.mark_audited(session, member);
+                if self.sink.is_memory() {
+                    let mut recent = self.recent.lock();
+                    if recent.len() == MEMORY_AUDIT_RECORDS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(record);
+                }
                 applied.audit = Some(AuditOutcome::Recorded);
             }
         }
@@ -177,13 +166,30 @@ impl EmbeddedStore {
         match change.snapshot {
             SnapshotOp::Keep => {}
             SnapshotOp::Put(bytes) => {
-                s.snapshots.insert(session, bytes);
+                let until = self.state_ttl.map(|ttl| Instant::now() + ttl);
+                s.put(session, bytes, true, until);
             }
-            SnapshotOp::Delete => {
-                s.snapshots.remove(&session);
+            SnapshotOp::Delete => s.end(&session),
+            SnapshotOp::Tombstone { bytes, ttl } => {
+                s.put(session, bytes, false, Some(Instant::now() + ttl));
             }
         }
         Ok(applied)
+    }
+
+    pub fn list_sessions_now(
+        &self,
+        fence: Fence,
+        cursor: &SessionCursor,
+        limit: usize,
+    ) -> Result<SessionPage, StoreError> {
+        let s = self.shard(fence)?;
+        let (sessions, more) = s.list(&cursor.0, limit);
+        let next = match sessions.last() {
+            Some(last) if more => Some(SessionCursor(last.to_string())),
+            _ => None,
+        };
+        Ok(SessionPage { sessions, next })
     }
 }
 
@@ -202,21 +208,17 @@ impl FencedStore for EmbeddedStore {
         fence: Fence,
         session: SessionId,
     ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
-        let res = match self.shards.get(fence.shard as usize) {
-            None => Err(StoreError::Unavailable(format!("no shard {}", fence.shard))),
-            Some(shard) => {
-                let s = shard.lock();
-                if s.epoch == fence.epoch {
-                    Ok(s.snapshots.get(&session).cloned())
-                } else {
-                    Err(StoreError::Fenced {
-                        shard: fence.shard,
-                        held: fence.epoch,
-                    })
-                }
-            }
-        };
+        let res = self.shard(fence).map(|s| s.snapshot(&session));
         futures::future::ready(res).boxed()
+    }
+
+    fn list_sessions(
+        &self,
+        fence: Fence,
+        cursor: SessionCursor,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+        futures::future::ready(self.list_sessions_now(fence, &cursor, limit)).boxed()
     }
 }
 

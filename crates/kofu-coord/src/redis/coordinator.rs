@@ -17,7 +17,7 @@ mod events;
 mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -93,7 +93,9 @@ struct Shared {
     local: watch::Sender<Vec<Fence>>,
     /// Wakes the loop for an early round (a pub/sub event, a peer's `Moved`).
     poke: Notify,
-    hook: OnceLock<HandoffHook>,
+    /// What the node does before giving a shard up; without one (no sessions to
+    /// drain) a shard is released at once.
+    hook: Option<HandoffHook>,
     metrics: LeaseMetrics,
 }
 
@@ -148,8 +150,9 @@ impl std::fmt::Debug for RedisCoordinator {
 impl RedisCoordinator {
     /// Joins the cluster and starts the ownership loop on the current tokio runtime; the
     /// loop runs every `lease_ttl / 3`, which is also the heartbeat period (the member
-    /// TTL equals `lease_ttl`). Dropping the coordinator without `shutdown` stops the
-    /// loop at once, like a crash: its leases and heartbeat then lapse by their TTL.
+    /// TTL equals `lease_ttl`). `handoff` drains a shard before its lease is released.
+    /// Dropping the coordinator without `shutdown` stops the loop at once, like a
+    /// crash: its leases and heartbeat then lapse by their TTL.
     ///
     /// # Panics
     /// If called outside a tokio runtime.
@@ -159,6 +162,33 @@ impl RedisCoordinator {
         internal_addr: String,
         shard_count: u32,
         lease_ttl: Duration,
+        handoff: Option<HandoffHook>,
+    ) -> RedisCoordinator {
+        RedisCoordinator::start_with_replicas(
+            conn,
+            node_id,
+            internal_addr,
+            shard_count,
+            lease_ttl,
+            0,
+            handoff,
+        )
+    }
+
+    /// `start`, with every lease acquisition and renewal acknowledged by `replicas`
+    /// replicas before it counts (Sentinel setups; the same number as the store's).
+    /// A node whose replica is gone stops holding shards within a lease TTL.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    pub fn start_with_replicas(
+        conn: RedisConn,
+        node_id: String,
+        internal_addr: String,
+        shard_count: u32,
+        lease_ttl: Duration,
+        replicas: u32,
+        handoff: Option<HandoffHook>,
     ) -> RedisCoordinator {
         let period = (lease_ttl / 3).max(MIN_PERIOD);
         let (local, _) = watch::channel(Vec::new());
@@ -166,7 +196,7 @@ impl RedisCoordinator {
             state: Mutex::new(State::default()),
             local,
             poke: Notify::new(),
-            hook: OnceLock::new(),
+            hook: handoff,
             metrics: LeaseMetrics::new(),
         });
         let (handed_off, handed_off_rx) = mpsc::unbounded_channel();
@@ -189,7 +219,7 @@ impl RedisCoordinator {
             // A drain that has not finished by then is cut short: the lease goes anyway
             // and the sessions resume from their snapshots on the next owner.
             handoff_deadline: lease_ttl.max(Duration::from_secs(2)),
-            leases: RedisLeases::new(conn.clone()),
+            leases: RedisLeases::new(conn.clone()).with_replicas(replicas),
             membership: RedisMembership::new(conn.clone()),
             conn,
             shared: Arc::clone(&shared),
@@ -220,11 +250,6 @@ impl RedisCoordinator {
         if let Some(old) = self.events.lock().replace(task) {
             old.abort();
         }
-    }
-
-    /// Sets what the node does before giving up a shard (once; later calls are ignored).
-    pub fn set_handoff(&self, hook: HandoffHook) {
-        let _ = self.shared.hook.set(hook);
     }
 
     /// The lease counters, for the node to register.

@@ -47,19 +47,48 @@ pub fn card_lock(shard: u32, card_digest: &[u8; 32]) -> String {
     shard_key(shard, &format!("lock:{}", hex::encode(card_digest)))
 }
 
+/// The stream of confirmed prints, trimmed by the audit retention.
 pub fn audit(shard: u32) -> String {
     shard_key(shard, "audit")
 }
 
-/// The `session_id/job_id` pairs already audited, for exactly-once charging (I5).
-pub fn audited(shard: u32) -> String {
-    shard_key(shard, "audited")
+/// The `session_id/job_id` pairs audited for one session, for exactly-once charging
+/// (I5); it lives as long as the session's snapshot and goes with it.
+pub fn audited(shard: u32, session: &SessionId) -> String {
+    shard_key(shard, &format!("audited:{session}"))
+}
+
+/// The shard's open sessions: a sorted set, member the session id, score the time of
+/// its last snapshot write (ms), for the sweep a new owner runs.
+pub fn sessions(shard: u32) -> String {
+    shard_key(shard, "sessions")
+}
+
+/// The shard a card's records live in, from its digest alone: the same as
+/// `kofu_proto::shard_of` (the first 8 bytes of the SHA-256, big endian, modulo the
+/// count), so that no lookup needs the card id (I6).
+pub fn shard_of_digest(digest: &[u8; 32], shard_count: u32) -> u32 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    let shard = u64::from_be_bytes(head) % u64::from(shard_count.max(1));
+    // Below `shard_count`, a u32.
+    u32::try_from(shard).unwrap_or(0)
 }
 
 /// A registry record lives in the shard its card belongs to.
 pub fn record(card: &CardId, shard_count: u32) -> String {
-    let shard = kofu_proto::shard_of(card, shard_count);
-    shard_key(shard, &format!("rec:{}", card.digest()))
+    record_by_digest(&card.digest_bytes(), shard_count)
+}
+
+pub fn record_by_digest(digest: &[u8; 32], shard_count: u32) -> String {
+    let shard = shard_of_digest(digest, shard_count);
+    shard_key(shard, &format!("rec:{}", hex::encode(digest)))
+}
+
+/// A superseded version of a record, kept for the history TTL so that a delivered
+/// document re-renders from the record it was made from.
+pub fn record_version(digest: &[u8; 32], shard_count: u32, version: u64) -> String {
+    format!("{}@{version}", record_by_digest(digest, shard_count))
 }
 
 #[cfg(test)]
@@ -76,7 +105,8 @@ mod tests {
             snapshot(7, &session),
             card_lock(7, &[0xab; 32]),
             audit(7),
-            audited(7),
+            audited(7, &session),
+            sessions(7),
         ] {
             assert!(key.starts_with("kofu:{s7}:"), "{key}");
         }
@@ -96,5 +126,20 @@ mod tests {
         assert!(key.ends_with(&card.digest()));
         let shard = kofu_proto::shard_of(&card, 16);
         assert!(key.starts_with(&format!("kofu:{{s{shard}}}:rec:")));
+        let old = record_version(&card.digest_bytes(), 16, 4);
+        assert_eq!(old, format!("{key}@4"));
+    }
+
+    #[test]
+    fn the_shard_of_a_digest_is_the_shard_of_its_card() {
+        for n in 0..200u32 {
+            let card = CardId::parse(&format!("{n:016X}")).expect("valid card id");
+            for count in [1, 7, 16, 1024] {
+                assert_eq!(
+                    shard_of_digest(&card.digest_bytes(), count),
+                    kofu_proto::shard_of(&card, count)
+                );
+            }
+        }
     }
 }

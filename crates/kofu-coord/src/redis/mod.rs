@@ -7,6 +7,7 @@
 //! reads are never served by replicas, so a write the primary acknowledged is seen by
 //! every later read.
 
+mod call;
 mod conn;
 mod coordinator;
 mod keys;
@@ -25,7 +26,7 @@ pub use coordinator::{LeaseMetrics, RedisCoordinator};
 pub use leases::RedisLeases;
 pub use membership::{Member, RedisMembership};
 pub use registry::{RedisRegistry, RegistrySetupError};
-pub use store::RedisStore;
+pub use store::{DEFAULT_AUDIT_RETENTION, RedisStore};
 
 use crate::StoreError;
 

@@ -5,8 +5,16 @@
 //! Freshness: every read and write goes to the primary that holds the record's slot
 //! (never a replica), and `revoke_seal` resolves only after that primary acknowledged
 //! the write, so every later `record` call, from any connection of any node, reads the
-//! revoked record. (A failover to a replica that had not yet received the write could
-//! lose it; making that impossible would need `WAIT` and is out of scope here.)
+//! revoked record.
+//!
+//! Durability: with replicas configured (Sentinel), a change (revocation, address
+//! update, load) resolves `Ok` only once `WAIT` reports the replicas have it, so a
+//! failover cannot lose an acknowledged revocation; otherwise it answers `Unavailable`
+//! and a retry converges (a second revocation finds the first and, once the replicas
+//! have it too, answers `AlreadyRevoked`).
+//!
+//! History: a change keeps the superseded version under `rec:<digest>@<version>` for the
+//! history TTL, so a delivered document re-renders from the record it was made from.
 
 use std::sync::Arc;
 
@@ -15,8 +23,11 @@ use futures::future::BoxFuture;
 use kofu_core::records::{Date, ResidentRecord, Seal};
 use kofu_proto::CardId;
 
-use super::{RedisConn, bad_reply, keys, reply_int, scripts, unavailable};
-use crate::{Registry, RevokeOutcome, StoreError};
+use std::time::Duration;
+
+use super::call::{Call, REPLICA_WAIT, not_replicated};
+use super::{RedisConn, bad_reply, keys, millis, reply_int, scripts, unavailable};
+use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreError};
 
 /// Compare-and-set attempts before giving up: each lost round means another admin write
 /// to the same record landed in between, which is rare, so a few suffice.
@@ -36,6 +47,10 @@ pub enum RegistrySetupError {
 pub struct RedisRegistry {
     conn: RedisConn,
     shard_count: u32,
+    /// Replicas that must hold a change before it is acknowledged (as the store's).
+    replicas: u32,
+    /// How long a superseded record version stays readable.
+    history_ttl: Duration,
 }
 
 impl std::fmt::Debug for RedisRegistry {
@@ -52,10 +67,10 @@ fn encode(record: &ResidentRecord) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The decoder's message could quote the record's content, so it is dropped (I6).
-fn decode(card: &CardId, bytes: &[u8]) -> Result<ResidentRecord, StoreError> {
+fn decode(digest: &[u8; 32], bytes: &[u8]) -> Result<ResidentRecord, StoreError> {
     let record: ResidentRecord = rmp_serde::from_slice(bytes)
         .map_err(|_| StoreError::Corrupt("registry record does not decode".into()))?;
-    if record.card_id != *card {
+    if record.card_id.digest_bytes() != *digest {
         return Err(StoreError::Corrupt(
             "registry record belongs to another card".into(),
         ));
@@ -65,7 +80,26 @@ fn decode(card: &CardId, bytes: &[u8]) -> Result<ResidentRecord, StoreError> {
 
 impl RedisRegistry {
     pub fn new(conn: RedisConn, shard_count: u32) -> RedisRegistry {
-        RedisRegistry { conn, shard_count }
+        RedisRegistry {
+            conn,
+            shard_count,
+            replicas: 0,
+            history_ttl: DEFAULT_HISTORY_TTL,
+        }
+    }
+
+    /// Requires `n` replicas to acknowledge every change before it resolves `Ok`
+    /// (Sentinel setups); unacknowledged changes answer `Unavailable`.
+    pub fn with_replicas(mut self, n: u32) -> RedisRegistry {
+        self.replicas = n;
+        self
+    }
+
+    /// Keeps superseded record versions for `ttl`: at least the session hard limit plus
+    /// a margin, or a delivered document could not be fetched again after a change.
+    pub fn with_history_ttl(mut self, ttl: Duration) -> RedisRegistry {
+        self.history_ttl = ttl;
+        self
     }
 
     /// Records the shard count on first use and refuses a different one afterwards: a
@@ -109,14 +143,24 @@ impl RedisRegistry {
     /// interrupted load is simply run again.
     pub async fn mark_population(&self, label: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.manager();
-        ::redis::cmd("SET")
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("SET")
             .arg(keys::META_POPULATION)
             .arg(label)
             .arg("NX")
-            .query_async::<Option<String>>(&mut conn)
+            .ignore();
+        // Lost in a failover, the mark would let a second load undo later changes.
+        pipe.cmd("WAIT")
+            .arg(self.replicas)
+            .arg(millis(REPLICA_WAIT));
+        let (acked,): (i64,) = pipe
+            .query_async(&mut conn)
             .await
-            .map(drop)
-            .map_err(|e| unavailable(&e))
+            .map_err(|e| unavailable(&e))?;
+        if acked < i64::from(self.replicas) {
+            return Err(not_replicated("population mark"));
+        }
+        Ok(())
     }
 
     /// Writes every record (replacing what is stored), pipelined; returns how many.
@@ -137,26 +181,102 @@ impl RedisRegistry {
                     .ignore();
                 total += 1;
             }
-            pipe.query_async::<()>(&mut conn)
+            // In the batch's pipeline, on the connection that wrote it (see `call`).
+            if self.replicas > 0 {
+                pipe.cmd("WAIT")
+                    .arg(self.replicas)
+                    .arg(millis(REPLICA_WAIT));
+            } else {
+                pipe.cmd("PING");
+            }
+            let (acked,): (::redis::Value,) = pipe
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| unavailable(&e))?;
+            if self.replicas > 0 && reply_int(&acked).is_none_or(|n| n < i64::from(self.replicas)) {
+                return Err(not_replicated("registry load").into());
+            }
         }
         Ok(total)
     }
 
-    async fn read(&self, card: &CardId) -> Result<Option<(Vec<u8>, ResidentRecord)>, StoreError> {
+    async fn read(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<(Vec<u8>, ResidentRecord)>, StoreError> {
+        self.read_key(digest, keys::record_by_digest(digest, self.shard_count))
+            .await
+    }
+
+    async fn read_key(
+        &self,
+        digest: &[u8; 32],
+        key: String,
+    ) -> Result<Option<(Vec<u8>, ResidentRecord)>, StoreError> {
         let mut conn = self.conn.manager();
         let bytes: Option<Vec<u8>> = ::redis::cmd("GET")
-            .arg(keys::record(card, self.shard_count))
+            .arg(key)
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
         match bytes {
             None => Ok(None),
             Some(bytes) => {
-                let record = decode(card, &bytes)?;
+                let record = decode(digest, &bytes)?;
                 Ok(Some((bytes, record)))
             }
+        }
+    }
+
+    pub async fn record_at_now(
+        &self,
+        digest: &[u8; 32],
+        version: u64,
+    ) -> Result<Option<ResidentRecord>, StoreError> {
+        match self.read(digest).await? {
+            Some((_, current)) if current.version == version => return Ok(Some(current)),
+            // Versions only grow: a later one was never stored.
+            Some((_, current)) if current.version < version => return Ok(None),
+            _ => {}
+        }
+        let key = keys::record_version(digest, self.shard_count, version);
+        let old = self.read_key(digest, key).await?;
+        match old {
+            Some((_, r)) if r.version != version => Err(StoreError::Corrupt(
+                "a kept record version holds another version".into(),
+            )),
+            other => Ok(other.map(|(_, r)| r)),
+        }
+    }
+
+    /// Writes the record's current bytes again and waits for the replicas: an answer
+    /// derived from a record (an earlier, unacknowledged revocation found again) is
+    /// given only once the replicas have that record.
+    async fn confirm(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        digest: &[u8; 32],
+        version: u64,
+    ) -> Result<(), StoreError> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn.manager();
+        let mut call = Call::new(&scripts::CAS_SCRIPT);
+        call.key(key)
+            .key(keys::record_version(digest, self.shard_count, version))
+            .arg(bytes)
+            .arg(bytes)
+            .arg(millis(self.history_ttl));
+        let (_, acked) = call
+            .run_replicated(&mut conn, self.replicas)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if acked {
+            Ok(())
+        } else {
+            Err(not_replicated("registry record"))
         }
     }
 
@@ -168,24 +288,35 @@ impl RedisRegistry {
         card: &CardId,
         change: impl Fn(&ResidentRecord) -> Option<ResidentRecord>,
     ) -> Result<Option<(ResidentRecord, Option<ResidentRecord>)>, StoreError> {
-        let key = keys::record(card, self.shard_count);
+        let digest = card.digest_bytes();
+        let key = keys::record_by_digest(&digest, self.shard_count);
         for _ in 0..CAS_ATTEMPTS {
-            let Some((old_bytes, current)) = self.read(card).await? else {
+            let Some((old_bytes, current)) = self.read(&digest).await? else {
                 return Ok(None);
             };
             let Some(next) = change(&current) else {
+                self.confirm(&key, &old_bytes, &digest, current.version)
+                    .await?;
                 return Ok(Some((current, None)));
             };
             let mut conn = self.conn.manager();
-            let reply: ::redis::Value = scripts::CAS_SCRIPT
-                .key(&key)
+            let mut call = Call::new(&scripts::CAS_SCRIPT);
+            call.key(&key)
+                .key(keys::record_version(
+                    &digest,
+                    self.shard_count,
+                    current.version,
+                ))
                 .arg(old_bytes)
                 .arg(encode(&next)?)
-                .invoke_async(&mut conn)
+                .arg(millis(self.history_ttl));
+            let (reply, acked) = call
+                .run_replicated(&mut conn, self.replicas)
                 .await
                 .map_err(|e| unavailable(&e))?;
             match reply_int(&reply) {
-                Some(1) => return Ok(Some((current, Some(next)))),
+                Some(1) if acked => return Ok(Some((current, Some(next)))),
+                Some(1) => return Err(not_replicated("registry change")),
                 Some(0) => continue,
                 _ => return Err(bad_reply("record update")),
             }
@@ -233,8 +364,30 @@ impl Registry for RedisRegistry {
         &self,
         card: &CardId,
     ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
-        let (registry, card) = (self.clone(), card.clone());
-        async move { Ok(registry.read(&card).await?.map(|(_, r)| Arc::new(r))) }.boxed()
+        self.record_by_digest(card.digest_bytes())
+    }
+
+    fn record_by_digest(
+        &self,
+        card_digest: [u8; 32],
+    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+        let registry = self.clone();
+        async move { Ok(registry.read(&card_digest).await?.map(|(_, r)| Arc::new(r))) }.boxed()
+    }
+
+    fn record_at(
+        &self,
+        card_digest: [u8; 32],
+        version: u64,
+    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+        let registry = self.clone();
+        async move {
+            Ok(registry
+                .record_at_now(&card_digest, version)
+                .await?
+                .map(Arc::new))
+        }
+        .boxed()
     }
 
     fn revoke_seal(

@@ -1,16 +1,24 @@
 //! The Lua scripts behind every fenced write. Each runs atomically on the Redis primary
 //! and touches the keys of one shard only; every check comes before the first write, so
 //! a refused script leaves nothing behind (Redis does not roll back a script that fails
-//! half-way).
+//! half-way). Time inside a script is the primary's (`TIME`; scripts are replicated by
+//! their effects, so replicas apply the same values).
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 /// KEYS: lease, epoch. ARGV: node id, ttl ms, epoch floor. Returns the new epoch, or
-/// nil if held. The floor (the caller's clock in ms) keeps epochs rising even after a
-/// Redis that lost its data: a former owner's epoch is never handed out again, so
-/// neither its fence nor the serials that embed it can repeat.
+/// nil if held.
+///
+/// Epochs never repeat, so neither a fence nor the serials that embed its epoch can come
+/// back: (1) the caller uses an epoch only once `WAIT` reported the replicas have this
+/// write (`RedisLeases::with_replicas`), so the counter a promoted replica continues
+/// from is at least that epoch; (2) should Redis still lose it (a restart without
+/// persistence, a promoted replica that missed it), the floor, the acquirer's clock in
+/// ms, puts every later epoch above every earlier one as long as clocks disagree by less
+/// than the time between the two acquisitions; and (3) the fence is the whole
+/// `node:epoch`, so even a repeated number fences out every other node.
 const ACQUIRE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return false
@@ -41,49 +49,69 @@ end
 return 0
 ";
 
-// The fence check shared by the fenced scripts. The lease must exist *and* carry the
-// fence's epoch: checking the epoch counter alone would let a paused former owner write
-// after its lease expired but before anyone took the shard over.
+// The fence check shared by the fenced scripts: the lease must exist and be exactly
+// `node:epoch` of the caller. The epoch alone would not do: a paused former owner must
+// not write after its lease expired, and another node's lease with the same epoch
+// number (Redis lost the counter, a skewed floor) is not this node's.
 macro_rules! fence_check {
     () => {
         r"
-local lease = redis.call('GET', KEYS[1])
-if (not lease) or string.match(lease, ':(%d+)$') ~= ARGV[1] then
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
 "
     };
 }
 
-/// KEYS: 1 lease, 2 serial, 3 audited set, 4 audit stream, 5 snapshot, 6 card lock (only
-/// with a lock op). ARGV: 1 epoch, 2 session id, 3 allocate serial (`0`|`1`), 4 lock op
-/// (`N`|`A`|`R`), 5 kiosk id, 6 ttl ms of locks and snapshots, 7 snapshot op
-/// (`K`|`P`|`D`), 8 snapshot bytes, 9 audit member (`session/job`, empty for none),
-/// 10.. audit fields and values.
+// The primary's clock in ms, for index scores, pruning and audit retention.
+macro_rules! now_ms {
+    () => {
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"
+    };
+}
+
+/// KEYS: 1 lease, 2 serial, 3 the session's audited set, 4 audit stream, 5 snapshot,
+/// 6 the shard's sessions index, 7 card lock (only with a lock op). ARGV: 1 `node:epoch`,
+/// 2 session id, 3 allocate serial (`0`|`1`), 4 lock op (`N`|`A`|`R`), 5 kiosk id,
+/// 6 state ttl ms (locks, snapshots, audited sets, index entries), 7 snapshot op
+/// (`K`eep|`P`ut|`D`elete|`T`ombstone), 8 snapshot bytes, 9 tombstone ttl ms, 10 audit
+/// retention ms, 11 audit member (`session/job`, empty for none), 12.. audit fields and
+/// values.
 ///
 /// Returns `{0}` when fenced, else `{1, serial or -1, lock, audit}` with lock 0 none,
 /// 1 acquired, 2 released, 3 not held, 4 in use by another kiosk (nothing written), and
 /// audit 0 none, 1 recorded, 2 duplicate.
+///
+/// Memory follows the sessions open: the audited set lives as long as the snapshot and
+/// goes with it, index entries older than the state TTL (their snapshot expired) are
+/// pruned at every put, and the audit stream drops entries older than the retention.
 const APPLY: &str = concat!(
     fence_check!(),
+    now_ms!(),
     r"
 if ARGV[4] == 'A' then
-  local held = redis.call('GET', KEYS[6])
+  local held = redis.call('GET', KEYS[7])
   if held and string.match(held, '|(.*)$') ~= ARGV[5] then
     return {1, -1, 4, 0}
   end
 end
+local ttl = tonumber(ARGV[6])
 local audit = 0
-if ARGV[9] ~= '' then
-  if redis.call('SISMEMBER', KEYS[3], ARGV[9]) == 1 then
+if ARGV[11] ~= '' then
+  if redis.call('SISMEMBER', KEYS[3], ARGV[11]) == 1 then
     audit = 2
   else
     local fields = {}
-    for i = 10, #ARGV do
+    for i = 12, #ARGV do
       fields[#fields + 1] = ARGV[i]
     end
-    redis.call('XADD', KEYS[4], '*', unpack(fields))
-    redis.call('SADD', KEYS[3], ARGV[9])
+    local oldest = string.format('%.0f', math.max(0, now - tonumber(ARGV[10])))
+    redis.call('XADD', KEYS[4], 'MINID', '~', oldest, '*', unpack(fields))
+    redis.call('SADD', KEYS[3], ARGV[11])
+    redis.call('PEXPIRE', KEYS[3], ttl)
     audit = 1
   end
 end
@@ -93,29 +121,37 @@ if ARGV[3] == '1' then
 end
 local lock = 0
 if ARGV[4] == 'A' then
-  redis.call('SET', KEYS[6], ARGV[2] .. '|' .. ARGV[5], 'PX', ARGV[6])
+  redis.call('SET', KEYS[7], ARGV[2] .. '|' .. ARGV[5], 'PX', ttl)
   lock = 1
 elseif ARGV[4] == 'R' then
-  local held = redis.call('GET', KEYS[6])
+  local held = redis.call('GET', KEYS[7])
   local mine = ARGV[2] .. '|'
   if held and string.sub(held, 1, #mine) == mine then
-    redis.call('DEL', KEYS[6])
+    redis.call('DEL', KEYS[7])
     lock = 2
   else
     lock = 3
   end
 end
 if ARGV[7] == 'P' then
-  redis.call('SET', KEYS[5], ARGV[8], 'PX', ARGV[6])
+  redis.call('SET', KEYS[5], ARGV[8], 'PX', ttl)
+  redis.call('ZADD', KEYS[6], now, ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. string.format('%.0f', now - ttl))
+  redis.call('PEXPIRE', KEYS[3], ttl)
 elseif ARGV[7] == 'D' then
-  redis.call('DEL', KEYS[5])
+  redis.call('DEL', KEYS[5], KEYS[3])
+  redis.call('ZREM', KEYS[6], ARGV[2])
+elseif ARGV[7] == 'T' then
+  redis.call('SET', KEYS[5], ARGV[8], 'PX', ARGV[9])
+  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[6], ARGV[2])
 end
 return {1, serial, lock, audit}
 "
 );
 
-/// KEYS: 1 lease, 2 snapshot. ARGV: 1 epoch. Returns `{0}` when fenced, `{1}` when there
-/// is no snapshot, `{1, bytes}` otherwise.
+/// KEYS: 1 lease, 2 snapshot. ARGV: 1 `node:epoch`. Returns `{0}` when fenced, `{1}`
+/// when there is no snapshot, `{1, bytes}` otherwise.
 const LOAD_SNAPSHOT: &str = concat!(
     fence_check!(),
     r"
@@ -127,11 +163,39 @@ return {1, snap}
 "
 );
 
-/// KEYS: key. ARGV: expected bytes, new bytes. Sets only if the value is still the one
-/// read, so concurrent read-modify-writes of a record never lose an update.
+/// KEYS: 1 lease, 2 the shard's sessions index. ARGV: 1 `node:epoch`, 2 `ZSCAN` cursor,
+/// 3 count hint, 4 state ttl ms. Returns `{0}` when fenced, else `{1, next cursor,
+/// session...}` without the entries whose snapshot has expired. `ZSCAN` returns every
+/// member present for the whole scan at least once, and a small index in one call.
+const LIST_SESSIONS: &str = concat!(
+    fence_check!(),
+    now_ms!(),
+    r"
+local oldest = now - tonumber(ARGV[4])
+local page = redis.call('ZSCAN', KEYS[2], ARGV[2], 'COUNT', ARGV[3])
+local out = {1, page[1]}
+local items = page[2]
+for i = 1, #items, 2 do
+  if tonumber(items[i + 1]) >= oldest then
+    out[#out + 1] = items[i]
+  end
+end
+return out
+"
+);
+
+/// KEYS: 1 record, 2 where the current version is kept once superseded. ARGV: expected
+/// bytes, new bytes, history ttl ms. Sets only if the value is still the one read, so
+/// concurrent read-modify-writes of a record never lose an update; the superseded
+/// version stays readable for the history TTL. With new == expected it writes the same
+/// bytes again (no history): a write for a following `WAIT` to cover, so that an answer
+/// read from the record is reported only once the replicas have it.
 const COMPARE_AND_SET: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
+  if ARGV[1] ~= ARGV[2] then
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+  end
   return 1
 end
 return 0
@@ -142,4 +206,5 @@ pub static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW))
 pub static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
 pub static APPLY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY));
 pub static LOAD_SNAPSHOT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LOAD_SNAPSHOT));
+pub static LIST_SESSIONS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST_SESSIONS));
 pub static CAS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_SET));

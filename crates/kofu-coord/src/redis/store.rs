@@ -1,6 +1,8 @@
-//! The fenced store on Redis: each `Change` is one script that checks the fence and then
-//! applies the audit record, serial, card lock and snapshot together, so a stale owner
-//! writes nothing at all (I2) and a repeated print is never charged twice (I5).
+//! The fenced store on Redis: each `Change` is one script that checks the fence (the
+//! shard's lease is exactly this node's at the fence's epoch) and then applies the audit
+//! record, serial, card lock, snapshot and the shard's session index together, so a
+//! stale owner writes nothing at all (I2) and a repeated print is never charged twice
+//! (I5). With replicas configured, a change is acknowledged only once they have it.
 
 use std::time::Duration;
 
@@ -9,18 +11,23 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use kofu_proto::SessionId;
 
+use super::call::{Call, not_replicated};
 use super::{RedisConn, bad_reply, keys, millis, reply_int, scripts, unavailable};
 use crate::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
-    SnapshotOp, StoreError,
+    SessionCursor, SessionPage, SnapshotOp, StoreError,
 };
 
-/// How long a replicated write may wait for its replicas.
-const REPLICA_WAIT: Duration = Duration::from_millis(500);
+/// How long the audit stream keeps a confirmed print by default. The stream is the
+/// record a checker or an accounting export reads; it must be exported within this.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Clone)]
 pub struct RedisStore {
     conn: RedisConn,
+    /// This node's id: a fence is valid only while the shard's lease is exactly
+    /// `node:epoch` (another node's lease of the same epoch number refuses it).
+    node_id: String,
     /// How long snapshots and card locks outlive their last write: the session hard
     /// limit plus a margin, so an abandoned session cannot pin a card forever.
     state_ttl: Duration,
@@ -28,22 +35,31 @@ pub struct RedisStore {
     /// a failover cannot lose a confirmed print, a snapshot or a card lock, nor hand a
     /// serial out twice; 0 with a single Redis.
     replicas: u32,
+    /// Audit stream entries older than this are trimmed (approximately: whole stream
+    /// nodes) by the next print of the shard.
+    audit_retention: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
+            .field("node_id", &self.node_id)
             .field("state_ttl", &self.state_ttl)
+            .field("replicas", &self.replicas)
+            .field("audit_retention", &self.audit_retention)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
-    pub fn new(conn: RedisConn, state_ttl: Duration) -> RedisStore {
+    /// The store of node `node_id` (the id its coordinator acquires leases under).
+    pub fn new(conn: RedisConn, node_id: impl Into<String>, state_ttl: Duration) -> RedisStore {
         RedisStore {
             conn,
+            node_id: node_id.into(),
             state_ttl,
             replicas: 0,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
         }
     }
 
@@ -55,6 +71,20 @@ impl RedisStore {
         self
     }
 
+    /// How long the audit stream keeps a confirmed print (default 30 days). A session
+    /// that ended leaves nothing in Redis but its prints' stream entries, about 235 bytes
+    /// each (measured by `tests/redis/memory.rs`): Redis holds about
+    /// `235 B x prints per day x retention in days` for the sessions served, plus about
+    /// 1 KB per open session (snapshot, audited set, card lock, index entry).
+    pub fn with_audit_retention(mut self, retention: Duration) -> RedisStore {
+        self.audit_retention = retention;
+        self
+    }
+
+    fn lease_value(&self, fence: Fence) -> String {
+        format!("{}:{}", self.node_id, fence.epoch)
+    }
+
     pub async fn apply_now(
         &self,
         fence: Fence,
@@ -63,72 +93,66 @@ impl RedisStore {
     ) -> Result<Applied, StoreError> {
         let shard = fence.shard;
         let session_text = session.to_string();
-        let mut invocation = scripts::APPLY_SCRIPT.prepare_invoke();
-        invocation
-            .key(keys::lease(shard))
+        let mut call = Call::new(&scripts::APPLY_SCRIPT);
+        call.key(keys::lease(shard))
             .key(keys::serial(shard))
-            .key(keys::audited(shard))
+            .key(keys::audited(shard, &session))
             .key(keys::audit(shard))
-            .key(keys::snapshot(shard, &session));
+            .key(keys::snapshot(shard, &session))
+            .key(keys::sessions(shard));
         let (lock_op, kiosk) = match &change.card_lock {
             CardLockOp::None => ("N", ""),
             CardLockOp::Acquire {
                 card_digest,
                 kiosk_id,
             } => {
-                invocation.key(keys::card_lock(shard, card_digest));
+                call.key(keys::card_lock(shard, card_digest));
                 ("A", kiosk_id.as_str())
             }
             CardLockOp::Release { card_digest } => {
-                invocation.key(keys::card_lock(shard, card_digest));
+                call.key(keys::card_lock(shard, card_digest));
                 ("R", "")
             }
         };
-        let (snapshot_op, snapshot_bytes): (&str, &[u8]) = match &change.snapshot {
-            SnapshotOp::Keep => ("K", &[]),
-            SnapshotOp::Put(bytes) => ("P", bytes),
-            SnapshotOp::Delete => ("D", &[]),
-        };
-        invocation
-            .arg(fence.epoch)
+        let (snapshot_op, snapshot_bytes, tombstone_ttl): (&str, &[u8], u64) =
+            match &change.snapshot {
+                SnapshotOp::Keep => ("K", &[], 0),
+                SnapshotOp::Put(bytes) => ("P", bytes, 0),
+                SnapshotOp::Delete => ("D", &[], 0),
+                SnapshotOp::Tombstone { bytes, ttl } => ("T", bytes, millis(*ttl)),
+            };
+        call.arg(self.lease_value(fence))
             .arg(&session_text)
             .arg(if change.allocate_serial { "1" } else { "0" })
             .arg(lock_op)
             .arg(kiosk)
             .arg(millis(self.state_ttl))
             .arg(snapshot_op)
-            .arg(snapshot_bytes);
+            .arg(snapshot_bytes)
+            .arg(tombstone_ttl)
+            .arg(millis(self.audit_retention));
         match &change.audit {
             None => {
-                invocation.arg("");
+                call.arg("");
             }
             Some(record) => {
-                invocation.arg(format!("{}/{}", record.session_id, record.job_id));
+                call.arg(format!("{}/{}", record.session_id, record.job_id));
                 for (field, value) in audit_fields(record) {
-                    invocation.arg(field).arg(value);
+                    call.arg(field).arg(value);
                 }
             }
         }
         let mut conn = self.conn.manager();
-        let reply: Value = invocation
-            .invoke_async(&mut conn)
+        // Not acknowledged until a replica has it: a retry of the same print is a
+        // duplicate (never charged twice), and an unacknowledged serial is unused.
+        let (reply, acked) = call
+            .run_replicated(&mut conn, self.replicas)
             .await
             .map_err(|e| unavailable(&e))?;
         let applied = parse_applied(fence, &reply)?;
-        if self.replicas > 0 && applied.lock != Some(LockOutcome::InUse) {
-            // Not acknowledged until a replica has it: a retry of the same print is a
-            // duplicate (never charged twice), and an unacknowledged serial is unused.
-            let acked: i64 = ::redis::cmd("WAIT")
-                .arg(self.replicas)
-                .arg(millis(REPLICA_WAIT))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            if acked < i64::from(self.replicas) {
-                return Err(StoreError::Unavailable(
-                    "write not replicated in time".into(),
-                ));
-            }
+        // A refused acquisition wrote nothing: nothing to wait for.
+        if !acked && applied.lock != Some(LockOutcome::InUse) {
+            return Err(not_replicated("write"));
         }
         Ok(applied)
     }
@@ -139,13 +163,11 @@ impl RedisStore {
         session: SessionId,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn.manager();
-        let reply: Value = scripts::LOAD_SNAPSHOT_SCRIPT
-            .key(keys::lease(fence.shard))
+        let mut call = Call::new(&scripts::LOAD_SNAPSHOT_SCRIPT);
+        call.key(keys::lease(fence.shard))
             .key(keys::snapshot(fence.shard, &session))
-            .arg(fence.epoch)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
+            .arg(self.lease_value(fence));
+        let reply = call.run(&mut conn).await.map_err(|e| unavailable(&e))?;
         let Value::Array(items) = reply else {
             return Err(bad_reply("snapshot load"));
         };
@@ -156,6 +178,49 @@ impl RedisStore {
                 Ok(Some(bytes.clone()))
             }
             _ => Err(bad_reply("snapshot load")),
+        }
+    }
+
+    pub async fn list_sessions_now(
+        &self,
+        fence: Fence,
+        cursor: &SessionCursor,
+        limit: usize,
+    ) -> Result<SessionPage, StoreError> {
+        let mut conn = self.conn.manager();
+        let mut call = Call::new(&scripts::LIST_SESSIONS_SCRIPT);
+        let start = if cursor.0.is_empty() { "0" } else { &cursor.0 };
+        call.key(keys::lease(fence.shard))
+            .key(keys::sessions(fence.shard))
+            .arg(self.lease_value(fence))
+            .arg(start)
+            .arg(limit.max(1))
+            .arg(millis(self.state_ttl));
+        let reply = call.run(&mut conn).await.map_err(|e| unavailable(&e))?;
+        let Value::Array(items) = reply else {
+            return Err(bad_reply("session listing"));
+        };
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
+        match items.as_slice() {
+            [status] if reply_int(status) == Some(0) => Err(fenced(fence)),
+            [status, next, members @ ..] if reply_int(status) == Some(1) => {
+                let next = text(next).ok_or_else(|| bad_reply("session listing"))?;
+                let sessions = members
+                    .iter()
+                    .map(|m| text(m).and_then(|t| SessionId::parse(&t).ok()))
+                    .collect::<Option<Vec<SessionId>>>()
+                    // Never quote what is stored (I6).
+                    .ok_or_else(|| StoreError::Corrupt("session index holds a bad id".into()))?;
+                Ok(SessionPage {
+                    sessions,
+                    next: (next != "0").then_some(SessionCursor(next)),
+                })
+            }
+            _ => Err(bad_reply("session listing")),
         }
     }
 }
@@ -238,5 +303,15 @@ impl FencedStore for RedisStore {
     ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
         let store = self.clone();
         async move { store.load_snapshot_now(fence, session).await }.boxed()
+    }
+
+    fn list_sessions(
+        &self,
+        fence: Fence,
+        cursor: SessionCursor,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+        let store = self.clone();
+        async move { store.list_sessions_now(fence, &cursor, limit).await }.boxed()
     }
 }

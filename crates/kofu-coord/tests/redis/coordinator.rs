@@ -29,6 +29,7 @@ async fn node(server: &RedisServer, id: &str, ttl: Duration) -> RedisCoordinator
         format!("{id}.internal:7000"),
         NODE_SHARDS,
         ttl,
+        None,
     )
 }
 

@@ -1,56 +1,9 @@
-//! The registry's reads and atomic updates (I4), the key layout (hash tags, no card ids
-//! in keys, I6) and failing closed while Redis is away (I7).
+//! What is Redis's own in the registry: the shard count it was loaded with, undecodable
+//! records, the key layout (hash tags, no card ids in keys, I6) and failing closed while
+//! Redis is away (I7). The registry's rules common to every implementation (reads,
+//! revocations, updates, concurrent changes) are in the conformance suite.
 
 use super::*;
-
-#[tokio::test]
-async fn registry_load_read_revoke_and_update() {
-    let env = env().await;
-    let records = population();
-    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
-    assert_eq!(registry.load(records.clone()).await.expect("load"), 300);
-    for r in records.iter().take(20) {
-        let got = registry.record(&r.card_id).await.expect("record");
-        assert_eq!(got.as_deref(), Some(r));
-    }
-    let unknown = card(0xEE);
-    assert_eq!(registry.record(&unknown).await, Ok(None));
-    assert_eq!(
-        registry.revoke_seal(&unknown, ON).await,
-        Ok(RevokeOutcome::UnknownCard)
-    );
-    assert_eq!(
-        registry.update_address(&unknown, "x".into()).await,
-        Ok(None)
-    );
-
-    let sealed = pick(&records, |s| matches!(s, Seal::Registered { .. }));
-    let got = registry.revoke_seal(&sealed.card_id, ON).await;
-    assert_eq!(got, Ok(RevokeOutcome::Revoked { record_version: 2 }));
-    let got = registry.revoke_seal(&sealed.card_id, ON).await;
-    assert_eq!(got, Ok(RevokeOutcome::AlreadyRevoked { record_version: 2 }));
-    // Seen through another connection right away.
-    let other = RedisRegistry::new(connect(&env._server.url()).await.expect("connect"), SHARDS);
-    let seen = other.record(&sealed.card_id).await.expect("record");
-    let seen = seen.expect("known card");
-    assert!(matches!(seen.seal, Seal::Revoked { revoked_on, .. } if revoked_on == ON));
-    assert_eq!(seen.version, 2);
-
-    let unsealed = pick(&records, |s| matches!(s, Seal::NotRegistered));
-    let got = registry.revoke_seal(&unsealed.card_id, ON).await;
-    assert_eq!(got, Ok(RevokeOutcome::NotRegistered));
-    let moved = registry
-        .update_address(&unsealed.card_id, "新住所 1-2-3".into())
-        .await;
-    assert_eq!(moved, Ok(Some(2)));
-    let moved = registry
-        .update_address(&unsealed.card_id, "新住所 4-5-6".into())
-        .await;
-    assert_eq!(moved, Ok(Some(3)));
-    let seen = registry.record(&unsealed.card_id).await.expect("record");
-    let seen = seen.expect("known card");
-    assert_eq!((seen.version, seen.address.as_str()), (3, "新住所 4-5-6"));
-}
 
 #[tokio::test]
 async fn registry_refuses_another_shard_count() {
@@ -88,53 +41,6 @@ async fn undecodable_record_is_corrupt() {
         registry.record(&c).await,
         Err(StoreError::Corrupt(_))
     ));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_updates_lose_nothing() {
-    let env = env().await;
-    let records = population();
-    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
-    registry.load(records.clone()).await.expect("load");
-    let sealed = pick(&records, |s| matches!(s, Seal::Registered { .. }));
-    let card = sealed.card_id.clone();
-    // Two revocations race each other and a stream of address changes on the record.
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
-        let (registry, card) = (registry.clone(), card.clone());
-        tasks.push(tokio::spawn(async move {
-            registry.revoke_seal(&card, ON).await.map(Some)
-        }));
-    }
-    for n in 0..2 {
-        let (registry, card) = (registry.clone(), card.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..10 {
-                let address = format!("addr {n}-{i}");
-                registry.update_address(&card, address).await?;
-            }
-            Ok(None)
-        }));
-    }
-    let mut outcomes = Vec::new();
-    for t in tasks {
-        if let Some(o) = t.await.expect("task").expect("update") {
-            outcomes.push(o);
-        }
-    }
-    let revoked = outcomes
-        .iter()
-        .filter(|o| matches!(o, RevokeOutcome::Revoked { .. }))
-        .count();
-    let already = outcomes
-        .iter()
-        .filter(|o| matches!(o, RevokeOutcome::AlreadyRevoked { .. }))
-        .count();
-    assert_eq!((revoked, already), (1, 1), "{outcomes:?}");
-    let last = registry.record(&card).await.expect("record");
-    let last = last.expect("known card");
-    assert!(matches!(last.seal, Seal::Revoked { .. }));
-    assert_eq!(last.version, 1 + 1 + 20, "an update was lost");
 }
 
 /// Drives a workload over several shards and the registry, then inspects every key.
@@ -187,7 +93,9 @@ async fn keys_share_the_shard_tag_and_never_hold_a_card_id() {
             .unwrap_or_else(|| panic!("malformed hash tag: {key}"));
         assert!(shard < SHARDS, "{key}");
         assert!(key.starts_with(&format!("kofu:{{s{shard}}}:")), "{key}");
-        if let Some(digest) = key.split(":rec:").nth(1) {
+        if let Some(rest) = key.split(":rec:").nth(1) {
+            // A superseded version is kept as `rec:<digest>@<version>`.
+            let digest = rest.split('@').next().unwrap_or(rest);
             let r = records.iter().find(|r| r.card_id.digest() == digest);
             let r = r.unwrap_or_else(|| panic!("record key of no card: {key}"));
             assert_eq!(kofu_proto::shard_of(&r.card_id, SHARDS), shard);
@@ -245,4 +153,67 @@ async fn unreachable_redis_is_unavailable_and_recovers() {
     assert!(fence.epoch > 1_700_000_000_000, "{fence:?}");
     let res = env.store.apply(fence, s, Change::snapshot(vec![1])).await;
     assert_eq!(res, Ok(Applied::default()));
+}
+
+/// What is stored may be personal data: an error about it names the kind of damage,
+/// never the bytes (I6).
+#[tokio::test]
+async fn errors_about_stored_data_never_quote_it() {
+    let env = env().await;
+    let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
+    let records = population();
+    let (victim, other) = (&records[0], &records[1]);
+    let key = |c: &CardId| {
+        format!(
+            "kofu:{{s{}}}:rec:{}",
+            kofu_proto::shard_of(c, SHARDS),
+            c.digest()
+        )
+    };
+    let secret = format!("{} {}", victim.card_id.expose(), victim.full_name);
+    let mut checks = Vec::new();
+    // Bytes that do not decode, and a valid record of another card under this key.
+    let _: () = raw(
+        &env.raw,
+        redis::cmd("SET").arg(key(&victim.card_id)).arg(&secret),
+    )
+    .await;
+    checks.push(registry.record(&victim.card_id).await.map(drop));
+    let other_bytes = rmp_serde::to_vec_named(other).expect("encode");
+    let _: () = raw(
+        &env.raw,
+        redis::cmd("SET").arg(key(&victim.card_id)).arg(other_bytes),
+    )
+    .await;
+    checks.push(registry.record(&victim.card_id).await.map(drop));
+    checks.push(registry.revoke_seal(&victim.card_id, ON).await.map(drop));
+    // A session index entry that is no session id.
+    let fence = env.leases.acquire(1, "a", LONG).await.expect("acquire");
+    let fence = fence.expect("lease");
+    let _: () = raw(
+        &env.raw,
+        redis::cmd("ZADD")
+            .arg("kofu:{s1}:sessions")
+            .arg(i64::MAX)
+            .arg(&secret),
+    )
+    .await;
+    let listed = env
+        .store
+        .list_sessions(fence, kofu_coord::SessionCursor::default(), 10)
+        .await;
+    checks.push(listed.map(drop));
+    for res in checks {
+        let err = res.expect_err("damaged data is an error");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        let text = format!("{err} {err:?}");
+        for quoted in [
+            victim.card_id.expose(),
+            victim.full_name.as_str(),
+            other.card_id.expose(),
+            other.full_name.as_str(),
+        ] {
+            assert!(!text.contains(quoted), "error quotes stored data: {text}");
+        }
+    }
 }

@@ -4,8 +4,8 @@
 
 use rand::Rng;
 
-use super::names::{Gender, NameBook};
-use crate::records::{Date, Relation, Seal, TaxRecord};
+use super::names::NameBook;
+use crate::records::{Date, Relation, Seal, Sex, TaxRecord};
 
 /// Ages are whole years before this year: "head 20–90 years old relative to 2026".
 pub(super) const REFERENCE_YEAR: u16 = 2026;
@@ -20,6 +20,8 @@ const SEAL_MIN_AGE: u16 = 15;
 #[derive(Debug, Clone)]
 pub(super) struct Person {
     pub(super) full_name: String,
+    pub(super) full_name_kana: String,
+    pub(super) sex: Sex,
     pub(super) birth_date: Date,
     pub(super) relation: Relation,
     pub(super) seal: Seal,
@@ -85,14 +87,14 @@ pub(super) fn revoke<R: Rng>(seal: Seal, rng: &mut R) -> Seal {
 }
 
 /// Relations and ages of one household of `size` members, head first.
-fn shape<R: Rng>(size: usize, rng: &mut R) -> Vec<(Relation, u16, Gender)> {
+fn shape<R: Rng>(size: usize, rng: &mut R) -> Vec<(Relation, u16, Sex)> {
     let head_age = rng.random_range(20..=90u16);
-    let head_gender = if rng.random_bool(0.5) {
-        Gender::Male
+    let head_sex = if rng.random_bool(0.5) {
+        Sex::Male
     } else {
-        Gender::Female
+        Sex::Female
     };
-    let mut out = vec![(Relation::Head, head_age, head_gender)];
+    let mut out = vec![(Relation::Head, head_age, head_sex)];
     let mut parents = 0;
     for slot in 1..size {
         let r: f64 = rng.random();
@@ -124,16 +126,23 @@ fn shape<R: Rng>(size: usize, rng: &mut R) -> Vec<(Relation, u16, Gender)> {
                 .saturating_add_signed(rng.random_range(-10..=10i16))
                 .clamp(18, 95),
         };
-        let gender = match relation {
-            Relation::Spouse => head_gender.opposite(),
-            _ if rng.random_bool(0.5) => Gender::Male,
-            _ => Gender::Female,
+        let sex = match relation {
+            Relation::Spouse => opposite(head_sex),
+            _ if rng.random_bool(0.5) => Sex::Male,
+            _ => Sex::Female,
         };
-        out.push((relation, age, gender));
+        out.push((relation, age, sex));
     }
     // Register order: head, spouse, parents, children, siblings; the older first.
     out.sort_by_key(|&(rel, age, _)| (rank(rel), std::cmp::Reverse(age)));
     out
+}
+
+fn opposite(sex: Sex) -> Sex {
+    match sex {
+        Sex::Male => Sex::Female,
+        Sex::Female => Sex::Male,
+    }
 }
 
 fn rank(relation: Relation) -> u8 {
@@ -170,12 +179,15 @@ pub(super) fn people<R: Rng>(
     seals: &mut SealBook,
     rng: &mut R,
 ) -> Vec<Person> {
-    let family = names.family(plan.family).to_owned();
+    let family = names.family(plan.family).clone();
     shape(plan.size, rng)
         .into_iter()
         .enumerate()
-        .map(|(i, (relation, age, gender))| {
-            let given = names.next_given(plan.family, gender, rng);
+        .map(|(i, (relation, age, sex))| {
+            let given = names.next_given(plan.family, sex, rng);
+            // Family name first, as the register writes it.
+            let full_name = format!("{} {}", family.written, given.written);
+            let full_name_kana = format!("{} {}", family.reading, given.reading);
             let birth_date = random_date(rng, REFERENCE_YEAR - age, REFERENCE_YEAR - age);
             let index = plan.first + i;
             let seal = if age < SEAL_MIN_AGE {
@@ -200,7 +212,9 @@ pub(super) fn people<R: Rng>(
             let restricted = !ordinary && rng.random_bool(0.02);
             let card_revoked = !ordinary && rng.random_bool(0.02);
             Person {
-                full_name: format!("{given} {family}"),
+                full_name,
+                full_name_kana,
+                sex,
                 birth_date,
                 relation,
                 seal,

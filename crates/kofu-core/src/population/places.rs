@@ -1,8 +1,6 @@
-//! Real municipalities, towns and postal codes for synthetic addresses, and the JIS
-//! check digit that turns a 5-digit local government code into the 6-digit one printed
-//! on certificates.
-
-use std::collections::BTreeSet;
+//! Real municipalities, towns and postal codes for synthetic addresses in Japanese, and
+//! the JIS check digit that turns a 5-digit local government code into the 6-digit one
+//! printed on certificates.
 
 use rand::Rng;
 
@@ -12,205 +10,189 @@ use crate::records::Municipality;
 pub(super) struct Place {
     /// The 5-digit local government code, without check digit.
     pub(super) code5: &'static str,
+    pub(super) prefecture: &'static str,
+    /// City, ward (of Tokyo), town or village.
     pub(super) name: &'static str,
     weight: u32,
-    /// (town, postal code)
-    towns: &'static [(&'static str, &'static str)],
+    /// (town, with the ward of a designated city where it has one; postal code)
+    pub(super) towns: &'static [(&'static str, &'static str)],
 }
 
 macro_rules! place {
-    ($code:literal, $name:literal, $w:literal, [$(($t:literal, $p:literal)),+ $(,)?]) => {
-        Place { code5: $code, name: $name, weight: $w, towns: &[$(($t, $p)),+] }
+    ($code:literal, $pref:literal, $name:literal, $w:literal, [$(($t:literal, $p:literal)),+ $(,)?]) => {
+        Place { code5: $code, prefecture: $pref, name: $name, weight: $w, towns: &[$(($t, $p)),+] }
     };
 }
 
 #[rustfmt::skip]
 pub(super) const PLACES: &[Place] = &[
-    place!("01100", "Sapporo City, Hokkaido", 8, [
-        ("Odori-Nishi", "060-0042"), ("Kita-Gojo-Nishi", "060-0005"),
-        ("Minami-Shijo-Nishi", "064-0804"),
+    place!("01100", "北海道", "札幌市", 8, [
+        ("中央区大通西", "060-0042"), ("中央区北五条西", "060-0005"), ("中央区南四条西", "064-0804"),
     ]),
-    place!("01202", "Hakodate City, Hokkaido", 2, [
-        ("Motomachi", "040-0054"), ("Goryokaku-cho", "040-0001"), ("Suehiro-cho", "040-0053"),
+    place!("01202", "北海道", "函館市", 2, [
+        ("元町", "040-0054"), ("五稜郭町", "040-0001"), ("末広町", "040-0053"),
     ]),
-    place!("02201", "Aomori City, Aomori", 2, [
-        ("Shinmachi", "030-0801"), ("Yasukata", "030-0803"), ("Tsutsumi-machi", "030-0812"),
+    place!("02201", "青森県", "青森市", 2, [
+        ("新町", "030-0801"), ("安方", "030-0803"), ("堤町", "030-0812"),
     ]),
-    place!("04100", "Sendai City, Miyagi", 5, [
-        ("Ichibancho", "980-0811"), ("Kokubuncho", "980-0803"), ("Izumi-Chuo", "981-3133"),
+    place!("04100", "宮城県", "仙台市", 5, [
+        ("青葉区一番町", "980-0811"), ("青葉区国分町", "980-0803"), ("泉区泉中央", "981-3133"),
     ]),
-    place!("11100", "Saitama City, Saitama", 5, [
-        ("Kishiki-cho", "330-0843"), ("Takasago", "330-0063"), ("Sakuragi-cho", "330-0854"),
+    place!("11100", "埼玉県", "さいたま市", 5, [
+        ("大宮区吉敷町", "330-0843"), ("浦和区高砂", "330-0063"), ("大宮区桜木町", "330-0854"),
     ]),
-    place!("12100", "Chiba City, Chiba", 4, [
-        ("Chuo", "260-0013"), ("Makuhari-Hongo", "262-0033"), ("Inage-cho", "263-0035"),
+    place!("12100", "千葉県", "千葉市", 4, [
+        ("中央区中央", "260-0013"), ("花見川区幕張本郷", "262-0033"), ("稲毛区稲毛町", "263-0035"),
     ]),
-    place!("12204", "Funabashi City, Chiba", 3, [
-        ("Honcho", "273-0005"), ("Maebara-Nishi", "274-0825"), ("Maebara-Higashi", "274-0824"),
+    place!("12204", "千葉県", "船橋市", 3, [
+        ("本町", "273-0005"), ("前原西", "274-0825"), ("前原東", "274-0824"),
     ]),
-    place!("13101", "Chiyoda City, Tokyo", 1, [
-        ("Marunouchi", "100-0005"), ("Kanda-Jimbocho", "101-0051"), ("Kojimachi", "102-0083"),
+    place!("13101", "東京都", "千代田区", 1, [
+        ("丸の内", "100-0005"), ("神田神保町", "101-0051"), ("麹町", "102-0083"),
     ]),
-    place!("13102", "Chuo City, Tokyo", 2, [
-        ("Nihonbashi", "103-0027"), ("Ginza", "104-0061"), ("Tsukishima", "104-0052"),
+    place!("13102", "東京都", "中央区", 2, [
+        ("日本橋", "103-0027"), ("銀座", "104-0061"), ("月島", "104-0052"),
     ]),
-    place!("13103", "Minato City, Tokyo", 2, [
-        ("Roppongi", "106-0032"), ("Shiba", "105-0014"), ("Akasaka", "107-0052"),
-        ("Takanawa", "108-0074"),
+    place!("13103", "東京都", "港区", 2, [
+        ("六本木", "106-0032"), ("芝", "105-0014"), ("赤坂", "107-0052"), ("高輪", "108-0074"),
     ]),
-    place!("13104", "Shinjuku City, Tokyo", 3, [
-        ("Nishi-Shinjuku", "160-0023"), ("Kabukicho", "160-0021"), ("Yotsuya", "160-0004"),
-        ("Takadanobaba", "169-0075"),
+    place!("13104", "東京都", "新宿区", 3, [
+        ("西新宿", "160-0023"), ("歌舞伎町", "160-0021"), ("四谷", "160-0004"), ("高田馬場", "169-0075"),
     ]),
-    place!("13105", "Bunkyo City, Tokyo", 2, [
-        ("Hongo", "113-0033"), ("Koishikawa", "112-0002"), ("Sengoku", "112-0011"),
+    place!("13105", "東京都", "文京区", 2, [
+        ("本郷", "113-0033"), ("小石川", "112-0002"), ("千石", "112-0011"),
     ]),
-    place!("13106", "Taito City, Tokyo", 2, [
-        ("Asakusa", "111-0032"), ("Ueno-Koen", "110-0007"), ("Yanaka", "110-0001"),
+    place!("13106", "東京都", "台東区", 2, [
+        ("浅草", "111-0032"), ("上野公園", "110-0007"), ("谷中", "110-0001"),
     ]),
-    place!("13107", "Sumida City, Tokyo", 2, [
-        ("Oshiage", "131-0045"), ("Ryogoku", "130-0026"), ("Kinshi", "130-0013"),
+    place!("13107", "東京都", "墨田区", 2, [
+        ("押上", "131-0045"), ("両国", "130-0026"), ("錦糸", "130-0013"),
     ]),
-    place!("13108", "Koto City, Tokyo", 3, [
-        ("Toyosu", "135-0061"), ("Kiba", "135-0042"), ("Kameido", "136-0071"),
+    place!("13108", "東京都", "江東区", 3, [
+        ("豊洲", "135-0061"), ("木場", "135-0042"), ("亀戸", "136-0071"),
     ]),
-    place!("13109", "Shinagawa City, Tokyo", 3, [
-        ("Osaki", "141-0032"), ("Higashi-Gotanda", "141-0022"), ("Oi", "140-0014"),
+    place!("13109", "東京都", "品川区", 3, [
+        ("大崎", "141-0032"), ("東五反田", "141-0022"), ("大井", "140-0014"),
     ]),
-    place!("13110", "Meguro City, Tokyo", 2, [
-        ("Jiyugaoka", "152-0035"), ("Kamimeguro", "153-0051"), ("Himonya", "152-0003"),
+    place!("13110", "東京都", "目黒区", 2, [
+        ("自由が丘", "152-0035"), ("上目黒", "153-0051"), ("碑文谷", "152-0003"),
     ]),
-    place!("13111", "Ota City, Tokyo", 4, [
-        ("Kamata", "144-0052"), ("Denenchofu", "145-0071"), ("Omori-Kita", "143-0016"),
+    place!("13111", "東京都", "大田区", 4, [
+        ("蒲田", "144-0052"), ("田園調布", "145-0071"), ("大森北", "143-0016"),
     ]),
-    place!("13112", "Setagaya City, Tokyo", 5, [
-        ("Sangenjaya", "154-0024"), ("Kitazawa", "155-0031"), ("Tamagawa", "158-0094"),
-        ("Kyodo", "156-0052"),
+    place!("13112", "東京都", "世田谷区", 5, [
+        ("三軒茶屋", "154-0024"), ("北沢", "155-0031"), ("玉川", "158-0094"), ("経堂", "156-0052"),
     ]),
-    place!("13113", "Shibuya City, Tokyo", 2, [
-        ("Jingumae", "150-0001"), ("Ebisu", "150-0013"), ("Yoyogi", "151-0053"),
-        ("Hiroo", "150-0012"),
+    place!("13113", "東京都", "渋谷区", 2, [
+        ("神宮前", "150-0001"), ("恵比寿", "150-0013"), ("代々木", "151-0053"), ("広尾", "150-0012"),
     ]),
-    place!("13114", "Nakano City, Tokyo", 2, [
-        ("Nogata", "165-0027"), ("Arai", "165-0026"), ("Chuo", "164-0011"),
+    place!("13114", "東京都", "中野区", 2, [
+        ("野方", "165-0027"), ("新井", "165-0026"), ("中央", "164-0011"),
     ]),
-    place!("13115", "Suginami City, Tokyo", 3, [
-        ("Asagaya-Minami", "166-0004"), ("Ogikubo", "167-0051"), ("Koenji-Kita", "166-0002"),
+    place!("13115", "東京都", "杉並区", 3, [
+        ("阿佐谷南", "166-0004"), ("荻窪", "167-0051"), ("高円寺北", "166-0002"),
     ]),
-    place!("13116", "Toshima City, Tokyo", 2, [
-        ("Higashi-Ikebukuro", "170-0013"), ("Komagome", "170-0003"), ("Mejiro", "171-0031"),
+    place!("13116", "東京都", "豊島区", 2, [
+        ("東池袋", "170-0013"), ("駒込", "170-0003"), ("目白", "171-0031"),
     ]),
-    place!("13120", "Nerima City, Tokyo", 4, [
-        ("Hikarigaoka", "179-0072"), ("Shakujii-machi", "177-0041"),
-        ("Oizumi-gakuen-cho", "178-0061"),
+    place!("13120", "東京都", "練馬区", 4, [
+        ("光が丘", "179-0072"), ("石神井町", "177-0041"), ("大泉学園町", "178-0061"),
     ]),
-    place!("13121", "Adachi City, Tokyo", 3, [
-        ("Senju", "120-0034"), ("Ayase", "120-0005"), ("Takenotsuka", "121-0813"),
+    place!("13121", "東京都", "足立区", 3, [
+        ("千住", "120-0034"), ("綾瀬", "120-0005"), ("竹の塚", "121-0813"),
     ]),
-    place!("13123", "Edogawa City, Tokyo", 3, [
-        ("Nishi-Kasai", "134-0088"), ("Minami-Koiwa", "133-0056"), ("Funabori", "134-0091"),
+    place!("13123", "東京都", "江戸川区", 3, [
+        ("西葛西", "134-0088"), ("南小岩", "133-0056"), ("船堀", "134-0091"),
     ]),
-    place!("13201", "Hachioji City, Tokyo", 3, [
-        ("Yokoyama-cho", "192-0081"), ("Minami-Osawa", "192-0364"), ("Takao-machi", "193-0844"),
+    place!("13201", "東京都", "八王子市", 3, [
+        ("横山町", "192-0081"), ("南大沢", "192-0364"), ("高尾町", "193-0844"),
     ]),
-    place!("13203", "Musashino City, Tokyo", 1, [
-        ("Kichijoji-Honcho", "180-0004"), ("Naka-cho", "180-0006"), ("Sakai", "180-0022"),
+    place!("13203", "東京都", "武蔵野市", 1, [
+        ("吉祥寺本町", "180-0004"), ("中町", "180-0006"), ("境", "180-0022"),
     ]),
-    place!("14100", "Yokohama City, Kanagawa", 9, [
-        ("Minatomirai", "220-0012"), ("Motomachi", "231-0861"),
-        ("Tsunashima-Nishi", "223-0053"), ("Aobadai", "227-0062"),
+    place!("14100", "神奈川県", "横浜市", 9, [
+        ("西区みなとみらい", "220-0012"), ("中区元町", "231-0861"), ("港北区綱島西", "223-0053"), ("青葉区青葉台", "227-0062"),
     ]),
-    place!("14130", "Kawasaki City, Kanagawa", 5, [
-        ("Kosugi-machi", "211-0063"), ("Mizonokuchi", "213-0001"),
-        ("Ekimae-Honcho", "210-0007"),
+    place!("14130", "神奈川県", "川崎市", 5, [
+        ("中原区小杉町", "211-0063"), ("高津区溝口", "213-0001"), ("川崎区駅前本町", "210-0007"),
     ]),
-    place!("14204", "Kamakura City, Kanagawa", 1, [
-        ("Yukinoshita", "248-0005"), ("Hase", "248-0016"), ("Ofuna", "247-0056"),
+    place!("14204", "神奈川県", "鎌倉市", 1, [
+        ("雪ノ下", "248-0005"), ("長谷", "248-0016"), ("大船", "247-0056"),
     ]),
-    place!("15100", "Niigata City, Niigata", 3, [
-        ("Furumachi-dori", "951-8063"), ("Bandai", "950-0088"), ("Sekiya", "951-8161"),
+    place!("15100", "新潟県", "新潟市", 3, [
+        ("中央区古町通", "951-8063"), ("中央区万代", "950-0088"), ("中央区関屋", "951-8161"),
     ]),
-    place!("17201", "Kanazawa City, Ishikawa", 2, [
-        ("Korinbo", "920-0981"), ("Higashiyama", "920-0831"), ("Hirosaka", "920-0962"),
+    place!("17201", "石川県", "金沢市", 2, [
+        ("香林坊", "920-0981"), ("東山", "920-0831"), ("広坂", "920-0962"),
     ]),
-    place!("20201", "Nagano City, Nagano", 2, [
-        ("Tsuruga", "380-0813"), ("Gondo-cho", "380-0833"), ("Minami-Chitose", "380-0823"),
+    place!("20201", "長野県", "長野市", 2, [
+        ("鶴賀", "380-0813"), ("権堂町", "380-0833"), ("南千歳", "380-0823"),
     ]),
-    place!("21201", "Gifu City, Gifu", 2, [
-        ("Kanazono-cho", "500-8842"), ("Nagara", "502-0071"), ("Yanagase-dori", "500-8875"),
+    place!("21201", "岐阜県", "岐阜市", 2, [
+        ("金園町", "500-8842"), ("長良", "502-0071"), ("柳ケ瀬通", "500-8875"),
     ]),
-    place!("22100", "Shizuoka City, Shizuoka", 3, [
-        ("Otemachi", "420-0853"), ("Gofukucho", "420-0031"), ("Tokiwacho", "420-0034"),
+    place!("22100", "静岡県", "静岡市", 3, [
+        ("葵区追手町", "420-0853"), ("葵区呉服町", "420-0031"), ("葵区常磐町", "420-0034"),
     ]),
-    place!("22130", "Hamamatsu City, Shizuoka", 3, [
-        ("Sunayama-cho", "430-0926"), ("Kajimachi", "430-0933"), ("Sukenobu-cho", "432-8013"),
+    place!("22130", "静岡県", "浜松市", 3, [
+        ("中央区砂山町", "430-0926"), ("中央区鍛冶町", "430-0933"), ("中央区助信町", "432-8013"),
     ]),
-    place!("23100", "Nagoya City, Aichi", 7, [
-        ("Sakae", "460-0008"), ("Meieki", "450-0002"), ("Osu", "460-0011"),
-        ("Kanayama", "456-0002"),
+    place!("23100", "愛知県", "名古屋市", 7, [
+        ("中区栄", "460-0008"), ("中村区名駅", "450-0002"), ("中区大須", "460-0011"), ("熱田区金山", "456-0002"),
     ]),
-    place!("25201", "Otsu City, Shiga", 2, [
-        ("Hamaotsu", "520-0047"), ("Ishiyamadera", "520-0861"), ("Zeze", "520-0815"),
+    place!("25201", "滋賀県", "大津市", 2, [
+        ("浜大津", "520-0047"), ("石山寺", "520-0861"), ("膳所", "520-0815"),
     ]),
-    place!("26100", "Kyoto City, Kyoto", 5, [
-        ("Gionmachi-Minamigawa", "605-0074"), ("Kitashirakawa", "606-8266"),
-        ("Sagatenryuji", "616-8385"),
+    place!("26100", "京都府", "京都市", 5, [
+        ("東山区祇園町南側", "605-0074"), ("左京区北白川", "606-8266"), ("右京区嵯峨天龍寺", "616-8385"),
     ]),
-    place!("27100", "Osaka City, Osaka", 8, [
-        ("Umeda", "530-0001"), ("Namba", "542-0076"), ("Tenjinbashi", "530-0041"),
-        ("Kyutaromachi", "541-0056"),
+    place!("27100", "大阪府", "大阪市", 8, [
+        ("北区梅田", "530-0001"), ("中央区難波", "542-0076"), ("北区天神橋", "530-0041"), ("中央区久太郎町", "541-0056"),
     ]),
-    place!("27140", "Sakai City, Osaka", 3, [
-        ("Mikunigaoka-Miyukidori", "590-0028"), ("Nakamozu-cho", "591-8023"),
-        ("Fukai-Kitamachi", "599-8272"),
+    place!("27140", "大阪府", "堺市", 3, [
+        ("堺区三国ヶ丘御幸通", "590-0028"), ("北区中百舌鳥町", "591-8023"), ("中区深井北町", "599-8272"),
     ]),
-    place!("28100", "Kobe City, Hyogo", 5, [
-        ("Sannomiya-cho", "650-0021"), ("Motomachi-dori", "650-0022"),
-        ("Kitano-cho", "650-0002"), ("Rokkodai-cho", "657-0013"),
+    place!("28100", "兵庫県", "神戸市", 5, [
+        ("中央区三宮町", "650-0021"), ("中央区元町通", "650-0022"), ("中央区北野町", "650-0002"), ("灘区六甲台町", "657-0013"),
     ]),
-    place!("28201", "Himeji City, Hyogo", 2, [
-        ("Honmachi", "670-0012"), ("Ekimae-cho", "670-0927"), ("Nozato", "670-0811"),
+    place!("28201", "兵庫県", "姫路市", 2, [
+        ("本町", "670-0012"), ("駅前町", "670-0927"), ("野里", "670-0811"),
     ]),
-    place!("29201", "Nara City, Nara", 2, [
-        ("Noborioji-cho", "630-8213"), ("Sanjo-machi", "630-8122"),
-        ("Gakuen-Minami", "631-0034"),
+    place!("29201", "奈良県", "奈良市", 2, [
+        ("登大路町", "630-8213"), ("三条町", "630-8122"), ("学園南", "631-0034"),
     ]),
-    place!("33100", "Okayama City, Okayama", 3, [
-        ("Ekimae-cho", "700-0023"), ("Omote-cho", "700-0822"), ("Tsushima-Naka", "700-0082"),
+    place!("33100", "岡山県", "岡山市", 3, [
+        ("北区駅前町", "700-0023"), ("北区表町", "700-0822"), ("北区津島中", "700-0082"),
     ]),
-    place!("34100", "Hiroshima City, Hiroshima", 4, [
-        ("Kamiya-cho", "730-0031"), ("Hondori", "730-0035"), ("Ujina-Kaigan", "734-0011"),
+    place!("34100", "広島県", "広島市", 4, [
+        ("中区紙屋町", "730-0031"), ("中区本通", "730-0035"), ("南区宇品海岸", "734-0011"),
     ]),
-    place!("37201", "Takamatsu City, Kagawa", 2, [
-        ("Kawaramachi", "760-0052"), ("Marugame-machi", "760-0029"),
-        ("Yashima-Nishimachi", "761-0113"),
+    place!("37201", "香川県", "高松市", 2, [
+        ("瓦町", "760-0052"), ("丸亀町", "760-0029"), ("屋島西町", "761-0113"),
     ]),
-    place!("38201", "Matsuyama City, Ehime", 2, [
-        ("Okaido", "790-0004"), ("Dogo-Yunomachi", "790-0842"), ("Ichibancho", "790-0001"),
+    place!("38201", "愛媛県", "松山市", 2, [
+        ("大街道", "790-0004"), ("道後湯之町", "790-0842"), ("一番町", "790-0001"),
     ]),
-    place!("40100", "Kitakyushu City, Fukuoka", 3, [
-        ("Kyomachi", "802-0002"), ("Minatomachi", "801-0852"), ("Uomachi", "802-0006"),
+    place!("40100", "福岡県", "北九州市", 3, [
+        ("小倉北区京町", "802-0002"), ("門司区港町", "801-0852"), ("小倉北区魚町", "802-0006"),
     ]),
-    place!("40130", "Fukuoka City, Fukuoka", 5, [
-        ("Tenjin", "810-0001"), ("Hakata-Ekimae", "812-0011"), ("Ohori", "810-0052"),
-        ("Momochihama", "814-0001"),
+    place!("40130", "福岡県", "福岡市", 5, [
+        ("中央区天神", "810-0001"), ("博多区博多駅前", "812-0011"), ("中央区大濠", "810-0052"), ("早良区百道浜", "814-0001"),
     ]),
-    place!("42201", "Nagasaki City, Nagasaki", 2, [
-        ("Hamano-machi", "850-0853"), ("Dejima-machi", "850-0862"),
-        ("Minamiyamate-machi", "850-0931"),
+    place!("42201", "長崎県", "長崎市", 2, [
+        ("浜町", "850-0853"), ("出島町", "850-0862"), ("南山手町", "850-0931"),
     ]),
-    place!("43100", "Kumamoto City, Kumamoto", 3, [
-        ("Shimotori", "860-0807"), ("Kamitori-cho", "860-0845"), ("Suizenji", "862-0950"),
+    place!("43100", "熊本県", "熊本市", 3, [
+        ("中央区下通", "860-0807"), ("中央区上通町", "860-0845"), ("中央区水前寺", "862-0950"),
     ]),
-    place!("44201", "Oita City, Oita", 2, [
-        ("Funai-machi", "870-0021"), ("Chuo-machi", "870-0035"), ("Miyako-machi", "870-0034"),
+    place!("44201", "大分県", "大分市", 2, [
+        ("府内町", "870-0021"), ("中央町", "870-0035"), ("都町", "870-0034"),
     ]),
-    place!("46201", "Kagoshima City, Kagoshima", 2, [
-        ("Sennichi-cho", "892-0843"), ("Chuo-cho", "890-0053"), ("Kamoike", "890-0063"),
+    place!("46201", "鹿児島県", "鹿児島市", 2, [
+        ("千日町", "892-0843"), ("中央町", "890-0053"), ("鴨池", "890-0063"),
     ]),
-    place!("47201", "Naha City, Okinawa", 2, [
-        ("Makishi", "900-0013"), ("Kumoji", "900-0015"), ("Shuri-Kinjo-cho", "903-0815"),
-        ("Omoromachi", "900-0006"),
+    place!("47201", "沖縄県", "那覇市", 2, [
+        ("牧志", "900-0013"), ("久茂地", "900-0015"), ("首里金城町", "903-0815"), ("おもろまち", "900-0006"),
     ]),
 ];
 
@@ -236,14 +218,17 @@ impl Place {
         Municipality {
             // The table holds only 5-digit codes; a malformed entry would fail the tests.
             code: with_check_digit(self.code5).unwrap_or_else(|| self.code5.to_owned()),
-            name: self.name.to_owned(),
+            name: format!("{}{}", self.prefecture, self.name),
         }
     }
 
-    /// A street address in this municipality: `chome-ban-go town, municipality postal`.
+    /// An address as the resident register writes it, after its postal code:
+    /// `〒160-0023 東京都新宿区西新宿二丁目8番1号`; a flat's room number follows the
+    /// 号 number (`8番1-305号`).
     pub(super) fn address<R: Rng>(&self, rng: &mut R) -> String {
+        const CHOME: [&str; 5] = ["一", "二", "三", "四", "五"];
         let (town, postal) = self.towns[rng.random_range(0..self.towns.len() as u32) as usize];
-        let chome = rng.random_range(1..=5u32);
+        let chome = CHOME[rng.random_range(0..CHOME.len() as u32) as usize];
         let ban = rng.random_range(1..=30u32);
         let go = rng.random_range(1..=20u32);
         let room = if rng.random_bool(0.3) {
@@ -255,7 +240,10 @@ impl Place {
         } else {
             String::new()
         };
-        format!("{chome}-{ban}-{go}{room} {town}, {} {postal}", self.name)
+        format!(
+            "〒{postal} {}{}{town}{chome}丁目{ban}番{go}{room}号",
+            self.prefecture, self.name
+        )
     }
 }
 
@@ -272,18 +260,21 @@ pub(super) fn pick_place<R: Rng>(rng: &mut R) -> usize {
     PLACES.len() - 1
 }
 
-/// Every word an address or municipality name can contain.
-pub(super) fn address_words() -> BTreeSet<String> {
-    let mut words = BTreeSet::new();
-    for p in PLACES {
-        let towns = p.towns.iter().map(|(t, _)| *t);
-        for text in towns.chain([p.name]) {
-            for w in text.split(|c: char| !c.is_ascii_alphanumeric()) {
-                if !w.is_empty() {
-                    words.insert(w.to_owned());
-                }
-            }
-        }
-    }
-    words
+/// The municipalities' full names (prefecture and city), which a kiosk shows next to
+/// the holder's masked name: no family or given name may occur in them.
+pub(super) fn municipality_names() -> Vec<String> {
+    PLACES
+        .iter()
+        .map(|p| format!("{}{}", p.prefecture, p.name))
+        .collect()
+}
+
+/// Every character an address can contain (for font coverage checks).
+pub(super) fn characters() -> Vec<char> {
+    let fixed = "〒丁目番号-0123456789一二三四五";
+    let places = PLACES.iter().flat_map(|p| {
+        let towns = p.towns.iter().flat_map(|(t, postal)| [*t, *postal]);
+        [p.prefecture, p.name].into_iter().chain(towns)
+    });
+    places.chain([fixed]).flat_map(str::chars).collect()
 }

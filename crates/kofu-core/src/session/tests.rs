@@ -33,6 +33,7 @@ fn job(i: u8, phase: JobPhase) -> Job {
         kind: CertKind::ALL[usize::from(i) % CertKind::ALL.len()],
         copies: i % 5 + 1,
         phase,
+        meta: JobMeta::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kofu_coord::RevokeOutcome;
-use kofu_proto::{CardId, ErrorCode};
+use kofu_proto::{ApiError, CardId, ErrorCode, NotIssuable};
 use prometheus::{Encoder as _, TextEncoder};
 use serde::Deserialize;
 use serde_json::json;
@@ -86,11 +86,9 @@ async fn revoke(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         Ok(RevokeOutcome::AlreadyRevoked { record_version }) => {
             HttpResponse::Ok().json(json!({"record_version": record_version, "seal": "revoked"}))
         }
-        Ok(RevokeOutcome::NotRegistered) => error_response(kofu_actors::ApiError {
-            code: ErrorCode::NotIssuable,
-            attempts_left: None,
-            reason: Some("seal_not_registered"),
-        }),
+        Ok(RevokeOutcome::NotRegistered) => {
+            error_response(ApiError::not_issuable(NotIssuable::SealNotRegistered))
+        }
         Ok(RevokeOutcome::UnknownCard) => code(ErrorCode::UnknownCard),
         Err(e) => {
             tracing::warn!(error = %e, "revocation not stored");
@@ -131,8 +129,7 @@ async fn address_inner(
         Err(e) => return error_response(e),
     };
     let address = body.address.trim().to_owned();
-    // Certificates use the PDF base fonts, which print romanized (ASCII) addresses only.
-    if address.is_empty() || address.len() > 200 || !address.is_ascii() {
+    if !acceptable_address(&address) {
         return code(ErrorCode::InvalidRequest);
     }
     match state.registry.update_address(&card, address).await {
@@ -148,10 +145,51 @@ async fn address_inner(
     }
 }
 
+/// Longest address accepted, in characters (a Japanese address is rarely over 60).
+const MAX_ADDRESS_CHARS: usize = 200;
+
+/// An address as certificates print it: Unicode (Japanese), not empty, bounded in
+/// characters, and free of control characters (a line break would be a second line).
+fn acceptable_address(address: &str) -> bool {
+    !address.is_empty()
+        && address.chars().count() <= MAX_ADDRESS_CHARS
+        && !address
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
 async fn drain(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req) {
         return r;
     }
     state.start_draining();
     HttpResponse::Ok().json(json!({"draining": true}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_unicode_bounded_and_single_line() {
+        assert!(acceptable_address(
+            "〒160-0023 東京都新宿区西新宿二丁目8番1号"
+        ));
+        assert!(acceptable_address(
+            "1-2-3 Nishi-Shinjuku, Shinjuku City, Tokyo"
+        ));
+        assert!(acceptable_address(&"東".repeat(MAX_ADDRESS_CHARS)));
+        assert!(!acceptable_address(&"東".repeat(MAX_ADDRESS_CHARS + 1)));
+        assert!(!acceptable_address(""));
+        for bad in [
+            "東京都\n新宿区",
+            "a\tb",
+            "a\u{0}b",
+            "a\u{7f}b",
+            "a\u{2028}b",
+            "a\u{85}b",
+        ] {
+            assert!(!acceptable_address(bad), "{bad:?}");
+        }
+    }
 }

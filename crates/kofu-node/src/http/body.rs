@@ -4,8 +4,7 @@
 use actix_web::http::ConnectionType;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use futures::StreamExt as _;
-use kofu_actors::ApiError;
-use kofu_proto::{ErrorCode, MAX_BODY_BYTES};
+use kofu_proto::{ApiError, ErrorCode, MAX_BODY_BYTES};
 use serde::de::DeserializeOwned;
 
 pub async fn read_json<T: DeserializeOwned>(

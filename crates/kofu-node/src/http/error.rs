@@ -3,24 +3,18 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, http::header, web};
-use kofu_actors::ApiError;
-use kofu_proto::{ErrorBody, ErrorCode};
+use kofu_proto::{ApiError, ErrorCode};
 
 /// Seconds a kiosk should wait before retrying after `503`.
 const RETRY_AFTER_S: &str = "1";
 
 pub fn error_response(e: ApiError) -> HttpResponse {
-    let body = ErrorBody {
-        attempts_left: e.attempts_left,
-        reason: e.reason.map(str::to_owned),
-        ..ErrorBody::new(e.code)
-    };
-    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = HttpResponse::build(status);
     if e.code == ErrorCode::Unavailable {
         resp.insert_header((header::RETRY_AFTER, RETRY_AFTER_S));
     }
-    resp.json(body)
+    resp.json(e)
 }
 
 pub fn code(code: ErrorCode) -> HttpResponse {

@@ -6,20 +6,12 @@
 
 use std::sync::Mutex;
 
-use bytes::Bytes;
+use kofu_proto::Document;
 
-/// One released document as it leaves the HTTP layer.
-#[derive(Clone)]
-pub struct Released {
-    pub pdf: Bytes,
-    pub binding_b64: String,
-    pub signature_b64: String,
-}
-
-static PREVIOUS: Mutex<Option<Released>> = Mutex::new(None);
+static PREVIOUS: Mutex<Option<Document>> = Mutex::new(None);
 
 /// Returns the previous release (or this one, for the very first) and keeps this one.
-pub fn swap(doc: Released) -> Released {
+pub fn swap(doc: Document) -> Document {
     let mut previous = PREVIOUS.lock().unwrap_or_else(|e| e.into_inner());
     let out = previous.take().unwrap_or_else(|| doc.clone());
     *previous = Some(doc);

@@ -7,11 +7,10 @@ use tracing::Instrument as _;
 
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
-use kofu_actors::{SessionOp, SessionReply};
 use kofu_proto::api::{
     AuthRequest, CreateSessionRequest, IssuerKeyResponse, JobRequest, RenderingResponse,
 };
-use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId};
+use kofu_proto::{CardId, Document, ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply};
 
 use super::body::{finish, read_json};
 use super::error::{code, error_response, method_not_allowed};
@@ -61,22 +60,14 @@ fn job_id(req: &HttpRequest) -> JobId {
         .unwrap_or(NO_SUCH_JOB)
 }
 
+/// The HTTP answer for a session's reply, wherever the session lives.
 fn respond(reply: SessionReply) -> HttpResponse {
     match reply {
         SessionReply::Created(r) => HttpResponse::Created().json(r),
         SessionReply::Authenticated(r) => HttpResponse::Ok().json(r),
         SessionReply::JobCreated(r) => HttpResponse::Accepted().json(r),
-        SessionReply::Document(doc) => released(
-            doc.pdf.clone(),
-            doc.binding_b64.clone(),
-            doc.signature_b64.clone(),
-        ),
-        SessionReply::Forwarded(doc) => {
-            released(doc.pdf.into(), doc.binding_b64, doc.signature_b64)
-        }
+        SessionReply::Document(doc) => released(doc),
         SessionReply::Rendering => rendering(),
-        // The router never hands this out; if it did, the shard had no safe owner.
-        SessionReply::Moving => code(ErrorCode::Unavailable),
         SessionReply::Printed(r) => HttpResponse::Ok().json(r),
         SessionReply::Closed => HttpResponse::NoContent().finish(),
         SessionReply::Error(e) => error_response(e),
@@ -84,22 +75,14 @@ fn respond(reply: SessionReply) -> HttpResponse {
 }
 
 /// `200` with a released document and its binding and signature headers.
-fn released(pdf: bytes::Bytes, binding_b64: String, signature_b64: String) -> HttpResponse {
+fn released(doc: Document) -> HttpResponse {
     #[cfg(feature = "fault-swap-documents")]
-    let super::fault::Released {
-        pdf,
-        binding_b64,
-        signature_b64,
-    } = super::fault::swap(super::fault::Released {
-        pdf,
-        binding_b64,
-        signature_b64,
-    });
+    let doc = super::fault::swap(doc);
     HttpResponse::Ok()
         .content_type("application/pdf")
-        .insert_header((kofu_proto::api::BINDING_HEADER, binding_b64))
-        .insert_header((kofu_proto::api::SIGNATURE_HEADER, signature_b64))
-        .body(pdf)
+        .insert_header((kofu_proto::api::BINDING_HEADER, doc.binding_b64))
+        .insert_header((kofu_proto::api::SIGNATURE_HEADER, doc.signature_b64))
+        .body(doc.pdf)
 }
 
 fn rendering() -> HttpResponse {
@@ -132,23 +115,18 @@ async fn call(
     wait: Option<Duration>,
 ) -> HttpResponse {
     let span = tracing::debug_span!("session_call", session_id = %session, shard = session.shard());
-    let recorded = state.recorder.get().map(|r| (r, op.clone()));
-    match state
+    let recorded = state.recorder.as_ref().map(|r| (r, op.clone()));
+    let reply = state
         .router
         .call(session, kiosk, op, wait)
         .instrument(span)
-        .await
+        .await;
+    if let Some((recorder, op)) = recorded
+        && let Some(action) = recorded_action(op, &reply, wait)
     {
-        Some(reply) => {
-            if let Some((recorder, op)) = recorded
-                && let Some(action) = recorded_action(op, &reply, wait)
-            {
-                recorder.call(session, action);
-            }
-            respond(reply)
-        }
-        None => rendering(),
+        recorder.call(session, action);
     }
+    respond(reply)
 }
 
 /// The trace step a successful answer stands for (failed answers are not replayed).
@@ -166,11 +144,9 @@ fn recorded_action(
         (SessionOp::CreateJob { kind, copies }, SessionReply::JobCreated(_)) => {
             Action::Job { kind, copies }
         }
-        (SessionOp::Fetch { .. }, SessionReply::Document(_) | SessionReply::Forwarded(_)) => {
-            Action::Fetch {
-                wait_ms: wait.map_or(0, |w| w.as_millis() as u32),
-            }
-        }
+        (SessionOp::Fetch { .. }, SessionReply::Document(_)) => Action::Fetch {
+            wait_ms: wait.map_or(0, |w| w.as_millis() as u32),
+        },
         (SessionOp::Printed { .. }, SessionReply::Printed(_)) => Action::Printed,
         (SessionOp::Close, SessionReply::Closed) => Action::Close,
         _ => return None,
@@ -206,7 +182,9 @@ async fn create_session_inner(
     let kiosk = tri!(kiosk(state, req));
     let body: CreateSessionRequest = tri!(read_json(req, payload).await.map_err(error_response));
     let card = tri!(CardId::parse(&body.card_id).map_err(|_| code(ErrorCode::InvalidCardId)));
-    if state.refuses_new_sessions() {
+    // A draining node takes no new sessions (API.md, drain); the other nodes of a
+    // cluster still do.
+    if state.is_draining() {
         return code(ErrorCode::Unavailable);
     }
     let record = match state.registry.record(&card).await {
@@ -220,7 +198,7 @@ async fn create_session_inner(
     if record.card_revoked {
         return code(ErrorCode::CardRevoked);
     }
-    let Some(recorder) = state.recorder.get() else {
+    let Some(recorder) = &state.recorder else {
         return respond(state.router.create_session(card, record, kiosk).await);
     };
     let reply = state

@@ -9,16 +9,18 @@ mod fault;
 mod kiosk;
 pub mod metrics;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use actix_web::{App, HttpRequest, web};
 use kofu_actors::Router;
 use kofu_coord::{Coordinator, Registry};
 
 use crate::auth::{AdminAuth, KioskAuth};
+use crate::record::Recorder;
 use metrics::HttpMetrics;
 
+/// What both listeners' handlers share; built once, after everything it names.
 pub struct AppState {
     pub router: Router,
     pub registry: Arc<dyn Registry>,
@@ -27,68 +29,45 @@ pub struct AppState {
     pub admin: AdminAuth,
     pub issuer_key_b64: String,
     pub prometheus: prometheus::Registry,
-    draining: AtomicBool,
-    /// What draining does besides failing readiness: a cluster node hands its shards
-    /// off; without it (embedded) the node stops admitting new sessions.
-    drain_action: OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// `--record-traffic`: the sessions served, for kofu-load.
-    pub recorder: OnceLock<Arc<crate::record::Recorder>>,
+    pub recorder: Option<Arc<Recorder>>,
+    pub drain: Drain,
+}
+
+/// Draining: readiness fails and new sessions get `503` here (calls of open sessions
+/// still reach their owners), plus what the topology adds.
+pub struct Drain {
+    draining: AtomicBool,
+    /// A cluster node hands its shards to the others; an embedded node has nothing to
+    /// add (its open sessions finish here).
+    action: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl Drain {
+    pub fn new(action: Option<Box<dyn Fn() + Send + Sync>>) -> Drain {
+        Drain {
+            draining: AtomicBool::new(false),
+            action,
+        }
+    }
 }
 
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        router: Router,
-        registry: Arc<dyn Registry>,
-        coordinator: Arc<dyn Coordinator>,
-        kiosks: KioskAuth,
-        admin: AdminAuth,
-        issuer_key_b64: String,
-        prometheus: prometheus::Registry,
-    ) -> AppState {
-        AppState {
-            router,
-            registry,
-            coordinator,
-            kiosks,
-            admin,
-            issuer_key_b64,
-            prometheus,
-            draining: AtomicBool::new(false),
-            drain_action: OnceLock::new(),
-            recorder: OnceLock::new(),
-        }
-    }
-
-    /// Sets the cluster's drain action (once).
-    pub fn on_drain(&self, action: Box<dyn Fn() + Send + Sync>) {
-        let _ = self.drain_action.set(action);
-    }
-
-    /// Whether new sessions get `503` here (API.md: a drained node hands its shards
-    /// over and stops taking new sessions; calls of open sessions still reach their
-    /// owners).
-    pub fn refuses_new_sessions(&self) -> bool {
-        self.is_draining()
-    }
-
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.drain.draining.load(Ordering::Acquire)
     }
 
-    /// Stops admitting sessions: readiness fails and new sessions get `503`.
+    /// Stops admitting sessions (once).
     pub fn start_draining(&self) {
-        if !self.draining.swap(true, Ordering::AcqRel) {
-            match self.drain_action.get() {
-                Some(action) => {
-                    action();
-                    tracing::info!("draining: handing every shard to the other nodes");
-                }
-                None => {
-                    self.router.stop_accepting();
-                    tracing::info!("draining: no new sessions are admitted");
-                }
+        if self.drain.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match &self.drain.action {
+            Some(action) => {
+                action();
+                tracing::info!("draining: handing every shard to the other nodes");
             }
+            None => tracing::info!("draining: no new sessions are admitted"),
         }
     }
 }

@@ -1,35 +1,41 @@
-//! The Redis-coordinated half of a node: connection, registry checks, the internal
-//! listener for forwarded requests, the coordinator, and the task that starts and stops
-//! shard hosts as leases come and go.
+//! The Redis-coordinated half of a node: connection, registry checks, the coordinator,
+//! the internal listener for forwarded requests, and the tasks that hand shards off and
+//! start hosts as leases come and go. The coordinator and the router need each other
+//! (the router asks who holds a shard; the coordinator has the router drain a shard it
+//! gives up): a channel made before either carries the handoffs, so each is complete
+//! when it is built.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
 use anyhow::Context as _;
 use futures::FutureExt as _;
-use kofu_actors::wire_link::{Secrets, WireServer};
-use kofu_actors::{Remote, Router, wire_handler};
+use kofu_actors::{Remote, Router};
 use kofu_coord::redis::{RedisCoordinator, RedisRegistry, RedisStore};
 use kofu_coord::{Fence, HandoffHook};
-use kofu_proto::wire::{Body, WireReply};
+use kofu_wire::{Secrets, WireServer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
 use crate::config::ServeConfig;
-use crate::http::AppState;
 
 /// How long a starting node keeps trying to reach Redis before giving up.
 const CONNECT_FOR: Duration = Duration::from_secs(30);
 /// Snapshots and card locks outlive the session hard limit by this much.
 const STATE_TTL_MARGIN: Duration = Duration::from_secs(60);
 
-/// What `plane` builds before the router exists.
+/// A shard the coordinator gives up, and who waits for its sessions to be detached.
+type Handoff = (Fence, oneshot::Sender<()>);
+
+/// What `plane` builds before the router: a coordinator that has joined, and what
+/// the router's cluster half is made of.
 pub(super) struct Plane {
     coordinator: Arc<RedisCoordinator>,
-    wire: WireServer,
-    router: Arc<OnceLock<Router>>,
+    internal: TcpListener,
+    handoffs: mpsc::UnboundedReceiver<Handoff>,
     node_id: String,
     secret: Secrets,
 }
@@ -40,9 +46,77 @@ pub(super) struct Cluster {
     wire: WireServer,
 }
 
+impl Plane {
+    /// This node's links to the others, for the router.
+    pub(super) fn remote(&self) -> Remote {
+        Remote::new(&self.node_id, self.secret.clone())
+    }
+
+    /// Serves forwarded calls and the coordinator's handoffs with `router`.
+    pub(super) fn serve(self, router: &Router) -> anyhow::Result<Cluster> {
+        let wire = WireServer::serve(
+            self.internal,
+            self.node_id,
+            self.secret,
+            router.wire_handler(),
+        )
+        .context("serving the internal listener")?;
+        let mut handoffs = self.handoffs;
+        let drains = router.clone();
+        let serve_handoffs = async move {
+            while let Some((fence, detached)) = handoffs.recv().await {
+                let router = drains.clone();
+                actix_rt::spawn(async move {
+                    router.hand_off(fence.shard).await;
+                    let _ = detached.send(());
+                });
+            }
+        };
+        actix_rt::spawn(serve_handoffs.instrument(tracing::info_span!("handoffs")));
+        Ok(Cluster {
+            coordinator: self.coordinator,
+            wire,
+        })
+    }
+}
+
 impl Cluster {
     pub(super) fn internal_addr(&self) -> SocketAddr {
         self.wire.local_addr()
+    }
+
+    /// Starts and stops shard hosts as this node's leases come and go.
+    pub(super) fn follow_leases(&self, router: Router) {
+        let mut leases = self.coordinator.subscribe();
+        let follow = async move {
+            let mut current: HashSet<Fence> = HashSet::new();
+            loop {
+                let now: HashSet<Fence> = leases.borrow_and_update().iter().copied().collect();
+                for gone in current.difference(&now) {
+                    router.drop_shard(*gone);
+                }
+                for new in now.difference(&current) {
+                    router.add_shard(*new);
+                }
+                current = now;
+                if leases.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        actix_rt::spawn(follow.instrument(tracing::info_span!("lease_follower")));
+    }
+
+    /// What draining adds in a cluster: every shard goes to the other nodes.
+    pub(super) fn drain_action(&self) -> Box<dyn Fn() + Send + Sync> {
+        let coordinator = self.coordinator.clone();
+        Box::new(move || {
+            let coordinator = coordinator.clone();
+            actix_rt::spawn(
+                async move { coordinator.shutdown().await }
+                    .instrument(tracing::info_span!("drain")),
+            );
+        })
     }
 
     /// Hands every shard off, releases the leases and leaves the membership.
@@ -65,10 +139,30 @@ async fn connect(url: &str) -> anyhow::Result<kofu_coord::redis::RedisConn> {
     }
 }
 
+/// The coordinator's handoff hook: asks whoever serves `handoffs` to drain the shard
+/// and waits until it has.
+fn handoff_hook() -> (HandoffHook, mpsc::UnboundedReceiver<Handoff>) {
+    let (tx, rx) = mpsc::unbounded_channel::<Handoff>();
+    let hook: HandoffHook = Arc::new(move |fence: Fence| {
+        let tx = tx.clone();
+        async move {
+            let (detached, done) = oneshot::channel();
+            if tx.send((fence, detached)).is_ok() {
+                let _ = done.await;
+            }
+        }
+        .boxed()
+    });
+    (hook, rx)
+}
+
+/// Joins the cluster behind `url`, announcing `internal` (already bound) as this node's
+/// address for forwarded requests.
 pub(super) async fn plane(
     cfg: &ServeConfig,
     url: &str,
     prom: &prometheus::Registry,
+    internal: TcpListener,
 ) -> anyhow::Result<super::Plane> {
     let mut secret = Secrets::new(cfg.secret()?);
     if let Some(other) = cfg.other_secret()? {
@@ -76,7 +170,11 @@ pub(super) async fn plane(
     }
     let node_id = cfg.node_id();
     let conn = connect(url).await?;
-    let registry = RedisRegistry::new(conn.clone(), cfg.shard_count);
+    // Behind Sentinel, every change (session state, leases, registry updates) must reach
+    // a replica before it is acknowledged, or a failover could lose it (asynchronous
+    // replication).
+    let replicas = u32::from(url.starts_with("redis+sentinel://"));
+    let registry = RedisRegistry::new(conn.clone(), cfg.shard_count).with_replicas(replicas);
     registry
         .check_shard_count()
         .await
@@ -94,50 +192,27 @@ pub(super) async fn plane(
             "the registry in redis is empty: run `kofu registry load --redis URL` first"
         ),
     }
-    // Bound before joining, so the address announced in the heartbeat already answers.
-    let router: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
-    let handler = {
-        let router = router.clone();
-        Arc::new(move |body: Body| match router.get() {
-            Some(r) => wire_handler(r.clone())(body),
-            None => async {
-                Body::Reply(WireReply::Error {
-                    code: kofu_proto::ErrorCode::Unavailable,
-                    attempts_left: None,
-                    reason: None,
-                })
-            }
-            .boxed(),
-        })
+    let advertise = match &cfg.internal_advertise {
+        Some(addr) => addr.clone(),
+        None => internal.local_addr()?.to_string(),
     };
-    let wire = WireServer::bind(
-        cfg.internal_listen,
-        node_id.clone(),
-        secret.clone(),
-        handler,
-    )
-    .await
-    .with_context(|| format!("cannot listen on {}", cfg.internal_listen))?;
-    let advertise = cfg
-        .internal_advertise
-        .clone()
-        .unwrap_or_else(|| wire.local_addr().to_string());
-    let coordinator = Arc::new(RedisCoordinator::start(
+    let (hook, handoffs) = handoff_hook();
+    let coordinator = Arc::new(RedisCoordinator::start_with_replicas(
         conn.clone(),
         node_id.clone(),
         advertise,
         cfg.shard_count,
         cfg.lease_ttl(),
+        replicas,
+        Some(hook),
     ));
     let lease = coordinator.metrics();
     prom.register(Box::new(lease.renew_failures.clone()))?;
     prom.register(Box::new(lease.losses.clone()))?;
     coordinator.listen(conn.clone());
-    // Behind Sentinel, a confirmed print or a serial must reach a replica before it is
-    // acknowledged, or a failover could lose it (asynchronous replication).
-    let replicas = u32::from(url.starts_with("redis+sentinel://"));
     let store = RedisStore::new(
         conn,
+        node_id.clone(),
         Duration::from_millis(cfg.hard_limit_ms) + STATE_TTL_MARGIN,
     )
     .with_replicas(replicas);
@@ -147,55 +222,10 @@ pub(super) async fn plane(
         coordinator: coordinator.clone(),
         cluster: Some(Plane {
             coordinator,
-            wire,
-            router,
+            internal,
+            handoffs,
             node_id,
             secret,
         }),
     })
-}
-
-/// Connects the router to the coordinator: forwarding, handoffs, and hosts that follow
-/// the leases this node holds.
-pub(super) fn start(plane: Plane, state: &web::Data<AppState>) -> Cluster {
-    let router = state.router.clone();
-    router.set_remote(Remote::new(&plane.node_id, plane.secret.clone()));
-    let _ = plane.router.set(router.clone());
-    let hook: HandoffHook = {
-        let router = router.clone();
-        Arc::new(move |fence: Fence| {
-            let router = router.clone();
-            async move { router.hand_off(fence.shard).await }.boxed()
-        })
-    };
-    plane.coordinator.set_handoff(hook);
-    let mut leases = plane.coordinator.subscribe();
-    let follow = async move {
-        let mut current: HashSet<Fence> = HashSet::new();
-        loop {
-            let now: HashSet<Fence> = leases.borrow_and_update().iter().copied().collect();
-            for gone in current.difference(&now) {
-                router.drop_shard(*gone);
-            }
-            for new in now.difference(&current) {
-                router.add_shard(*new);
-            }
-            current = now;
-            if leases.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    actix_rt::spawn(follow.instrument(tracing::info_span!("lease_follower")));
-    let coordinator = plane.coordinator.clone();
-    state.on_drain(Box::new(move || {
-        let coordinator = coordinator.clone();
-        actix_rt::spawn(
-            async move { coordinator.shutdown().await }.instrument(tracing::info_span!("drain")),
-        );
-    }));
-    Cluster {
-        coordinator: plane.coordinator,
-        wire: plane.wire,
-    }
 }

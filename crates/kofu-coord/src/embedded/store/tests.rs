@@ -1,12 +1,9 @@
-//! The embedded store must refuse stale fences and keep locks and audits exact, since the
-//! actors' safety arguments (I2, I5) rest on these rules.
+//! What is the embedded store's own: the audit file sink, which makes an acknowledged
+//! print survive a crash of the process (I5). The rules every store keeps are checked by
+//! the conformance suite (`tests/conformance`).
 
 use super::*;
 use kofu_proto::CertKind;
-
-fn sid(n: u8) -> SessionId {
-    SessionId::new(3, [n; 16])
-}
 
 fn audit(session: &str, job: &str) -> AuditRecord {
     AuditRecord {
@@ -23,156 +20,122 @@ fn audit(session: &str, job: &str) -> AuditRecord {
     }
 }
 
-fn change() -> Change {
+fn print(session: &str, job: &str) -> Change {
     Change {
         snapshot: SnapshotOp::Keep,
         card_lock: CardLockOp::None,
         allocate_serial: false,
-        audit: None,
+        audit: Some(audit(session, job)),
     }
 }
 
 #[test]
-fn stale_fence_writes_nothing() {
-    let store = EmbeddedStore::new(8, 5, AuditSink::Memory);
-    let old = Fence { shard: 3, epoch: 5 };
-    assert_eq!(store.bump_epoch(3), Some(6));
-    let err = store
-        .apply_now(
-            old,
-            sid(1),
-            Change {
-                audit: Some(audit("a", "j")),
-                allocate_serial: true,
-                snapshot: SnapshotOp::Put(vec![1]),
-                ..change()
-            },
-        )
-        .expect_err("stale epoch must be refused");
-    assert_eq!(err, StoreError::Fenced { shard: 3, held: 5 });
-    assert!(store.audit_records().is_empty());
-    assert_eq!(store.snapshot_count(), 0);
-}
-
-#[test]
-fn audit_is_idempotent_per_session_job() {
-    let store = EmbeddedStore::new(8, 1, AuditSink::Memory);
-    let f = Fence { shard: 3, epoch: 1 };
-    let first = store.apply_now(
-        f,
-        sid(1),
-        Change {
-            audit: Some(audit("a", "j")),
-            ..change()
-        },
-    );
-    let again = store.apply_now(
-        f,
-        sid(1),
-        Change {
-            audit: Some(audit("a", "j")),
-            ..change()
-        },
-    );
-    assert_eq!(first.expect("ok").audit, Some(AuditOutcome::Recorded));
-    assert_eq!(again.expect("ok").audit, Some(AuditOutcome::Duplicate));
-    assert_eq!(store.audit_records().len(), 1);
-}
-
-#[test]
-fn release_only_by_the_holder() {
-    let store = EmbeddedStore::new(8, 1, AuditSink::Memory);
-    let f = Fence { shard: 3, epoch: 1 };
-    let acquire = |s| {
-        store.apply_now(
-            f,
-            s,
-            Change {
-                card_lock: CardLockOp::Acquire {
-                    card_digest: [7; 32],
-                    kiosk_id: "K01".into(),
-                },
-                ..change()
-            },
-        )
-    };
-    let release = |s| {
-        store.apply_now(
-            f,
-            s,
-            Change {
-                card_lock: CardLockOp::Release {
-                    card_digest: [7; 32],
-                },
-                ..change()
-            },
-        )
-    };
-    acquire(sid(1)).expect("ok");
-    acquire(sid(2)).expect("ok");
-    // Another kiosk's acquire is refused and writes nothing, its serial included.
-    let other = store.apply_now(
-        f,
-        sid(3),
-        Change {
-            card_lock: CardLockOp::Acquire {
-                card_digest: [7; 32],
-                kiosk_id: "K02".into(),
-            },
-            allocate_serial: true,
-            ..change()
-        },
-    );
-    assert_eq!(
-        other.expect("ok"),
-        Applied {
-            serial: None,
-            lock: Some(LockOutcome::InUse),
-            audit: None
-        }
-    );
-    assert_eq!(
-        release(sid(1)).expect("ok").lock,
-        Some(LockOutcome::NotHeld)
-    );
-    assert_eq!(
-        release(sid(2)).expect("ok").lock,
-        Some(LockOutcome::Released)
-    );
-}
-
-#[test]
-fn serials_are_unique_per_shard_and_audit_file_survives() {
+fn audit_file_holds_each_acknowledged_print_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
     let store = EmbeddedStore::new(2, 1, AuditSink::append_to(&path).expect("open audit file"));
     let f = Fence { shard: 1, epoch: 1 };
-    let mut seen = std::collections::HashSet::new();
-    for _ in 0..100 {
-        let a = store
-            .apply_now(
-                f,
-                sid(1),
-                Change {
-                    allocate_serial: true,
-                    ..change()
-                },
-            )
-            .expect("ok");
-        assert!(seen.insert(a.serial.expect("serial")));
+    let sid = SessionId::new(1, [1; 16]);
+    for change in [print("a", "j"), print("a", "j"), print("a", "k")] {
+        store.apply_now(f, sid, change).expect("ok");
     }
-    store
-        .apply_now(
-            f,
-            sid(1),
-            Change {
-                audit: Some(audit("a", "j")),
-                ..change()
-            },
-        )
-        .expect("ok");
+    // A stale owner's print reaches neither memory nor the file.
+    store.bump_epoch(1);
+    let stale = store.apply_now(f, sid, print("b", "j"));
+    assert!(matches!(stale, Err(StoreError::Fenced { .. })));
     let text = std::fs::read_to_string(&path).expect("read");
-    assert_eq!(text.lines().count(), 1);
-    let back: AuditRecord = serde_json::from_str(text.trim()).expect("json line");
-    assert_eq!(back, audit("a", "j"));
+    let back: Vec<AuditRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(back, vec![audit("a", "j"), audit("a", "k")]);
+    // The file is the record: memory keeps none of it.
+    assert!(store.audit_records().is_empty());
+}
+
+/// The memory sink keeps only the latest records: a node without an audit file must
+/// not grow with every print it ever confirmed.
+#[test]
+fn the_memory_sink_keeps_a_bounded_number_of_records() {
+    let store = EmbeddedStore::new(1, 1, AuditSink::Memory);
+    let f = Fence { shard: 0, epoch: 1 };
+    for n in 0..(MEMORY_AUDIT_RECORDS + 10) {
+        let sid = SessionId::new(0, [0; 16]);
+        store
+            .apply_now(f, sid, print("s", &format!("j{n}")))
+            .expect("ok");
+    }
+    let kept = store.audit_records();
+    assert_eq!(kept.len(), MEMORY_AUDIT_RECORDS);
+    let last = format!("j{}", MEMORY_AUDIT_RECORDS + 9);
+    assert_eq!(kept.last().map(|r| r.job_id.as_str()), Some(last.as_str()));
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Thousands of sessions served leave nothing behind once their tombstones expired:
+/// no snapshot, no audit key, no listing (the node's memory follows the sessions open).
+#[test]
+fn served_sessions_leave_nothing_once_their_tombstones_expire() {
+    let store = EmbeddedStore::new(2, 1, AuditSink::Memory);
+    let f = Fence { shard: 1, epoch: 1 };
+    let ttl = std::time::Duration::from_millis(300);
+    for n in 0..5_000u32 {
+        let mut random = [0u8; 16];
+        random[..4].copy_from_slice(&n.to_be_bytes());
+        let sid = SessionId::new(1, random);
+        let job = format!("j{n}");
+        let mut printed = print(&sid.to_string(), &job);
+        printed.snapshot = SnapshotOp::Put(vec![1; 64]);
+        store.apply_now(f, sid, printed).expect("print");
+        let close = Change {
+            snapshot: SnapshotOp::Tombstone {
+                bytes: vec![2; 16],
+                ttl,
+            },
+            card_lock: CardLockOp::None,
+            allocate_serial: false,
+            audit: None,
+        };
+        store.apply_now(f, sid, close).expect("close");
+    }
+    assert_eq!(
+        store.audited_session_count(),
+        0,
+        "audit keys outlive their sessions"
+    );
+    let listed = store.list_sessions_now(f, &SessionCursor::default(), 10);
+    assert_eq!(listed.expect("list").sessions, vec![]);
+    // Expired entries go at the shard's next use.
+    wait_until("the tombstones expire", || {
+        let _ = store.list_sessions_now(f, &SessionCursor::default(), 1);
+        store.snapshot_count() == 0
+    });
+}
+
+#[test]
+fn snapshots_expire_with_the_state_ttl() {
+    let ttl = std::time::Duration::from_millis(300);
+    let store = EmbeddedStore::new(1, 1, AuditSink::Memory).with_state_ttl(ttl);
+    let f = Fence { shard: 0, epoch: 1 };
+    let sid = SessionId::new(0, [7; 16]);
+    let mut printed = print(&sid.to_string(), "j1");
+    printed.snapshot = SnapshotOp::Put(vec![1]);
+    store.apply_now(f, sid, printed).expect("print");
+    let listed = store.list_sessions_now(f, &SessionCursor::default(), 10);
+    assert_eq!(listed.expect("list").sessions, vec![sid]);
+    assert_eq!(store.audited_session_count(), 1);
+    wait_until("the snapshot expires", || {
+        let _ = store.list_sessions_now(f, &SessionCursor::default(), 1);
+        store.snapshot_count() == 0
+    });
+    assert_eq!(store.audited_session_count(), 0);
+    let listed = store.list_sessions_now(f, &SessionCursor::default(), 10);
+    assert_eq!(listed.expect("list").sessions, vec![]);
 }

@@ -257,7 +257,7 @@ impl Worker {
             return;
         }
         tracing::info!(shards = starting.len(), "handing shards off");
-        let hook = self.shared.hook.get().cloned();
+        let hook = self.shared.hook.clone();
         for fence in starting {
             let done = self.handed_off.clone();
             let hook = hook.clone();

@@ -64,6 +64,7 @@ fn fixture_lines_follow_the_population() {
         let FixtureLine::Card {
             card_id,
             full_name,
+            full_name_kana,
             municipality_code,
             household_id,
             seal_registered,
@@ -78,6 +79,7 @@ fn fixture_lines_follow_the_population() {
         };
         assert_eq!(card_id, r.card_id.expose());
         assert_eq!(full_name, &r.full_name);
+        assert_eq!(full_name_kana, &r.full_name_kana);
         assert_eq!(municipality_code, &r.municipality.code);
         assert_eq!(household_id, &r.household_id);
         assert_eq!(*seal_registered, matches!(r.seal, Seal::Registered { .. }));

@@ -5,7 +5,7 @@
 use kofu_proto::MAX_JOBS_PER_SESSION;
 
 use crate::session::{
-    CloseReason, Command, Job, JobPhase, Outcome, Phase, Rejection, Session, VoidReason,
+    CloseReason, Command, Job, JobMeta, JobPhase, Outcome, Phase, Rejection, Session, VoidReason,
 };
 
 /// What a rule says happens: the answer plus how the state changes.
@@ -151,6 +151,7 @@ fn rule(phase: Phase, cmd: &Command, job: Option<&Job>, jobs: usize) -> Effect {
                 kind: *kind,
                 copies: *copies,
                 phase: J::Rendering,
+                meta: JobMeta::default(),
             };
             Push(O::JobCreated { fee_yen: fee(&job) }, job)
         }

@@ -1,4 +1,4 @@
-//! Loopback tests of the inter-node transport: the handshake, multiplexing of many calls
+//! Loopback tests of the inter-node link: the handshake, multiplexing of many calls
 //! over one connection, and that every failure ends calls promptly instead of hanging.
 
 use std::sync::Arc;
@@ -6,21 +6,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use kofu_actors::wire_link::{Handler, LinkError, WireClient, WireServer};
-use kofu_proto::wire::{
-    Body, Frame, HANDSHAKE_ID, LEN_PREFIX, MAX_FRAME, Role, Transcript, WireOp, decode_frame,
-    encode_frame, mac,
+use kofu_proto::wire::{Body, Frame, HANDSHAKE_ID};
+use kofu_proto::{KioskId, SessionId, SessionOp};
+use kofu_wire::{
+    CallHandler, LEN_PREFIX, LinkError, MAX_FRAME, Role, Secrets, Transcript, WireClient,
+    WireServer, decode_frame, encode_frame, mac,
 };
-use kofu_proto::{KioskId, SessionId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 const SECRET: &[u8] = b"test cluster secret";
 const LONG: Duration = Duration::from_secs(30);
 
 /// Echoes every request after sleeping its `wait_ms`, and tracks how many requests were
 /// in the handler at once (to prove calls really overlap).
-fn echo(busy: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> Handler {
+fn echo(busy: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> CallHandler {
     Arc::new(move |body: Body| {
         let (busy, peak) = (busy.clone(), peak.clone());
         async move {
@@ -36,13 +36,15 @@ fn echo(busy: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> Handler {
     })
 }
 
+async fn serve(node_id: &str, secret: impl Into<Secrets>, handler: CallHandler) -> WireServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    WireServer::serve(listener, node_id, secret, handler).expect("serve")
+}
+
 async fn echo_server() -> (WireServer, Arc<AtomicUsize>) {
     let peak = Arc::new(AtomicUsize::new(0));
     let handler = echo(Arc::new(AtomicUsize::new(0)), peak.clone());
-    let server = WireServer::bind("127.0.0.1:0", "node-b", SECRET, handler)
-        .await
-        .expect("bind");
-    (server, peak)
+    (serve("node-b", SECRET, handler).await, peak)
 }
 
 /// A call whose every field depends on `i`, so a crossed reply cannot go unnoticed.
@@ -52,8 +54,8 @@ fn call(i: u32, wait_ms: u32) -> Body {
     Body::Call {
         session: SessionId::new(i % 1024, random),
         kiosk: KioskId::parse(&format!("K{i:05}")).expect("valid kiosk"),
-        op: WireOp::Auth {
-            signature: i.to_be_bytes().repeat(16),
+        op: SessionOp::Auth {
+            signature: std::array::from_fn(|b| i.to_be_bytes()[b % 4]),
         },
         wait_ms,
     }
@@ -259,7 +261,6 @@ async fn an_oversize_frame_closes_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_secret_rotation_never_splits_the_cluster() {
-    use kofu_actors::wire_link::Secrets;
     let (old, new) = (
         b"old cluster secret 0123".as_slice(),
         b"new cluster secret 4567".as_slice(),
@@ -271,9 +272,7 @@ async fn a_rolling_secret_rotation_never_splits_the_cluster() {
     let after = || Secrets::new(new);
     let connects = |client: Secrets, server: Secrets| async move {
         let handler = echo(Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let s = WireServer::bind("127.0.0.1:0", "node-s", server, handler)
-            .await
-            .expect("bind");
+        let s = serve("node-s", server, handler).await;
         match WireClient::connect(s.local_addr(), "node-c", client).await {
             Ok(c) => c.call(call(1, 0), LONG).await.is_ok(),
             Err(_) => false,

@@ -1,7 +1,26 @@
 //! The accepting side of a node-to-node link: handshake, then many requests served
 //! concurrently per connection, answered by correlation id.
 
-use super::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kofu_proto::wire::{Body, Frame};
+use kofu_proto::{ErrorCode, SessionReply};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
+
+use crate::frame::{FrameReader, encode_frame, run_writer};
+use crate::{CallHandler, HANDSHAKE_TIMEOUT, LinkError, Secrets, WRITE_QUEUE, handshake};
+
+/// Requests one connection may have in the handler at once; past it the server stops
+/// reading that connection, which pushes back on the sender through TCP.
+const SERVER_IN_FLIGHT: usize = 1024;
+/// Connections one server accepts at once; a cluster has few peers, so this is generous.
+const MAX_CONNECTIONS: usize = 512;
 
 /// Accepts authenticated connections from other nodes and serves their calls.
 /// Dropping it closes the listener and every connection, failing the peers' calls.
@@ -10,19 +29,29 @@ pub struct WireServer {
     accept: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for WireServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WireServer {
-    pub async fn bind(
-        addr: impl ToSocketAddrs,
+    /// Serves `listener` (bound by the caller, so its address can be announced before
+    /// anything is built) on the current tokio runtime: every call that passes the
+    /// handshake goes to `handler`.
+    pub fn serve(
+        listener: TcpListener,
         node_id: impl Into<String>,
         secret: impl Into<Secrets>,
-        handler: Handler,
+        handler: CallHandler,
     ) -> Result<WireServer, LinkError> {
         let secret: Secrets = secret.into();
         if secret.is_empty() {
             return Err(LinkError::EmptySecret);
         }
         let node_id: Arc<str> = node_id.into().into();
-        let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let span = tracing::info_span!("wire_server", node = %node_id, addr = %local_addr);
         let accept = tokio::spawn(accept_loop(listener, node_id, secret, handler).instrument(span));
@@ -42,7 +71,12 @@ impl Drop for WireServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, node_id: Arc<str>, secret: Secrets, handler: Handler) {
+async fn accept_loop(
+    listener: TcpListener,
+    node_id: Arc<str>,
+    secret: Secrets,
+    handler: CallHandler,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
     loop {
@@ -66,7 +100,8 @@ async fn accept_loop(listener: TcpListener, node_id: Arc<str>, secret: Secrets, 
         let span = tracing::info_span!("wire_conn", %peer, peer_node = tracing::field::Empty);
         conns.spawn(
             async move {
-                match serve_conn(stream, &node_id, &secret, handler).await {
+                let (read, write) = stream.into_split();
+                match serve_conn(read, write, &node_id, &secret, handler).await {
                     Ok(()) => tracing::debug!("connection closed by peer"),
                     Err(e) => tracing::warn!(error = %e, "connection dropped"),
                 }
@@ -77,21 +112,26 @@ async fn accept_loop(listener: TcpListener, node_id: Arc<str>, secret: Secrets, 
     }
 }
 
-async fn serve_conn(
-    stream: TcpStream,
+/// One connection, given as its two halves so any stream can carry it.
+async fn serve_conn<R, W>(
+    read: R,
+    mut write: W,
     node_id: &str,
     secret: &Secrets,
-    handler: Handler,
-) -> Result<(), LinkError> {
-    let (read, write) = stream.into_split();
+    handler: CallHandler,
+) -> Result<(), LinkError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut reader = FrameReader::new(read);
-    let mut write = write;
-    tokio::time::timeout(
+    let peer = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        server_handshake(&mut reader, &mut write, node_id, secret),
+        handshake::server(&mut reader, &mut write, node_id, secret),
     )
     .await
     .map_err(|_| LinkError::Handshake("timed out"))??;
+    tracing::Span::current().record("peer_node", peer.as_str());
 
     let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let writer = run_writer(write, rx);
@@ -121,11 +161,7 @@ async fn serve_conn(
                         Err(e) => {
                             // The caller still gets an answer rather than a timeout.
                             tracing::error!(error = %e, "reply cannot be sent");
-                            let body = Body::Reply(WireReply::Error {
-                                code: ErrorCode::Internal,
-                                attempts_left: None,
-                                reason: Some("reply_too_large".into()),
-                            });
+                            let body = Body::Reply(SessionReply::from(ErrorCode::Internal));
                             match encode_frame(&Frame { id, body }) {
                                 Ok(bytes) => bytes,
                                 Err(_) => return,
@@ -144,61 +180,4 @@ async fn serve_conn(
         served = serve => served,
         written = writer => written.map_err(LinkError::from),
     }
-}
-
-async fn server_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    reader: &mut FrameReader<R>,
-    write: &mut W,
-    node_id: &str,
-    secret: &Secrets,
-) -> Result<(), LinkError> {
-    let Body::Hello {
-        node_id: client_id,
-        nonce: client_nonce,
-    } = reader.expect().await?.body
-    else {
-        return Err(LinkError::Handshake("expected hello"));
-    };
-    let server_nonce = fresh_nonce();
-    let welcome = Body::Welcome {
-        node_id: node_id.to_owned(),
-        nonce: server_nonce,
-    };
-    write_frame(
-        write,
-        &Frame {
-            id: HANDSHAKE_ID,
-            body: welcome,
-        },
-    )
-    .await?;
-    let Body::Proof { mac: proof } = reader.expect().await?.body else {
-        return Err(LinkError::Handshake("expected proof"));
-    };
-    let transcript = Transcript {
-        client_id: &client_id,
-        client_nonce: &client_nonce,
-        server_id: node_id,
-        server_nonce: &server_nonce,
-    };
-    // Closing without a word tells an unauthenticated peer nothing.
-    let Some(secret) = secret.matching(|s| verify_mac(s, Role::Client, &transcript, &proof)) else {
-        return Err(LinkError::Handshake(
-            "peer does not know the cluster secret",
-        ));
-    };
-    // Answered with the secret the peer proved with, which it can check.
-    let ours = Body::Proof {
-        mac: mac(secret, Role::Server, &transcript),
-    };
-    write_frame(
-        write,
-        &Frame {
-            id: HANDSHAKE_ID,
-            body: ours,
-        },
-    )
-    .await?;
-    tracing::Span::current().record("peer_node", client_id.as_str());
-    Ok(())
 }

@@ -1,7 +1,24 @@
 //! The calling side of a node-to-node link: one persistent connection multiplexing many
 //! concurrent calls, each matched to its reply by correlation id.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use kofu_proto::wire::{Body, Frame, HANDSHAKE_ID};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::frame::{FrameReader, encode_frame, run_writer};
+use crate::{HANDSHAKE_TIMEOUT, LinkError, Secrets, WRITE_QUEUE, handshake};
+
+/// Calls one client may have outstanding; later callers wait (within their timeout).
+const CLIENT_IN_FLIGHT: usize = 4096;
 
 type Pending = HashMap<u64, oneshot::Sender<Body>>;
 
@@ -48,29 +65,43 @@ pub struct WireClient {
 }
 
 impl WireClient {
+    /// Connects to `addr` over TCP and authenticates both ends.
     pub async fn connect(
         addr: impl ToSocketAddrs,
         node_id: impl Into<String>,
         secret: impl Into<Secrets>,
     ) -> Result<WireClient, LinkError> {
         let secret: Secrets = secret.into();
-        let secret = &secret;
         if secret.is_empty() {
             return Err(LinkError::EmptySecret);
         }
         let node_id = node_id.into();
-        let (peer, reader, write, peer_node_id) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let stream = TcpStream::connect(addr).await?;
             let _ = stream.set_nodelay(true);
-            let peer = stream.peer_addr()?;
-            let (read, mut write) = stream.into_split();
-            let mut reader = FrameReader::new(read);
-            let peer_node_id = client_handshake(&mut reader, &mut write, &node_id, secret).await?;
-            Ok::<_, LinkError>((peer, reader, write, peer_node_id))
+            let peer = stream.peer_addr()?.to_string();
+            let (read, write) = stream.into_split();
+            Self::open(read, write, peer, node_id, &secret).await
         })
         .await
-        .map_err(|_| LinkError::Handshake("timed out"))??;
+        .map_err(|_| LinkError::Handshake("timed out"))?
+    }
 
+    /// The handshake over a connected stream, given as its two halves, then the tasks
+    /// that write calls and read replies.
+    async fn open<R, W>(
+        read: R,
+        mut write: W,
+        peer: String,
+        node_id: String,
+        secret: &Secrets,
+    ) -> Result<WireClient, LinkError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut reader = FrameReader::new(read);
+        let peer_node_id = handshake::client(&mut reader, &mut write, &node_id, secret).await?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
             closed: AtomicBool::new(false),
@@ -156,71 +187,6 @@ impl Drop for WireClient {
         }
         self.shared.close();
     }
-}
-
-async fn client_handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    reader: &mut FrameReader<R>,
-    write: &mut W,
-    node_id: &str,
-    secret: &Secrets,
-) -> Result<String, LinkError> {
-    let client_nonce = fresh_nonce();
-    let hello = Body::Hello {
-        node_id: node_id.to_owned(),
-        nonce: client_nonce,
-    };
-    write_frame(
-        write,
-        &Frame {
-            id: HANDSHAKE_ID,
-            body: hello,
-        },
-    )
-    .await?;
-    let Body::Welcome {
-        node_id: server_id,
-        nonce: server_nonce,
-    } = reader.expect().await?.body
-    else {
-        return Err(LinkError::Handshake("expected welcome"));
-    };
-    let transcript = Transcript {
-        client_id: node_id,
-        client_nonce: &client_nonce,
-        server_id: &server_id,
-        server_nonce: &server_nonce,
-    };
-    let proof = Body::Proof {
-        mac: mac(&secret.current, Role::Client, &transcript),
-    };
-    write_frame(
-        write,
-        &Frame {
-            id: HANDSHAKE_ID,
-            body: proof,
-        },
-    )
-    .await?;
-    // A server that rejects our proof just closes: report that as a handshake failure.
-    let answer = match reader.next().await {
-        Ok(Some(frame)) => frame.body,
-        Ok(None) | Err(LinkError::Closed | LinkError::Io(_)) => {
-            return Err(LinkError::Handshake("rejected by peer"));
-        }
-        Err(e) => return Err(e),
-    };
-    let Body::Proof { mac: theirs } = answer else {
-        return Err(LinkError::Handshake("expected proof"));
-    };
-    if secret
-        .matching(|s| verify_mac(s, Role::Server, &transcript, &theirs))
-        .is_none()
-    {
-        return Err(LinkError::Handshake(
-            "peer does not know the cluster secret",
-        ));
-    }
-    Ok(server_id)
 }
 
 /// Hands each reply to its waiting call; on any read failure fails them all at once.

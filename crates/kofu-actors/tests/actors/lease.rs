@@ -1,0 +1,144 @@
+//! A lease lost or in doubt: the coordinator stops holding the shard between requests,
+//! while a store write is on its way, or while a fetch waits on a render. A live
+//! session must never be reported gone (`404`/`204`/`410`/`422`); it answers `503`
+//! until its owner is safe again, then goes on where it was (API.md, DESIGN.md "Fault
+//! model"). Today a session that sees the lease in doubt stops, its host tombstones it
+//! and the router's retry lands on the tombstone: the ignored tests below are issue 10.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use kofu_proto::{CertKind, JobId};
+use tokio::task::JoinHandle;
+
+use crate::harness::{Answer, Config, Open, World, beside, in_flight, run};
+
+/// A change the store acknowledged is answered as done, even if the lease went into
+/// doubt while it was on its way: the fence was current when it landed.
+#[test]
+fn a_write_that_landed_before_the_lease_was_lost_is_answered() {
+    run(|| async {
+        let w = Rc::new(World::start(Config::default()));
+        let s = w.open(&w.card_in(0, 0), &w.kiosk(0)).await;
+        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+        let serial = w.verify(&s, CertKind::Residence, &doc).serial;
+        let printed = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
+        w.coordinator.set_holding(false);
+        w.gate.open();
+        let charged_yen = CertKind::Residence.fee_yen();
+        let expected = Answer::Printed {
+            serial,
+            charged_yen,
+        };
+        assert_eq!(printed.await.expect("task"), expected);
+        assert_eq!(w.store.audit_records().len(), 1);
+        // Renewed after all: the session goes on.
+        w.coordinator.set_holding(true);
+        assert_eq!(w.printed(&s, job).await, expected);
+        assert_eq!(w.close(&s).await, Answer::Closed);
+        assert_eq!(w.store.audit_records().len(), 1);
+    });
+}
+
+#[test]
+#[ignore = "issue 10: a session that sees its lease in doubt stops and is tombstoned: 404 and a false 204"]
+fn a_lease_in_doubt_between_requests_answers_503_never_gone() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let s = w.open(&w.card_in(1, 0), &w.kiosk(0)).await;
+        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+        w.coordinator.set_holding(false);
+        let fetched = w.fetch(&s, job).await;
+        assert!(fetched.is_unavailable(), "fetch: {fetched:?}");
+        let closed = w.close(&s).await;
+        assert!(closed.is_unavailable(), "close: {closed:?}");
+        // The lease is renewed after all: the session is where it was.
+        w.coordinator.set_holding(true);
+        assert_eq!(w.fetch(&s, job).await.document(), doc);
+        assert!(matches!(w.printed(&s, job).await, Answer::Printed { .. }));
+        assert_eq!(w.close(&s).await, Answer::Closed);
+        assert_eq!(w.store.audit_records().len(), 1);
+    });
+}
+
+/// Another node takes the shard while a print's write is on its way: the store refuses
+/// it. The shard comes back to this node within `move_wait`; the print then succeeds,
+/// charged once.
+#[test]
+#[ignore = "issue 10: a session whose write is fenced stops and is tombstoned: the retry answers 404"]
+fn a_lease_lost_during_a_store_write_never_answers_gone() {
+    run(|| async {
+        let w = Rc::new(World::start(Config::default()));
+        let s = w.open(&w.card_in(2, 0), &w.kiosk(0)).await;
+        let (job, _) = w.delivered(&s, CertKind::Residence).await;
+        let printed = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
+        w.coordinator.set_holding(false);
+        w.steal(2);
+        w.gate.open();
+        tokio::time::sleep(w.config.router.move_wait / 4).await;
+        w.reacquire(2);
+        let answer = printed.await.expect("task");
+        assert!(matches!(answer, Answer::Printed { .. }), "{answer:?}");
+        assert_eq!(w.store.audit_records().len(), 1);
+    });
+}
+
+/// A session of `shard` whose job renders half a second late, with a long poll parked
+/// on it; then this node's lease goes into doubt.
+async fn parked_on_a_render(shard: u32) -> (Rc<World>, Open, JobId, JoinHandle<Answer>) {
+    let w = Rc::new(World::start(Config {
+        render_delay: Duration::from_millis(500),
+        ..Config::default()
+    }));
+    let s = w.open(&w.card_in(shard, 0), &w.kiosk(0)).await;
+    let job = w.job(&s, CertKind::Residence).await.job();
+    let parked = beside(&w, &s, move |w, s| async move {
+        w.fetch_wait(&s, job, Duration::from_secs(10)).await
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    w.coordinator.set_holding(false);
+    (w, s, job, parked)
+}
+
+/// Another request finds the lease in doubt while a long poll waits on the render; the
+/// lease is renewed after all.
+#[test]
+#[ignore = "issue 10: the session stops on a lease in doubt; its parked fetch and the retry answer 404"]
+fn a_lease_in_doubt_while_a_fetch_waits_on_its_render_never_answers_gone() {
+    run(|| async {
+        let (w, s, _, parked) = parked_on_a_render(3).await;
+        let other = beside(&w, &s, |w, s| async move {
+            w.job(&s, CertKind::FamilyRegister).await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.coordinator.set_holding(true);
+        let doc = parked.await.expect("task").document();
+        w.verify(&s, CertKind::Residence, &doc);
+        let other = other.await.expect("task");
+        assert!(matches!(other, Answer::JobCreated(_)), "{other:?}");
+    });
+}
+
+/// The render's write is refused because another node took the shard; the fetch parked
+/// on it must not hear that the session is gone. The shard comes back in time.
+#[test]
+#[ignore = "issue 10: a session stopped by a fenced write answers its parked fetches 404"]
+fn a_render_fenced_by_a_takeover_never_answers_gone() {
+    run(|| async {
+        let (w, s, job, parked) = parked_on_a_render(0).await;
+        w.steal(0);
+        // The render runs and its write is refused; then the shard comes back.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        w.reacquire(0);
+        let answer = parked.await.expect("task");
+        assert!(!answer.says_gone(), "{answer:?}");
+        let doc = match answer {
+            Answer::Document(doc) => doc,
+            _ => w
+                .fetch_wait(&s, job, Duration::from_secs(10))
+                .await
+                .document(),
+        };
+        w.verify(&s, CertKind::Residence, &doc);
+    });
+}

@@ -1,0 +1,111 @@
+//! The link between nodes: persistent, authenticated connections carrying
+//! `kofu_proto::wire` frames, with many concurrent calls multiplexed over one connection
+//! by correlation id. The router forwards a request for a shard owned elsewhere over a
+//! [`WireClient`] and serves the requests others forward here behind a [`WireServer`].
+//! Only tokio and kofu-proto: what a call means is the caller's business. The byte
+//! format (frames, handshake proofs) is public so that a test can speak it by hand.
+
+mod client;
+mod frame;
+mod handshake;
+mod server;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kofu_proto::wire::Body;
+
+pub use client::WireClient;
+pub use frame::{LEN_PREFIX, MAX_FRAME, WireError, decode_frame, encode_frame};
+pub use handshake::{Role, Transcript, mac};
+pub use server::WireServer;
+
+/// Answers one forwarded request on the owner node; the returned body goes back with
+/// the request's correlation id.
+pub type CallHandler =
+    Arc<dyn Fn(Body) -> Pin<Box<dyn Future<Output = Body> + Send + 'static>> + Send + Sync>;
+
+/// Connect plus handshake must finish within this, so a silent peer cannot hold a slot.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Encoded frames queued for one connection's writer: bounds memory per peer.
+const WRITE_QUEUE: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(&'static str),
+    #[error("bad frame: {0}")]
+    Wire(#[from] WireError),
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    #[error("the cluster secret must not be empty")]
+    EmptySecret,
+    #[error("connection closed")]
+    Closed,
+    #[error("call timed out")]
+    Timeout,
+}
+
+/// The cluster secret, and during a rotation the one before (or after) it. A node proves
+/// itself with `current` and accepts a peer's proof made with either, so a rolling
+/// rotation never splits the cluster: first every node accepts the new secret, then
+/// every node proves with it, then the old one is dropped (README "Operations").
+#[derive(Clone)]
+pub struct Secrets {
+    current: Arc<[u8]>,
+    other: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+impl Secrets {
+    pub fn new(current: impl AsRef<[u8]>) -> Secrets {
+        Secrets {
+            current: current.as_ref().into(),
+            other: None,
+        }
+    }
+
+    /// Also accept proofs made with `other` (an empty one is ignored).
+    pub fn also_accepting(mut self, other: impl AsRef<[u8]>) -> Secrets {
+        let other = other.as_ref();
+        self.other = (!other.is_empty()).then(|| other.into());
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    fn current(&self) -> &[u8] {
+        &self.current
+    }
+
+    /// The secret a peer's proof was made with, if it is one of ours.
+    fn matching(&self, check: impl Fn(&[u8]) -> bool) -> Option<&[u8]> {
+        std::iter::once(&self.current)
+            .chain(self.other.as_ref())
+            .map(|s| &**s)
+            .find(|s| check(s))
+    }
+}
+
+impl<T: AsRef<[u8]> + ?Sized> From<&T> for Secrets {
+    fn from(secret: &T) -> Secrets {
+        Secrets::new(secret)
+    }
+}
+
+impl From<Vec<u8>> for Secrets {
+    fn from(secret: Vec<u8>) -> Secrets {
+        Secrets::new(secret)
+    }
+}
