@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use kofu_kiosk::{Client, Method};
 use kofu_proto::trace::{Action, SessionTrace};
-use kofu_proto::{CertKind, ErrorBody};
+use kofu_proto::{ApiError, CertKind};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use tokio::task::JoinSet;
@@ -240,9 +240,9 @@ impl Workload {
             let mut e = Event::new(NO_SESSION, card, op, start, history.now_us());
             e.node = u8::try_from(node).ok();
             e.status = (resp.status != 0).then_some(resp.status);
-            e.code = serde_json::from_slice::<ErrorBody>(&resp.body)
+            e.code = serde_json::from_slice::<ApiError>(&resp.body)
                 .ok()
-                .map(|b| b.error);
+                .map(|b| b.code);
             history.push(e);
         }
     }
