@@ -405,6 +405,11 @@ async fn chaos(
     if let Some(path) = &a.history {
         write_history(path, &events, &digest)?;
     }
+    let fault_windows: Vec<(u64, u64)> = nemesis
+        .faults
+        .iter()
+        .map(|f| (f.start_ms * 1000, f.healed_ms * 1000))
+        .collect();
     let anomalies = check::check(&check::Input {
         events: &events,
         audit: &audit,
@@ -413,6 +418,7 @@ async fn chaos(
         lease_ttl: settings.lease_ttl,
         render_deadline: settings.render_deadline,
         misdeliveries: &misdeliveries,
+        faults: &fault_windows,
         deaths: &deaths,
         digest: &digest,
     });

@@ -93,6 +93,10 @@ pub struct Input<'a> {
     pub render_deadline: Duration,
     /// What the kiosks' document check refused.
     pub misdeliveries: &'a [String],
+    /// Every fault injected: `(from_us, healed_us)`. A session's idle expiry is a store
+    /// write, so a lock's deadline runs from the end of the faults it met (DESIGN.md:
+    /// liveness comes back "when the fault ends").
+    pub faults: &'a [(u64, u64)],
     /// Nodes that exited by themselves: `(node, at_ms)`.
     pub deaths: &'a [(usize, u64)],
     /// A card's short digest (examples never show card ids).

@@ -419,7 +419,7 @@ impl<'a> Context<'a> {
                 .iter()
                 .any(|e| e.op == Op::Close && e.status == Some(204) && e.end_us <= t);
             let last = before.iter().map(|e| e.end_us).max().unwrap_or(0);
-            opened && !closed && t < last + hold
+            opened && !closed && t < self.lock_deadline(last, hold)
         };
         // One anomaly per card, however often it was found locked.
         let mut locked: BTreeMap<u32, String> = BTreeMap::new();
@@ -472,6 +472,20 @@ impl<'a> Context<'a> {
         for example in locked.into_values() {
             a.add("card_locked", example);
         }
+    }
+
+    /// When a lock last touched at `last` must be free: `hold` after `last`, or after the
+    /// heal of every fault that began before that deadline (and after `last`).
+    fn lock_deadline(&self, last: u64, hold: u64) -> u64 {
+        let mut deadline = last + hold;
+        let mut faults: Vec<(u64, u64)> = self.input.faults.to_vec();
+        faults.sort_unstable();
+        for (from, healed) in faults {
+            if from <= deadline && healed > last {
+                deadline = deadline.max(healed + hold);
+            }
+        }
+        deadline
     }
 
     /// Requests without an answer from a running node, and server errors.

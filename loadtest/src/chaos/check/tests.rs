@@ -19,6 +19,7 @@ struct H {
     events: Vec<Event>,
     audit: Vec<AuditEntry>,
     down: Vec<(usize, u64, u64)>,
+    faults: Vec<(u64, u64)>,
     misdeliveries: Vec<String>,
 }
 
@@ -107,6 +108,7 @@ impl H {
             lease_ttl: Duration::from_secs(2),
             render_deadline: Duration::from_secs(30),
             misdeliveries: &self.misdeliveries,
+            faults: &self.faults,
             deaths: &[],
             digest: &digest,
         })
@@ -365,6 +367,25 @@ fn a_card_locked_after_its_session_closed_is_found_during_the_run() {
     let mut h = clean();
     // Session 20 uses card 0 again, long after session 0 closed it.
     let e = h.ev(20, Op::Create, 60.0, Some(409), Some(ErrorCode::CardInUse));
+    e.card = 0;
+    only(&h, "card_locked");
+}
+
+#[test]
+fn a_lock_held_through_a_fault_runs_from_its_heal() {
+    let mut h = clean();
+    // Card 0 left open at t=0.5 s; found locked at 40 s: past idle + 2 TTL + 2 s (21 s)
+    // of its last answer, but a Redis fault from 10 s to 25 s delayed its expiry.
+    h.events.retain(|e| !(e.session == 0 && e.start_us > S));
+    h.audit.retain(|a| a.session_id != sid(0).to_string());
+    h.events.retain(|e| e.session != PROBE_BASE);
+    let e = h.ev(20, Op::Create, 40.0, Some(409), Some(ErrorCode::CardInUse));
+    e.card = 0;
+    only(&h, "card_locked");
+    h.faults.push((10 * S, 25 * S));
+    assert_eq!(h.check().total(), 0, "the fault explains the lock");
+    // Still locked 21 s after the heal: the lock outlived the fault.
+    let e = h.ev(21, Op::Create, 47.0, Some(409), Some(ErrorCode::CardInUse));
     e.card = 0;
     only(&h, "card_locked");
 }
