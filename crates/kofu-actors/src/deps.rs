@@ -18,7 +18,8 @@ pub struct SessionConfig {
     pub session_mailbox: usize,
     /// Capacity of each shard host's mailbox.
     pub host_mailbox: usize,
-    /// How long a closed session is remembered so that a repeated DELETE stays `204`.
+    /// How long a closed session's tombstone stays in the store, so that a repeated
+    /// DELETE stays `204` (on whichever node owns the shard by then).
     pub tombstone_ttl: Duration,
 }
 

@@ -16,4 +16,4 @@ mod snapshot;
 pub use cluster_metrics::ClusterMetrics;
 pub use deps::{Deps, RenderFaults, SessionConfig};
 pub use metrics::{ActorMetrics, OpenSessions};
-pub use router::{Remote, Router, RouterConfig};
+pub use router::{Remote, Router, RouterConfig, ShardStart};

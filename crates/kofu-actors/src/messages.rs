@@ -87,12 +87,16 @@ pub(crate) struct CreateSession {
     pub reply: ReplyTo,
 }
 
-/// A session ended and persisted its end; the host forgets it.
+/// A session stopped: it ended (its close is persisted, a tombstone answers for it
+/// from the store) or it detached (its shard moved or its lease is gone; the snapshot
+/// and card lock stay for the next owner). Either way the host forgets it: nothing
+/// about a stopped session is remembered in memory, so a detached session is never
+/// reported gone (the next call reads its snapshot), and an ended one is answered from
+/// its tombstone (API.md: a repeated DELETE stays `204`, on any owner).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct SessionEnded {
+pub(crate) struct SessionStopped {
     pub session: SessionId,
-    pub kiosk: KioskId,
     pub card_digest: [u8; 32],
 }
 
@@ -102,20 +106,3 @@ pub(crate) struct SessionEnded {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Detach;
-
-/// Messages that carry their reply channel, so a refused send can still be answered.
-pub(crate) trait Replying {
-    fn into_reply(self) -> ReplyTo;
-}
-
-impl Replying for SessionCall {
-    fn into_reply(self) -> ReplyTo {
-        self.reply
-    }
-}
-
-impl Replying for CreateSession {
-    fn into_reply(self) -> ReplyTo {
-        self.reply
-    }
-}

@@ -15,12 +15,12 @@ use kofu_core::records::ResidentRecord;
 use kofu_core::session::CloseReason;
 use kofu_proto::{CardId, ErrorCode, KioskId, SessionId, SessionOp, SessionReply};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
 
 use crate::Deps;
 use crate::cluster_metrics::DropReason;
-use crate::messages::{Answer, CreateSession, Moved, ReplyTo, Replying, SessionCall};
+use crate::messages::{Answer, CreateSession, Moved, ReplyTo, SessionCall};
 use crate::shard_host::{CloseAll, HandOff, ShardHost};
 pub use remote::Remote;
 
@@ -47,10 +47,31 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_millis(100);
 
 enum Slot {
     Empty,
-    Active(Fence, Addr<ShardHost>),
+    Active(Host),
     /// Being handed off or dropped: requests wait for the next owner.
     Moving,
 }
+
+/// A shard served here: its host, and how many requests wait in the host's mailbox.
+struct Host {
+    fence: Fence,
+    addr: Addr<ShardHost>,
+    backlog: Arc<AtomicUsize>,
+}
+
+/// How a host starts: what it may find in the store for its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardStart {
+    /// The store was created with this node (an embedded node's start): no session of
+    /// the shard exists yet.
+    Fresh,
+    /// The shard was taken over: its open sessions (orphans of a crash, or handed over)
+    /// are resumed at once, so their idle timers run.
+    TakenOver,
+}
+
+/// Hosts of one node that resume their shard's sessions at the same time.
+const SWEEPS_AT_ONCE: usize = 4;
 
 /// One request as the router carries it, possibly several times (to a moved shard).
 #[derive(Debug, Clone)]
@@ -86,6 +107,8 @@ struct Inner {
     remote: Option<Remote>,
     config: RouterConfig,
     waiting: AtomicUsize,
+    /// Permits to sweep a taken-over shard (`ShardStart::TakenOver`).
+    sweeps: Arc<Semaphore>,
 }
 
 #[derive(Clone)]
@@ -131,6 +154,7 @@ impl Router {
                 remote,
                 config,
                 waiting: AtomicUsize::new(0),
+                sweeps: Arc::new(Semaphore::new(SWEEPS_AT_ONCE)),
             }),
         }
     }
@@ -171,7 +195,7 @@ impl Router {
     }
 
     /// Starts the host of a shard whose lease this node just took.
-    pub fn add_shard(&self, fence: Fence) {
+    pub fn add_shard(&self, fence: Fence, start: ShardStart) {
         let Some(slot) = self.inner.slots.get(fence.shard as usize) else {
             return;
         };
@@ -190,10 +214,20 @@ impl Router {
             return;
         };
         let deps = self.inner.deps.clone();
-        let addr = ShardHost::start_in_arbiter(&arbiter, move |_| ShardHost::new(fence, deps));
-        let old = std::mem::replace(&mut *slot.write(), Slot::Active(fence, addr));
-        if let Slot::Active(_, old) = old {
-            old.do_send(HandOff);
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let sweep = (start == ShardStart::TakenOver).then(|| self.inner.sweeps.clone());
+        let counted = backlog.clone();
+        let addr = ShardHost::start_in_arbiter(&arbiter, move |_| {
+            ShardHost::new(fence, deps, counted, sweep)
+        });
+        let host = Host {
+            fence,
+            addr,
+            backlog,
+        };
+        let old = std::mem::replace(&mut *slot.write(), Slot::Active(host));
+        if let Slot::Active(old) = old {
+            old.addr.do_send(HandOff);
         } else {
             self.inner.deps.metrics.shards_owned.inc();
         }
@@ -208,9 +242,9 @@ impl Router {
         };
         let old = std::mem::replace(&mut *slot.write(), Slot::Moving);
         let metrics = &self.inner.deps.metrics;
-        if let Slot::Active(_, addr) = old {
+        if let Slot::Active(old) = old {
             let timer = self.inner.deps.cluster.handoff_duration.start_timer();
-            let _ = addr.send(HandOff).await;
+            let _ = old.addr.send(HandOff).await;
             timer.observe_duration();
             metrics.shards_owned.dec();
             self.inner.deps.cluster.handoffs.inc();
@@ -227,46 +261,47 @@ impl Router {
             return;
         };
         let mut slot = slot.write();
-        if let Slot::Active(f, addr) = &*slot
-            && *f == fence
+        if let Slot::Active(host) = &*slot
+            && host.fence == fence
         {
-            addr.do_send(HandOff);
+            host.addr.do_send(HandOff);
             *slot = Slot::Empty;
             self.inner.deps.metrics.shards_owned.dec();
         }
     }
 
-    /// The host of `shard` if it is served here now.
-    fn host(&self, shard: u32) -> Option<Addr<ShardHost>> {
-        match &*self.inner.slots.get(shard as usize)?.read() {
-            Slot::Active(_, addr) => Some(addr.clone()),
-            Slot::Moving | Slot::Empty => None,
-        }
-    }
-
-    /// Hands a message to a host without waiting for room: a full mailbox is overload,
-    /// answered `503` at once rather than queued without bound.
+    /// Hands a message to the host of `shard` without waiting for room: `None` when
+    /// the shard is not served here now, or its lease is in doubt (I2: the request
+    /// waits for a safe owner, here or elsewhere). A full mailbox is overload, answered
+    /// `503` at once rather than queued without bound.
     fn post<M>(
         &self,
-        host: &Addr<ShardHost>,
+        shard: u32,
         make: impl FnOnce(ReplyTo) -> M,
-    ) -> oneshot::Receiver<Answer>
+    ) -> Option<oneshot::Receiver<Answer>>
     where
-        M: Message<Result = ()> + Replying + Send + 'static,
+        M: Message<Result = ()> + Send + 'static,
         ShardHost: Handler<M>,
     {
-        let (tx, rx) = ReplyTo::channel();
-        let metrics = &self.inner.deps.metrics;
-        metrics.mailbox_backlog.inc();
-        if let Err(err) = host.try_send(make(tx)) {
-            metrics.mailbox_backlog.dec();
-            metrics.mailbox_rejections.inc();
-            let msg = match err {
-                SendError::Full(m) | SendError::Closed(m) => m,
-            };
-            msg.into_reply().send(ErrorCode::Unavailable);
+        let slot = self.inner.slots.get(shard as usize)?.read();
+        let Slot::Active(host) = &*slot else {
+            return None;
+        };
+        let deps = &self.inner.deps;
+        if !deps.coordinator.holds(host.fence) {
+            return None;
         }
-        rx
+        let (tx, rx) = ReplyTo::channel();
+        if host.backlog.fetch_add(1, Ordering::AcqRel) >= deps.config.host_mailbox {
+            host.backlog.fetch_sub(1, Ordering::AcqRel);
+            deps.metrics.mailbox_rejections.inc();
+            tx.send(ErrorCode::Unavailable);
+            return Some(rx);
+        }
+        deps.metrics.mailbox_backlog.inc();
+        // A stopped host drops the message, and with it the reply: tried again.
+        host.addr.do_send(make(tx));
+        Some(rx)
     }
 
     /// One attempt on this node's own host: `None` when the shard is not served here,
@@ -278,54 +313,39 @@ impl Router {
         req: &Request,
         wait: Option<Duration>,
     ) -> Option<Attempt> {
-        let host = self.host(shard)?;
-        let req = req.clone();
-        let (rx, ended) = match req {
+        let rx = match req.clone() {
             Request::Create {
                 card,
                 card_key,
                 record,
                 kiosk,
-            } => {
-                let rx = self.post(&host, |reply| CreateSession {
-                    card,
-                    card_key,
-                    record,
-                    kiosk,
-                    reply,
-                });
-                (rx, SessionReply::from(ErrorCode::Unavailable))
-            }
-            Request::Call { session, kiosk, op } => {
-                // Past the host (which checked the kiosk), a dropped reply means the
-                // session ended before handling the request: gone, and a DELETE has its
-                // answer.
-                let ended: SessionReply = if matches!(op, SessionOp::Close) {
-                    SessionReply::Closed
-                } else {
-                    ErrorCode::UnknownSession.into()
-                };
-                (
-                    self.post(&host, |reply| SessionCall {
-                        session,
-                        kiosk,
-                        op,
-                        reply,
-                    }),
-                    ended,
-                )
-            }
+            } => self.post(shard, |reply| CreateSession {
+                card,
+                card_key,
+                record,
+                kiosk,
+                reply,
+            })?,
+            Request::Call { session, kiosk, op } => self.post(shard, |reply| SessionCall {
+                session,
+                kiosk,
+                op,
+                reply,
+            })?,
         };
         let answer = match wait {
-            None => rx.await.unwrap_or(Ok(ended)),
+            None => rx.await,
             Some(d) => match tokio::time::timeout(d, rx).await {
-                Ok(r) => r.unwrap_or(Ok(ended)),
-                Err(_) => Ok(SessionReply::Rendering),
+                Ok(r) => r,
+                Err(_) => return Some(Attempt::Done(SessionReply::Rendering)),
             },
         };
         Some(match answer {
-            Ok(reply) => Attempt::Done(reply),
-            Err(Moved) => Attempt::Again,
+            Ok(Ok(reply)) => Attempt::Done(reply),
+            // A dropped reply means nobody handled the request (a host or session that
+            // stopped with it in its mailbox): nothing happened, so it is tried again,
+            // never guessed at.
+            Ok(Err(Moved)) | Err(_) => Attempt::Again,
         })
     }
 
@@ -409,7 +429,7 @@ impl Router {
             .slots
             .iter()
             .filter_map(|s| match &*s.read() {
-                Slot::Active(_, a) => Some(a.clone()),
+                Slot::Active(host) => Some(host.addr.clone()),
                 _ => None,
             })
             .collect()

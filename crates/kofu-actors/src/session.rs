@@ -1,28 +1,36 @@
 //! The session actor: one per open session. It alone holds the session's state, the
-//! card it authenticated and the documents rendered for it (I3), persists every
+//! card digest it authenticated and the documents rendered for it (I3), persists every
 //! transition through the fenced store before answering, and ends itself on timers.
+//! A change whose outcome the store could not report is read back before the next
+//! transition (`session/reconcile.rs`), so a kiosk's retry after `503` converges.
 
+mod commit;
 mod ops;
+mod reconcile;
 mod render;
 pub(crate) mod timers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use kofu_coord::{Applied, CardLockOp, Change, Fence, LockOutcome, SnapshotOp, StoreError};
+use kofu_coord::{CardLockOp, Change, Fence, LockOutcome, SnapshotOp};
 use kofu_core::records::ResidentRecord;
-use kofu_core::session::{CloseReason, Command, Outcome, Phase, Session as Machine, VoidReason};
+use kofu_core::session::{CloseReason, Phase, Session as Machine};
 use kofu_proto::api::CreateSessionResponse;
-use kofu_proto::{CardId, ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply};
+use kofu_proto::{ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply};
 use kofu_render::Rendered;
 // Tokio's clock, not std's: the same instant in production, and virtual time in tests
 // on a paused runtime, where the idle timer must measure what its timer waited.
 use tokio::time::Instant;
 
 use crate::Deps;
-use crate::messages::{Detach, NotApplied, ReplyTo, SessionCall, SessionEnded};
+use crate::messages::{Detach, NotApplied, ReplyTo, SessionCall, SessionStopped};
 use crate::shard_host::ShardHost;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SNAPSHOT_V, Snapshot};
+
+/// How soon a close that the store did not confirm is tried again.
+const CLOSE_RETRY: Duration = Duration::from_secs(1);
 
 /// One job of the session: the persisted part (the state machine's job with its
 /// issuance metadata, as in the snapshot) and, beside it, the document bytes and the
@@ -44,8 +52,8 @@ impl Job {
     }
 }
 
-/// The store change a transition commits; it names the change in the metrics' `op`
-/// label, so the label values are exactly these.
+/// A store operation of a session; it names the operation in the metrics' `op` label,
+/// so the label values are exactly these. All but the last two are changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CommitOp {
     Start,
@@ -57,10 +65,14 @@ pub(crate) enum CommitOp {
     Print,
     Void,
     Close,
+    /// The fenced read before a delivered document is released again.
+    Recheck,
+    /// The read back of the stored state after a change with an unknown outcome.
+    Reconcile,
 }
 
 impl CommitOp {
-    pub(crate) const ALL: [CommitOp; 9] = [
+    pub(crate) const ALL: [CommitOp; 11] = [
         CommitOp::Start,
         CommitOp::Auth,
         CommitOp::Job,
@@ -70,6 +82,8 @@ impl CommitOp {
         CommitOp::Print,
         CommitOp::Void,
         CommitOp::Close,
+        CommitOp::Recheck,
+        CommitOp::Reconcile,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -83,14 +97,29 @@ impl CommitOp {
             CommitOp::Print => "print",
             CommitOp::Void => "void",
             CommitOp::Close => "close",
+            CommitOp::Recheck => "recheck",
+            CommitOp::Reconcile => "reconcile",
         }
     }
+}
+
+/// Whether the session's state is the store's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsure {
+    /// It is: every change was acknowledged or refused.
+    No,
+    /// The last change (`op`) may or may not have been applied (a timeout, a replica
+    /// that did not confirm): the stored state is read back before the next transition.
+    Changed(CommitOp),
+    /// It was applied although its request was answered `503`: the kiosk's repeat of
+    /// that request is answered as done, once (API.md: repeating converges).
+    Applied(CommitOp),
 }
 
 pub struct Session {
     id: SessionId,
     kiosk: KioskId,
-    card: CardId,
+    /// The card as its digest only (I6): the lock's key, registry lookups, bindings.
     card_digest: [u8; 32],
     /// Compressed: decompressing costs once per session at auth, and the expanded
     /// point would be most of an idle session's memory.
@@ -105,21 +134,27 @@ pub struct Session {
     started_ms: u64,
     started: Instant,
     last_activity: Instant,
+    /// Changes written so far (the snapshot's `seq`).
+    seq: u64,
+    unsure: Unsure,
+    /// A close decided but not confirmed by the store yet: the idle timer retries it.
+    closing: Option<CloseReason>,
     /// The answer to the kiosk's create request, sent once the start is persisted.
     pending_create: Option<ReplyTo>,
     /// The record read for the create, used by the authentication that follows.
     fresh: Option<Arc<ResidentRecord>>,
     /// Started from a snapshot on a new owner rather than by a kiosk's create.
     resumed: bool,
-    /// Stopped without ending (shard moved): parked requests go to the new owner.
-    detached: bool,
+    /// Stopped because the session is over (closed, or never reached the store), not
+    /// detached from a shard that moves: parked requests learn it is gone.
+    ended: bool,
 }
 
 /// Everything a session starts from.
 pub struct SessionInit {
     pub id: SessionId,
     pub kiosk: KioskId,
-    pub card: CardId,
+    pub card_digest: [u8; 32],
     pub card_key: [u8; 32],
     pub record: Option<Arc<ResidentRecord>>,
     pub fence: Fence,
@@ -133,10 +168,9 @@ impl Session {
     pub fn new(init: SessionInit) -> Session {
         let started_ms = crate::clock::now_ms();
         Session {
-            card_digest: init.card.digest_bytes(),
+            card_digest: init.card_digest,
             id: init.id,
             kiosk: init.kiosk,
-            card: init.card,
             card_key: init.card_key,
             fence: init.fence,
             challenge: init.challenge,
@@ -147,24 +181,27 @@ impl Session {
             started_ms,
             started: Instant::now(),
             last_activity: Instant::now(),
+            seq: 0,
+            unsure: Unsure::No,
+            closing: None,
             pending_create: Some(init.reply),
             fresh: init.record,
             resumed: false,
-            detached: false,
+            ended: false,
         }
     }
 
     /// A session as its last snapshot left it, on the shard's new owner. Document bytes
-    /// are re-rendered on demand from the persisted serial, issue time and record.
+    /// are re-rendered on demand from the persisted serial, issue time and record. Its
+    /// idle time counts from now, so a session orphaned by a crash ends on its own.
     pub fn resume(snap: Snapshot, fence: Fence, deps: Arc<Deps>, host: Addr<ShardHost>) -> Session {
         let now_ms = crate::clock::now_ms();
-        let age = std::time::Duration::from_millis(now_ms.saturating_sub(snap.started_ms));
+        let age = Duration::from_millis(now_ms.saturating_sub(snap.started_ms));
         let now = Instant::now();
         Session {
-            card_digest: snap.card.digest_bytes(),
+            card_digest: snap.card_digest,
             id: snap.session,
             kiosk: snap.kiosk,
-            card: snap.card,
             card_key: snap.card_key,
             fence,
             challenge: snap.challenge,
@@ -175,10 +212,13 @@ impl Session {
             started_ms: snap.started_ms,
             started: now.checked_sub(age).unwrap_or(now),
             last_activity: now,
+            seq: snap.seq,
+            unsure: Unsure::No,
+            closing: None,
             pending_create: None,
             fresh: None,
             resumed: true,
-            detached: false,
+            ended: false,
         }
     }
 
@@ -209,16 +249,17 @@ impl Session {
         matches!(self.phase, Phase::Closed(_))
     }
 
-    fn snapshot_bytes(&self, machine: &Machine) -> Vec<u8> {
+    fn snapshot_bytes(&self, machine: &Machine, seq: u64) -> Vec<u8> {
         Snapshot {
-            v: 2,
+            v: SNAPSHOT_V,
             session: self.id,
             kiosk: self.kiosk.clone(),
-            card: self.card.clone(),
+            card_digest: self.card_digest,
             card_key: self.card_key,
             challenge: self.challenge,
             machine: machine.clone(),
             started_ms: self.started_ms,
+            seq,
         }
         .encode()
     }
@@ -227,124 +268,55 @@ impl Session {
         self.jobs.iter().position(|j| j.saved.id == job)
     }
 
-    /// Persists `next` (plus `change`'s other effects) and adopts it only once the
-    /// store acknowledged; the mailbox waits meanwhile, so transitions of one session
-    /// never interleave.
-    fn commit<F>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        op: CommitOp,
-        next: Machine,
-        mut change: Change,
-        done: F,
-    ) where
-        F: FnOnce(&mut Self, &mut Context<Self>, Result<Applied, NotApplied>) + 'static,
-    {
-        change.snapshot = if next.is_closed() {
-            SnapshotOp::Delete
-        } else {
-            SnapshotOp::Put(self.snapshot_bytes(&next))
-        };
-        let timer = self.deps.metrics.store_op(op);
-        let fut = self.deps.store.apply(self.fence, self.id, change);
-        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
-            timer.observe_duration();
-            match res {
-                Ok(applied) => {
-                    act.adopt(next);
-                    done(act, ctx, Ok(applied));
-                }
-                Err(e) => {
-                    act.store_failed(&e, ctx);
-                    let failed = match e {
-                        StoreError::Fenced { .. } => NotApplied::Moved,
-                        _ => NotApplied::Unavailable,
-                    };
-                    done(act, ctx, Err(failed));
-                }
+    /// Answers a request by the session's kiosk: `op` dispatched once the state is known.
+    fn serve(&mut self, ctx: &mut Context<Self>, op: SessionOp, reply: ReplyTo) {
+        self.settled(ctx, move |act, ctx, res| {
+            if let Err(e) = res {
+                return reply.answer(e.answer());
             }
-        }));
-    }
-
-    /// `commit`, then answer `reply`: `ok` builds the answer once the store acknowledged;
-    /// a change not applied answers why.
-    fn commit_then_reply<F>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        op: CommitOp,
-        next: Machine,
-        change: Change,
-        reply: ReplyTo,
-        ok: F,
-    ) where
-        F: FnOnce(&mut Self, Applied) -> SessionReply + 'static,
-    {
-        self.commit(ctx, op, next, change, move |act, _, res| match res {
-            Ok(applied) => reply.send(ok(act, applied)),
-            Err(e) => reply.answer(e.answer()),
-        });
-    }
-
-    /// A fenced write means another node owns the shard now: this session must not act
-    /// any more (I2). An unreachable store only fails this request (I7).
-    fn store_failed(&mut self, e: &StoreError, ctx: &mut Context<Self>) {
-        match e {
-            StoreError::Fenced { .. } => {
-                self.deps.metrics.fencing_rejections.inc();
-                tracing::warn!(shard = self.fence.shard, error = %e, "session lost its shard; stopping");
-                ctx.stop();
+            if act.is_closed() {
+                return reply.send(gone(&op));
             }
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
-                self.deps.metrics.store_unavailable.inc();
-                tracing::warn!(shard = self.fence.shard, error = %e, "store change failed");
-            }
-        }
-    }
-
-    /// Ends the session for `reason`: voids unconfirmed jobs, releases the card lock and
-    /// deletes the snapshot, then stops. `reply` gets `answer` once that is persisted.
-    fn end(
-        &mut self,
-        ctx: &mut Context<Self>,
-        reason: CloseReason,
-        reply: Option<ReplyTo>,
-        answer: SessionReply,
-    ) {
-        let mut next = self.machine();
-        let voided = match next.apply(Command::Close(reason)) {
-            Outcome::Closed { voided } => voided,
-            _ => Vec::new(),
-        };
-        let change = Change {
-            snapshot: SnapshotOp::Delete,
-            card_lock: CardLockOp::Release {
-                card_digest: self.card_digest,
-            },
-            allocate_serial: false,
-            audit: None,
-        };
-        self.commit(ctx, CommitOp::Close, next, change, move |act, ctx, res| {
-            match res {
-                Ok(_) => {
-                    act.deps
-                        .metrics
-                        .voided(VoidReason::SessionClosed, voided.len());
-                    act.deps.metrics.session_ended(reason);
-                    if let Some(r) = reply {
-                        r.send(answer);
-                    }
-                    ctx.stop();
+            let redo = match act.unsure {
+                Unsure::Applied(op) => {
+                    act.unsure = Unsure::No;
+                    Some(op)
                 }
-                Err(e) => {
-                    if let Some(r) = reply {
-                        r.answer(e.answer());
-                    }
-                    // Timers retry the close; a kiosk retries its DELETE.
-                    act.schedule_idle_check(ctx, std::time::Duration::from_secs(1));
+                _ => None,
+            };
+            match op {
+                SessionOp::Auth { signature } => act.auth(ctx, signature, reply, redo),
+                SessionOp::CreateJob { kind, copies } => {
+                    act.create_job(ctx, kind, copies, reply, redo)
+                }
+                SessionOp::Fetch { job, wait } => act.fetch(ctx, job, wait, reply),
+                SessionOp::Printed { job } => act.printed(ctx, job, reply),
+                SessionOp::Close => {
+                    act.end(ctx, CloseReason::Removed, Some(reply), SessionReply::Closed)
                 }
             }
         });
     }
+}
+
+/// What a closed session answers its kiosk: a repeated DELETE is `204` (idempotent),
+/// anything else finds no session.
+pub(crate) fn gone(op: &SessionOp) -> SessionReply {
+    match op {
+        SessionOp::Close => SessionReply::Closed,
+        _ => ErrorCode::UnknownSession.into(),
+    }
+}
+
+/// Lower-case hex of a digest, as bindings and audit records carry it.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 impl Actor for Session {
@@ -356,7 +328,7 @@ impl Actor for Session {
         self.schedule_idle_check(ctx, self.deps.config.idle_timeout);
         if self.resumed {
             self.deps.cluster.sessions_resumed.inc();
-            self.resume_renders(ctx);
+            self.resume_renders(ctx, 0);
             return;
         }
         self.deps.metrics.sessions_started.inc();
@@ -377,9 +349,10 @@ impl Actor for Session {
             match res {
                 Ok(applied) if applied.lock == Some(LockOutcome::InUse) => {
                     // Held by a session this host has not met yet (it lives in a
-                    // snapshot from before a takeover): the card is in use.
+                    // snapshot from before a takeover): the card is in use. Nothing
+                    // was written.
                     reply.send(ErrorCode::CardInUse);
-                    ctx.stop();
+                    act.stop_ended(ctx);
                 }
                 Ok(_) => {
                     reply.send(SessionReply::Created(CreateSessionResponse {
@@ -389,9 +362,14 @@ impl Actor for Session {
                             as u64,
                     }));
                 }
-                Err(e) => {
-                    reply.answer(e.answer());
-                    ctx.stop();
+                Err(NotApplied::Moved) => reply.moved(),
+                Err(NotApplied::Unavailable) => {
+                    reply.send(ErrorCode::Unavailable);
+                    // The start may have been applied (card lock, snapshot) though no
+                    // kiosk knows this session: undo it now if the store answers, else
+                    // the idle timer tries again until it does.
+                    act.closing = Some(CloseReason::IdleTimeout);
+                    act.close_if_settled(ctx);
                 }
             }
         });
@@ -401,16 +379,15 @@ impl Actor for Session {
         self.deps.metrics.sessions_open.closed();
         for job in &mut self.jobs {
             for w in job.waiters.drain(..) {
-                if self.detached {
-                    w.moved();
-                } else {
+                if self.ended {
                     w.send(ErrorCode::UnknownSession);
+                } else {
+                    w.moved();
                 }
             }
         }
-        self.host.do_send(SessionEnded {
+        self.host.do_send(SessionStopped {
             session: self.id,
-            kiosk: self.kiosk.clone(),
             card_digest: self.card_digest,
         });
     }
@@ -421,30 +398,16 @@ impl Handler<SessionCall> for Session {
 
     fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         if self.is_closed() {
-            msg.reply.send(ErrorCode::UnknownSession);
-            return;
+            return msg.reply.send(gone(&msg.op));
         }
         // Checked per request: a node that could not renew its lease in time must not
-        // act for the shard any more, not even to re-send a rendered document (I2).
+        // act for the shard, not even to re-send a rendered document (I2). Nothing is
+        // done and nothing is said about the session: the router waits for an owner.
         if !self.deps.coordinator.holds(self.fence) {
-            msg.reply.moved();
-            self.detached = true;
-            ctx.stop();
-            return;
+            return msg.reply.moved();
         }
         self.last_activity = Instant::now();
-        match msg.op {
-            SessionOp::Auth { signature } => self.auth(ctx, signature, msg.reply),
-            SessionOp::CreateJob { kind, copies } => self.create_job(ctx, kind, copies, msg.reply),
-            SessionOp::Fetch { job, wait } => self.fetch(ctx, job, wait, msg.reply),
-            SessionOp::Printed { job } => self.printed(ctx, job, msg.reply),
-            SessionOp::Close => self.end(
-                ctx,
-                CloseReason::Removed,
-                Some(msg.reply),
-                SessionReply::Closed,
-            ),
-        }
+        self.serve(ctx, msg.op, msg.reply);
     }
 }
 
@@ -452,7 +415,14 @@ impl Handler<Detach> for Session {
     type Result = ();
 
     fn handle(&mut self, _: Detach, ctx: &mut Context<Self>) {
-        self.detached = true;
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_is_lower_case_and_two_digits_per_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 }

@@ -1,21 +1,27 @@
 //! The shard host: one actor per owned shard. It owns the shard's session table and card
 //! locks, starts session actors on its own arbiter, and routes calls to them, answering
 //! `unknown_session` for any session of another kiosk exactly as for a missing one.
-//! Sessions it has not met are resumed from their snapshot (a takeover), and a handoff
-//! detaches them all for the next owner.
+//! Sessions it has not met are resumed from their snapshot (lazily on a call, and all at
+//! once when the shard was taken over), and a handoff detaches them all for the next
+//! owner. A stopped session is forgotten at once: what the host does not know, it reads
+//! from the store, where a closed session leaves a tombstone, so it never calls a live
+//! session gone, nor a closed one alive.
 
 mod resume;
+mod sweep;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use kofu_coord::Fence;
 use kofu_core::session::CloseReason;
-use kofu_proto::{ErrorCode, KioskId, SessionId, SessionOp, SessionReply};
+use kofu_proto::{ErrorCode, KioskId, SessionId};
+use tokio::sync::Semaphore;
 
 use crate::Deps;
-use crate::messages::{CreateSession, Detach, SessionCall, SessionEnded};
+use crate::messages::{CreateSession, Detach, SessionCall, SessionStopped};
 use crate::session::timers::CloseSession;
 use crate::session::{Session, SessionInit};
 
@@ -30,32 +36,45 @@ pub struct ShardHost {
     sessions: HashMap<SessionId, Entry>,
     /// card digest → the session holding the card on this shard
     cards: HashMap<[u8; 32], SessionId>,
-    /// Recently ended sessions and their kiosk, in two generations: a repeated DELETE
-    /// by the same kiosk stays `204` for at least one `tombstone_ttl`.
-    tombstones: [HashMap<SessionId, KioskId>; 2],
     /// Sessions whose snapshot is being read, with the calls waiting for it.
     loading: HashMap<SessionId, Vec<SessionCall>>,
     /// Handing the shard off: every message is answered `Moved`.
     moving: bool,
+    /// Requests the router posted that this host has not taken yet: the router's bound
+    /// on this mailbox (`SessionConfig::host_mailbox`).
+    backlog: Arc<AtomicUsize>,
+    /// Taken over: resume every open session of the shard, one sweep at a time among
+    /// the hosts sharing these permits.
+    sweep: Option<Arc<Semaphore>>,
 }
 
 impl ShardHost {
-    pub fn new(fence: Fence, deps: Arc<Deps>) -> ShardHost {
+    pub fn new(
+        fence: Fence,
+        deps: Arc<Deps>,
+        backlog: Arc<AtomicUsize>,
+        sweep: Option<Arc<Semaphore>>,
+    ) -> ShardHost {
         ShardHost {
             fence,
             deps,
             sessions: HashMap::new(),
             cards: HashMap::new(),
-            tombstones: [HashMap::new(), HashMap::new()],
             loading: HashMap::new(),
             moving: false,
+            backlog,
+            sweep,
         }
     }
-}
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct RotateTombstones;
+    /// A request the router posted is taken off the mailbox; answers whether this host
+    /// may act on it (I2): not while handing off, nor while the lease is in doubt.
+    fn admit(&mut self) -> bool {
+        self.backlog.fetch_sub(1, Ordering::AcqRel);
+        self.deps.metrics.mailbox_backlog.dec();
+        !self.moving && self.deps.coordinator.holds(self.fence)
+    }
+}
 
 /// Give the shard up: from now on every message is answered `Moved`, and every session
 /// is detached once its in-flight transition is persisted. Resolves when all are gone.
@@ -72,19 +91,13 @@ impl Actor for ShardHost {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.deps.config.host_mailbox);
-        ctx.notify_later(RotateTombstones, self.deps.config.tombstone_ttl);
-    }
-}
-
-impl Handler<RotateTombstones> for ShardHost {
-    type Result = ();
-
-    fn handle(&mut self, _: RotateTombstones, ctx: &mut Context<Self>) {
-        let [young, old] = &mut self.tombstones;
-        std::mem::swap(young, old);
-        young.clear();
-        ctx.notify_later(RotateTombstones, self.deps.config.tombstone_ttl);
+        // Unbounded here (0), bounded by the router, which counts what it posts (a
+        // shared `Addr` would not do: actix lets every fresh clone of it past a full
+        // mailbox). The rest (sessions stopping, a handoff) must always get in.
+        ctx.set_mailbox_capacity(0);
+        if let Some(permits) = self.sweep.take() {
+            self.start_sweep(ctx, permits);
+        }
     }
 }
 
@@ -92,8 +105,7 @@ impl Handler<CreateSession> for ShardHost {
     type Result = ();
 
     fn handle(&mut self, msg: CreateSession, ctx: &mut Context<Self>) {
-        self.deps.metrics.mailbox_backlog.dec();
-        if self.moving {
+        if !self.admit() {
             return msg.reply.moved();
         }
         let digest = msg.card.digest_bytes();
@@ -102,13 +114,11 @@ impl Handler<CreateSession> for ShardHost {
                 Some(e) if e.kiosk != msg.kiosk => {
                     return msg.reply.send(ErrorCode::CardInUse);
                 }
-                Some(_) => {
-                    // Same kiosk, same card: the old session ends first. Its lock release
-                    // only applies while it still holds the lock, so the new lock stands.
-                    if let Some(e) = self.sessions.remove(&old) {
-                        e.addr.do_send(CloseSession(CloseReason::Replaced));
-                        self.tombstones[0].insert(old, e.kiosk);
-                    }
+                Some(e) => {
+                    // Same kiosk, same card: the old session ends first (it stays in the
+                    // table until it has). Its lock release only applies while it still
+                    // holds the lock, so the new lock stands.
+                    e.addr.do_send(CloseSession(CloseReason::Replaced));
                 }
                 None => {}
             }
@@ -117,7 +127,7 @@ impl Handler<CreateSession> for ShardHost {
         let init = SessionInit {
             id,
             kiosk: msg.kiosk.clone(),
-            card: msg.card,
+            card_digest: digest,
             card_key: msg.card_key,
             record: msg.record,
             fence: self.fence,
@@ -142,8 +152,7 @@ impl Handler<SessionCall> for ShardHost {
     type Result = ();
 
     fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
-        self.deps.metrics.mailbox_backlog.dec();
-        if self.moving {
+        if !self.admit() {
             return msg.reply.moved();
         }
         self.route(msg, ctx);
@@ -153,51 +162,34 @@ impl Handler<SessionCall> for ShardHost {
 impl ShardHost {
     fn route(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         let Some(entry) = self.sessions.get(&msg.session) else {
-            let ended_here = self
-                .tombstones
-                .iter()
-                .any(|t| t.get(&msg.session) == Some(&msg.kiosk));
-            if ended_here {
-                let answer = if matches!(msg.op, SessionOp::Close) {
-                    SessionReply::Closed
-                } else {
-                    ErrorCode::UnknownSession.into()
-                };
-                return msg.reply.send(answer);
-            }
-            self.load(msg, ctx);
-            return;
+            return self.load(msg, ctx);
         };
         if entry.kiosk != msg.kiosk {
             return msg.reply.send(ErrorCode::UnknownSession);
         }
         if let Err(err) = entry.addr.try_send(msg) {
-            let (msg, code) = match err {
+            match err {
                 SendError::Full(m) => {
                     self.deps.metrics.mailbox_rejections.inc();
-                    (m, ErrorCode::Unavailable)
+                    m.reply.send(ErrorCode::Unavailable);
                 }
-                SendError::Closed(m) if matches!(m.op, SessionOp::Close) => {
-                    // Stopped but not yet forgotten: the session is closed already.
-                    return m.reply.send(SessionReply::Closed);
-                }
-                SendError::Closed(m) => (m, ErrorCode::UnknownSession),
-            };
-            msg.reply.send(code);
+                // Stopped (ended or detached), and its `SessionStopped` is on its way:
+                // nothing was done, so the router tries again, and then the store tells
+                // (a tombstone, or the snapshot of a session that detached).
+                SendError::Closed(m) => m.reply.moved(),
+            }
         }
     }
 }
 
-impl Handler<SessionEnded> for ShardHost {
+impl Handler<SessionStopped> for ShardHost {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionEnded, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: SessionStopped, _ctx: &mut Context<Self>) {
         if self.cards.get(&msg.card_digest) == Some(&msg.session) {
             self.cards.remove(&msg.card_digest);
         }
-        if self.sessions.remove(&msg.session).is_some() {
-            self.tombstones[0].insert(msg.session, msg.kiosk);
-        }
+        self.sessions.remove(&msg.session);
     }
 }
 

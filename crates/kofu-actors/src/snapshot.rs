@@ -1,19 +1,29 @@
-//! The session snapshot persisted (MessagePack) at every transition, so that a new
-//! owner can resume a session. Document bytes are never part of it: they re-render
-//! deterministically from each job's serial, issue time and record version.
+//! What a session leaves in the store (MessagePack): while open, the snapshot persisted at
+//! every transition, so that a new owner can resume the session; once closed, a small
+//! tombstone for a while, so that a repeated DELETE is answered `204` by whichever node
+//! owns the shard by then. Document bytes are never part of it: they re-render
+//! deterministically from each job's serial, issue time and record version. Neither
+//! holds the card id, only its digest (I6).
 
 use kofu_core::session::Session as Machine;
 use kofu_proto::{CardId, KioskId, SessionId};
 use serde::{Deserialize, Serialize};
+
+/// The format of an open session's snapshot.
+pub const SNAPSHOT_V: u8 = 3;
+/// The format of a tombstone: a value no snapshot carries, checked on decode.
+const TOMBSTONE_V: u8 = 0x83;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub v: u8,
     pub session: SessionId,
     pub kiosk: KioskId,
-    pub card: CardId,
-    /// The card's Ed25519 public key, for an authentication still pending at a takeover.
+    /// SHA-256 of the card id: the key of the card lock and of registry lookups.
     /// Byte strings, not arrays of 32 integers: smaller and cheaper to encode.
+    #[serde(with = "serde_bytes")]
+    pub card_digest: [u8; 32],
+    /// The card's Ed25519 public key, for an authentication still pending at a takeover.
     #[serde(with = "serde_bytes")]
     pub card_key: [u8; 32],
     #[serde(with = "serde_bytes")]
@@ -22,16 +32,110 @@ pub struct Snapshot {
     pub machine: Machine,
     /// Unix milliseconds of the start, for the hard limit after a resume.
     pub started_ms: u64,
+    /// How many changes of this session the store acknowledged or may have applied:
+    /// one more with every change, so that after a change with an unknown outcome the
+    /// session can tell from the stored snapshot whether it was applied.
+    pub seq: u64,
 }
+
+/// A closed session, as the store keeps it for the tombstone TTL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub v: u8,
+    pub session: SessionId,
+    /// Only this kiosk's DELETE is answered `204`; anything else is `unknown_session`.
+    pub kiosk: KioskId,
+}
+
+/// The format before issue 10 (card id instead of its digest, no sequence number), read
+/// so that sessions open across an upgrade go on; never written.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    v: u8,
+    session: SessionId,
+    kiosk: KioskId,
+    card: CardId,
+    #[serde(with = "serde_bytes")]
+    card_key: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    challenge: [u8; 32],
+    machine: Machine,
+    started_ms: u64,
+}
+
+impl SnapshotV2 {
+    fn upgrade(self) -> Snapshot {
+        Snapshot {
+            v: SNAPSHOT_V,
+            session: self.session,
+            kiosk: self.kiosk,
+            card_digest: self.card.digest_bytes(),
+            card_key: self.card_key,
+            challenge: self.challenge,
+            machine: self.machine,
+            started_ms: self.started_ms,
+            seq: 0,
+        }
+    }
+}
+
+/// What the store holds for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Open(Snapshot),
+    Closed(Tombstone),
+}
+
+/// Stored bytes in neither format. It says nothing about the bytes: what they hold is
+/// never logged (I6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undecodable;
 
 impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {
         // Plain data with no maps keyed by non-strings: encoding cannot fail.
         rmp_serde::to_vec(self).unwrap_or_default()
     }
+}
 
-    pub fn decode(bytes: &[u8]) -> Result<Snapshot, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+impl Tombstone {
+    pub fn new(session: SessionId, kiosk: KioskId) -> Tombstone {
+        Tombstone {
+            v: TOMBSTONE_V,
+            session,
+            kiosk,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl Stored {
+    /// Decodes what the store holds for `session`; bytes of another session, or of an
+    /// unknown format, do not decode.
+    pub fn decode(bytes: &[u8], session: SessionId) -> Result<Stored, Undecodable> {
+        let stored = match rmp_serde::from_slice::<Snapshot>(bytes) {
+            Ok(snap) if snap.v == SNAPSHOT_V => Stored::Open(snap),
+            Ok(_) => return Err(Undecodable),
+            Err(_) => match rmp_serde::from_slice::<Tombstone>(bytes) {
+                Ok(t) if t.v == TOMBSTONE_V => Stored::Closed(t),
+                _ => match rmp_serde::from_slice::<SnapshotV2>(bytes) {
+                    Ok(old) if old.v == 2 => Stored::Open(old.upgrade()),
+                    _ => return Err(Undecodable),
+                },
+            },
+        };
+        let id = match &stored {
+            Stored::Open(s) => s.session,
+            Stored::Closed(t) => t.session,
+        };
+        if id == session {
+            Ok(stored)
+        } else {
+            Err(Undecodable)
+        }
     }
 }
 
@@ -41,8 +145,7 @@ mod tests {
     use kofu_core::session::{Command, JobMeta};
     use kofu_proto::{CertKind, JobId};
 
-    #[test]
-    fn round_trips_through_messagepack() {
+    fn snapshot() -> Snapshot {
         let mut machine = Machine::new();
         machine.apply(Command::Authenticate { valid: true });
         machine.apply(Command::CreateJob {
@@ -57,23 +160,97 @@ mod tests {
             issued_at: None,
             record_version: 4,
         };
-        let snap = Snapshot {
-            v: 2,
+        Snapshot {
+            v: SNAPSHOT_V,
             session: SessionId::new(12, [9; 16]),
             kiosk: KioskId::parse("SEJ-13104-0042-01").expect("kiosk"),
-            card: CardId::parse("0123456789ABCDEF").expect("card"),
+            card_digest: CardId::parse("0123456789ABCDEF")
+                .expect("card")
+                .digest_bytes(),
             card_key: [5; 32],
             challenge: [3; 32],
             machine,
             started_ms: 1_700_000_000_000,
-        };
+            seq: 3,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_messagepack() {
+        let snap = snapshot();
         let bytes = snap.encode();
         assert!(
-            bytes.len() < 256,
+            bytes.len() < 300,
             "snapshots stay small: {} bytes",
             bytes.len()
         );
-        assert_eq!(Snapshot::decode(&bytes).expect("decodes"), snap);
-        assert!(Snapshot::decode(&bytes[..bytes.len() / 2]).is_err());
+        assert_eq!(
+            Stored::decode(&bytes, snap.session),
+            Ok(Stored::Open(snap.clone()))
+        );
+        assert_eq!(
+            Stored::decode(&bytes[..bytes.len() / 2], snap.session),
+            Err(Undecodable)
+        );
+        // Another session's bytes are not this session's state.
+        assert_eq!(
+            Stored::decode(&bytes, SessionId::new(12, [8; 16])),
+            Err(Undecodable)
+        );
+    }
+
+    #[test]
+    fn a_tombstone_is_small_and_tells_itself_apart() {
+        let snap = snapshot();
+        let t = Tombstone::new(snap.session, snap.kiosk.clone());
+        let bytes = t.encode();
+        assert!(
+            bytes.len() < 64,
+            "tombstones are small: {} bytes",
+            bytes.len()
+        );
+        assert_eq!(Stored::decode(&bytes, snap.session), Ok(Stored::Closed(t)));
+    }
+
+    /// A session snapshotted by a node of the previous version goes on after an upgrade.
+    #[test]
+    fn a_version_2_snapshot_is_read_as_this_one() {
+        #[derive(Serialize)]
+        struct V2<'a> {
+            v: u8,
+            session: SessionId,
+            kiosk: &'a KioskId,
+            card: CardId,
+            #[serde(with = "serde_bytes")]
+            card_key: [u8; 32],
+            #[serde(with = "serde_bytes")]
+            challenge: [u8; 32],
+            machine: &'a Machine,
+            started_ms: u64,
+        }
+        let snap = snapshot();
+        let card = CardId::parse("0123456789ABCDEF").expect("card");
+        let old = rmp_serde::to_vec(&V2 {
+            v: 2,
+            session: snap.session,
+            kiosk: &snap.kiosk,
+            card,
+            card_key: snap.card_key,
+            challenge: snap.challenge,
+            machine: &snap.machine,
+            started_ms: snap.started_ms,
+        })
+        .expect("encode");
+        assert_eq!(
+            Stored::decode(&old, snap.session),
+            Ok(Stored::Open(Snapshot { seq: 0, ..snap }))
+        );
+    }
+
+    #[test]
+    fn the_card_id_is_never_stored() {
+        let bytes = snapshot().encode();
+        let id = b"0123456789ABCDEF";
+        assert!(!bytes.windows(id.len()).any(|w| w == id));
     }
 }

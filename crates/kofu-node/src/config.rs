@@ -49,6 +49,11 @@ pub struct ServeConfig {
         hide = true
     )]
     pub cluster_secret_other: Option<String>,
+    /// How long the Redis audit stream keeps a confirmed print (cluster mode): older
+    /// entries are trimmed, so Redis memory follows the prints of this period, not all
+    /// ever made. Export the stream within it. A number with a unit: `s`, `m`, `h`, `d`.
+    #[arg(long, env = "KOFU_AUDIT_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub audit_retention: Duration,
     /// Shard lease time to live; a crashed node's shards move after at most this long.
     #[arg(long, env = "KOFU_LEASE_TTL_MS", default_value_t = 3_000)]
     pub lease_ttl_ms: u64,
@@ -100,6 +105,28 @@ pub struct ServeConfig {
     /// Log filter, e.g. `info` or `kofu_actors=debug`.
     #[arg(long, env = "KOFU_LOG", default_value = "info")]
     pub log_level: String,
+}
+
+/// `30d`, `12h`, `90m`, `3600s`: at least a minute, at most ten years.
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 30d, 12h, 90m or 3600s");
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    if !(60..=10 * 365 * 86_400).contains(&seconds) {
+        return Err(format!(
+            "{text:?} is out of range: keep audit records between a minute and ten years"
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,5 +260,22 @@ impl ServeConfig {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_retention_takes_a_number_and_a_unit() {
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        assert_eq!(parse_retention("30d"), Ok(days(30)));
+        assert_eq!(parse_retention("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_retention("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_retention("3600s"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "d", "30", "30 d", "-1d", "1.5d", "30w", "59s", "3651d"] {
+            assert!(parse_retention(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -17,6 +17,7 @@ use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use kofu_actors::{
     ActorMetrics, ClusterMetrics, Deps, RenderFaults, Router, RouterConfig, SessionConfig,
+    ShardStart,
 };
 use kofu_coord::embedded::{AuditSink, EmbeddedCoordinator, EmbeddedRegistry, EmbeddedStore};
 use kofu_coord::{Coordinator, FencedStore, Registry};
@@ -277,7 +278,7 @@ impl Node {
         match &cluster {
             None => {
                 for fence in plane.coordinator.local_leases() {
-                    router.add_shard(fence);
+                    router.add_shard(fence, ShardStart::Fresh);
                 }
             }
             Some(cluster) => cluster.follow_leases(router),

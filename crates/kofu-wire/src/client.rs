@@ -102,6 +102,7 @@ impl WireClient {
     {
         let mut reader = FrameReader::new(read);
         let peer_node_id = handshake::client(&mut reader, &mut write, &node_id, secret).await?;
+        reader.authenticated();
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
             closed: AtomicBool::new(false),

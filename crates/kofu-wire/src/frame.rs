@@ -1,6 +1,7 @@
 //! Frames on a byte stream: a 4-byte big-endian length, then the frame as named-field
-//! MessagePack. Reading buffers whole frames (bounded by [`MAX_FRAME`]); writing queues
-//! encoded frames and flushes in batches.
+//! MessagePack. Reading buffers whole frames (bounded by [`MAX_FRAME`], and by
+//! [`PRE_AUTH_FRAME`] until the peer is authenticated); writing queues encoded frames and
+//! flushes in batches.
 
 use kofu_proto::wire::Frame;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -13,12 +14,16 @@ pub const LEN_PREFIX: usize = 4;
 /// Largest frame body accepted or produced. A rendered PDF is far below this; the cap
 /// keeps one misbehaving peer from making a node buffer unbounded memory.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+/// Largest frame read before the peer proved it knows the cluster secret: handshake
+/// frames are a node id, a nonce or a MAC, so an unauthenticated peer makes a node
+/// buffer at most this much.
+pub const PRE_AUTH_FRAME: usize = 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Why bytes are not a frame. Carries no part of the input, which may hold personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME} byte limit")]
+    #[error("frame of {0} bytes exceeds the limit")]
     Oversize(usize),
     #[error("malformed frame")]
     Malformed,
@@ -46,13 +51,18 @@ pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, WireError> {
 /// returns how many bytes the frame used. An oversize length is rejected as soon as the
 /// prefix arrives, before any of the body is buffered.
 pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, WireError> {
+    decode_within(buf, MAX_FRAME)
+}
+
+/// `decode_frame` with frames over `limit` bytes refused.
+fn decode_within(buf: &[u8], limit: usize) -> Result<Option<(Frame, usize)>, WireError> {
     let Some(prefix) = buf.get(..LEN_PREFIX) else {
         return Ok(None);
     };
     let mut len_bytes = [0u8; LEN_PREFIX];
     len_bytes.copy_from_slice(prefix);
     let len = u32::from_be_bytes(len_bytes) as usize;
-    if len > MAX_FRAME {
+    if len > limit {
         return Err(WireError::Oversize(len));
     }
     let total = LEN_PREFIX + len;
@@ -64,10 +74,14 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, WireError> {
 }
 
 /// Reads whole frames off a byte stream, keeping any surplus bytes for the next one.
+/// It starts small, reading handshake frames only ([`PRE_AUTH_FRAME`]), until
+/// `authenticated` lifts the limit: an unauthenticated connection costs a node about a
+/// kilobyte.
 pub(crate) struct FrameReader<R> {
     inner: R,
     buf: Vec<u8>,
     chunk: Box<[u8]>,
+    limit: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -75,14 +89,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             inner,
             buf: Vec::new(),
-            chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            chunk: vec![0u8; LEN_PREFIX + PRE_AUTH_FRAME].into_boxed_slice(),
+            limit: PRE_AUTH_FRAME,
         }
+    }
+
+    /// The peer proved itself: frames up to [`MAX_FRAME`] from now on.
+    pub(crate) fn authenticated(&mut self) {
+        self.limit = MAX_FRAME;
+        self.chunk = vec![0u8; READ_CHUNK].into_boxed_slice();
     }
 
     /// `Ok(None)` on a clean end of stream between frames.
     pub(crate) async fn next(&mut self) -> Result<Option<Frame>, LinkError> {
         loop {
-            if let Some((frame, used)) = decode_frame(&self.buf)? {
+            if let Some((frame, used)) = decode_within(&self.buf, self.limit)? {
                 self.buf.drain(..used);
                 return Ok(Some(frame));
             }

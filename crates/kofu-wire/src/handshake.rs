@@ -131,12 +131,15 @@ pub(crate) async fn client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     Ok(server_id)
 }
 
-/// The accepting side: returns the node id the peer proved itself as.
+/// The accepting side: returns the node id the peer proved itself as. `admit` is asked
+/// once the peer's proof checked and before ours is sent, so a connection the server
+/// gave up on meanwhile never looks established to the peer.
 pub(crate) async fn server<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     reader: &mut FrameReader<R>,
     write: &mut W,
     node_id: &str,
     secret: &Secrets,
+    admit: impl FnOnce() -> bool,
 ) -> Result<String, LinkError> {
     let Body::Hello {
         node_id: client_id,
@@ -166,6 +169,9 @@ pub(crate) async fn server<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             "peer does not know the cluster secret",
         ));
     };
+    if !admit() {
+        return Err(LinkError::Handshake("evicted before it completed"));
+    }
     // Answered with the secret the peer proved with, which it can check.
     let ours = Body::Proof {
         mac: mac(secret, Role::Server, &transcript),

@@ -18,17 +18,21 @@ use std::time::Duration;
 use kofu_proto::wire::Body;
 
 pub use client::WireClient;
-pub use frame::{LEN_PREFIX, MAX_FRAME, WireError, decode_frame, encode_frame};
+pub use frame::{LEN_PREFIX, MAX_FRAME, PRE_AUTH_FRAME, WireError, decode_frame, encode_frame};
 pub use handshake::{Role, Transcript, mac};
-pub use server::WireServer;
+pub use server::{MAX_PRE_AUTH, WireServer};
 
 /// Answers one forwarded request on the owner node; the returned body goes back with
 /// the request's correlation id.
 pub type CallHandler =
     Arc<dyn Fn(Body) -> Pin<Box<dyn Future<Output = Body> + Send + 'static>> + Send + Sync>;
 
-/// Connect plus handshake must finish within this, so a silent peer cannot hold a slot.
+/// Connect plus handshake must finish within this on the calling side.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An accepted connection must complete the handshake within this, so a silent peer
+/// cannot hold a slot: a handshake is two round trips and two HMACs, milliseconds even
+/// on a loaded machine.
+const PRE_AUTH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Encoded frames queued for one connection's writer: bounds memory per peer.
 const WRITE_QUEUE: usize = 256;
 

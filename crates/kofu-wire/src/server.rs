@@ -1,8 +1,14 @@
 //! The accepting side of a node-to-node link: handshake, then many requests served
-//! concurrently per connection, answered by correlation id.
+//! concurrently per connection, answered by correlation id. Before the handshake a
+//! connection is cheap and short-lived: small frames only, one second to prove itself,
+//! and at most [`MAX_PRE_AUTH`] such connections at once, the oldest giving way to a
+//! new one, so that idle or slow unauthenticated connections cannot keep the peers out
+//! (forwarding between nodes goes on under such a flood).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use kofu_proto::wire::{Body, Frame};
@@ -10,17 +16,49 @@ use kofu_proto::{ErrorCode, SessionReply};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::frame::{FrameReader, encode_frame, run_writer};
-use crate::{CallHandler, HANDSHAKE_TIMEOUT, LinkError, Secrets, WRITE_QUEUE, handshake};
+use crate::{CallHandler, LinkError, PRE_AUTH_TIMEOUT, Secrets, WRITE_QUEUE, handshake};
 
 /// Requests one connection may have in the handler at once; past it the server stops
 /// reading that connection, which pushes back on the sender through TCP.
 const SERVER_IN_FLIGHT: usize = 1024;
 /// Connections one server accepts at once; a cluster has few peers, so this is generous.
 const MAX_CONNECTIONS: usize = 512;
+/// Connections still in their handshake at once. A peer's handshake takes a round trip,
+/// so to keep it out a flood would have to open this many connections within that time.
+pub const MAX_PRE_AUTH: usize = 64;
+
+/// Where a connection is in its life, shared by its task and the accept loop.
+const PRE_AUTH: u8 = 0;
+const AUTHENTICATED: u8 = 1;
+/// Given up by the accept loop for a newer connection (before it authenticated).
+const EVICTED: u8 = 2;
+const ENDED: u8 = 3;
+
+/// A connection still in its handshake, as the accept loop tracks it.
+struct Unproven {
+    state: Arc<AtomicU8>,
+    task: AbortHandle,
+}
+
+impl Unproven {
+    fn still_unproven(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PRE_AUTH
+    }
+
+    /// Ends the connection unless it authenticated meanwhile.
+    fn evict(self) {
+        let evicted =
+            self.state
+                .compare_exchange(PRE_AUTH, EVICTED, Ordering::AcqRel, Ordering::Acquire);
+        if evicted.is_ok() {
+            self.task.abort();
+        }
+    }
+}
 
 /// Accepts authenticated connections from other nodes and serves their calls.
 /// Dropping it closes the listener and every connection, failing the peers' calls.
@@ -79,6 +117,8 @@ async fn accept_loop(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
+    // Oldest first.
+    let mut unproven: VecDeque<Unproven> = VecDeque::new();
     loop {
         // Reap finished connections so the set does not grow with the node's uptime.
         while conns.try_join_next().is_some() {}
@@ -91,24 +131,35 @@ async fn accept_loop(
                 continue;
             }
         };
+        unproven.retain(Unproven::still_unproven);
+        if unproven.len() >= MAX_PRE_AUTH
+            && let Some(oldest) = unproven.pop_front()
+        {
+            tracing::debug!("too many connections in their handshake; dropping the oldest");
+            oldest.evict();
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many connections; refusing");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (node_id, secret, handler) = (node_id.clone(), secret.clone(), handler.clone());
+        let state = Arc::new(AtomicU8::new(PRE_AUTH));
         let span = tracing::info_span!("wire_conn", %peer, peer_node = tracing::field::Empty);
-        conns.spawn(
+        let conn_state = state.clone();
+        let task = conns.spawn(
             async move {
                 let (read, write) = stream.into_split();
-                match serve_conn(read, write, &node_id, &secret, handler).await {
+                match serve_conn(read, write, &node_id, &secret, handler, &conn_state).await {
                     Ok(()) => tracing::debug!("connection closed by peer"),
                     Err(e) => tracing::warn!(error = %e, "connection dropped"),
                 }
+                conn_state.store(ENDED, Ordering::Release);
                 drop(slot);
             }
             .instrument(span),
         );
+        unproven.push_back(Unproven { state, task });
     }
 }
 
@@ -119,18 +170,26 @@ async fn serve_conn<R, W>(
     node_id: &str,
     secret: &Secrets,
     handler: CallHandler,
+    state: &AtomicU8,
 ) -> Result<(), LinkError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut reader = FrameReader::new(read);
+    // Established only if the accept loop did not give the connection up first.
+    let admit = || {
+        state
+            .compare_exchange(PRE_AUTH, AUTHENTICATED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    };
     let peer = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake::server(&mut reader, &mut write, node_id, secret),
+        PRE_AUTH_TIMEOUT,
+        handshake::server(&mut reader, &mut write, node_id, secret, admit),
     )
     .await
     .map_err(|_| LinkError::Handshake("timed out"))??;
+    reader.authenticated();
     tracing::Span::current().record("peer_node", peer.as_str());
 
     let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);

@@ -1,5 +1,7 @@
 //! The session's request handlers: each asks the state machine, performs the effects it
-//! calls for through `commit`, and answers the kiosk.
+//! calls for through `commit`, and answers the kiosk. `redo` names a change of the
+//! kiosk's previous request that was applied although it was answered `503`: repeating
+//! that request is answered as done instead of doing it twice.
 
 use std::sync::Arc;
 
@@ -7,15 +9,19 @@ use actix::prelude::*;
 use ed25519_dalek::{Signature, VerifyingKey};
 use kofu_coord::{AuditOutcome, AuditRecord, CardLockOp, Change, SnapshotOp};
 use kofu_core::records::ResidentRecord;
-use kofu_core::session::{Command, JobMeta, JobPhase, Outcome, Rejection};
+use kofu_core::session::{
+    Command, JobMeta, JobPhase, Outcome, Phase, Rejection, Session as Machine,
+};
 use kofu_proto::api::{
     AuthResponse, Holder, JobResponse, KindOffer, MunicipalityInfo, PrintedResponse,
 };
 use kofu_proto::{ApiError, CertKind, ErrorCode, JobId, NotIssuable, SessionReply};
 use kofu_render::Rendered;
+use sha2::{Digest as _, Sha256};
 
-use super::{CommitOp, Session};
+use super::{CommitOp, Session, hex};
 use crate::messages::ReplyTo;
+use crate::snapshot::Stored;
 
 fn rejected(r: Rejection) -> ApiError {
     match r {
@@ -45,7 +51,7 @@ impl Session {
     where
         F: FnOnce(&mut Self, &mut Context<Self>, Option<Arc<ResidentRecord>>, ReplyTo) + 'static,
     {
-        let fut = self.deps.registry.record(&self.card);
+        let fut = self.deps.registry.record_by_digest(self.card_digest);
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(rec) => then(act, ctx, rec, reply),
             Err(e) => {
@@ -67,7 +73,13 @@ impl Session {
         }
     }
 
-    pub(super) fn auth(&mut self, ctx: &mut Context<Self>, signature: [u8; 64], reply: ReplyTo) {
+    pub(super) fn auth(
+        &mut self,
+        ctx: &mut Context<Self>,
+        signature: [u8; 64],
+        reply: ReplyTo,
+        redo: Option<CommitOp>,
+    ) {
         let msg =
             kofu_proto::auth_message(&self.id.to_string(), self.kiosk.as_str(), &self.challenge);
         let Ok(key) = VerifyingKey::from_bytes(&self.card_key) else {
@@ -81,6 +93,12 @@ impl Session {
         let valid = key
             .verify_strict(&msg, &Signature::from_bytes(&signature))
             .is_ok();
+        if valid && redo == Some(CommitOp::Auth) && self.phase == Phase::Authenticated {
+            return self.with_fresh_record(ctx, reply, |_, _, rec, reply| match rec {
+                Some(rec) => reply.send(SessionReply::Authenticated(auth_response(&rec))),
+                None => reply.send(ErrorCode::UnknownCard),
+            });
+        }
         let mut next = self.machine();
         match next.apply(Command::Authenticate { valid }) {
             Outcome::Authenticated => {
@@ -130,7 +148,18 @@ impl Session {
         kind: CertKind,
         copies: u8,
         reply: ReplyTo,
+        redo: Option<CommitOp>,
     ) {
+        if redo == Some(CommitOp::Job)
+            && let Some(last) = self.jobs.last().map(|j| &j.saved)
+            && last.kind == kind
+            && last.copies == copies
+        {
+            return reply.send(SessionReply::JobCreated(JobResponse {
+                job_id: last.id.to_string(),
+                fee_yen: last.fee_yen(),
+            }));
+        }
         self.with_record(ctx, reply, move |act, ctx, rec, reply| {
             let index = act.jobs.len() as u8;
             let id = JobId::new(index, rand::random());
@@ -195,13 +224,14 @@ impl Session {
                 job,
                 revalidation: Ok(()),
             }) {
-                Outcome::Pending if wait => {
-                    if let Some(i) = self.job_index(job) {
+                Outcome::Pending if wait => match self.job_index(job) {
+                    Some(i) => {
                         let waiters = &mut self.jobs[i].waiters;
                         waiters.retain(|w| !w.is_closed());
                         waiters.push(reply);
                     }
-                }
+                    None => reply.send(ErrorCode::UnknownJob),
+                },
                 Outcome::Pending => reply.send(SessionReply::Rendering),
                 Outcome::Rejected(r) => reply.send(rejected(r)),
                 other => unexpected(other, reply),
@@ -220,49 +250,30 @@ impl Session {
                 revalidation: issuable(rec.as_deref(), kind),
             });
             match outcome {
-                Outcome::Release => {
-                    // Fresh records (I4): a document not yet delivered is re-rendered if
-                    // the record moved on since it was rendered.
+                Outcome::Release if was == JobPhase::Ready => {
+                    // Fresh records (I4): a document not yet delivered is rendered from
+                    // the current record (again, if the record moved on since).
                     if let Some(rec) = rec.as_deref()
-                        && was == JobPhase::Ready
-                        && next.jobs[i].meta.record_version != rec.version
+                        && (act.jobs[i].doc.is_none()
+                            || next.jobs[i].meta.record_version != rec.version)
                     {
                         act.render_into(i, rec, &mut next.jobs[i].meta);
                     }
-                    // Resumed on a new owner: the bytes were never persisted, so render
-                    // them again from the persisted serial and issue time.
-                    if act.jobs[i].doc.is_none()
-                        && let Some(rec) = rec.as_deref()
-                    {
-                        act.render_into(i, rec, &mut next.jobs[i].meta);
+                    act.release(ctx, i, next, reply);
+                }
+                Outcome::Release => {
+                    // Delivered before: the same bytes again (API.md), re-rendered if
+                    // need be (after a resume) from the record version they were made
+                    // of, never from a newer one.
+                    let version = next.jobs[i].meta.record_version;
+                    match rec {
+                        _ if act.jobs[i].doc.is_some() => act.release(ctx, i, next, reply),
+                        Some(rec) if rec.version == version => {
+                            act.render_into(i, &rec, &mut next.jobs[i].meta);
+                            act.release(ctx, i, next, reply);
+                        }
+                        _ => act.render_at(ctx, i, version, next, reply),
                     }
-                    let Some(doc) = act.jobs[i].doc.as_ref() else {
-                        return unexpected(Outcome::Release, reply);
-                    };
-                    if !act.binding_ok(doc, i) {
-                        act.deps.metrics.binding_self_check_failures.inc();
-                        tracing::error!(
-                            shard = act.fence.shard,
-                            "binding self-check failed; document withheld"
-                        );
-                        return reply.send(ErrorCode::Unavailable);
-                    }
-                    let document = doc.document.clone();
-                    if act.unchanged(&next) {
-                        act.deps.metrics.released(kind);
-                        return reply.send(SessionReply::Document(document));
-                    }
-                    act.commit_then_reply(
-                        ctx,
-                        CommitOp::Deliver,
-                        next,
-                        snapshot_only(),
-                        reply,
-                        move |act, _| {
-                            act.deps.metrics.released(kind);
-                            SessionReply::Document(document)
-                        },
-                    );
                 }
                 Outcome::Rejected(r) => {
                     if let Rejection::NotIssuable(reason) = r {
@@ -286,18 +297,105 @@ impl Session {
         });
     }
 
+    /// Renders job `i` from the record as it was at `version`, then releases it; if the
+    /// registry no longer has that version the answer is `503`, never other bytes.
+    fn render_at(
+        &mut self,
+        ctx: &mut Context<Self>,
+        i: usize,
+        version: u64,
+        mut next: Machine,
+        reply: ReplyTo,
+    ) {
+        let fut = self.deps.registry.record_at(self.card_digest, version);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Some(rec)) => {
+                act.render_into(i, &rec, &mut next.jobs[i].meta);
+                act.release(ctx, i, next, reply);
+            }
+            Ok(None) => {
+                tracing::warn!(
+                    shard = act.fence.shard,
+                    "record version of a delivered document is gone; not released"
+                );
+                reply.send(ErrorCode::Unavailable);
+            }
+            Err(e) => {
+                act.deps.metrics.store_unavailable.inc();
+                tracing::warn!(shard = act.fence.shard, error = %e, "registry read failed");
+                reply.send(ErrorCode::Unavailable);
+            }
+        }));
+    }
+
+    /// Releases job `i`'s document, persisting `next` (delivered) first if it changes
+    /// anything; a document released before is released again only after a fenced read
+    /// shows this node still owns the shard and the session is as it was (I2).
+    fn release(&mut self, ctx: &mut Context<Self>, i: usize, next: Machine, reply: ReplyTo) {
+        let kind = self.jobs[i].saved.kind;
+        let Some(doc) = self.jobs[i].doc.as_ref() else {
+            return unexpected(Outcome::Release, reply);
+        };
+        if !self.binding_ok(doc, i) {
+            self.deps.metrics.binding_self_check_failures.inc();
+            tracing::error!(
+                shard = self.fence.shard,
+                "binding self-check failed; document withheld"
+            );
+            return reply.send(ErrorCode::Unavailable);
+        }
+        let document = doc.document.clone();
+        if !self.unchanged(&next) {
+            return self.commit_then_reply(
+                ctx,
+                CommitOp::Deliver,
+                next,
+                snapshot_only(),
+                reply,
+                move |act, _| {
+                    act.deps.metrics.released(kind);
+                    SessionReply::Document(document)
+                },
+            );
+        }
+        let timer = self.deps.metrics.store_op(CommitOp::Recheck);
+        let check = self.deps.store.load_snapshot(self.fence, self.id);
+        ctx.wait(check.into_actor(self).map(move |res, act, ctx| {
+            timer.observe_duration();
+            let current = match res {
+                Ok(Some(bytes)) => matches!(
+                    Stored::decode(&bytes, act.id),
+                    Ok(Stored::Open(snap)) if snap.seq == act.seq
+                ),
+                Ok(None) => false,
+                Err(e) => return reply.answer(act.store_failed(&e, ctx).answer()),
+            };
+            if current {
+                act.deps.metrics.released(kind);
+                reply.send(SessionReply::Document(document));
+            } else {
+                tracing::error!(
+                    shard = act.fence.shard,
+                    "stored session state is not this session's; document withheld"
+                );
+                reply.send(ErrorCode::Unavailable);
+            }
+        }));
+    }
+
     /// The cheap half of the kiosk's own check, done before every release: the binding
     /// names this session, kiosk, card and order, and hashes exactly these bytes.
     fn binding_ok(&self, doc: &Rendered, i: usize) -> bool {
         let job = &self.jobs[i].saved;
-        doc.binding.matches(
-            &doc.pdf,
-            &self.id.to_string(),
-            self.kiosk.as_str(),
-            &self.card,
-            job.kind,
-            job.copies,
-        ) && doc.binding.serial == job.meta.serial.as_deref().unwrap_or_default()
+        let b = &doc.binding;
+        b.v == 1
+            && b.session_id == self.id.to_string()
+            && b.kiosk_id == self.kiosk.as_str()
+            && b.card_digest == hex(&self.card_digest)
+            && b.kind == job.kind
+            && b.copies == job.copies
+            && b.serial == job.meta.serial.as_deref().unwrap_or_default()
+            && b.doc_sha256 == hex(&Sha256::digest(&doc.pdf))
     }
 
     pub(super) fn printed(&mut self, ctx: &mut Context<Self>, job: JobId, reply: ReplyTo) {
@@ -318,7 +416,7 @@ impl Session {
                     job_id: job.to_string(),
                     serial: serial.clone(),
                     kiosk_id: self.kiosk.as_str().to_owned(),
-                    card_digest: self.card.digest(),
+                    card_digest: hex(&self.card_digest),
                     kind,
                     copies,
                     charged_yen,

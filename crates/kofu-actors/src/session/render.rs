@@ -13,6 +13,7 @@ use kofu_render::RenderRequest;
 
 use super::ops::snapshot_only;
 use super::{CommitOp, Session};
+use crate::messages::NotApplied;
 
 impl Session {
     /// Renders job `i` from `rec` with its serial and issue time, keeping the document
@@ -60,7 +61,7 @@ impl Session {
         if let Some(rec) = known {
             return self.render_from(ctx, i, job, rec);
         }
-        let fut = self.deps.registry.record(&self.card);
+        let fut = self.deps.registry.record_by_digest(self.card_digest);
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
             if act.jobs[i].saved.phase != JobPhase::Rendering {
                 return;
@@ -95,11 +96,25 @@ impl Session {
             next,
             snapshot_only(),
             move |act, ctx, res| {
+                match res {
+                    Ok(_) => {}
+                    Err(NotApplied::Unavailable) => {
+                        // Not known to be ready: render again (after reading the state
+                        // back); parked fetches stay parked for it.
+                        return act.schedule_render_retry(ctx, job);
+                    }
+                    // Detached: parked fetches go to the next owner.
+                    Err(NotApplied::Moved) => return,
+                }
                 let waiters = std::mem::take(&mut act.jobs[i].waiters);
+                // Released only while this node may act for the shard (I2); the router
+                // finds the owner for the others.
+                let holds = act.deps.coordinator.holds(act.fence);
                 for w in waiters {
-                    match res {
-                        Ok(_) => act.fetch(ctx, job, false, w),
-                        Err(e) => w.answer(e.answer()),
+                    if holds {
+                        act.fetch(ctx, job, false, w);
+                    } else {
+                        w.moved();
                     }
                 }
             },

@@ -1,5 +1,6 @@
 //! The session's timers, each a message the actor sends itself: render start, render
-//! deadline, idle timeout and hard limit, plus the host's order to close.
+//! deadline, idle timeout and hard limit (which also retries a close the store did not
+//! confirm), plus the host's order to close. Each acts on a settled state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use kofu_proto::{ErrorCode, JobId, SessionReply};
 use tokio::time::Instant;
 
 use super::{CommitOp, Session};
+use crate::messages::NotApplied;
 
 /// Render a job, from the record already read for it when there is one.
 #[derive(Message)]
@@ -45,6 +47,12 @@ impl Session {
         ctx.notify_later(IdleCheck, after.min(to_hard_limit));
     }
 
+    /// Tries the idle check (and a pending close) again soon, whatever the hard limit
+    /// says: the store did not answer, and must not be asked again at once.
+    pub(super) fn retry_close(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify_later(IdleCheck, super::CLOSE_RETRY);
+    }
+
     /// Rendering starts right after the `202` is sent (or after an injected delay); the
     /// deadline runs from job creation.
     /// `rec` is the record the job was created from: rendering at once from it saves a
@@ -65,11 +73,12 @@ impl Session {
         ctx.notify_later(RenderDeadline(job), self.deps.config.render_deadline);
     }
 
-    /// After a resume: jobs still rendering are rendered here, against the deadline
-    /// that runs from their creation.
-    pub(super) fn resume_renders(&mut self, ctx: &mut Context<Self>) {
+    /// After a resume (or a reconcile that found jobs this actor never created): jobs
+    /// from the `first` on that are still rendering are rendered here, against the
+    /// deadline that runs from their creation.
+    pub(super) fn resume_renders(&mut self, ctx: &mut Context<Self>, first: usize) {
         let now_ms = crate::clock::now_ms();
-        for job in self.jobs.iter().map(|j| &j.saved) {
+        for job in self.jobs.iter().skip(first).map(|j| &j.saved) {
             if job.phase != kofu_core::session::JobPhase::Rendering {
                 continue;
             }
@@ -94,7 +103,11 @@ impl Handler<RenderNow> for Session {
     type Result = ();
 
     fn handle(&mut self, RenderNow(job, rec): RenderNow, ctx: &mut Context<Self>) {
-        self.render(ctx, job, rec);
+        self.settled(ctx, move |act, ctx, res| match res {
+            Ok(()) if !act.is_closed() => act.render(ctx, job, rec),
+            Ok(()) | Err(NotApplied::Moved) => {}
+            Err(NotApplied::Unavailable) => act.schedule_render_retry(ctx, job),
+        });
     }
 }
 
@@ -102,6 +115,19 @@ impl Handler<RenderDeadline> for Session {
     type Result = ();
 
     fn handle(&mut self, RenderDeadline(job): RenderDeadline, ctx: &mut Context<Self>) {
+        self.settled(ctx, move |act, ctx, res| match res {
+            Ok(()) => act.void_late(ctx, job),
+            Err(NotApplied::Moved) => {}
+            Err(NotApplied::Unavailable) => {
+                ctx.notify_later(RenderDeadline(job), RENDER_RETRY);
+            }
+        });
+    }
+}
+
+impl Session {
+    /// Voids a job that missed its render deadline (if it did).
+    fn void_late(&mut self, ctx: &mut Context<Self>, job: JobId) {
         let mut next = self.machine();
         if next.apply(Command::RenderDeadline { job }) != Outcome::Changed {
             return;
@@ -134,6 +160,21 @@ impl Handler<IdleCheck> for Session {
     type Result = ();
 
     fn handle(&mut self, _: IdleCheck, ctx: &mut Context<Self>) {
+        self.settled(ctx, |act, ctx, res| match res {
+            Ok(()) if act.is_closed() => {}
+            Ok(()) => act.idle_check(ctx),
+            Err(NotApplied::Moved) => {}
+            Err(NotApplied::Unavailable) => act.retry_close(ctx),
+        });
+    }
+}
+
+impl Session {
+    fn idle_check(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reason) = self.closing {
+            self.end(ctx, reason, None, SessionReply::Closed);
+            return;
+        }
         if self.started.elapsed() >= self.deps.config.hard_limit {
             self.end(ctx, CloseReason::HardLimit, None, SessionReply::Closed);
             return;
@@ -153,6 +194,7 @@ impl Handler<CloseSession> for Session {
 
     fn handle(&mut self, CloseSession(reason): CloseSession, ctx: &mut Context<Self>) {
         self.last_activity = Instant::now();
-        self.end(ctx, reason, None, SessionReply::Closed);
+        self.closing = Some(reason);
+        self.close_if_settled(ctx);
     }
 }

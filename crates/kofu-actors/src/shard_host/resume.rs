@@ -1,6 +1,7 @@
-//! Lazy resume: the first call for a session this host has not met reads its snapshot
-//! through the fenced store (so only the current owner can), and later calls for the
-//! same session wait for that one read.
+//! Resume: a call for a session this host has not met reads its snapshot through the
+//! fenced store (so only the current owner can), and later calls for the same session
+//! wait for that one read. A tombstone answers for a closed session: its own kiosk's
+//! repeated DELETE is `204`, anything else `unknown_session`.
 
 use actix::prelude::*;
 use kofu_coord::StoreError;
@@ -8,8 +9,8 @@ use kofu_proto::{ErrorCode, SessionId};
 
 use super::{Entry, ShardHost};
 use crate::messages::{Answer, Moved, SessionCall};
-use crate::session::Session;
-use crate::snapshot::Snapshot;
+use crate::session::{Session, gone};
+use crate::snapshot::Stored;
 
 /// Calls one session may have waiting on its snapshot; a kiosk has one request in
 /// flight, so more is a misbehaving client.
@@ -34,7 +35,9 @@ impl ShardHost {
         );
     }
 
-    fn loaded(
+    /// The snapshot read for `id` came back: resume the session (unless it is closed or
+    /// gone) and pass it the calls that waited.
+    pub(super) fn loaded(
         &mut self,
         id: SessionId,
         res: Result<Option<Vec<u8>>, StoreError>,
@@ -59,17 +62,31 @@ impl ShardHost {
                 return answer_all(calls, Ok(ErrorCode::Unavailable.into()));
             }
         };
-        let snap = match Snapshot::decode(&bytes) {
-            Ok(snap) if snap.session == id && !snap.machine.is_closed() => snap,
-            Ok(_) => return answer_all(calls, Ok(ErrorCode::UnknownSession.into())),
-            Err(e) => {
-                // Unreadable state is not guessed at (I7); the error names no data.
-                tracing::error!(shard = self.fence.shard, error = %e, "snapshot does not decode");
+        let (closed_by, snap) = match Stored::decode(&bytes, id) {
+            Ok(Stored::Open(snap)) if !snap.machine.is_closed() => (None, Some(snap)),
+            Ok(Stored::Open(snap)) => (Some(snap.kiosk), None),
+            Ok(Stored::Closed(tombstone)) => (Some(tombstone.kiosk), None),
+            Err(_) => {
+                // Unreadable state is not guessed at (I7); a fixed text names no data.
+                tracing::error!(
+                    shard = self.fence.shard,
+                    "stored session state does not decode"
+                );
                 return answer_all(calls, Ok(ErrorCode::Unavailable.into()));
             }
         };
+        let Some(snap) = snap else {
+            for c in calls {
+                if Some(&c.kiosk) == closed_by.as_ref() {
+                    c.reply.send(gone(&c.op));
+                } else {
+                    c.reply.send(ErrorCode::UnknownSession);
+                }
+            }
+            return;
+        };
         let kiosk = snap.kiosk.clone();
-        let digest = snap.card.digest_bytes();
+        let digest = snap.card_digest;
         let addr = Session::resume(snap, self.fence, self.deps.clone(), ctx.address()).start();
         self.cards.entry(digest).or_insert(id);
         self.sessions.insert(id, Entry { addr, kiosk });

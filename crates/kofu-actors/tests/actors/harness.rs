@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use kofu_actors::{
     ActorMetrics, ClusterMetrics, Deps, RenderFaults, Router, RouterConfig, SessionConfig,
+    ShardStart,
 };
 use kofu_coord::Fence;
 use kofu_coord::embedded::{AuditSink, EmbeddedRegistry, EmbeddedStore};
@@ -191,18 +192,21 @@ impl World {
             prom,
         };
         for shard in 0..SHARDS {
-            world.acquire(Fence {
+            let fence = Fence {
                 shard,
                 epoch: EPOCH,
-            });
+            };
+            world.coordinator.grant(fence);
+            world.router.add_shard(fence, ShardStart::Fresh);
         }
         world
     }
 
-    /// This node takes `fence`'s lease and starts the shard's host.
+    /// This node takes `fence`'s lease and starts the shard's host, which resumes the
+    /// shard's open sessions.
     pub fn acquire(&self, fence: Fence) {
         self.coordinator.grant(fence);
-        self.router.add_shard(fence);
+        self.router.add_shard(fence, ShardStart::TakenOver);
     }
 
     pub fn fence(&self, shard: u32) -> Fence {

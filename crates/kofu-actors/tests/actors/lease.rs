@@ -2,8 +2,8 @@
 //! while a store write is on its way, or while a fetch waits on a render. A live
 //! session must never be reported gone (`404`/`204`/`410`/`422`); it answers `503`
 //! until its owner is safe again, then goes on where it was (API.md, DESIGN.md "Fault
-//! model"). Today a session that sees the lease in doubt stops, its host tombstones it
-//! and the router's retry lands on the tombstone: the ignored tests below are issue 10.
+//! model"). Issue 10: a session that saw its lease in doubt used to stop, its host
+//! tombstoned it, and the router's retry landed on the tombstone.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -41,7 +41,6 @@ fn a_write_that_landed_before_the_lease_was_lost_is_answered() {
 }
 
 #[test]
-#[ignore = "issue 10: a session that sees its lease in doubt stops and is tombstoned: 404 and a false 204"]
 fn a_lease_in_doubt_between_requests_answers_503_never_gone() {
     run(|| async {
         let w = World::start(Config::default());
@@ -65,7 +64,6 @@ fn a_lease_in_doubt_between_requests_answers_503_never_gone() {
 /// it. The shard comes back to this node within `move_wait`; the print then succeeds,
 /// charged once.
 #[test]
-#[ignore = "issue 10: a session whose write is fenced stops and is tombstoned: the retry answers 404"]
 fn a_lease_lost_during_a_store_write_never_answers_gone() {
     run(|| async {
         let w = Rc::new(World::start(Config::default()));
@@ -103,7 +101,6 @@ async fn parked_on_a_render(shard: u32) -> (Rc<World>, Open, JobId, JoinHandle<A
 /// Another request finds the lease in doubt while a long poll waits on the render; the
 /// lease is renewed after all.
 #[test]
-#[ignore = "issue 10: the session stops on a lease in doubt; its parked fetch and the retry answer 404"]
 fn a_lease_in_doubt_while_a_fetch_waits_on_its_render_never_answers_gone() {
     run(|| async {
         let (w, s, _, parked) = parked_on_a_render(3).await;
@@ -122,7 +119,6 @@ fn a_lease_in_doubt_while_a_fetch_waits_on_its_render_never_answers_gone() {
 /// The render's write is refused because another node took the shard; the fetch parked
 /// on it must not hear that the session is gone. The shard comes back in time.
 #[test]
-#[ignore = "issue 10: a session stopped by a fenced write answers its parked fetches 404"]
 fn a_render_fenced_by_a_takeover_never_answers_gone() {
     run(|| async {
         let (w, s, job, parked) = parked_on_a_render(0).await;
@@ -140,5 +136,45 @@ fn a_render_fenced_by_a_takeover_never_answers_gone() {
                 .document(),
         };
         w.verify(&s, CertKind::Residence, &doc);
+    });
+}
+
+/// A request queued in a session's mailbox behind a write that the store refuses (the
+/// shard was taken): the session stops without handling it, and its reply is dropped.
+/// That means nothing was done: the router tries again, and never calls the session gone.
+#[test]
+fn a_request_queued_behind_a_fenced_write_never_answers_gone() {
+    run(|| async {
+        let w = Rc::new(World::start(Config::default()));
+        let s = w.open(&w.card_in(1, 1), &w.kiosk(0)).await;
+        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+        let printed = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
+        let queued = beside(&w, &s, move |w, s| async move { w.fetch(&s, job).await });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        w.steal(1);
+        w.gate.open();
+        tokio::time::sleep(w.config.router.move_wait / 4).await;
+        w.reacquire(1);
+        assert_eq!(queued.await.expect("task").document(), doc);
+        let answer = printed.await.expect("task");
+        assert!(matches!(answer, Answer::Printed { .. }), "{answer:?}");
+        assert_eq!(w.store.audit_records().len(), 1);
+    });
+}
+
+/// Another node took the shard but this node has not noticed yet: a delivered document
+/// is not released again from memory; it waits for the owner (I2).
+#[test]
+fn a_delivered_document_is_released_again_only_by_the_shards_owner() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let s = w.open(&w.card_in(2, 1), &w.kiosk(0)).await;
+        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+        w.steal(2);
+        let answer = w.fetch(&s, job).await;
+        assert!(answer.is_unavailable(), "{answer:?}");
+        assert!(w.counter("kofu_fencing_rejections_total") >= 1.0);
+        w.reacquire(2);
+        assert_eq!(w.fetch(&s, job).await.document(), doc);
     });
 }

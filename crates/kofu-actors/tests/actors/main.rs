@@ -1,9 +1,8 @@
 //! The actors in-process: the real router, shard hosts and sessions in one actix system
 //! on paused tokio time, over the embedded store, driven the way the HTTP layer drives
-//! them. The router's wait-and-retry, tombstones, lazy resume, handoff and full
-//! mailboxes, each in milliseconds and the same on every run (issue 9). Tests marked
-//! `#[ignore = "issue 10: ..."]` assert what API.md requires where today's code gives
-//! a wrong answer; the fix removes the mark.
+//! them. The router's wait-and-retry, tombstones, resume (lazy, and eager on takeover),
+//! handoff, full mailboxes, leases in doubt and changes with an unknown outcome, each in
+//! milliseconds and the same on every run (issues 9 and 10).
 
 mod handoff;
 mod harness;
@@ -11,5 +10,7 @@ mod lease;
 mod mailbox;
 mod moving;
 mod resume;
+mod sweep;
 mod timers;
 mod tombstone;
+mod uncertain;

@@ -87,7 +87,6 @@ fn a_job_rendering_at_the_move_is_rendered_by_the_new_host() {
 /// A document delivered before a takeover keeps its bytes even if the holder's record
 /// changed since: the kiosk may fetch it again to print (API.md).
 #[test]
-#[ignore = "issue 10: a delivered document is re-rendered from the current record after a takeover"]
 fn a_delivered_document_keeps_its_bytes_across_a_takeover_after_a_record_change() {
     run(|| async {
         let w = World::start(Config::default());

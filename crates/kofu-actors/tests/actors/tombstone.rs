@@ -45,7 +45,6 @@ fn a_closed_session_answers_204_to_its_kiosk_for_the_tombstone_ttl() {
 /// The tombstone lives in the host that closed the session; after a handoff the new
 /// owner has none, and finds no snapshot either.
 #[test]
-#[ignore = "issue 10: tombstones are per node, so a DELETE repeated after a handoff answers 404"]
 fn a_repeated_close_after_a_handoff_still_answers_204() {
     run(|| async {
         let w = World::start(Config::default());

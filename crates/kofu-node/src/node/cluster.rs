@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::FutureExt as _;
-use kofu_actors::{Remote, Router};
+use kofu_actors::{Remote, Router, ShardStart};
 use kofu_coord::redis::{RedisCoordinator, RedisRegistry, RedisStore};
 use kofu_coord::{Fence, HandoffHook};
 use kofu_wire::{Secrets, WireServer};
@@ -96,7 +96,7 @@ impl Cluster {
                     router.drop_shard(*gone);
                 }
                 for new in now.difference(&current) {
-                    router.add_shard(*new);
+                    router.add_shard(*new, ShardStart::TakenOver);
                 }
                 current = now;
                 if leases.changed().await.is_err() {
@@ -215,7 +215,8 @@ pub(super) async fn plane(
         node_id.clone(),
         Duration::from_millis(cfg.hard_limit_ms) + STATE_TTL_MARGIN,
     )
-    .with_replicas(replicas);
+    .with_replicas(replicas)
+    .with_audit_retention(cfg.audit_retention);
     Ok(super::Plane {
         store: Arc::new(store),
         registry: Arc::new(registry),

@@ -157,17 +157,22 @@ impl World {
         answer(reply)
     }
 
-    /// A created and authenticated session.
-    pub async fn open(&self, card: &Card, kiosk: &KioskId) -> Open {
+    /// A created session, not authenticated yet.
+    pub async fn created(&self, card: &Card, kiosk: &KioskId) -> Open {
         let Answer::Created { session, challenge } = self.create(card, kiosk).await else {
             panic!("the session was not created");
         };
-        let open = Open {
+        Open {
             id: session,
             kiosk: kiosk.clone(),
             card: card.clone(),
             challenge,
-        };
+        }
+    }
+
+    /// A created and authenticated session.
+    pub async fn open(&self, card: &Card, kiosk: &KioskId) -> Open {
+        let open = self.created(card, kiosk).await;
         assert_eq!(self.auth(&open).await, Answer::Authenticated);
         open
     }

@@ -1,0 +1,77 @@
+//! Eager resume on takeover: a new owner resumes every open session of the shard at
+//! once, so the idle timer of a session whose kiosk walked away (or whose owner
+//! crashed) runs, and its card is free again within the idle timeout of the takeover
+//! (DESIGN.md: "a card whose session was orphaned by a crash is free again within the
+//! idle timeout plus 2 x TTL").
+
+use std::time::Duration;
+
+use kofu_proto::{CertKind, ErrorCode};
+
+use crate::harness::{Answer, Config, World, run};
+
+const IN_USE: Answer = Answer::Error(ErrorCode::CardInUse);
+
+#[test]
+fn an_orphaned_session_is_resumed_on_takeover_and_ends_after_its_idle_timeout() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let idle = w.config.session.idle_timeout;
+        let card = w.card_in(1, 0);
+        let s = w.open(&card, &w.kiosk(0)).await;
+        w.delivered(&s, CertKind::Residence).await;
+        let resumed = w.counter("kofu_sessions_resumed_total");
+        // The owner goes away; its kiosk never comes back.
+        w.take_over(1).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(w.counter("kofu_sessions_resumed_total"), resumed + 1.0);
+
+        tokio::time::sleep(idle - Duration::from_secs(1)).await;
+        assert_eq!(w.create(&card, &w.kiosk(1)).await, IN_USE, "ended early");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let other = w.create(&card, &w.kiosk(1)).await;
+        assert!(matches!(other, Answer::Created { .. }), "{other:?}");
+        // Its unconfirmed job was voided, never charged.
+        assert!(w.store.audit_records().is_empty());
+        assert_eq!(w.counter("kofu_jobs_voided_total"), 1.0);
+    });
+}
+
+/// A create that took the card lock but was answered `503` on a node that then lost
+/// the shard, with the store down meanwhile: the next owner's sweep finds the orphan
+/// once the store is back, and its idle timeout frees the card.
+#[test]
+fn a_create_answered_503_before_a_takeover_is_swept_by_the_next_owner() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let idle = w.config.session.idle_timeout;
+        let card = w.card_in(2, 0);
+        w.gate.crash_after_apply();
+        assert!(w.create(&card, &w.kiosk(0)).await.is_unavailable());
+        w.take_over(2).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        w.gate.set_down(false);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(w.create(&card, &w.kiosk(1)).await, IN_USE);
+        tokio::time::sleep(idle).await;
+        let other = w.create(&card, &w.kiosk(1)).await;
+        assert!(matches!(other, Answer::Created { .. }), "{other:?}");
+    });
+}
+
+/// The sweep and a kiosk's call for the same session meet: the session is resumed
+/// once, and the call is answered by it.
+#[test]
+fn a_call_during_the_sweep_waits_for_the_same_resume() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let a = w.open(&w.card_in(3, 0), &w.kiosk(0)).await;
+        let b = w.open(&w.card_in(3, 1), &w.kiosk(1)).await;
+        let (job, doc) = w.delivered(&b, CertKind::Residence).await;
+        let resumed = w.counter("kofu_sessions_resumed_total");
+        w.take_over(3).await;
+        assert_eq!(w.fetch(&b, job).await.document(), doc);
+        assert_eq!(w.close(&a).await, Answer::Closed);
+        assert_eq!(w.counter("kofu_sessions_resumed_total"), resumed + 2.0);
+    });
+}

@@ -1,0 +1,159 @@
+//! Changes with an unknown outcome: the store applied a change but its acknowledgement
+//! was lost (a replica did not confirm it in time, the answer timed out), so the kiosk
+//! got `503`. API.md: a `503` means "not done, or done and not yet confirmed", and
+//! repeating the call converges: it is done once, or answered as done, never twice; and
+//! nothing half-done stays behind (DESIGN.md, "acknowledged means durable").
+
+use std::time::Duration;
+
+use kofu_proto::{CertKind, ErrorCode, JobId};
+
+use crate::harness::{Answer, Config, World, run};
+
+#[test]
+fn a_print_recorded_but_answered_503_is_charged_once_and_never_voided() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let s = w.open(&w.card_in(0, 0), &w.kiosk(0)).await;
+        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+        let serial = w.verify(&s, CertKind::Residence, &doc).serial;
+        w.gate.lose_acks(1);
+        let first = w.printed(&s, job).await;
+        assert!(first.is_unavailable(), "{first:?}");
+        assert_eq!(w.store.audit_records().len(), 1, "the print was recorded");
+        // The kiosk repeats it: the same answer, recorded once.
+        let printed = Answer::Printed {
+            serial,
+            charged_yen: CertKind::Residence.fee_yen(),
+        };
+        assert_eq!(w.printed(&s, job).await, printed);
+        assert_eq!(w.store.audit_records().len(), 1);
+        assert_eq!(w.counter("kofu_prints_confirmed_total"), 1.0);
+        assert_eq!(w.close(&s).await, Answer::Closed);
+        assert_eq!(w.counter("kofu_jobs_voided_total"), 0.0);
+    });
+}
+
+/// The kiosk gave up on the print after the `503` and removed the card: the print was
+/// recorded, so the close must not void it (charged *and* voided).
+#[test]
+fn a_close_after_a_print_answered_503_does_not_void_it() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let s = w.open(&w.card_in(1, 0), &w.kiosk(0)).await;
+        let (job, _) = w.delivered(&s, CertKind::Residence).await;
+        w.gate.lose_acks(1);
+        assert!(w.printed(&s, job).await.is_unavailable());
+        assert_eq!(w.close(&s).await, Answer::Closed);
+        assert_eq!(w.store.audit_records().len(), 1);
+        assert_eq!(
+            w.counter("kofu_jobs_voided_total"),
+            0.0,
+            "a printed job voided"
+        );
+        assert_eq!(w.counter("kofu_prints_confirmed_total"), 1.0);
+    });
+}
+
+/// A session start that took the card lock but was answered `503`: no kiosk knows the
+/// session, so it must not keep the card.
+#[test]
+fn a_create_answered_503_leaves_no_card_lock_behind() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let card = w.card_in(2, 0);
+        w.gate.lose_acks(1);
+        let first = w.create(&card, &w.kiosk(0)).await;
+        assert!(first.is_unavailable(), "{first:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let other = w.create(&card, &w.kiosk(1)).await;
+        assert!(matches!(other, Answer::Created { .. }), "{other:?}");
+    });
+}
+
+/// The same, when the store goes away right after the start was applied: the cleanup is
+/// tried again until the store is back.
+#[test]
+fn a_create_answered_503_frees_its_card_once_the_store_is_back() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let card = w.card_in(3, 0);
+        w.gate.crash_after_apply();
+        assert!(w.create(&card, &w.kiosk(0)).await.is_unavailable());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        w.gate.set_down(false);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let other = w.create(&card, &w.kiosk(1)).await;
+        assert!(matches!(other, Answer::Created { .. }), "{other:?}");
+    });
+}
+
+/// A close applied but answered `503`, then the shard moved: the repeated DELETE is
+/// answered `204` by the next host from the close's tombstone.
+#[test]
+fn a_close_answered_503_converges_on_204_even_after_a_handoff() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let s = w.open(&w.card_in(0, 1), &w.kiosk(0)).await;
+        w.gate.lose_acks(1);
+        assert!(w.close(&s).await.is_unavailable());
+        assert_eq!(w.close(&s).await, Answer::Closed);
+
+        let t = w.open(&w.card_in(0, 2), &w.kiosk(1)).await;
+        w.gate.lose_acks(1);
+        assert!(w.close(&t).await.is_unavailable());
+        w.take_over(0).await;
+        assert_eq!(w.close(&t).await, Answer::Closed);
+        let never = JobId::new(0, [0; 8]);
+        assert_eq!(
+            w.fetch(&t, never).await,
+            Answer::Error(ErrorCode::UnknownSession)
+        );
+        // Both cards are free.
+        w.open(&s.card, &w.kiosk(2)).await;
+        w.open(&t.card, &w.kiosk(2)).await;
+    });
+}
+
+/// The session reads its state back after the `503` and finds itself authenticated:
+/// the repeat must still be answered as the first would have been, not `409`. (Before
+/// the read-back the session simply did it again; this keeps that convergence.)
+#[test]
+fn an_authentication_applied_but_answered_503_is_answered_200_on_repeat() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let card = w.card_in(1, 1);
+        let s = w.created(&card, &w.kiosk(0)).await;
+        w.gate.lose_acks(1);
+        assert!(w.auth(&s).await.is_unavailable());
+        assert_eq!(w.auth(&s).await, Answer::Authenticated);
+        // Answered as done once; after that, authenticating again is the usual 409.
+        assert_eq!(
+            w.auth(&s).await,
+            Answer::Error(ErrorCode::AlreadyAuthenticated)
+        );
+    });
+}
+
+/// A job created but answered `503`: the kiosk's repeat gets that job, not a second one
+/// (the read-back finds the first; the repeat must not add another beside it).
+#[test]
+fn a_job_created_but_answered_503_is_the_job_its_repeat_gets() {
+    run(|| async {
+        let w = World::start(Config::default());
+        let s = w.open(&w.card_in(2, 1), &w.kiosk(0)).await;
+        w.gate.lose_acks(1);
+        assert!(w.job(&s, CertKind::Residence).await.is_unavailable());
+        let job = w.job(&s, CertKind::Residence).await.job();
+        let doc = w
+            .fetch_wait(&s, job, Duration::from_secs(10))
+            .await
+            .document();
+        w.verify(&s, CertKind::Residence, &doc);
+        assert!(matches!(w.printed(&s, job).await, Answer::Printed { .. }));
+        assert_eq!(w.close(&s).await, Answer::Closed);
+        // No second job was left behind to be voided.
+        assert_eq!(w.counter("kofu_jobs_voided_total"), 0.0);
+        assert_eq!(w.store.audit_records().len(), 1);
+    });
+}
