@@ -143,7 +143,9 @@ impl Redis {
         let mut cmd = l.command(Path::new("redis-server"));
         cmd.args(["--port", &s.port.to_string(), "--bind", &host])
             .args(["--protected-mode", "no", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+            // `always`, as the shipped configs: a primary killed and restarted before Sentinel
+            // notices must come back with every write it acknowledged.
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
             .args([
                 "--min-replicas-to-write",
                 "1",
