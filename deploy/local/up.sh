@@ -44,7 +44,7 @@ fi
 # One Redis and no replica: `min-replicas-to-write` (set by the compose and k8s configs,
 # which have one) would refuse every write here.
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir" \
-  --appendonly yes --appendfsync everysec --save "" \
+  --appendonly yes --appendfsync always --save "" \
   --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
 # PONG only once Redis has loaded its data (it answers LOADING until then).
 for _ in $(seq 1 600); do

@@ -4,17 +4,13 @@
 //! with the ratios; then the peak RSS of a node holding 100k open idle sessions.
 
 mod drive;
-mod procs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use kofu_kiosk::Fixtures;
-
+use crate::procs::{NodeSpec, fixtures, kofu_path, registry_load, start_node, start_redis};
 use drive::Measured;
-use procs::{NodeSpec, kofu_path, registry_load, start_node, start_redis};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -43,18 +39,6 @@ const SEED: u64 = 1;
 const SHARDS: u32 = 1024;
 const SECRET: &str = "kofu-bench-cluster-secret-0123456789";
 
-fn fixtures(kofu: &std::path::Path, residents: u32, kiosks: u32) -> anyhow::Result<Fixtures> {
-    let out = std::process::Command::new(kofu)
-        .arg("fixtures")
-        .args(["--seed", &SEED.to_string()])
-        .args(["--residents", &residents.to_string()])
-        .args(["--kiosks", &kiosks.to_string()])
-        .output()
-        .context("running kofu fixtures")?;
-    anyhow::ensure!(out.status.success(), "kofu fixtures failed");
-    Ok(Fixtures::parse(&String::from_utf8(out.stdout)?)?)
-}
-
 pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let kofu = kofu_path(a.kofu.clone())?;
     let dir = tempfile_dir()?;
@@ -62,7 +46,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()?;
     let run_for = Duration::from_secs(a.seconds);
-    let fx = Arc::new(fixtures(&kofu, a.residents, a.kiosks)?);
+    let fx = Arc::new(fixtures(&kofu, SEED, a.residents, a.kiosks)?);
     let spec = |name: &'static str| NodeSpec {
         kofu: &kofu,
         dir: &dir,
@@ -117,7 +101,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             a.idle_sessions
         );
         let residents = (a.idle_sessions + a.idle_sessions / 10 + 100) as u32;
-        let idle_fx = fixtures(&kofu, residents, 50)?;
+        let idle_fx = fixtures(&kofu, SEED, residents, 50)?;
         let node = start_node(&NodeSpec {
             residents,
             kiosks: 50,

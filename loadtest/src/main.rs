@@ -3,6 +3,9 @@
 //! errors and misdeliveries, with thresholds that set the exit code (loadtest/README.md).
 
 mod bench;
+mod chaos;
+mod history;
+mod procs;
 mod replay;
 mod report;
 mod synth;
@@ -39,6 +42,10 @@ enum Command {
     /// Measure the HTTP ceiling, an embedded node and a 3-node cluster in one run, and
     /// the memory of 100k open idle sessions; prints one table.
     Bench(bench::BenchArgs),
+    /// A Jepsen-style run: start Sentinel Redis and three nodes, drive kiosks while a
+    /// nemesis injects faults from a seeded schedule, then check the history against
+    /// Redis's audit streams; exit code 1 on any anomaly.
+    Chaos(Box<chaos::ChaosArgs>),
     /// Summarize a trace.
     Inspect { trace: PathBuf },
 }
@@ -121,6 +128,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => replay(a),
         Command::Inspect { trace } => inspect(&trace),
         Command::Bench(a) => bench::run(a),
+        Command::Chaos(a) => chaos::run(*a),
     };
     match result {
         Ok(code) => code,
@@ -223,6 +231,8 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         speed: a.speed,
         fetch_budget: Duration::from_secs(a.fetch_budget_s),
         request_timeout: Duration::from_secs(a.request_timeout_s),
+        spread: false,
+        patience: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,6 +4,7 @@
 //! target shows up in the tail instead of silently slowing the generator down
 //! (no coordinated omission). Every document is checked like a kiosk checks it.
 
+pub(crate) mod call;
 pub(crate) mod session;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::history::History;
 use crate::report::{Collector, Report, ReportMeta};
 use kofu_kiosk::{Client, Fixtures, Kiosk};
 use kofu_proto::trace::Trace;
@@ -31,6 +33,24 @@ pub struct Config {
     /// How long one fetch step may poll a document still rendering.
     pub fetch_budget: Duration,
     pub request_timeout: Duration,
+    /// Each request to a random target, as a load balancer would, instead of every
+    /// request of session `i` to target `i mod n`.
+    pub spread: bool,
+    /// How kiosks react to answers that are not final; `None`: every step is sent once.
+    pub patience: Option<Patience>,
+}
+
+/// A kiosk that repeats what a node could not answer, as real kiosks do.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// How long a step is repeated after `503` or no answer (with backoff).
+    pub budget: Duration,
+    /// The same for a print confirmation: the paper is out, the kiosk insists longer.
+    pub confirm_budget: Duration,
+    /// How often a step is asked again after an answer saying the session or job is
+    /// gone (`404`, `410`, a `422` no revocation explains), so that a history shows
+    /// whether it really was.
+    pub sceptical: u32,
 }
 
 /// Shared by every session task.
@@ -42,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) collector: Mutex<Collector>,
     pub(crate) origin: Instant,
+    /// Every request with its answer, when the run checks a history afterwards.
+    pub(crate) history: Option<Arc<History>>,
 }
 
 impl Shared {
@@ -58,6 +80,7 @@ impl Shared {
             config,
             collector: Mutex::new(Collector::default()),
             origin: Instant::now(),
+            history: None,
         }
     }
 

@@ -163,19 +163,46 @@ fn secs(rng: &mut ChaCha8Rng, lo: f64, hi: f64, think: f64) -> u64 {
     (rng.random_range(lo..hi) * think * US_PER_S as f64) as u64
 }
 
+/// Kiosks by the municipality prefix of their id (`SEJ-13104-…` → `13104`).
+pub(crate) struct LocalKiosks(HashMap<String, Vec<u32>>);
+
+impl LocalKiosks {
+    pub(crate) fn new(fx: &Fixtures) -> LocalKiosks {
+        let mut local: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, k) in fx.kiosks.iter().enumerate() {
+            if let Some(m) = k.kiosk_id.split('-').nth(1) {
+                local.entry(m.to_owned()).or_default().push(i as u32);
+            }
+        }
+        LocalKiosks(local)
+    }
+
+    /// The kiosk the holder of `card` uses: usually one of their own municipality.
+    pub(crate) fn pick(
+        &self,
+        model: &Model,
+        rng: &mut ChaCha8Rng,
+        fx: &Fixtures,
+        card: usize,
+    ) -> u32 {
+        let prefix = fx.cards[card]
+            .municipality_code
+            .get(..5)
+            .unwrap_or_default();
+        match self.0.get(prefix) {
+            Some(ks) if rng.random_bool(model.local_share) => ks[rng.random_range(0..ks.len())],
+            _ => rng.random_range(0..fx.kiosks.len() as u32),
+        }
+    }
+}
+
 /// Generates the trace of `model` over the population in `fx`.
 pub fn synthesize(model: &Model, fx: &Fixtures, fixture_seed: u64) -> Trace {
     let mut rng = ChaCha8Rng::seed_from_u64(model.seed);
     let usable: Vec<u32> = (0..fx.cards.len() as u32)
         .filter(|&i| fx.cards[i as usize].usable())
         .collect();
-    // Kiosks by the municipality prefix of their id (`SEJ-13104-…` → `13104`).
-    let mut local: HashMap<&str, Vec<u32>> = HashMap::new();
-    for (i, k) in fx.kiosks.iter().enumerate() {
-        if let Some(m) = k.kiosk_id.split('-').nth(1) {
-            local.entry(m).or_default().push(i as u32);
-        }
-    }
+    let local = LocalKiosks::new(fx);
     let mut card_free: HashMap<u32, u64> = HashMap::new();
     let mut kiosk_free: Vec<u64> = vec![0; fx.kiosks.len()];
     let mut sessions = Vec::new();
@@ -203,11 +230,7 @@ pub fn synthesize(model: &Model, fx: &Fixtures, fixture_seed: u64) -> Trace {
                 continue;
             }
             let c = &fx.cards[card as usize];
-            let prefix = c.municipality_code.get(..5).unwrap_or_default();
-            let kiosk = match local.get(prefix) {
-                Some(ks) if rng.random_bool(model.local_share) => ks[rng.random_range(0..ks.len())],
-                _ => rng.random_range(0..fx.kiosks.len() as u32),
-            };
+            let kiosk = local.pick(model, &mut rng, fx, card as usize);
             // One resident at a time per kiosk: a queue forms at a busy one.
             let start = arrival.max(kiosk_free[kiosk as usize]);
             let steps = session_steps(
@@ -281,7 +304,9 @@ impl Timeline<'_> {
     }
 }
 
-fn session_steps(
+/// One session's steps as the model draws them: card insertion, the error behaviours,
+/// the chosen kind, fetch, print, close, each after a think time.
+pub(crate) fn session_steps(
     model: &Model,
     rng: &mut ChaCha8Rng,
     fx: &Fixtures,

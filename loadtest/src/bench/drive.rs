@@ -72,6 +72,8 @@ pub async fn sessions(
         speed: 1.0,
         fetch_budget: TIMEOUT,
         request_timeout: TIMEOUT,
+        spread: false,
+        patience: None,
     };
     let shared = Arc::new(Shared::new(fx, &client, issuer, config));
     let deadline = shared.origin + run_for;

@@ -1,6 +1,7 @@
 //! The self-contained HTML report: the JSON report's tables plus time-series charts
 //! (throughput, latency percentiles, errors), drawn by plotters as SVG and embedded, so
-//! the file opens anywhere without a network or a second file.
+//! the file opens anywhere without a network or a second file. A chaos run adds its fault
+//! timeline: shaded bands on every chart.
 
 use std::fmt::Write as _;
 
@@ -15,13 +16,21 @@ struct Line<'a> {
     points: Vec<(f64, f64)>,
 }
 
-/// An SVG chart of `lines` over the replay's seconds.
-fn chart(title: &str, y_label: &str, lines: &[Line<'_>]) -> String {
+/// A stretch of time shaded on every chart (a fault, from injection to heal).
+pub(crate) struct Band {
+    pub(crate) from_s: f64,
+    pub(crate) to_s: f64,
+    pub(crate) label: String,
+    pub(crate) color: RGBColor,
+}
+
+/// An SVG chart of `lines` over the replay's seconds, `bands` shaded behind them.
+fn chart(title: &str, y_label: &str, lines: &[Line<'_>], bands: &[Band]) -> String {
     let mut svg = String::new();
     {
         let backend = SVGBackend::with_string(&mut svg, (900, 320));
         let root = backend.into_drawing_area();
-        let _ = draw(&root, title, y_label, lines);
+        let _ = draw(&root, title, y_label, lines, bands);
         let _ = root.present();
     }
     svg
@@ -32,11 +41,13 @@ fn draw(
     title: &str,
     y_label: &str,
     lines: &[Line<'_>],
+    bands: &[Band],
 ) -> Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
     let x_max = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.0))
+        .chain(bands.iter().map(|b| b.to_s))
         .fold(1.0f64, f64::max);
     let y_max = lines
         .iter()
@@ -55,6 +66,18 @@ fn draw(
         .x_desc("seconds since the replay began")
         .y_desc(y_label)
         .draw()?;
+    for (i, b) in bands.iter().enumerate() {
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(b.from_s, 0.0), (b.to_s.max(b.from_s + 0.3), y_max)],
+            b.color.mix(0.18).filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            b.label.clone(),
+            // Staggered, so that the labels of faults close together stay readable.
+            (b.from_s, y_max * (0.97 - 0.05 * (i % 4) as f64)),
+            ("sans-serif", 10).into_font().color(&b.color),
+        )))?;
+    }
     for l in lines {
         let color = l.color;
         chart
@@ -73,7 +96,7 @@ fn draw(
     Ok(())
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -82,6 +105,12 @@ fn esc(s: &str) -> String {
 
 /// The whole report as one HTML page.
 pub fn render(r: &Report) -> String {
+    page(r, "kofu-load report", "", &[])
+}
+
+/// The report's page titled `title`, with `extra` (HTML) after the summary table and
+/// `bands` shaded on every chart.
+pub(crate) fn page(r: &Report, title: &str, extra: &str, bands: &[Band]) -> String {
     let series = |f: &dyn Fn(&super::SecondReport) -> f64| -> Vec<(f64, f64)> {
         r.series.iter().map(|s| (s.t as f64, f(s))).collect()
     };
@@ -100,6 +129,7 @@ pub fn render(r: &Report) -> String {
                 points: series(&|s| s.sessions_completed as f64),
             },
         ],
+        bands,
     );
     let latency = chart(
         "Latency from the intended send time",
@@ -116,6 +146,7 @@ pub fn render(r: &Report) -> String {
                 points: series(&|s| s.p99_ms),
             },
         ],
+        bands,
     );
     let errors = chart(
         "Errors",
@@ -125,6 +156,7 @@ pub fn render(r: &Report) -> String {
             color: RED,
             points: series(&|s| s.errors as f64),
         }],
+        bands,
     );
     let mut html = String::new();
     let verdict = if r.counts.misdeliveries == 0 {
@@ -134,14 +166,14 @@ pub fn render(r: &Report) -> String {
     };
     let _ = write!(
         html,
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>kofu-load report</title>\
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>\
 <style>body{{font-family:sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}\
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}\
 td:first-child{{text-align:left}}.ok{{color:#080;font-weight:bold}}.bad{{color:#c00;font-weight:bold}}</style>\
-</head><body><h1>kofu-load report</h1><p>{}</p><p>targets: {} &middot; speed x{}</p>{verdict}\
+</head><body><h1>{title}</h1><p>{}</p><p>targets: {} &middot; speed x{}</p>{verdict}\
 <table><tr><th>sessions planned</th><th>started</th><th>late starts</th><th>completed</th>\
 <th>documents verified</th><th>requests</th><th>errors</th><th>sessions/s</th><th>requests/s</th></tr>\
-<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td></tr></table>",
+<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td></tr></table>{extra}",
         esc(&r.meta.trace),
         esc(&r.meta.targets.join(", ")),
         r.meta.speed,

@@ -1,5 +1,6 @@
-//! The processes a bench run starts: `kofu serve` nodes and a `redis-server`, on free
-//! loopback ports, killed when dropped; their output goes to files in a scratch dir.
+//! The processes `bench` and `chaos` start: `kofu serve` nodes and `redis-server`s, killed
+//! when dropped, their output in files of a scratch dir; the population (`kofu
+//! fixtures`) and its registry (`kofu registry load`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -45,10 +46,35 @@ impl Proc {
             kib("VmHWM:").context("no VmHWM")?,
         ))
     }
+
+    /// Sends `signal` to the process (ignored if it has exited).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = i32::try_from(self.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// Whether the process is still running (not exited, whatever its state).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `SIGKILL`, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
-fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
-    let out = std::fs::File::create(log)?;
+/// Starts `cmd` with stdout and stderr appended to `log`.
+pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let err = out.try_clone()?;
     let child = cmd
         .stdin(Stdio::null())
@@ -175,7 +201,9 @@ pub fn registry_load(
 /// The `kofu` binary: `--kofu`, or the one beside this executable.
 pub fn kofu_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = given {
-        return Ok(p);
+        // Absolute: the processes started with it may run in another directory.
+        return std::fs::canonicalize(&p)
+            .with_context(|| format!("no kofu binary at {}", p.display()));
     }
     let me = std::env::current_exe()?;
     let beside = me.with_file_name("kofu");
@@ -185,4 +213,24 @@ pub fn kofu_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         me.display()
     );
     Ok(beside)
+}
+
+/// The population `kofu fixtures --seed --residents --kiosks` prints, parsed.
+pub fn fixtures(
+    kofu: &Path,
+    seed: u64,
+    residents: u32,
+    kiosks: u32,
+) -> anyhow::Result<kofu_kiosk::Fixtures> {
+    let out = Command::new(kofu)
+        .arg("fixtures")
+        .args(["--seed", &seed.to_string()])
+        .args(["--residents", &residents.to_string()])
+        .args(["--kiosks", &kiosks.to_string()])
+        .output()
+        .context("running kofu fixtures")?;
+    anyhow::ensure!(out.status.success(), "kofu fixtures failed");
+    Ok(kofu_kiosk::Fixtures::parse(&String::from_utf8(
+        out.stdout,
+    )?)?)
 }
