@@ -50,6 +50,27 @@ fn build(features: Option<(&str, &Path)>) -> PathBuf {
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    // Cargo gives the test process its own package's variables; passed on, they reach
+    // build scripts that track them (ring's tracks CARGO_MANIFEST_DIR), which then run
+    // again and rebuild everything above them, inside the test's time budget, and once
+    // more at the next build from a shell.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&key.as_ref())
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
     if let Some((features, dir)) = features {
         cmd.args(["--features", features])
             .arg("--target-dir")
