@@ -232,6 +232,7 @@ async fn redis_holds_no_card_id_of_any_session() {
         }
     }
     println!("{} keys; outside the registry: {kinds:?}", keys.len());
+    assert!(leaks.is_empty(), "personal data in Redis: {leaks:?}");
     // What the sessions left is among what was scanned: a snapshot or tombstone each,
     // the open ones' card locks, the printed ones' audit records.
     let kinds_of = |k: &str| kinds.get(k).copied().unwrap_or(0);
@@ -241,7 +242,6 @@ async fn redis_holds_no_card_id_of_any_session() {
         "card locks: {kinds:?}"
     );
     assert!(kinds_of("audit") >= 1, "audit streams: {kinds:?}");
-    assert!(leaks.is_empty(), "personal data in Redis: {leaks:?}");
     // The card ids are known to the scan: the registry holds them, as it should.
     let shard = kofu_proto::shard_of(&cards[0].id, SHARDS);
     let rec = redis.scan(&format!("kofu:{{s{shard}}}:rec:*"));

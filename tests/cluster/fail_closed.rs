@@ -17,8 +17,11 @@ use super::steps::{
 };
 use super::*;
 
-/// How long Redis stays frozen each time: well past the 1.5 s lease TTL of the test
-/// cluster, so every lease lapses and every shard changes hands when it returns.
+/// The lease TTL of the Redis stall test: the node's default. (With the harness's 1.5 s
+/// the old code's wrong answers hardly ever showed; with 3 s, hundreds.)
+const STALL_TTL_MS: u64 = 3_000;
+/// How long Redis stays frozen each time: past the lease TTL, so every lease lapses and
+/// every shard changes hands when it returns.
 const REDIS_PAUSE: Duration = Duration::from_secs(4);
 /// A kiosk re-fetches its document this often while Redis stalls.
 const REFETCH_EVERY: Duration = Duration::from_millis(20);
@@ -106,7 +109,11 @@ async fn until_each_served(seen: &Seen, since: &[u64], times: u64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_stall_never_reports_a_live_session_gone() {
     const SESSIONS: usize = 30;
-    let cluster = cluster_with(3, &[]);
+    let opts = DeploymentOptions {
+        lease_ttl_ms: STALL_TTL_MS,
+        ..DeploymentOptions::nodes(3)
+    };
+    let cluster = tokio::task::block_in_place(|| Deployment::start(opts));
     let fx = cluster.fixtures();
     let cards: Vec<_> = fx.ordinary().take(SESSIONS).collect();
     let mut delivered = Vec::new();
@@ -120,18 +127,30 @@ async fn a_redis_stall_never_reports_a_live_session_gone() {
         ..Seen::default()
     });
     let stop = Arc::new(AtomicBool::new(false));
+    // Every other kiosk gives up on an answer after a second and asks again, as a kiosk
+    // whose customer is waiting might: requests reach the cluster at every moment of a
+    // stall and of the takeovers after it. The others wait for the answer (`503`).
+    let impatient = kofu_testkit::Client::builder()
+        .targets(cluster.apis())
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
     // Bounded whatever happens: at most this many fetches per kiosk.
     let most = 20_000;
     let kiosks: Vec<_> = (0..SESSIONS)
         .map(|i| {
             let (delivered, seen, stop) = (delivered.clone(), seen.clone(), stop.clone());
+            let kiosk = match i % 2 {
+                0 => delivered[i].kiosk.clone(),
+                _ => delivered[i].kiosk.with_client(impatient.clone()),
+            };
             tokio::spawn(async move {
                 let s = &delivered[i];
                 for _ in 0..most {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let r = s.kiosk.raw().document(&s.session_id, &s.job_id, 0).await;
+                    let r = kiosk.raw().document(&s.session_id, &s.job_id, 0).await;
                     seen.note(i, &r, s);
                     tokio::time::sleep(REFETCH_EVERY).await;
                 }
