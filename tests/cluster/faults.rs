@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::load::Load;
+use super::load::{BUSY, Load};
 use super::membership::scrape;
 use super::*;
 
@@ -14,7 +14,7 @@ async fn kill_9_of_a_node_under_load_is_taken_over_within_two_ttls() {
     let mut cluster = cluster_with(3, &[]);
     let targets = vec![cluster.node(0).api.clone(), cluster.node(2).api.clone()];
     let load = Load::start(&cluster, targets, 12);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.until_completed(12).await;
     let killed_at = Instant::now();
     tokio::task::block_in_place(|| cluster.kill(1));
     let owners = tokio::task::block_in_place(|| cluster.wait_converged());
@@ -25,7 +25,8 @@ async fn kill_9_of_a_node_under_load_is_taken_over_within_two_ttls() {
         took <= 2 * TTL + Duration::from_millis(500),
         "takeover took {took:?}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Sessions go on after the takeover.
+    load.until_completed(load.completed() + 20).await;
     let tally = load.finish().await;
     println!("takeover in {took:?}; {tally:?}");
     tally.assert_safe();
@@ -49,15 +50,22 @@ async fn a_paused_owner_is_fenced_and_delivers_nothing_twice() {
     let cluster = cluster_with(3, &["--render-delay-ms", "400"]);
     let targets = vec![cluster.node(0).api.clone(), cluster.node(2).api.clone()];
     let load = Load::start(&cluster, targets, 16);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.until_completed(16).await;
     let paused = cluster.node(1);
     paused.pause();
+    // The fault: a stall well past the lease.
     tokio::time::sleep(2 * TTL + Duration::from_secs(1)).await;
     paused.resume();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Awake, the node finishes what it was doing when it froze: those writes are fenced.
+    let deadline = Instant::now() + BUSY;
+    let mut rejected = 0.0;
+    while rejected == 0.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rejected = scrape(&paused.admin, "kofu_fencing_rejections_total").await;
+    }
+    load.until_completed(load.completed() + 10).await;
     let tally = load.finish().await;
     println!("{tally:?}");
-    let rejected = scrape(&paused.admin, "kofu_fencing_rejections_total").await;
     assert!(rejected > 0.0, "the paused node attempted no fenced write");
     tally.assert_safe();
     assert!(
@@ -94,7 +102,7 @@ async fn redis_restart_answers_503_then_recovers_on_its_own() {
     tokio::task::block_in_place(|| redis.start_again());
     // Recovery without operator action: sessions complete again within a few TTLs.
     let load = Load::start(&cluster, apis, 4);
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    load.until_completed(10).await;
     let after = load.finish().await;
     println!("{after:?}");
     assert!(after.completed >= 10, "no recovery: {after:?}");
@@ -111,7 +119,7 @@ async fn a_sentinel_failover_keeps_every_invariant() {
     let cluster = tokio::task::block_in_place(|| Deployment::start(opts));
     let apis = cluster.apis();
     let load = Load::start(&cluster, apis.clone(), 8);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.until_completed(8).await;
     let took = tokio::task::block_in_place(|| sentinel.fail_over());
     // Writes need a replica's acknowledgement: until the old primary is back as a
     // replica the cluster answers 503 (I7), then serves again.
@@ -119,7 +127,7 @@ async fn a_sentinel_failover_keeps_every_invariant() {
     let before = load.finish().await;
     // After the failover the cluster serves again on the promoted replica, on its own.
     let load = Load::start(&cluster, apis, 8);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    load.until_completed(10).await;
     let after = load.finish().await;
     println!("failover in {took:?}; during: {before:?}; after: {after:?}");
     for t in [&before, &after] {

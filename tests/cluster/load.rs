@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kofu_kiosk::{Fault, KindChoice, LongPoll, Plan, Retry, SessionFailure};
 use kofu_proto::CertKind;
@@ -24,6 +24,10 @@ const PLAN: Plan = Plan {
         pause: Duration::from_millis(100),
     },
 };
+
+/// How long a condition of a cluster test may take on a busy 2-core CI machine (other
+/// builds and tests beside it); conditions are polled, so it costs nothing when idle.
+pub const BUSY: Duration = Duration::from_secs(90);
 
 #[derive(Default, Clone)]
 pub struct Tally {
@@ -156,6 +160,20 @@ impl Load {
     pub fn set_targets(&self, targets: Vec<String>) {
         if let Ok(mut c) = self.client.lock() {
             *c = c.with_targets(&targets);
+        }
+    }
+
+    /// Sessions completed so far.
+    pub fn completed(&self) -> usize {
+        self.tally.lock().map(|t| t.completed).unwrap_or(0)
+    }
+
+    /// Waits until `n` sessions have completed, for at most [`BUSY`]; then it is up to the
+    /// test's assertions on the tally. Idle, this takes a second or two.
+    pub async fn until_completed(&self, n: usize) {
+        let deadline = Instant::now() + BUSY;
+        while self.completed() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -1,11 +1,17 @@
 //! The cluster over real processes: three (or more) `kofu serve` nodes and a private
 //! `redis-server`. Requests go to random nodes; joins, graceful leaves, `kill -9`,
 //! `SIGSTOP` past the lease and Redis restarts happen under continuous load, and no
-//! document may ever reach the wrong kiosk (I1, I2, I5, I7).
+//! document may ever reach the wrong kiosk (I1, I2, I5, I7). Issue 10's faults (Redis
+//! stalls, a replica cut off, crashes and handoffs of sessions in every state) never
+//! get a wrong answer, only `503` until the owner is safe again.
 
+mod durable;
+mod fail_closed;
 mod faults;
 mod load;
 mod membership;
+mod orphans;
+mod steps;
 
 use kofu_testkit::{Deployment, DeploymentOptions, get};
 

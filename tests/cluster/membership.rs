@@ -1,7 +1,5 @@
 //! Forwarding, joins and graceful leaves under continuous load.
 
-use std::time::Duration;
-
 use super::load::Load;
 use super::*;
 
@@ -20,7 +18,7 @@ pub(crate) async fn scrape(admin: &str, name: &str) -> f64 {
 async fn requests_to_random_nodes_reach_their_sessions() {
     let cluster = cluster_with(3, &[]);
     let load = Load::start(&cluster, cluster.apis(), 12);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    load.until_completed(30).await;
     let tally = load.finish().await;
     println!("{tally:?}");
     tally.assert_clean(30);
@@ -64,7 +62,7 @@ async fn join_and_graceful_leave_under_load_fail_no_session() {
     let mut cluster = cluster_with(3, &[]);
     let before = cluster.wait_converged();
     let load = Load::start(&cluster, cluster.apis(), 12);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.until_completed(12).await;
 
     // Join: the new node takes about a quarter of the shards, all from the others.
     let joined = tokio::task::block_in_place(|| cluster.add_node());
@@ -75,7 +73,8 @@ async fn join_and_graceful_leave_under_load_fail_no_session() {
     assert_moved_a_quarter("join", &before, &after_join, |_, a| {
         a.as_ref() == Some(&new_id)
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Sessions run on the grown cluster before one node leaves.
+    load.until_completed(load.completed() + 12).await;
 
     // Graceful leave: the load balancer stops sending to node 1 first, then SIGTERM.
     let leaving = 1;
@@ -94,7 +93,7 @@ async fn join_and_graceful_leave_under_load_fail_no_session() {
     assert_moved_a_quarter("leave", &after_join, &after_leave, |b, _| {
         b.as_ref() == Some(&gone)
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.until_completed(load.completed() + 12).await;
     let tally = load.finish().await;
     println!("{tally:?}");
     tally.assert_clean(30);

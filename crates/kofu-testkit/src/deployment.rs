@@ -263,11 +263,15 @@ impl Deployment {
         Some(owners)
     }
 
-    /// Waits until every running node sees every shard owned by a running node, all
-    /// views agree, and each view lists exactly the running nodes (blocking).
+    /// Waits until every running node sees every shard owned by the running node the
+    /// rendezvous assignment gives it to, all views agree, and each view lists exactly
+    /// the running nodes (blocking). Agreement alone is not enough: the views agree at
+    /// every step of a join too (they all read the same leases).
     pub fn wait_converged(&self) -> Vec<Option<String>> {
         let live = self.live();
         let ids: Vec<String> = live.iter().map(|i| format!("node-{i}")).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let assigned = kofu_core::assignment::assign(self.opts.shard_count(), &id_refs);
         let deadline = Instant::now() + CONVERGE;
         loop {
             let views: Vec<Option<Vec<Option<String>>>> =
@@ -282,7 +286,8 @@ impl Deployment {
                 && views.iter().all(|v| v.as_ref() == Some(first))
                 && first
                     .iter()
-                    .all(|o| o.as_ref().is_some_and(|o| ids.contains(o)))
+                    .map(Option::as_deref)
+                    .eq(assigned.iter().copied())
             {
                 return first.clone();
             }

@@ -2,7 +2,7 @@
 //! cluster on a private `redis-server`, behind one [`Deployment`]), knows their fixture
 //! population, and drives them as kiosks do through `kofu-kiosk`, so every test checks the
 //! product over HTTP; it also launches private `redis-server`s and Sentinel setups for the
-//! coordinator tests.
+//! coordinator tests, and reads what kofu left in Redis.
 
 mod bin;
 mod deployment;
@@ -11,6 +11,7 @@ mod node;
 mod population;
 mod promtool;
 mod redis;
+mod resp;
 mod sentinel;
 pub mod suite;
 
@@ -21,6 +22,7 @@ pub use node::{KofuNode, NodeOptions};
 pub use population::fixtures;
 pub use promtool::promtool_check;
 pub use redis::RedisServer;
+pub use resp::{RedisConn, Reply};
 pub use sentinel::SentinelSetup;
 
 /// The kiosk side, as the tests use it.

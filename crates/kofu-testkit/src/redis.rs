@@ -9,8 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::free_port;
+use crate::resp::RedisConn;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A server starts in milliseconds; a busy machine may take seconds to schedule it.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ports come from `free_port`, so another process may grab one before redis binds.
 const START_ATTEMPTS: u32 = 3;
 
@@ -84,6 +86,37 @@ impl RedisServer {
         self.port
     }
 
+    /// A connection for reading what kofu wrote (audit streams, the privacy scan).
+    ///
+    /// # Panics
+    /// If the server does not accept it.
+    pub fn conn(&self) -> RedisConn {
+        RedisConn::connect(self.port)
+            .unwrap_or_else(|e| panic!("cannot connect to redis on port {}: {e}", self.port))
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        if let Some(pid) = self
+            .child
+            .as_ref()
+            .and_then(|c| i32::try_from(c.id()).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+
+    /// SIGSTOP: the server freezes with its sockets open, as in a long stall (its keys'
+    /// expiry and every client's call wait until [`RedisServer::resume`]).
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
     /// Kills the server (all data is lost: persistence is off), as a crash would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -102,6 +135,22 @@ impl RedisServer {
         if let Err(log) = self.spawn() {
             panic!("redis-server did not restart on port {}:\n{log}", self.port);
         }
+    }
+
+    /// Starts the server again on the same port as a replica of the server on
+    /// `primary_port`, as an operator restarts a failed primary after a failover: it
+    /// syncs from the new primary at once instead of waiting for the Sentinels to
+    /// notice it and reconfigure it (their periodic `INFO`, every 10 s).
+    ///
+    /// # Panics
+    /// If it does not come up.
+    pub fn start_again_replica_of(&mut self, primary_port: u16) {
+        self.extra = vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary_port.to_string(),
+        ];
+        self.start_again();
     }
 
     fn log_path(&self) -> PathBuf {

@@ -9,7 +9,8 @@ use tokio::time::{Instant, sleep};
 use super::*;
 
 const POLL: Duration = Duration::from_millis(20);
-const WITHIN: Duration = Duration::from_secs(20);
+/// A condition's budget on a busy 2-core CI machine (polled: free when it comes fast).
+const WITHIN: Duration = Duration::from_secs(60);
 
 /// A primary and one replica in sync with it.
 struct Pair {
