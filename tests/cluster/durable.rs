@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use kofu_testkit::{Card, Kiosk, Method, SentinelSetup};
 
-use super::steps::{SHARDS, deliver, not_now, owner_of, said, until_answered};
+use super::steps::{SHARDS, authenticated, deliver, not_now, owner_of, said, until_answered};
 use super::*;
 
 /// A busy 2-core machine's time for a replica's full sync, a Sentinel failover or a
@@ -181,14 +181,7 @@ async fn redis_holds_no_card_id_of_any_session() {
             }
             // Authenticated only.
             _ => {
-                let created = kiosk
-                    .create_session(card.card_id())
-                    .await
-                    .unwrap_or_else(|e| panic!("create: {e}"));
-                kiosk
-                    .authenticate(card, &created)
-                    .await
-                    .unwrap_or_else(|e| panic!("auth: {e}"));
+                authenticated(&kiosk, card).await;
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::steps::{cards_owned_by, not_now, said, until_answered};
+use super::steps::{authenticated, cards_owned_by, not_now, said, until_answered};
 use super::*;
 
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
@@ -27,14 +27,7 @@ async fn the_cards_of_a_crashed_nodes_sessions_are_free_within_idle_timeout_plus
     // The first ten kiosks open the sessions; the next ten are the other store.
     for (i, card) in cards.iter().enumerate() {
         let kiosk = cluster.kiosk(i % 10).with_targets(&survivors);
-        let created = kiosk
-            .create_session(card.card_id())
-            .await
-            .unwrap_or_else(|e| panic!("create: {e}"));
-        kiosk
-            .authenticate(card, &created)
-            .await
-            .unwrap_or_else(|e| panic!("auth: {e}"));
+        authenticated(&kiosk, card).await;
     }
 
     // The owner dies with every session open; the kiosks walk away and send nothing.

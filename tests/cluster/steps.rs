@@ -54,9 +54,8 @@ pub fn cards_owned_by(
     cards
 }
 
-/// Create, authenticate, order one residence certificate and receive it, checked as a
-/// kiosk checks it before printing (signature, binding, `pdftotext`).
-pub async fn deliver(d: &Deployment, kiosk: &Kiosk, card: &'static Card) -> Delivered {
+/// Create and authenticate: the session id of a session ready for jobs.
+pub async fn authenticated(kiosk: &Kiosk, card: &Card) -> String {
     let created = kiosk
         .create_session(card.card_id())
         .await
@@ -65,7 +64,13 @@ pub async fn deliver(d: &Deployment, kiosk: &Kiosk, card: &'static Card) -> Deli
         .authenticate(card, &created)
         .await
         .unwrap_or_else(|e| panic!("auth: {e}"));
-    let sid = created.session_id;
+    created.session_id
+}
+
+/// Create, authenticate, order one residence certificate and receive it, checked as a
+/// kiosk checks it before printing (signature, binding, `pdftotext`).
+pub async fn deliver(d: &Deployment, kiosk: &Kiosk, card: &'static Card) -> Delivered {
+    let sid = authenticated(kiosk, card).await;
     let job = kiosk
         .create_job(&sid, CertKind::Residence, 1)
         .await
