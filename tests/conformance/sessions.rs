@@ -14,9 +14,8 @@ fn url_safe(s: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_answers_201_with_id_challenge_and_expiry() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let r = k.raw().create_session(full_card(env.fx, 0).card_id()).await;
+    let (env, k, card) = Env::start_kiosk(&[]).await;
+    let r = k.raw().create_session(card.card_id()).await;
     assert!(
         r.header("content-type")
             .unwrap_or_default()
@@ -110,9 +109,7 @@ async fn card_in_use_at_another_kiosk_and_same_kiosk_reopens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_is_204_idempotent_and_ends_the_session() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, k, card) = Env::start_kiosk(&[]).await;
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     assert_eq!(k.raw().document(&sid, &jid, 10_000).await.status, 200);
@@ -179,9 +176,7 @@ async fn another_kiosk_sees_unknown_session_on_every_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_expire() {
-    let env = Env::start(&["--idle-timeout-ms", "500"]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, k, card) = Env::start_kiosk(&["--idle-timeout-ms", "500"]).await;
     let s = open(&k, card).await;
     assert_eq!(
         s.expires_in_s, 1,

@@ -30,9 +30,7 @@ async fn issuer_key_needs_no_credential() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_v1_call_needs_a_valid_kiosk_credential() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, k, card) = Env::start_kiosk(&[]).await;
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     let (id0, tok0) = (&env.fx.kiosks[0].kiosk_id, &env.fx.kiosks[0].token);

@@ -68,9 +68,7 @@ async fn forged_signatures_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_signature_fails_on_a_new_session() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (_env, k, card) = Env::start_kiosk(&[]).await;
     let first = open(&k, card).await;
     let sig = card.sign_challenge(&first.session_id, k.kiosk_id(), &first.challenge);
     assert_eq!(k.raw().auth(&first.session_id, &sig).await.status, 200);

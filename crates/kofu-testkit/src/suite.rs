@@ -52,6 +52,13 @@ impl Env {
         }
     }
 
+    /// [`Env::start`], with kiosk 0 and an ordinary card: where most tests begin.
+    pub async fn start_kiosk(args: &[&str]) -> (Env, Kiosk, &'static Card) {
+        let env = Env::start(args).await;
+        let (k, card) = (env.kiosk(0), full_card(env.fx, 0));
+        (env, k, card)
+    }
+
     /// The first node: the one tests talk to when they need one.
     pub fn node(&self) -> &KofuNode {
         self.deployment.node(0)
