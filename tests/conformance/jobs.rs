@@ -30,7 +30,7 @@ async fn jobs_answer_202_with_fee_times_copies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_need_an_authenticated_session() {
-    let (_env, k, card) = Env::start_kiosk(&[]).await;
+    let (_env, [k], card) = Env::start_kiosks(&[]).await;
     let s = open(&k, card).await;
     expect_error(
         &k.raw().create_job(&s.session_id, "residence", 1).await,
@@ -40,7 +40,7 @@ async fn jobs_need_an_authenticated_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_job_requests_are_400() {
-    let (env, k, card) = Env::start_kiosk(&[]).await;
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     let url = format!("{}/v1/sessions/{sid}/jobs", env.node().api);
     let auth = format!("Bearer {}", k.token());
@@ -129,7 +129,7 @@ async fn not_issuable_names_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sixth_job_is_429() {
-    let (_env, k, card) = Env::start_kiosk(&[]).await;
+    let (_env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     let mut ids = Vec::new();
     for kind in ["residence", "seal", "tax", "family_register", "residence"] {
