@@ -3,6 +3,7 @@
 # card, create only), and reports the RSS growth per session. A benchmark, not a test:
 #   cargo build --release -p kofu-node && python3 bench/idle-memory.py 100000
 import http.client, json, os, subprocess, sys, time
+from benchlib import rss_kib, wait_ready
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
 BIN = os.environ.get("KOFU_BIN", "target/release/kofu")
@@ -18,20 +19,9 @@ node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}", "--admin-
                          "--fixture-seed", "3", "--fixture-residents", RESIDENTS, "--fixture-kiosks", "50"],
                         stderr=subprocess.DEVNULL)
 try:
-    def rss_kib():
-        with open(f"/proc/{node.pid}/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
-    for _ in range(300):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=1)
-            c.request("GET", "/readyz")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
+    wait_ready(ADMIN)
     conn = http.client.HTTPConnection("127.0.0.1", API)
-    before, opened = rss_kib(), 0
+    before, opened = rss_kib(node.pid), 0
     for i, card in enumerate(cards):
         k = kiosks[i % len(kiosks)]
         conn.request("POST", "/v1/sessions", body=json.dumps({"card_id": card["card_id"]}),
@@ -40,7 +30,7 @@ try:
         r.read()
         opened += r.status == 201
     time.sleep(1)
-    after = rss_kib()
+    after = rss_kib(node.pid)
     print(f"{opened} idle sessions open; RSS {before} KiB -> {after} KiB; "
           f"{(after - before) * 1024 / max(opened, 1):.0f} bytes per open idle session")
 finally:

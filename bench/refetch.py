@@ -8,6 +8,7 @@
 # with an older binary (`KOFU_BIN=...`) to compare. A benchmark, not a test:
 #   cargo build --release -p kofu-node && python3 bench/refetch.py [--redis] [SESSIONS] [REPEATS]
 import base64, http.client, json, os, subprocess, sys, tempfile, time
+from benchlib import wait_ready
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 args = [a for a in sys.argv[1:] if a != "--redis"]
@@ -47,15 +48,7 @@ node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}", "--admin-
                         env=env, stderr=subprocess.DEVNULL)
 procs.append(node)
 try:
-    for _ in range(300):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=1)
-            c.request("GET", "/readyz")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
+    wait_ready(ADMIN)
     conn = http.client.HTTPConnection("127.0.0.1", API)
     auth = {"Authorization": "Bearer " + kiosk["token"], "Content-Type": "application/json"}
 

@@ -10,7 +10,8 @@
 # After each round the node idles past the tombstone TTL (60 s), then a short probe
 # round touches every shard (expired tombstones go at a shard's next use), and only
 # then is RSS read: what is measured is what stays, not what is still in flight.
-import http.client, os, subprocess, sys, time
+import os, subprocess, sys, time
+from benchlib import rss_kib, wait_ready
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 PER_ROUND = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
@@ -25,11 +26,6 @@ node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}",
                         stderr=subprocess.DEVNULL)
 
 
-def rss_kib():
-    with open(f"/proc/{node.pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
-
-
 def drive(n):
     out = subprocess.run([BIN, "demo", "--target", f"127.0.0.1:{API}", "--sessions", str(n),
                           "--seed", "1", "--residents", "2000", "--kiosks", "50",
@@ -42,25 +38,17 @@ def drive(n):
 
 
 try:
-    for _ in range(300):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=1)
-            c.request("GET", "/readyz")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
-    start = rss_kib()
+    wait_ready(ADMIN)
+    start = rss_kib(node.pid)
     print(f"start: RSS {start / 1024:.1f} MiB", flush=True)
     served, after = 0, []
     for r in range(ROUNDS):
         rate = drive(PER_ROUND)
-        busy = rss_kib()
+        busy = rss_kib(node.pid)
         time.sleep(IDLE_S)
         drive(PROBE)
         served += PER_ROUND + PROBE
-        after.append(rss_kib())
+        after.append(rss_kib(node.pid))
         print(f"round {r + 1}: {served} sessions served ({rate} sessions/s); "
               f"RSS {busy / 1024:.1f} MiB right after, {after[-1] / 1024:.1f} MiB settled",
               flush=True)

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use kofu_testkit::suite::head_status;
 use kofu_testkit::{Kiosk, Resp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -146,11 +147,7 @@ pub(crate) async fn read_answer(stream: &mut OwnedReadHalf) -> Resp {
         return no_answer("the create answer has no header end".to_owned());
     };
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = head_status(&head);
     let mut body = raw[split + 4..].to_vec();
     if head.contains("transfer-encoding: chunked") {
         body = dechunk(&body);

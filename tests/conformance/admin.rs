@@ -9,9 +9,7 @@ use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let report = full_session(&k, env.fx, card, "residence", 1, &env.issuer)
         .await
         .expect("a session for the metrics");
@@ -231,9 +229,7 @@ async fn address_updates_bump_the_record_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_refuses_new_sessions_but_serves_open_ones() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     let r = admin_post(env.node(), "/admin/v1/drain", env.admin_token(), None).await;
     assert_eq!(
@@ -258,10 +254,8 @@ async fn draining_refuses_new_sessions_but_serves_open_ones() {
     assert_eq!(r.status, 200, "draining is not unhealthy");
     // The open session finishes normally.
     let jid = job(&k, &sid, "residence", 1).await;
-    let doc = k.raw().document(&sid, &jid, 10_000).await;
-    env.verify(&doc, &k, &sid, card, "residence", 1)
-        .await
-        .expect("document while draining");
+    env.fetch_residence(&k, &sid, &jid, card, "document while draining")
+        .await;
     assert_eq!(k.raw().printed(&sid, &jid).await.status, 200);
     assert_eq!(k.raw().close(&sid).await.status, 204);
 }

@@ -102,9 +102,7 @@ async fn auth_answers_masked_holder_municipality_and_issuable_kinds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_bad_signatures_lock_the_session() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let impostor = full_card(env.fx, 1);
     let s = open(&k, card).await;
     let forged = impostor.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
@@ -132,9 +130,7 @@ async fn three_bad_signatures_lock_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_signature_after_a_bad_one_still_authenticates() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let s = open(&k, card).await;
     // Signed over the wrong kiosk id: a relay for another store must not verify.
     let wrong_kiosk = card.sign_challenge(&s.session_id, &env.fx.kiosks[1].kiosk_id, &s.challenge);
@@ -153,9 +149,7 @@ async fn a_good_signature_after_a_bad_one_still_authenticates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_on_an_authenticated_session_is_409() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let s = open(&k, card).await;
     let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
     assert_eq!(k.raw().auth(&s.session_id, &sig).await.status, 200);

@@ -12,9 +12,7 @@ use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_verify_and_fetching_again_returns_the_same_bytes() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     for (kind, copies) in [
         ("residence", 1),
@@ -43,9 +41,8 @@ async fn documents_verify_and_fetching_again_returns_the_same_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_jobs_and_bad_wait_values() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let sid = authed(&k, full_card(env.fx, 0)).await;
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
+    let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     for unknown in ["j4-AAAAAAAAAAA", "j0-AAAAAAAAAAA", "nope"] {
         expect_error(&k.raw().document(&sid, unknown, 0).await, "unknown_job");
@@ -75,9 +72,7 @@ async fn unknown_jobs_and_bad_wait_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendering_answers_202_and_the_long_poll_returns_when_ready() {
-    let env = Env::start(&["--render-delay-ms", "1500"]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&["--render-delay-ms", "1500"]).await;
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     let t = Instant::now();
@@ -105,9 +100,7 @@ async fn rendering_answers_202_and_the_long_poll_returns_when_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_seal_is_never_released_even_for_earlier_jobs() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     let seal = job(&k, &sid, "seal", 1).await;
     let residence = job(&k, &sid, "residence", 1).await;
@@ -124,10 +117,14 @@ async fn a_revoked_seal_is_never_released_even_for_earlier_jobs() {
     assert_eq!(v["reason"], "seal_revoked");
     expect_error(&k.raw().printed(&sid, &seal).await, "not_delivered");
     // The holder's other documents are unaffected.
-    let r = k.raw().document(&sid, &residence, 10_000).await;
-    env.verify(&r, &k, &sid, card, "residence", 1)
-        .await
-        .expect("residence after a seal revocation");
+    env.fetch_residence(
+        &k,
+        &sid,
+        &residence,
+        card,
+        "residence after a seal revocation",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,9 +143,9 @@ async fn a_revocation_during_rendering_refuses_the_release() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_past_its_render_deadline_is_voided_for_good() {
-    let env = Env::start(&["--render-deadline-ms", "300", "--render-delay-ms", "1000"]).await;
-    let k = env.kiosk(0);
-    let sid = authed(&k, full_card(env.fx, 0)).await;
+    let (_env, [k], card) =
+        Env::start_kiosks(&["--render-deadline-ms", "300", "--render-delay-ms", "1000"]).await;
+    let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     let t = Instant::now();
     let r = k.raw().document(&sid, &jid, 5000).await;
@@ -174,9 +171,7 @@ async fn a_job_past_its_render_deadline_is_voided_for_good() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn printed_needs_delivery_and_is_idempotent() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "tax", 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;

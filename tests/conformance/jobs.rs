@@ -30,9 +30,8 @@ async fn jobs_answer_202_with_fee_times_copies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_need_an_authenticated_session() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let s = open(&k, full_card(env.fx, 0)).await;
+    let (_env, [k], card) = Env::start_kiosks(&[]).await;
+    let s = open(&k, card).await;
     expect_error(
         &k.raw().create_job(&s.session_id, "residence", 1).await,
         "not_authenticated",
@@ -41,9 +40,8 @@ async fn jobs_need_an_authenticated_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_job_requests_are_400() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let sid = authed(&k, full_card(env.fx, 0)).await;
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
+    let sid = authed(&k, card).await;
     let url = format!("{}/v1/sessions/{sid}/jobs", env.node().api);
     let auth = format!("Bearer {}", k.token());
     let bodies = [
@@ -131,9 +129,8 @@ async fn not_issuable_names_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sixth_job_is_429() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let sid = authed(&k, full_card(env.fx, 0)).await;
+    let (_env, [k], card) = Env::start_kiosks(&[]).await;
+    let sid = authed(&k, card).await;
     let mut ids = Vec::new();
     for kind in ["residence", "seal", "tax", "family_register", "residence"] {
         ids.push(job(&k, &sid, kind, 1).await);

@@ -64,9 +64,7 @@ async fn sigterm_stops_the_node_gracefully() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hard_limit_ends_even_busy_sessions() {
-    let env = Env::start(&["--hard-limit-ms", "1200"]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (_env, [k], card) = Env::start_kiosks(&["--hard-limit-ms", "1200"]).await;
     let s = open(&k, card).await;
     let sig = card.sign_challenge(&s.session_id, k.kiosk_id(), &s.challenge);
     assert_eq!(k.raw().auth(&s.session_id, &sig).await.status, 200);

@@ -14,9 +14,8 @@ fn url_safe(s: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_answers_201_with_id_challenge_and_expiry() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let r = k.raw().create_session(full_card(env.fx, 0).card_id()).await;
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
+    let r = k.raw().create_session(card.card_id()).await;
     assert!(
         r.header("content-type")
             .unwrap_or_default()
@@ -85,9 +84,7 @@ async fn create_rejects_malformed_unknown_and_revoked_cards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_in_use_at_another_kiosk_and_same_kiosk_reopens() {
-    let env = Env::start(&[]).await;
-    let (a, b) = (env.kiosk(0), env.kiosk(1));
-    let card = full_card(env.fx, 0);
+    let (_env, [a, b], card) = Env::start_kiosks(&[]).await;
     let first = open(&a, card).await;
     expect_error(&b.raw().create_session(card.card_id()).await, "card_in_use");
 
@@ -110,9 +107,7 @@ async fn card_in_use_at_another_kiosk_and_same_kiosk_reopens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_is_204_idempotent_and_ends_the_session() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     assert_eq!(k.raw().document(&sid, &jid, 10_000).await.status, 200);
@@ -134,9 +129,7 @@ async fn delete_is_204_idempotent_and_ends_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_kiosk_sees_unknown_session_on_every_endpoint() {
-    let env = Env::start(&[]).await;
-    let (owner, other) = (env.kiosk(0), env.kiosk(1));
-    let card = full_card(env.fx, 0);
+    let (env, [owner, other], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&owner, card).await;
     let jid = job(&owner, &sid, "residence", 1).await;
 
@@ -170,18 +163,14 @@ async fn another_kiosk_sees_unknown_session_on_every_endpoint() {
         expect_error(&mine, "unknown_session");
     }
     // None of that touched the owner's session.
-    let doc = owner.raw().document(&sid, &jid, 10_000).await;
-    env.verify(&doc, &owner, &sid, card, "residence", 1)
-        .await
-        .expect("owner's document");
+    env.fetch_residence(&owner, &sid, &jid, card, "owner's document")
+        .await;
     assert_eq!(owner.raw().printed(&sid, &jid).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_expire() {
-    let env = Env::start(&["--idle-timeout-ms", "500"]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&["--idle-timeout-ms", "500"]).await;
     let s = open(&k, card).await;
     assert_eq!(
         s.expires_in_s, 1,

@@ -30,9 +30,7 @@ async fn issuer_key_needs_no_credential() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_v1_call_needs_a_valid_kiosk_credential() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (env, [k], card) = Env::start_kiosks(&[]).await;
     let sid = authed(&k, card).await;
     let jid = job(&k, &sid, "residence", 1).await;
     let (id0, tok0) = (&env.fx.kiosks[0].kiosk_id, &env.fx.kiosks[0].token);
@@ -97,10 +95,8 @@ async fn every_v1_call_needs_a_valid_kiosk_credential() {
         }
     }
     // None of the refused calls changed the session.
-    let doc = k.raw().document(&sid, &jid, 10_000).await;
-    env.verify(&doc, &k, &sid, card, "residence", 1)
-        .await
-        .expect("document after refused calls");
+    env.fetch_residence(&k, &sid, &jid, card, "document after refused calls")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,11 +202,7 @@ fn exchange(addr: &str, request: &[u8]) -> (u16, bool, Option<String>) {
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = head_status(&head);
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))

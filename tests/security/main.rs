@@ -10,9 +10,7 @@ use kofu_testkit::suite::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_kiosks_credential_finds_no_session() {
-    let env = Env::start(&[]).await;
-    let (owner, thief) = (env.kiosk(0), env.kiosk(1));
-    let card = full_card(env.fx, 0);
+    let (_env, [owner, thief], card) = Env::start_kiosks(&[]).await;
     let s = open(&owner, card).await;
     let never = "0001AAAAAAAAAAAAAAAAAAAAAA";
     // The thief even holds a valid signature for the owner's session.
@@ -68,9 +66,7 @@ async fn forged_signatures_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_signature_fails_on_a_new_session() {
-    let env = Env::start(&[]).await;
-    let k = env.kiosk(0);
-    let card = full_card(env.fx, 0);
+    let (_env, [k], card) = Env::start_kiosks(&[]).await;
     let first = open(&k, card).await;
     let sig = card.sign_challenge(&first.session_id, k.kiosk_id(), &first.challenge);
     assert_eq!(k.raw().auth(&first.session_id, &sig).await.status, 200);

@@ -13,5 +13,6 @@ mod types;
 pub use types::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, ClusterView, Coordinator,
     DEFAULT_HISTORY_TTL, Fence, FencedStore, HandoffHook, LockOutcome, NodeInfo, Registry,
-    RevokeOutcome, SessionCursor, SessionPage, ShardLease, SnapshotOp, StoreError, all_sessions,
+    RevokeOutcome, SessionCursor, SessionPage, ShardLease, SnapshotOp, StoreError, StoreFuture,
+    all_sessions,
 };

@@ -18,6 +18,10 @@ pub struct Fence {
     pub epoch: u64,
 }
 
+/// What every store and registry call returns: boxed so the traits stay object-safe
+/// (the actors hold `dyn FencedStore`), `'static` so a caller can spawn it.
+pub type StoreFuture<T> = BoxFuture<'static, Result<T, StoreError>>;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The fence is stale: another owner holds the shard now. Never retry with it.
@@ -146,18 +150,9 @@ pub struct SessionPage {
 /// Where every session side effect goes. Implementations check the fence first and
 /// apply a `Change` all-or-nothing.
 pub trait FencedStore: Send + Sync + 'static {
-    fn apply(
-        &self,
-        fence: Fence,
-        session: SessionId,
-        change: Change,
-    ) -> BoxFuture<'static, Result<Applied, StoreError>>;
+    fn apply(&self, fence: Fence, session: SessionId, change: Change) -> StoreFuture<Applied>;
 
-    fn load_snapshot(
-        &self,
-        fence: Fence,
-        session: SessionId,
-    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>>;
+    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>>;
 
     /// A page of the shard's open sessions (fenced like a write), about `limit` of them
     /// (Redis may return somewhat more or fewer; never a page without a `next` before
@@ -168,7 +163,7 @@ pub trait FencedStore: Send + Sync + 'static {
         fence: Fence,
         cursor: SessionCursor,
         limit: usize,
-    ) -> BoxFuture<'static, Result<SessionPage, StoreError>>;
+    ) -> StoreFuture<SessionPage>;
 }
 
 /// Every open session of the fence's shard, page by page, each once.
@@ -204,17 +199,11 @@ pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 
 /// The authoritative records (I4): read at session start, job creation and release.
 pub trait Registry: Send + Sync + 'static {
-    fn record(
-        &self,
-        card: &CardId,
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>>;
+    fn record(&self, card: &CardId) -> StoreFuture<Option<Arc<ResidentRecord>>>;
 
     /// The current record of the card whose SHA-256 digest is `card_digest`, so that a
     /// session need not keep the card id (I6). Same answer as `record`.
-    fn record_by_digest(
-        &self,
-        card_digest: [u8; 32],
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>>;
+    fn record_by_digest(&self, card_digest: [u8; 32]) -> StoreFuture<Option<Arc<ResidentRecord>>>;
 
     /// The record as it was at `version`: the current one if it still is, a superseded
     /// one for a while after a change (at least the history TTL the registry was made
@@ -224,21 +213,13 @@ pub trait Registry: Send + Sync + 'static {
         &self,
         card_digest: [u8; 32],
         version: u64,
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>>;
+    ) -> StoreFuture<Option<Arc<ResidentRecord>>>;
 
     /// Once this resolves `Ok`, every later `record` call sees the revocation.
-    fn revoke_seal(
-        &self,
-        card: &CardId,
-        on: Date,
-    ) -> BoxFuture<'static, Result<RevokeOutcome, StoreError>>;
+    fn revoke_seal(&self, card: &CardId, on: Date) -> StoreFuture<RevokeOutcome>;
 
     /// A moving-in notification; returns the new record version, `None` for unknown cards.
-    fn update_address(
-        &self,
-        card: &CardId,
-        address: String,
-    ) -> BoxFuture<'static, Result<Option<u64>, StoreError>>;
+    fn update_address(&self, card: &CardId, address: String) -> StoreFuture<Option<u64>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

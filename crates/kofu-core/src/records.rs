@@ -37,6 +37,18 @@ pub struct Date {
     pub day: u8,
 }
 
+impl Date {
+    /// Days in `month` (1 to 12) of the Gregorian `year`.
+    pub fn days_in_month(year: u16, month: u8) -> u8 {
+        match month {
+            2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
+}
+
 impl std::fmt::Display for Date {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)

@@ -175,13 +175,13 @@ fn issue_date_jst(issued_at: &str) -> Option<Date> {
     let (year, month, day, hour) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?);
     let month = u8::try_from(month).ok().filter(|m| (1..=12).contains(m))?;
     let day = u8::try_from(day).ok()?;
-    if day == 0 || day > days_in_month(year, month) || hour > 23 {
+    if day == 0 || day > Date::days_in_month(year, month) || hour > 23 {
         return None;
     }
     if hour + 9 < 24 {
         return Some(Date { year, month, day });
     }
-    Some(if day < days_in_month(year, month) {
+    Some(if day < Date::days_in_month(year, month) {
         Date {
             year,
             month,
@@ -200,15 +200,6 @@ fn issue_date_jst(issued_at: &str) -> Option<Date> {
             day: 1,
         }
     })
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 /// Self-check before release: verifies the document exactly as a kiosk will (signature

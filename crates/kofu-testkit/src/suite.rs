@@ -52,6 +52,14 @@ impl Env {
         }
     }
 
+    /// [`Env::start`], with the first `N` kiosks and an ordinary card: where most tests
+    /// begin.
+    pub async fn start_kiosks<const N: usize>(args: &[&str]) -> (Env, [Kiosk; N], &'static Card) {
+        let env = Env::start(args).await;
+        let (kiosks, card) = (std::array::from_fn(|i| env.kiosk(i)), full_card(env.fx, 0));
+        (env, kiosks, card)
+    }
+
     /// The first node: the one tests talk to when they need one.
     pub fn node(&self) -> &KofuNode {
         self.deployment.node(0)
@@ -86,6 +94,15 @@ impl Env {
             copies,
         };
         crate::kiosk::verify_document(self.fx, &self.issuer, r, &order).await
+    }
+
+    /// Fetches kiosk `k`'s one-copy residence job `jid` (waiting as long as API.md
+    /// allows) and fails the test, saying `what`, unless it passes the strict kiosk check.
+    pub async fn fetch_residence(&self, k: &Kiosk, sid: &str, jid: &str, card: &Card, what: &str) {
+        let r = k.raw().document(sid, jid, 10_000).await;
+        if let Err(e) = self.verify(&r, k, sid, card, "residence", 1).await {
+            panic!("{what}: {e}");
+        }
     }
 }
 
@@ -192,6 +209,15 @@ pub async fn job(k: &Kiosk, sid: &str, kind: &str, copies: u8) -> String {
     let r = k.raw().create_job(sid, kind, copies).await;
     assert_eq!(r.status, 202, "create {kind} job: {}", r.text());
     r.json::<JobResponse>().job_id
+}
+
+/// The status code in the head of an HTTP/1.1 answer read off a raw socket (0 when the
+/// status line has none), for tests that speak HTTP below reqwest.
+pub fn head_status(head: &str) -> u16 {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A request built by hand (any method, URL, `Authorization` value and body), for what a

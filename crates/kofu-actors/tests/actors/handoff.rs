@@ -2,20 +2,17 @@
 //! (its store write lands and is answered), detaches them, and only then lets the shard
 //! go; requests meanwhile wait, and are served by the next host.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use kofu_proto::CertKind;
 
-use crate::harness::{Answer, Config, World, beside, in_flight, run};
+use crate::harness::{Answer, Config, beside, in_flight, run};
 
 #[test]
 fn a_handoff_finishes_transitions_in_flight_and_the_next_host_serves_the_rest() {
-    run(|| async {
-        let w = Rc::new(World::start(Config::default()));
-        let a = w.open(&w.card_in(0, 0), &w.kiosk(0)).await;
-        let b = w.open(&w.card_in(0, 1), &w.kiosk(1)).await;
-        let (b_job, b_doc) = w.delivered(&b, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let a = w.open_in(0, 0, 0).await;
+        let (b, b_job, b_doc) = w.delivered_in(0, 1, 1).await;
         let resumed = w.counter("kofu_sessions_resumed_total");
 
         let a_job = in_flight(&w, &a, |w, a| async move {

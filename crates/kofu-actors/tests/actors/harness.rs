@@ -66,11 +66,21 @@ impl Default for Config {
     }
 }
 
-/// Runs `test` in a fresh actix system on paused time, and checks that it took little
-/// real time.
-pub fn run<F, Fut>(test: F)
+impl Config {
+    /// The default, with every job's render starting `delay` late.
+    pub fn render_late(delay: Duration) -> Config {
+        Config {
+            render_delay: delay,
+            ..Config::default()
+        }
+    }
+}
+
+/// Runs `test` on a world started from `config`, in a fresh actix system on paused
+/// time, and checks that it took little real time.
+pub fn run<F, Fut>(config: Config, test: F)
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(Rc<World>) -> Fut,
     Fut: Future<Output = ()>,
 {
     let started = std::time::Instant::now();
@@ -81,7 +91,7 @@ where
             .build()
             .expect("a current-thread runtime")
     });
-    system.block_on(async move { test().await });
+    system.block_on(async move { test(Rc::new(World::start(config))).await });
     let took = started.elapsed();
     assert!(
         took < REAL_TIME_BOUND,
@@ -142,8 +152,8 @@ pub struct World {
 }
 
 impl World {
-    /// Starts a node owning every shard; must run inside `run`.
-    pub fn start(config: Config) -> World {
+    /// Starts a node owning every shard; inside the actix system `run` made.
+    fn start(config: Config) -> World {
         let population = Population::generate(&PopulationSpec {
             seed: FIXTURE_SEED,
             residents: 60,

@@ -17,10 +17,8 @@ use crate::harness::{Answer, Config, Open, World, beside, in_flight, run};
 /// doubt while it was on its way: the fence was current when it landed.
 #[test]
 fn a_write_that_landed_before_the_lease_was_lost_is_answered() {
-    run(|| async {
-        let w = Rc::new(World::start(Config::default()));
-        let s = w.open(&w.card_in(0, 0), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let (s, job, doc) = w.delivered_in(0, 0, 0).await;
         let serial = w.verify(&s, CertKind::Residence, &doc).serial;
         let printed = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
         w.coordinator.set_holding(false);
@@ -42,10 +40,8 @@ fn a_write_that_landed_before_the_lease_was_lost_is_answered() {
 
 #[test]
 fn a_lease_in_doubt_between_requests_answers_503_never_gone() {
-    run(|| async {
-        let w = World::start(Config::default());
-        let s = w.open(&w.card_in(1, 0), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let (s, job, doc) = w.delivered_in(1, 0, 0).await;
         w.coordinator.set_holding(false);
         let fetched = w.fetch(&s, job).await;
         assert!(fetched.is_unavailable(), "fetch: {fetched:?}");
@@ -65,10 +61,8 @@ fn a_lease_in_doubt_between_requests_answers_503_never_gone() {
 /// charged once.
 #[test]
 fn a_lease_lost_during_a_store_write_never_answers_gone() {
-    run(|| async {
-        let w = Rc::new(World::start(Config::default()));
-        let s = w.open(&w.card_in(2, 0), &w.kiosk(0)).await;
-        let (job, _) = w.delivered(&s, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let (s, job, _) = w.delivered_in(2, 0, 0).await;
         let printed = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
         w.coordinator.set_holding(false);
         w.steal(2);
@@ -81,29 +75,29 @@ fn a_lease_lost_during_a_store_write_never_answers_gone() {
     });
 }
 
-/// A session of `shard` whose job renders half a second late, with a long poll parked
-/// on it; then this node's lease goes into doubt.
-async fn parked_on_a_render(shard: u32) -> (Rc<World>, Open, JobId, JoinHandle<Answer>) {
-    let w = Rc::new(World::start(Config {
-        render_delay: Duration::from_millis(500),
-        ..Config::default()
-    }));
+/// How late `parked_on_a_render`'s job renders.
+const RENDER_DELAY: Duration = Duration::from_millis(500);
+
+/// A session of `shard` whose job renders `RENDER_DELAY` late (in a world started with
+/// `Config::render_late(RENDER_DELAY)`), with a long poll parked on it; then this node's
+/// lease goes into doubt.
+async fn parked_on_a_render(w: &Rc<World>, shard: u32) -> (Open, JobId, JoinHandle<Answer>) {
     let s = w.open(&w.card_in(shard, 0), &w.kiosk(0)).await;
     let job = w.job(&s, CertKind::Residence).await.job();
-    let parked = beside(&w, &s, move |w, s| async move {
+    let parked = beside(w, &s, move |w, s| async move {
         w.fetch_wait(&s, job, Duration::from_secs(10)).await
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
     w.coordinator.set_holding(false);
-    (w, s, job, parked)
+    (s, job, parked)
 }
 
 /// Another request finds the lease in doubt while a long poll waits on the render; the
 /// lease is renewed after all.
 #[test]
 fn a_lease_in_doubt_while_a_fetch_waits_on_its_render_never_answers_gone() {
-    run(|| async {
-        let (w, s, _, parked) = parked_on_a_render(3).await;
+    run(Config::render_late(RENDER_DELAY), |w| async move {
+        let (s, _, parked) = parked_on_a_render(&w, 3).await;
         let other = beside(&w, &s, |w, s| async move {
             w.job(&s, CertKind::FamilyRegister).await
         });
@@ -120,8 +114,8 @@ fn a_lease_in_doubt_while_a_fetch_waits_on_its_render_never_answers_gone() {
 /// on it must not hear that the session is gone. The shard comes back in time.
 #[test]
 fn a_render_fenced_by_a_takeover_never_answers_gone() {
-    run(|| async {
-        let (w, s, job, parked) = parked_on_a_render(0).await;
+    run(Config::render_late(RENDER_DELAY), |w| async move {
+        let (s, job, parked) = parked_on_a_render(&w, 0).await;
         w.steal(0);
         // The render runs and its write is refused; then the shard comes back.
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -144,10 +138,8 @@ fn a_render_fenced_by_a_takeover_never_answers_gone() {
 /// That means nothing was done: the router tries again, and never calls the session gone.
 #[test]
 fn a_request_queued_behind_a_fenced_write_never_answers_gone() {
-    run(|| async {
-        let w = Rc::new(World::start(Config::default()));
-        let s = w.open(&w.card_in(1, 1), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let (s, job, doc) = w.delivered_in(1, 1, 0).await;
         let printed = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
         let queued = beside(&w, &s, move |w, s| async move { w.fetch(&s, job).await });
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -166,10 +158,8 @@ fn a_request_queued_behind_a_fenced_write_never_answers_gone() {
 /// is not released again from memory; it waits for the owner (I2).
 #[test]
 fn a_delivered_document_is_released_again_only_by_the_shards_owner() {
-    run(|| async {
-        let w = World::start(Config::default());
-        let s = w.open(&w.card_in(2, 1), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let (s, job, doc) = w.delivered_in(2, 1, 0).await;
         w.steal(2);
         let answer = w.fetch(&s, job).await;
         assert!(answer.is_unavailable(), "{answer:?}");

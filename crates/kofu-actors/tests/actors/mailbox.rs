@@ -2,26 +2,22 @@
 //! answered `503` at once, not queued without bound, and everything that got in is
 //! answered as usual.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use kofu_proto::CertKind;
 use tokio::time::Instant;
 
-use crate::harness::{Answer, Config, World, beside, in_flight, run};
+use crate::harness::{Answer, Config, beside, in_flight, run};
 
 const MAILBOX: usize = 2;
 const REQUESTS: usize = 8;
 
 #[test]
 fn a_full_session_mailbox_answers_503_at_once() {
-    run(|| async {
-        let mut config = Config::default();
-        config.session.session_mailbox = MAILBOX;
-        let w = Rc::new(World::start(config));
-        let s = w.open(&w.card_in(1, 0), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+    let mut config = Config::default();
+    config.session.session_mailbox = MAILBOX;
+    run(config, |w| async move {
+        let (s, job, doc) = w.delivered_in(1, 0, 0).await;
         // The session is busy: its print's write waits at the gate.
         let busy = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
 
@@ -56,12 +52,10 @@ fn a_full_session_mailbox_answers_503_at_once() {
 /// anything. The router now counts what it posts to each host.
 #[test]
 fn a_full_host_mailbox_answers_503_at_once() {
-    run(|| async {
-        let mut config = Config::default();
-        config.session.host_mailbox = MAILBOX;
-        let w = World::start(config);
-        let s = w.open(&w.card_in(2, 0), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+    let mut config = Config::default();
+    config.session.host_mailbox = MAILBOX;
+    run(config, |w| async move {
+        let (s, job, doc) = w.delivered_in(2, 0, 0).await;
         // All of these reach the host's mailbox before the host runs once.
         let started = Instant::now();
         let answers = join_all((0..REQUESTS).map(|_| w.fetch(&s, job))).await;

@@ -2,24 +2,21 @@
 //! request waits for it, bounded by `RouterConfig::move_wait` and by how many may wait
 //! at once, then answers `503`; and it is served if the shard comes back in time (I7).
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use kofu_proto::CertKind;
 use tokio::time::Instant;
 
-use crate::harness::{Answer, Config, World, beside, in_flight, run, wait_until};
+use crate::harness::{Answer, Config, beside, in_flight, run, wait_until};
 
 /// The router's longest pause between two attempts.
 const LONGEST_PAUSE: Duration = Duration::from_millis(100);
 
 #[test]
 fn a_request_for_a_shard_without_owner_waits_then_answers_503() {
-    run(|| async {
-        let w = World::start(Config::default());
+    run(Config::default(), |w| async move {
         let move_wait = w.config.router.move_wait;
-        let s = w.open(&w.card_in(2, 0), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+        let (s, job, doc) = w.delivered_in(2, 0, 0).await;
         // The lease is gone (lapsed, or taken by a node this one cannot see yet).
         w.router.drop_shard(w.fence(2));
         let refreshes = w.coordinator.refreshes();
@@ -50,11 +47,9 @@ fn a_request_for_a_shard_without_owner_waits_then_answers_503() {
 
 #[test]
 fn a_request_waits_for_a_shard_that_comes_back_in_time() {
-    run(|| async {
-        let w = Rc::new(World::start(Config::default()));
+    run(Config::default(), |w| async move {
         let move_wait = w.config.router.move_wait;
-        let s = w.open(&w.card_in(3, 0), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+        let (s, job, doc) = w.delivered_in(3, 0, 0).await;
         w.router.hand_off(3).await;
 
         let started = Instant::now();
@@ -75,12 +70,10 @@ fn a_request_waits_for_a_shard_that_comes_back_in_time() {
 /// ends (a store write that never comes back) costs them `503` after the bound.
 #[test]
 fn a_request_during_a_handoff_that_does_not_end_answers_503() {
-    run(|| async {
-        let w = Rc::new(World::start(Config::default()));
+    run(Config::default(), |w| async move {
         let move_wait = w.config.router.move_wait;
-        let a = w.open(&w.card_in(0, 0), &w.kiosk(0)).await;
-        let b = w.open(&w.card_in(0, 1), &w.kiosk(1)).await;
-        let (job, _) = w.delivered(&b, CertKind::Residence).await;
+        let a = w.open_in(0, 0, 0).await;
+        let (b, job, _) = w.delivered_in(0, 1, 1).await;
         let stuck = in_flight(&w, &a, |w, a| async move {
             w.job(&a, CertKind::Residence).await
         })
@@ -104,12 +97,11 @@ fn a_request_during_a_handoff_that_does_not_end_answers_503() {
 
 #[test]
 fn requests_waiting_for_shards_are_bounded_in_number() {
-    run(|| async {
-        let mut config = Config::default();
-        config.router.max_waiting = 1;
-        let w = Rc::new(World::start(config));
-        let a = w.open(&w.card_in(1, 0), &w.kiosk(0)).await;
-        let b = w.open(&w.card_in(2, 0), &w.kiosk(1)).await;
+    let mut config = Config::default();
+    config.router.max_waiting = 1;
+    run(config, |w| async move {
+        let a = w.open_in(1, 0, 0).await;
+        let b = w.open_in(2, 0, 1).await;
         w.router.drop_shard(w.fence(1));
         w.router.drop_shard(w.fence(2));
         let first = beside(&w, &a, |w, a| async move { w.auth(&a).await });

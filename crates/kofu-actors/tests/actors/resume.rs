@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use kofu_proto::{CertKind, ErrorCode};
 
-use crate::harness::{Answer, Config, World, run};
+use crate::harness::{Answer, Config, run};
 
 #[test]
 fn a_session_continues_from_its_snapshot_on_a_new_host() {
-    run(|| async {
-        let w = World::start(Config::default());
-        let s = w.open(&w.card_in(1, 0), &w.kiosk(0)).await;
-        let (delivered, doc) = w.delivered(&s, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let (s, delivered, doc) = w.delivered_in(1, 0, 0).await;
         // Rendered but never fetched before the move.
         let ready = w.job(&s, CertKind::FamilyRegister).await.job();
         let old = w.fence(1);
@@ -60,38 +58,35 @@ fn a_session_continues_from_its_snapshot_on_a_new_host() {
 /// deadline that runs from the job's creation.
 #[test]
 fn a_job_rendering_at_the_move_is_rendered_by_the_new_host() {
-    run(|| async {
-        let w = World::start(Config {
-            render_delay: Duration::from_secs(1),
-            ..Config::default()
-        });
-        let s = w.open(&w.card_in(2, 0), &w.kiosk(0)).await;
-        let job = w.job(&s, CertKind::Residence).await.job();
-        assert_eq!(w.fetch(&s, job).await, Answer::Rendering);
-        w.take_over(2).await;
-        let doc = w
-            .fetch_wait(&s, job, Duration::from_secs(10))
-            .await
-            .document();
-        let binding = w.verify(&s, CertKind::Residence, &doc);
-        assert_eq!(
-            w.printed(&s, job).await,
-            Answer::Printed {
-                serial: binding.serial,
-                charged_yen: CertKind::Residence.fee_yen(),
-            }
-        );
-    });
+    run(
+        Config::render_late(Duration::from_secs(1)),
+        |w| async move {
+            let s = w.open_in(2, 0, 0).await;
+            let job = w.job(&s, CertKind::Residence).await.job();
+            assert_eq!(w.fetch(&s, job).await, Answer::Rendering);
+            w.take_over(2).await;
+            let doc = w
+                .fetch_wait(&s, job, Duration::from_secs(10))
+                .await
+                .document();
+            let binding = w.verify(&s, CertKind::Residence, &doc);
+            assert_eq!(
+                w.printed(&s, job).await,
+                Answer::Printed {
+                    serial: binding.serial,
+                    charged_yen: CertKind::Residence.fee_yen(),
+                }
+            );
+        },
+    );
 }
 
 /// A document delivered before a takeover keeps its bytes even if the holder's record
 /// changed since: the kiosk may fetch it again to print (API.md).
 #[test]
 fn a_delivered_document_keeps_its_bytes_across_a_takeover_after_a_record_change() {
-    run(|| async {
-        let w = World::start(Config::default());
-        let s = w.open(&w.card_in(3, 0), &w.kiosk(0)).await;
-        let (job, doc) = w.delivered(&s, CertKind::Residence).await;
+    run(Config::default(), |w| async move {
+        let (s, job, doc) = w.delivered_in(3, 0, 0).await;
         let moved = w
             .registry
             .update_address_now(&s.card.id, "新住所 9-9-9".into());

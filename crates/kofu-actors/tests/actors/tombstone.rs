@@ -6,17 +6,15 @@ use std::time::Duration;
 
 use kofu_proto::{CertKind, ErrorCode};
 
-use crate::harness::{Answer, Config, World, run};
+use crate::harness::{Answer, Config, run};
 
 const GONE: Answer = Answer::Error(ErrorCode::UnknownSession);
 
 #[test]
 fn a_closed_session_answers_204_to_its_kiosk_for_the_tombstone_ttl() {
-    run(|| async {
-        let w = World::start(Config::default());
+    run(Config::default(), |w| async move {
         let ttl = w.config.session.tombstone_ttl;
-        let s = w.open(&w.card_in(0, 0), &w.kiosk(0)).await;
-        let (job, _) = w.delivered(&s, CertKind::Residence).await;
+        let (s, job, _) = w.delivered_in(0, 0, 0).await;
         // The host's tombstone generations rotate on their own timer: close mid-period.
         tokio::time::sleep(ttl / 3).await;
         assert_eq!(w.close(&s).await, Answer::Closed);
@@ -46,9 +44,8 @@ fn a_closed_session_answers_204_to_its_kiosk_for_the_tombstone_ttl() {
 /// owner has none, and finds no snapshot either.
 #[test]
 fn a_repeated_close_after_a_handoff_still_answers_204() {
-    run(|| async {
-        let w = World::start(Config::default());
-        let s = w.open(&w.card_in(1, 0), &w.kiosk(0)).await;
+    run(Config::default(), |w| async move {
+        let s = w.open_in(1, 0, 0).await;
         assert_eq!(w.close(&s).await, Answer::Closed);
         w.take_over(1).await;
         assert_eq!(w.close(&s).await, Answer::Closed);

@@ -2,11 +2,13 @@
 //! change is one new record version seen by every later read from any handle, and
 //! concurrent changes of one record never lose each other.
 
-use kofu_core::records::Seal;
+use std::sync::Arc;
+
+use kofu_core::records::{ResidentRecord, Seal};
 
 use super::Backend;
 use super::fixtures::{ON, card, pick, population};
-use crate::RevokeOutcome;
+use crate::{Registry, RevokeOutcome};
 
 pub async fn records_read_revoke_and_update<B: Backend>(b: B) {
     let records = population();
@@ -61,11 +63,20 @@ pub async fn records_read_revoke_and_update<B: Backend>(b: B) {
     assert_eq!(seen.seal, before.seal);
 }
 
-pub async fn concurrent_updates_lose_nothing<B: Backend>(b: B) {
+/// Two handles on a registry loaded with the population, and a resident whose seal is
+/// registered: the record a test changes through one handle and reads through the other.
+async fn two_handles_and_a_seal<B: Backend>(
+    b: &B,
+) -> (Arc<dyn Registry>, Arc<dyn Registry>, ResidentRecord) {
     let records = population();
     let registry = b.registry(records.clone()).await;
     let other = b.registry_again().await;
     let sealed = pick(&records, |s| matches!(s, Seal::Registered { .. }));
+    (registry, other, sealed)
+}
+
+pub async fn concurrent_updates_lose_nothing<B: Backend>(b: B) {
+    let (registry, other, sealed) = two_handles_and_a_seal(&b).await;
     let card = sealed.card_id.clone();
     // Two revocations race each other and two streams of address changes, from two
     // handles, on the one record.
@@ -111,10 +122,7 @@ pub async fn concurrent_updates_lose_nothing<B: Backend>(b: B) {
 /// after the record changed (I3, I4): superseded versions stay readable, looked up by
 /// the card's digest alone (sessions keep no card id, I6).
 pub async fn superseded_versions_stay_readable<B: Backend>(b: B) {
-    let records = population();
-    let registry = b.registry(records.clone()).await;
-    let other = b.registry_again().await;
-    let first = pick(&records, |s| matches!(s, Seal::Registered { .. }));
+    let (registry, other, first) = two_handles_and_a_seal(&b).await;
     let digest = first.card_id.digest_bytes();
     let got = registry.record_by_digest(digest).await.expect("record");
     assert_eq!(got.as_deref(), Some(&first));

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
-use futures::future::BoxFuture;
 use kofu_core::records::{Date, ResidentRecord, Seal};
 use kofu_proto::CardId;
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
-use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreError};
+use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreFuture};
 
 const BUCKETS: usize = 64;
 
@@ -145,17 +144,11 @@ fn bucket(digest: &Digest) -> usize {
 }
 
 impl Registry for EmbeddedRegistry {
-    fn record(
-        &self,
-        card: &CardId,
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+    fn record(&self, card: &CardId) -> StoreFuture<Option<Arc<ResidentRecord>>> {
         futures::future::ready(Ok(self.get(card))).boxed()
     }
 
-    fn record_by_digest(
-        &self,
-        card_digest: [u8; 32],
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+    fn record_by_digest(&self, card_digest: [u8; 32]) -> StoreFuture<Option<Arc<ResidentRecord>>> {
         futures::future::ready(Ok(self.get_by_digest(&card_digest))).boxed()
     }
 
@@ -163,23 +156,15 @@ impl Registry for EmbeddedRegistry {
         &self,
         card_digest: [u8; 32],
         version: u64,
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+    ) -> StoreFuture<Option<Arc<ResidentRecord>>> {
         futures::future::ready(Ok(self.get_at(&card_digest, version))).boxed()
     }
 
-    fn revoke_seal(
-        &self,
-        card: &CardId,
-        on: Date,
-    ) -> BoxFuture<'static, Result<RevokeOutcome, StoreError>> {
+    fn revoke_seal(&self, card: &CardId, on: Date) -> StoreFuture<RevokeOutcome> {
         futures::future::ready(Ok(self.revoke_seal_now(card, on))).boxed()
     }
 
-    fn update_address(
-        &self,
-        card: &CardId,
-        address: String,
-    ) -> BoxFuture<'static, Result<Option<u64>, StoreError>> {
+    fn update_address(&self, card: &CardId, address: String) -> StoreFuture<Option<u64>> {
         futures::future::ready(Ok(self.update_address_now(card, address))).boxed()
     }
 }

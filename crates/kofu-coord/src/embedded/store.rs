@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::FutureExt as _;
-use futures::future::BoxFuture;
 use kofu_proto::SessionId;
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -19,7 +18,7 @@ pub use sink::AuditSink;
 
 use crate::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
-    SessionCursor, SessionPage, SnapshotOp, StoreError,
+    SessionCursor, SessionPage, SnapshotOp, StoreError, StoreFuture,
 };
 use shard::ShardState;
 
@@ -194,20 +193,11 @@ impl EmbeddedStore {
 }
 
 impl FencedStore for EmbeddedStore {
-    fn apply(
-        &self,
-        fence: Fence,
-        session: SessionId,
-        change: Change,
-    ) -> BoxFuture<'static, Result<Applied, StoreError>> {
+    fn apply(&self, fence: Fence, session: SessionId, change: Change) -> StoreFuture<Applied> {
         futures::future::ready(self.apply_now(fence, session, change)).boxed()
     }
 
-    fn load_snapshot(
-        &self,
-        fence: Fence,
-        session: SessionId,
-    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
+    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
         let res = self.shard(fence).map(|s| s.snapshot(&session));
         futures::future::ready(res).boxed()
     }
@@ -217,7 +207,7 @@ impl FencedStore for EmbeddedStore {
         fence: Fence,
         cursor: SessionCursor,
         limit: usize,
-    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+    ) -> StoreFuture<SessionPage> {
         futures::future::ready(self.list_sessions_now(fence, &cursor, limit)).boxed()
     }
 }

@@ -19,7 +19,6 @@
 use std::sync::Arc;
 
 use futures::FutureExt as _;
-use futures::future::BoxFuture;
 use kofu_core::records::{Date, ResidentRecord, Seal};
 use kofu_proto::CardId;
 
@@ -27,7 +26,7 @@ use std::time::Duration;
 
 use super::call::{Call, REPLICA_WAIT, not_replicated};
 use super::{RedisConn, bad_reply, keys, millis, reply_int, scripts, unavailable};
-use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreError};
+use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreError, StoreFuture};
 
 /// Compare-and-set attempts before giving up: each lost round means another admin write
 /// to the same record landed in between, which is rare, so a few suffice.
@@ -360,17 +359,11 @@ impl RedisRegistry {
 }
 
 impl Registry for RedisRegistry {
-    fn record(
-        &self,
-        card: &CardId,
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+    fn record(&self, card: &CardId) -> StoreFuture<Option<Arc<ResidentRecord>>> {
         self.record_by_digest(card.digest_bytes())
     }
 
-    fn record_by_digest(
-        &self,
-        card_digest: [u8; 32],
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+    fn record_by_digest(&self, card_digest: [u8; 32]) -> StoreFuture<Option<Arc<ResidentRecord>>> {
         let registry = self.clone();
         async move { Ok(registry.read(&card_digest).await?.map(|(_, r)| Arc::new(r))) }.boxed()
     }
@@ -379,7 +372,7 @@ impl Registry for RedisRegistry {
         &self,
         card_digest: [u8; 32],
         version: u64,
-    ) -> BoxFuture<'static, Result<Option<Arc<ResidentRecord>>, StoreError>> {
+    ) -> StoreFuture<Option<Arc<ResidentRecord>>> {
         let registry = self.clone();
         async move {
             Ok(registry
@@ -390,20 +383,12 @@ impl Registry for RedisRegistry {
         .boxed()
     }
 
-    fn revoke_seal(
-        &self,
-        card: &CardId,
-        on: Date,
-    ) -> BoxFuture<'static, Result<RevokeOutcome, StoreError>> {
+    fn revoke_seal(&self, card: &CardId, on: Date) -> StoreFuture<RevokeOutcome> {
         let (registry, card) = (self.clone(), card.clone());
         async move { registry.revoke_seal_now(&card, on).await }.boxed()
     }
 
-    fn update_address(
-        &self,
-        card: &CardId,
-        address: String,
-    ) -> BoxFuture<'static, Result<Option<u64>, StoreError>> {
+    fn update_address(&self, card: &CardId, address: String) -> StoreFuture<Option<u64>> {
         let (registry, card) = (self.clone(), card.clone());
         async move { registry.update_address_now(&card, address).await }.boxed()
     }

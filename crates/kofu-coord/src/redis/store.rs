@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use ::redis::Value;
 use futures::FutureExt as _;
-use futures::future::BoxFuture;
 use kofu_proto::SessionId;
 
 use super::call::{Call, not_replicated};
 use super::{RedisConn, bad_reply, keys, millis, reply_int, scripts, unavailable};
 use crate::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
-    SessionCursor, SessionPage, SnapshotOp, StoreError,
+    SessionCursor, SessionPage, SnapshotOp, StoreError, StoreFuture,
 };
 
 /// How long the audit stream keeps a confirmed print by default. The stream is the
@@ -286,21 +285,12 @@ fn parse_applied(fence: Fence, reply: &Value) -> Result<Applied, StoreError> {
 }
 
 impl FencedStore for RedisStore {
-    fn apply(
-        &self,
-        fence: Fence,
-        session: SessionId,
-        change: Change,
-    ) -> BoxFuture<'static, Result<Applied, StoreError>> {
+    fn apply(&self, fence: Fence, session: SessionId, change: Change) -> StoreFuture<Applied> {
         let store = self.clone();
         async move { store.apply_now(fence, session, change).await }.boxed()
     }
 
-    fn load_snapshot(
-        &self,
-        fence: Fence,
-        session: SessionId,
-    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
+    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
         let store = self.clone();
         async move { store.load_snapshot_now(fence, session).await }.boxed()
     }
@@ -310,7 +300,7 @@ impl FencedStore for RedisStore {
         fence: Fence,
         cursor: SessionCursor,
         limit: usize,
-    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+    ) -> StoreFuture<SessionPage> {
         let store = self.clone();
         async move { store.list_sessions_now(fence, &cursor, limit).await }.boxed()
     }

@@ -8,13 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use kofu_coord::conformance::Backend;
 use kofu_coord::conformance::fixtures::SHARDS;
 use kofu_coord::redis::{RedisConn, RedisLeases, RedisRegistry, RedisStore, connect};
 use kofu_coord::{
     Applied, AuditRecord, Change, Fence, FencedStore, Registry, SessionCursor, SessionPage,
-    StoreError,
+    StoreFuture,
 };
 use kofu_core::records::ResidentRecord;
 use kofu_proto::CertKind;
@@ -60,20 +59,11 @@ impl Nodes {
 }
 
 impl FencedStore for Nodes {
-    fn apply(
-        &self,
-        fence: Fence,
-        session: SessionId,
-        change: Change,
-    ) -> BoxFuture<'static, Result<Applied, StoreError>> {
+    fn apply(&self, fence: Fence, session: SessionId, change: Change) -> StoreFuture<Applied> {
         self.of(fence).apply(fence, session, change)
     }
 
-    fn load_snapshot(
-        &self,
-        fence: Fence,
-        session: SessionId,
-    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
+    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
         self.of(fence).load_snapshot(fence, session)
     }
 
@@ -82,7 +72,7 @@ impl FencedStore for Nodes {
         fence: Fence,
         cursor: SessionCursor,
         limit: usize,
-    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+    ) -> StoreFuture<SessionPage> {
         self.of(fence).list_sessions(fence, cursor, limit)
     }
 }

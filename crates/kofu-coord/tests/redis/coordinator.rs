@@ -62,6 +62,17 @@ async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool
     }
 }
 
+/// Nodes A and B, once each owns its rendezvous share.
+async fn two_nodes(server: &RedisServer, ttl: Duration) -> (RedisCoordinator, RedisCoordinator) {
+    let a = node(server, A, ttl).await;
+    let b = node(server, B, ttl).await;
+    wait_until("two nodes converge", CONVERGE, || {
+        local(&a) == expected(A, &[A, B]) && local(&b) == expected(B, &[A, B])
+    })
+    .await;
+    (a, b)
+}
+
 /// Samples the nodes listed, receivers of moving shards first (so a shard moving away
 /// from a later node cannot look doubly owned), and fails on any shard local twice.
 fn assert_disjoint(nodes: &[&RedisCoordinator]) {
@@ -154,12 +165,7 @@ async fn two_nodes_split_the_shards_and_never_overlap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_takes_about_a_third_only_for_itself() {
     let server = RedisServer::start();
-    let a = node(&server, A, TTL).await;
-    let b = node(&server, B, TTL).await;
-    wait_until("two nodes converge", CONVERGE, || {
-        local(&a) == expected(A, &[A, B]) && local(&b) == expected(B, &[A, B])
-    })
-    .await;
+    let (a, b) = two_nodes(&server, TTL).await;
     let (before_a, before_b) = (epochs(&a), epochs(&b));
 
     let c = node(&server, C, TTL).await;
@@ -211,12 +217,7 @@ async fn a_joining_node_takes_about_a_third_only_for_itself() {
 async fn a_graceful_leave_hands_every_shard_over_with_higher_epochs() {
     let ttl = Duration::from_millis(1000);
     let server = RedisServer::start();
-    let a = node(&server, A, ttl).await;
-    let b = node(&server, B, ttl).await;
-    wait_until("two nodes converge", CONVERGE, || {
-        local(&a) == expected(A, &[A, B]) && local(&b) == expected(B, &[A, B])
-    })
-    .await;
+    let (a, b) = two_nodes(&server, ttl).await;
     let left = epochs(&b);
 
     b.shutdown().await;

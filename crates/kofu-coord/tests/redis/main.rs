@@ -42,6 +42,14 @@ async fn env() -> Env {
     }
 }
 
+impl Env {
+    /// The store's node takes `shard`'s lease for `ttl`; the fence its writes carry.
+    async fn lease(&self, shard: u32, ttl: Duration) -> Fence {
+        let fence = self.leases.acquire(shard, "a", ttl).await.expect("acquire");
+        fence.expect("lease")
+    }
+}
+
 async fn raw<T: redis::FromRedisValue>(conn: &RedisConn, cmd: &mut redis::Cmd) -> T {
     let mut conn = conn.manager();
     cmd.query_async(&mut conn).await.expect("raw redis command")

@@ -123,8 +123,7 @@ async fn keys_share_the_shard_tag_and_never_hold_a_card_id() {
 #[tokio::test]
 async fn unreachable_redis_is_unavailable_and_recovers() {
     let mut env = env().await;
-    let fence = env.leases.acquire(1, "a", LONG).await.expect("acquire");
-    let fence = fence.expect("lease");
+    let fence = env.lease(1, LONG).await;
     let registry = RedisRegistry::new(env.raw.clone(), SHARDS);
     env._server.stop();
     let s = session(1, 1);
@@ -189,8 +188,7 @@ async fn errors_about_stored_data_never_quote_it() {
     checks.push(registry.record(&victim.card_id).await.map(drop));
     checks.push(registry.revoke_seal(&victim.card_id, ON).await.map(drop));
     // A session index entry that is no session id.
-    let fence = env.leases.acquire(1, "a", LONG).await.expect("acquire");
-    let fence = fence.expect("lease");
+    let fence = env.lease(1, LONG).await;
     let _: () = raw(
         &env.raw,
         redis::cmd("ZADD")

@@ -56,18 +56,24 @@ async fn held_lease_blocks_others_until_it_expires() {
     );
 }
 
-/// The keys one change writes: the lock names its session and kiosk, snapshots and locks
-/// expire with the state TTL, and the audit entry carries the card only as its digest.
-#[tokio::test]
-async fn a_change_writes_its_keys_with_ttls() {
-    let env = env().await;
-    let fence = env.leases.acquire(4, "a", LONG).await.expect("acquire");
-    let fence = fence.expect("lease");
+/// Session 1 of shard 4 with card 1, after one full change (snapshot, card lock, audit)
+/// was applied under a held lease.
+async fn one_full_change(env: &Env) -> (Fence, SessionId, CardId) {
+    let fence = env.lease(4, LONG).await;
     let (s, c) = (session(4, 1), card(1));
     env.store
         .apply(fence, s, full_change(&s, &c))
         .await
         .expect("apply");
+    (fence, s, c)
+}
+
+/// The keys one change writes: the lock names its session and kiosk, snapshots and locks
+/// expire with the state TTL, and the audit entry carries the card only as its digest.
+#[tokio::test]
+async fn a_change_writes_its_keys_with_ttls() {
+    let env = env().await;
+    let (_, s, c) = one_full_change(&env).await;
     let len: u64 = raw(&env.raw, redis::cmd("XLEN").arg("kofu:{s4}:audit")).await;
     assert_eq!(len, 1);
     let entries: redis::Value = raw(
@@ -127,25 +133,32 @@ async fn assert_nothing_written(env: &Env, shard: u32, s: &SessionId, c: &CardId
     assert_eq!(lock, None, "card lock taken by a fenced change");
 }
 
-#[tokio::test]
-async fn lapsed_lease_refuses_writes_before_anyone_takes_over() {
-    let env = env().await;
-    let fence = env.leases.acquire(6, "a", SHORT).await.expect("acquire");
-    let fence = fence.expect("lease");
-    tokio::time::sleep(SHORT * 2).await;
-    assert_eq!(env.leases.holder(6).await.expect("holder"), None);
-    let (s, c) = (session(6, 1), card(3));
-    let res = env.store.apply(fence, s, full_change(&s, &c)).await;
+/// A stale `fence` lands nothing: a whole change for a session of its shard and card `c`
+/// is refused and leaves no trace, and the session's snapshot is not read. Returns the
+/// session.
+async fn assert_fence_refused(env: &Env, fence: Fence, c: &CardId) -> SessionId {
+    let s = session(fence.shard, 1);
+    let res = env.store.apply(fence, s, full_change(&s, c)).await;
     assert_eq!(
         res,
         Err(StoreError::Fenced {
-            shard: 6,
+            shard: fence.shard,
             held: fence.epoch
         })
     );
-    assert_nothing_written(&env, 6, &s, &c, 0).await;
+    assert_nothing_written(env, fence.shard, &s, c, 0).await;
     let load = env.store.load_snapshot(fence, s).await;
-    assert!(matches!(load, Err(StoreError::Fenced { .. })));
+    assert!(matches!(load, Err(StoreError::Fenced { .. })), "{load:?}");
+    s
+}
+
+#[tokio::test]
+async fn lapsed_lease_refuses_writes_before_anyone_takes_over() {
+    let env = env().await;
+    let fence = env.lease(6, SHORT).await;
+    tokio::time::sleep(SHORT * 2).await;
+    assert_eq!(env.leases.holder(6).await.expect("holder"), None);
+    let s = assert_fence_refused(&env, fence, &card(3)).await;
     // A fence of a shard nobody ever leased is refused too.
     let never = Fence { shard: 7, epoch: 1 };
     let res = env.store.apply(never, s, Change::snapshot(vec![1])).await;
@@ -158,8 +171,7 @@ async fn lapsed_lease_refuses_writes_before_anyone_takes_over() {
 #[tokio::test]
 async fn a_lease_of_another_node_with_the_same_epoch_refuses_the_fence() {
     let env = env().await;
-    let fence = env.leases.acquire(3, "a", LONG).await.expect("acquire");
-    let fence = fence.expect("lease");
+    let fence = env.lease(3, LONG).await;
     let _: () = raw(
         &env.raw,
         redis::cmd("SET")
@@ -169,18 +181,7 @@ async fn a_lease_of_another_node_with_the_same_epoch_refuses_the_fence() {
             .arg(30_000),
     )
     .await;
-    let (s, c) = (session(3, 1), card(2));
-    let res = env.store.apply(fence, s, full_change(&s, &c)).await;
-    assert_eq!(
-        res,
-        Err(StoreError::Fenced {
-            shard: 3,
-            held: fence.epoch
-        })
-    );
-    assert_nothing_written(&env, 3, &s, &c, 0).await;
-    let load = env.store.load_snapshot(fence, s).await;
-    assert!(matches!(load, Err(StoreError::Fenced { .. })), "{load:?}");
+    assert_fence_refused(&env, fence, &card(2)).await;
 }
 
 /// Exactly-once charging keeps its keys only while the session lives: a close drops
@@ -188,13 +189,7 @@ async fn a_lease_of_another_node_with_the_same_epoch_refuses_the_fence() {
 #[tokio::test]
 async fn a_close_drops_the_sessions_audit_keys() {
     let env = env().await;
-    let fence = env.leases.acquire(4, "a", LONG).await.expect("acquire");
-    let fence = fence.expect("lease");
-    let (s, c) = (session(4, 1), card(1));
-    env.store
-        .apply(fence, s, full_change(&s, &c))
-        .await
-        .expect("apply");
+    let (fence, s, _) = one_full_change(&env).await;
     let keys: Vec<String> = raw(&env.raw, redis::cmd("KEYS").arg("*audited*")).await;
     assert_eq!(keys, vec![format!("kofu:{{s4}}:audited:{s}")]);
     let ttl: i64 = raw(&env.raw, redis::cmd("PTTL").arg(&keys[0])).await;

@@ -271,17 +271,8 @@ fn round100(yen: u64) -> u64 {
 pub(super) fn random_date<R: Rng>(rng: &mut R, from: u16, to: u16) -> Date {
     let year = rng.random_range(from.min(to)..=to);
     let month = rng.random_range(1..=12u8);
-    let day = rng.random_range(1..=days_in_month(year, month));
+    let day = rng.random_range(1..=Date::days_in_month(year, month));
     Date { year, month, day }
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 #[cfg(test)]
@@ -294,11 +285,14 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         for _ in 0..10_000 {
             let d = random_date(&mut rng, 1900, 2026);
-            assert!((1..=days_in_month(d.year, d.month)).contains(&d.day), "{d}");
+            assert!(
+                (1..=Date::days_in_month(d.year, d.month)).contains(&d.day),
+                "{d}"
+            );
         }
-        assert_eq!(days_in_month(2024, 2), 29);
-        assert_eq!(days_in_month(2100, 2), 28);
-        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(Date::days_in_month(2024, 2), 29);
+        assert_eq!(Date::days_in_month(2100, 2), 28);
+        assert_eq!(Date::days_in_month(2000, 2), 29);
     }
 
     #[test]

@@ -207,6 +207,20 @@ fn no_name_can_be_found_inside_other_text() {
     }
 }
 
+/// Within `names`, no name overlaps another the way `overlaps(b, a)` tests (`b` ends or
+/// starts with `a`, reported as "a {at} b"), and none is part of a municipality name.
+fn assert_apart(names: &[&str], forbidden: &[String], at: &str, overlaps: fn(&str, &str) -> bool) {
+    for a in names {
+        for b in names {
+            assert!(a == b || !overlaps(b, a), "{a} {at} {b}");
+        }
+        assert!(
+            forbidden.iter().all(|t| !t.contains(a)),
+            "{a} is in a municipality name"
+        );
+    }
+}
+
 /// The structural reasons the brute-force test above holds for any population size.
 #[test]
 fn name_lists_are_shaped_against_false_matches() {
@@ -219,15 +233,7 @@ fn name_lists_are_shaped_against_false_matches() {
         book.real_family_count()
     );
     assert!(families.len() >= 1_000, "{}", families.len());
-    for a in &families {
-        for b in &families {
-            assert!(a == b || !b.ends_with(a), "{a} ends {b}");
-        }
-        assert!(
-            forbidden.iter().all(|t| !t.contains(a)),
-            "{a} is in a municipality name"
-        );
-    }
+    assert_apart(&families, &forbidden, "ends", |b, a| b.ends_with(a));
     let male = book.given_names(Sex::Male);
     let female = book.given_names(Sex::Female);
     assert!(
@@ -241,15 +247,7 @@ fn name_lists_are_shaped_against_false_matches() {
         .chain(female)
         .map(|n| n.written.as_str())
         .collect();
-    for a in &given {
-        for b in &given {
-            assert!(a == b || !b.starts_with(a), "{a} starts {b}");
-        }
-        assert!(
-            forbidden.iter().all(|t| !t.contains(a)),
-            "{a} is in a municipality name"
-        );
-    }
+    assert_apart(&given, &forbidden, "starts", |b, a| b.starts_with(a));
     let initials: HashSet<char> = families.iter().filter_map(|f| f.chars().next()).collect();
     for g in &given {
         let chars: Vec<char> = g.chars().collect();

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::FutureExt as _;
-use futures::future::BoxFuture;
 use kofu_coord::embedded::EmbeddedStore;
-use kofu_coord::{Applied, Change, Fence, FencedStore, SessionCursor, SessionPage, StoreError};
+use kofu_coord::{
+    Applied, Change, Fence, FencedStore, SessionCursor, SessionPage, StoreError, StoreFuture,
+};
 use kofu_proto::SessionId;
 use tokio::sync::watch;
 
@@ -76,12 +77,7 @@ impl GatedStore {
 }
 
 impl FencedStore for GatedStore {
-    fn apply(
-        &self,
-        fence: Fence,
-        session: SessionId,
-        change: Change,
-    ) -> BoxFuture<'static, Result<Applied, StoreError>> {
+    fn apply(&self, fence: Fence, session: SessionId, change: Change) -> StoreFuture<Applied> {
         let (store, held) = (self.store.clone(), self.held.clone());
         let (lost_acks, down) = (self.lost_acks.clone(), self.down.clone());
         let crash = self.crash.clone();
@@ -113,11 +109,7 @@ impl FencedStore for GatedStore {
         .boxed()
     }
 
-    fn load_snapshot(
-        &self,
-        fence: Fence,
-        session: SessionId,
-    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
+    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
         if self.down.load(Ordering::SeqCst) {
             return futures::future::ready(Err(unreachable_store())).boxed();
         }
@@ -129,7 +121,7 @@ impl FencedStore for GatedStore {
         fence: Fence,
         cursor: SessionCursor,
         limit: usize,
-    ) -> BoxFuture<'static, Result<SessionPage, StoreError>> {
+    ) -> StoreFuture<SessionPage> {
         if self.down.load(Ordering::SeqCst) {
             return futures::future::ready(Err(unreachable_store())).boxed();
         }

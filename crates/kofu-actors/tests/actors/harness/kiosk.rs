@@ -177,6 +177,28 @@ impl World {
         open
     }
 
+    /// An authenticated session of kiosk number `kiosk` for the `n`-th card of `shard`.
+    pub async fn open_in(&self, shard: u32, n: usize, kiosk: usize) -> Open {
+        self.open(&self.card_in(shard, n), &self.kiosk(kiosk)).await
+    }
+
+    /// `open_in`, with a residence certificate delivered (and verified): where most
+    /// tests start.
+    pub async fn delivered_in(&self, shard: u32, n: usize, kiosk: usize) -> (Open, JobId, Doc) {
+        let s = self.open_in(shard, n, kiosk).await;
+        let (job, doc) = self.delivered(&s, CertKind::Residence).await;
+        (s, job, doc)
+    }
+
+    /// Asserts that `card` is free: another kiosk opens a session with it.
+    pub async fn assert_free(&self, card: &Card) {
+        let other = self.create(card, &self.kiosk(1)).await;
+        assert!(
+            matches!(other, Answer::Created { .. }),
+            "the card is not free: {other:?}"
+        );
+    }
+
     async fn call(&self, s: &Open, op: SessionOp, wait: Option<Duration>) -> Answer {
         answer(self.router.call(s.id, s.kiosk.clone(), op, wait).await)
     }
