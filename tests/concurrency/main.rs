@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::VerifyingKey;
+use kofu_proto::verify::IssuerKeys;
 use kofu_testkit::suite::RENDER_TIMEOUT_FLAGS;
 use kofu_testkit::{Client, Deployment, DeploymentOptions, Fixtures, Kiosk};
 use tokio::net::tcp::OwnedReadHalf;
@@ -78,7 +78,7 @@ async fn two_thousand_sessions_with_forced_render_timeouts() {
 /// Shared, read-only state of the run.
 struct Ctx {
     fx: &'static Fixtures,
-    issuer: VerifyingKey,
+    issuer: IssuerKeys,
     /// With fault flags a `410 job_voided` is a valid answer; without, it is an error.
     voids_allowed: bool,
 }
@@ -118,7 +118,7 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     let kiosks: Vec<Kiosk> = fx.kiosks.iter().map(|cred| client.kiosk(cred)).collect();
     let ctx = Arc::new(Ctx {
         fx,
-        issuer: *deployment.issuer(),
+        issuer: deployment.issuer().clone(),
         voids_allowed,
     });
 

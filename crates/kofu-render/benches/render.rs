@@ -28,7 +28,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let doc = render(&issuer, &req);
-    let public = issuer.verifying_key();
+    let public = issuer.keys();
     let expected = Expected {
         session_id: req.session_id,
         kiosk_id: req.kiosk_id,
