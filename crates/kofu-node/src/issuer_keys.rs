@@ -52,24 +52,24 @@ struct KeySet {
     retired: Vec<VerifyingKey>,
 }
 
-pub struct IssuerKeys {
+pub struct IssuerKeyring {
     issuer: Arc<Issuer>,
     published: ArcSwap<IssuerKeyResponse>,
     files: KeyFiles,
 }
 
-impl std::fmt::Debug for IssuerKeys {
+impl std::fmt::Debug for IssuerKeyring {
     // The published set only: the seed never reaches a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuerKeys")
+        f.debug_struct("IssuerKeyring")
             .field("published", &self.published.load())
             .finish_non_exhaustive()
     }
 }
 
-impl IssuerKeys {
+impl IssuerKeyring {
     /// Reads every key file (a bad one fails the start, naming it).
-    pub fn load(cfg: &ServeConfig) -> Result<IssuerKeys, KeyFileError> {
+    pub fn load(cfg: &ServeConfig) -> Result<IssuerKeyring, KeyFileError> {
         let files = KeyFiles {
             current: cfg.issuer_key_file.clone(),
             next: cfg.credentials.issuer_next_key_file.clone(),
@@ -81,7 +81,7 @@ impl IssuerKeys {
             .unwrap_or_else(|| kofu_core::issuer_seed(cfg.fixture_seed));
         let issuer = Arc::new(Issuer::from_seed(seed));
         let published = publish(&issuer, &set);
-        Ok(IssuerKeys {
+        Ok(IssuerKeyring {
             issuer,
             published: ArcSwap::from_pointee(published),
             files,

@@ -18,7 +18,7 @@ use kofu_actors::Router;
 use kofu_coord::{Coordinator, Registry};
 
 use crate::auth::{AdminAuth, KioskAuth};
-use crate::issuer_keys::IssuerKeys;
+use crate::issuer_keys::IssuerKeyring;
 use crate::record::Recorder;
 use admission::Admission;
 use metrics::HttpMetrics;
@@ -31,7 +31,7 @@ pub struct AppState {
     pub kiosks: KioskAuth,
     pub admin: AdminAuth,
     /// The signing key and the key set `GET /v1/issuer-key` publishes.
-    pub issuer_keys: IssuerKeys,
+    pub issuer_keys: IssuerKeyring,
     pub admission: Admission,
     pub prometheus: prometheus::Registry,
     /// `--record-traffic`: the sessions served, for kofu-load.

@@ -8,7 +8,7 @@ use kofu_core::KioskCredential;
 use crate::auth::{AdminAuth, KioskAuth};
 use crate::config::ServeConfig;
 use crate::http::AppState;
-use crate::issuer_keys::IssuerKeys;
+use crate::issuer_keys::IssuerKeyring;
 use crate::reload::Reloader;
 
 /// A configuration file that does not read: the start fails with exit status 2, naming
@@ -20,7 +20,7 @@ pub struct BadConfig(pub String);
 pub(super) struct Credentials {
     pub(super) kiosks: KioskAuth,
     pub(super) admin: AdminAuth,
-    pub(super) issuer: IssuerKeys,
+    pub(super) issuer: IssuerKeyring,
 }
 
 impl Credentials {
@@ -38,7 +38,7 @@ impl Credentials {
             Some(path) => AdminAuth::from_file(path).map_err(|e| bad(&e))?,
             None => AdminAuth::fixture(fixture_admin),
         };
-        let issuer = IssuerKeys::load(cfg).map_err(|e| bad(&e))?;
+        let issuer = IssuerKeyring::load(cfg).map_err(|e| bad(&e))?;
         if cfg.credentials.on_fixtures() {
             tracing::warn!(
                 "serving fixture credentials (kiosk tokens and admin token derive from the fixture seed): for demos and tests only"
