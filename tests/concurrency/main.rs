@@ -102,7 +102,9 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     opts.node.args = flags.iter().map(|s| (*s).to_owned()).collect();
     // The creates below wait mid-body on purpose, for as long as preparing 2,000
     // connections takes on a busy machine: beyond the node's slow-client body deadline.
-    opts.node.args.extend(["--http-body-timeout-ms".to_owned(), "120000".to_owned()]);
+    opts.node
+        .args
+        .extend(["--http-body-timeout-ms".to_owned(), "120000".to_owned()]);
     // Starting a process and reading fixtures block; the runtime has spare workers.
     let deployment = tokio::task::block_in_place(|| Deployment::start(opts));
     let (node, fx) = (deployment.node(0), deployment.fixtures());
