@@ -17,6 +17,8 @@ export KOFU_LOCAL_DIR="$(mktemp -d)"
 export KOFU_LOCAL_REDIS_PORT=6391
 export KOFU_LOCAL_BASE_PORT=18080
 export KOFU_FIXTURE_SEED=1 KOFU_FIXTURE_RESIDENTS=20000 KOFU_FIXTURE_KIOSKS=200
+# 200 kiosks driving sessions as fast as they can: no per-kiosk admission limits.
+export KOFU_KIOSK_RATE=0 KOFU_KIOSK_MAX_SESSIONS=0
 trap '"$root/deploy/local/down.sh" >/dev/null 2>&1 || true; rm -rf "$KOFU_LOCAL_DIR"' EXIT
 
 "$root/deploy/local/up.sh" 3 >/dev/null

@@ -16,7 +16,9 @@ fixtures = [json.loads(l) for l in lines]
 kiosks = [f for f in fixtures if f["type"] == "kiosk"]
 cards = [f for f in fixtures if f["type"] == "card" and not f["card_revoked"]][:N]
 node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}", "--admin-listen", f"127.0.0.1:{ADMIN}",
-                         "--fixture-seed", "3", "--fixture-residents", RESIDENTS, "--fixture-kiosks", "50"],
+                         "--fixture-seed", "3", "--fixture-residents", RESIDENTS, "--fixture-kiosks", "50",
+                         # N sessions from 50 kiosks: no per-kiosk limits in a benchmark
+                         "--kiosk-rate", "0", "--kiosk-max-sessions", "0"],
                         stderr=subprocess.DEVNULL)
 try:
     wait_ready(ADMIN)

@@ -44,7 +44,8 @@ if REDIS:
                    check=True, capture_output=True)
     env.update(KOFU_REDIS_URL=url, KOFU_CLUSTER_SECRET="refetch-bench-secret-0123456789",
                KOFU_INTERNAL_LISTEN=f"127.0.0.1:{INTERNAL}", KOFU_NODE_ID="bench-node")
-node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}", "--admin-listen", f"127.0.0.1:{ADMIN}", *POP],
+node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}", "--admin-listen", f"127.0.0.1:{ADMIN}", *POP,
+                         "--kiosk-rate", "0", "--kiosk-max-sessions", "0"],
                         env=env, stderr=subprocess.DEVNULL)
 procs.append(node)
 try:

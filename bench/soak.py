@@ -22,7 +22,9 @@ API, ADMIN = 18180, 19190
 POP = ["--fixture-seed", "1", "--fixture-residents", "2000", "--fixture-kiosks", "50"]
 
 node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}",
-                         "--admin-listen", f"127.0.0.1:{ADMIN}", *POP],
+                         "--admin-listen", f"127.0.0.1:{ADMIN}", *POP,
+                         # a few kiosks, every session as fast as they can: no per-kiosk limits
+                         "--kiosk-rate", "0", "--kiosk-max-sessions", "0"],
                         stderr=subprocess.DEVNULL)
 
 

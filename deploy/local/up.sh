@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Starts a local kofu cluster on loopback: one redis-server and N kofu nodes (default 3),
 # with the registry loaded from the synthetic population. Stop it with ./down.sh.
+# For local development only: the nodes serve fixture credentials (kiosk tokens, admin
+# token and issuer key derive from the fixture seed, which `kofu fixtures` prints); a
+# real deployment uses deploy/make-credentials.sh (README "Operations").
 #
 #   deploy/local/up.sh [N]
 #
@@ -82,4 +85,4 @@ for i in $(seq 0 $((nodes - 1))); do
   }
 done
 echo "cluster of $nodes node(s) ready; state and logs in $dir"
-echo "kiosk credentials and the admin token: $kofu fixtures --seed $seed --residents $residents --kiosks $kiosks"
+echo "fixture credentials (local development only): $kofu fixtures --seed $seed --residents $residents --kiosks $kiosks"

@@ -113,7 +113,9 @@ pub fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<Node> {
         .args(["--fixture-seed", &spec.seed.to_string()])
         .args(["--fixture-residents", &spec.residents.to_string()])
         .args(["--fixture-kiosks", &spec.kiosks.to_string()])
-        .args(["--drain-timeout-ms", "1000", "--log-level", "warn"]);
+        .args(["--drain-timeout-ms", "1000", "--log-level", "warn"])
+        // The closed loop drives its kiosks as fast as they go: no per-kiosk limits.
+        .args(["--kiosk-rate", "0", "--kiosk-max-sessions", "0"]);
     if let Some((url, secret, shards)) = spec.cluster {
         cmd.args(["--redis-url", url])
             .args(["--node-id", spec.name])

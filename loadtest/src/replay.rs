@@ -10,7 +10,7 @@ pub(crate) mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
+use kofu_proto::verify::IssuerKeys;
 use std::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -56,7 +56,7 @@ pub struct Patience {
 /// Shared by every session task.
 pub(crate) struct Shared {
     pub(crate) fx: Arc<Fixtures>,
-    pub(crate) issuer: VerifyingKey,
+    pub(crate) issuer: IssuerKeys,
     /// Kiosk `i` of the fixtures on the one keep-alive pool over every target.
     pub(crate) kiosks: Vec<Kiosk>,
     pub(crate) config: Config,
@@ -70,7 +70,7 @@ impl Shared {
     pub(crate) fn new(
         fx: Arc<Fixtures>,
         client: &Client,
-        issuer: VerifyingKey,
+        issuer: IssuerKeys,
         config: Config,
     ) -> Shared {
         Shared {
@@ -108,8 +108,8 @@ pub fn client(targets: &[String], timeout: Duration) -> anyhow::Result<Client> {
 }
 
 /// Fetches the issuer key every document must be signed with, from the first target.
-pub async fn issuer_key(client: &Client) -> anyhow::Result<VerifyingKey> {
-    Ok(client.pinned(0).issuer_key().await?)
+pub async fn issuer_key(client: &Client) -> anyhow::Result<IssuerKeys> {
+    Ok(client.pinned(0).issuer_keys().await?)
 }
 
 /// Replays `trace`; `progress` is told of every finished session.

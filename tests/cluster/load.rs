@@ -109,7 +109,7 @@ pub struct Load {
 
 impl Load {
     pub fn start(d: &Deployment, targets: Vec<String>, kiosks: usize) -> Load {
-        let (fx, issuer): (&'static Fixtures, _) = (d.fixtures(), *d.issuer());
+        let (fx, issuer): (&'static Fixtures, _) = (d.fixtures(), d.issuer().clone());
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let client = Arc::new(Mutex::new(d.client().with_targets(&targets)));
@@ -120,7 +120,7 @@ impl Load {
         let per_kiosk = cards.len() / kiosks;
         let tasks = (0..kiosks)
             .map(|k| {
-                let cards = cards.clone();
+                let (cards, issuer) = (cards.clone(), issuer.clone());
                 let (stop, tally, client) = (stop.clone(), tally.clone(), client.clone());
                 tokio::spawn(async move {
                     let cred = &fx.kiosks[k % fx.kiosks.len()];

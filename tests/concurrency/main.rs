@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::VerifyingKey;
+use kofu_proto::verify::IssuerKeys;
 use kofu_testkit::suite::RENDER_TIMEOUT_FLAGS;
 use kofu_testkit::{Client, Deployment, DeploymentOptions, Fixtures, Kiosk};
 use tokio::net::tcp::OwnedReadHalf;
@@ -78,7 +78,7 @@ async fn two_thousand_sessions_with_forced_render_timeouts() {
 /// Shared, read-only state of the run.
 struct Ctx {
     fx: &'static Fixtures,
-    issuer: VerifyingKey,
+    issuer: IssuerKeys,
     /// With fault flags a `410 job_voided` is a valid answer; without, it is an error.
     voids_allowed: bool,
 }
@@ -100,6 +100,11 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     opts.node.residents = RESIDENTS;
     opts.node.kiosks = KIOSKS as u32;
     opts.node.args = flags.iter().map(|s| (*s).to_owned()).collect();
+    // The creates below wait mid-body on purpose, for as long as preparing 2,000
+    // connections takes on a busy machine: beyond the node's slow-client body deadline.
+    opts.node
+        .args
+        .extend(["--http-body-timeout-ms".to_owned(), "120000".to_owned()]);
     // Starting a process and reading fixtures block; the runtime has spare workers.
     let deployment = tokio::task::block_in_place(|| Deployment::start(opts));
     let (node, fx) = (deployment.node(0), deployment.fixtures());
@@ -118,7 +123,7 @@ async fn run(flags: &[&str], voids_allowed: bool) -> Report {
     let kiosks: Vec<Kiosk> = fx.kiosks.iter().map(|cred| client.kiosk(cred)).collect();
     let ctx = Arc::new(Ctx {
         fx,
-        issuer: *deployment.issuer(),
+        issuer: deployment.issuer().clone(),
         voids_allowed,
     });
 

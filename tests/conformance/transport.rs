@@ -22,7 +22,17 @@ async fn issuer_key_needs_no_credential() {
     assert_eq!(key.alg, "ed25519");
     let raw_key = kofu_proto::b64url_decode(&key.public_key).expect("base64url");
     assert_eq!(raw_key.len(), 32);
-    assert_eq!(raw_key, env.issuer.to_bytes());
+    // v1.1: the current key's id, and the key set (here the current key alone).
+    let current = kofu_proto::verify::issuer_key(&key.public_key).expect("a key");
+    assert_eq!(key.kid, kofu_proto::verify::key_id(&current));
+    assert_eq!(key.keys.len(), 1);
+    assert_eq!(key.keys[0].kid, key.kid);
+    assert_eq!(key.keys[0].public_key, key.public_key);
+    assert_eq!(key.keys[0].status, kofu_proto::api::KeyStatus::Current);
+    assert_eq!(
+        env.issuer.kids().collect::<Vec<_>>(),
+        vec![key.kid.as_str()]
+    );
     // The key derives from the fixture seed: a second node agrees.
     let again = Env::start(&[]).await;
     assert_eq!(again.issuer, env.issuer);

@@ -35,6 +35,7 @@ async fn metrics_are_promtool_clean_and_free_of_ids() {
         "kofu_mailbox_backlog_messages",
         "kofu_render_duration_seconds_bucket",
         "kofu_store_op_duration_seconds_bucket",
+        "kofu_admission_refusals_total",
     ] {
         assert!(text.contains(series), "missing series {series}");
     }

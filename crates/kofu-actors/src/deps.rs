@@ -7,7 +7,7 @@ use std::time::Duration;
 use kofu_coord::{Coordinator, FencedStore, Registry};
 use kofu_render::Issuer;
 
-use crate::{ActorMetrics, ClusterMetrics};
+use crate::{ActorMetrics, ClusterMetrics, KioskSessions};
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -78,6 +78,9 @@ pub struct Deps {
     pub faults: RenderFaults,
     pub metrics: ActorMetrics,
     pub cluster: ClusterMetrics,
+    /// Open sessions per kiosk on this node (admission control: a kiosk over its limit
+    /// gets `429 too_many_requests` on create).
+    pub kiosk_sessions: Arc<KioskSessions>,
 }
 
 impl std::fmt::Debug for Deps {

@@ -6,6 +6,7 @@
 pub mod clock;
 mod cluster_metrics;
 mod deps;
+mod kiosk_sessions;
 mod messages;
 mod metrics;
 mod router;
@@ -15,5 +16,6 @@ mod snapshot;
 
 pub use cluster_metrics::ClusterMetrics;
 pub use deps::{Deps, RenderFaults, SessionConfig};
+pub use kiosk_sessions::{KioskSessions, SessionSlot};
 pub use metrics::{ActorMetrics, OpenSessions};
 pub use router::{Remote, Router, RouterConfig, ShardStart};

@@ -20,14 +20,21 @@ use kofu_core::session::CloseReason;
 use kofu_proto::{ErrorCode, KioskId, SessionId};
 use tokio::sync::Semaphore;
 
-use crate::Deps;
 use crate::messages::{CreateSession, Detach, SessionCall, SessionStopped};
 use crate::session::timers::CloseSession;
 use crate::session::{Session, SessionInit};
+use crate::{Deps, SessionSlot};
 
 struct Entry {
     addr: Addr<Session>,
-    kiosk: KioskId,
+    /// The kiosk's count of open sessions holds this one until the entry is dropped.
+    slot: SessionSlot,
+}
+
+impl Entry {
+    fn kiosk(&self) -> &KioskId {
+        self.slot.kiosk()
+    }
 }
 
 pub struct ShardHost {
@@ -109,24 +116,36 @@ impl Handler<CreateSession> for ShardHost {
             return msg.reply.moved();
         }
         let digest = msg.card.digest_bytes();
+        let mut replaced = None;
         if let Some(old) = self.cards.get(&digest).copied() {
             match self.sessions.get(&old) {
-                Some(e) if e.kiosk != msg.kiosk => {
+                Some(e) if *e.kiosk() != msg.kiosk => {
                     return msg.reply.send(ErrorCode::CardInUse);
                 }
-                Some(e) => {
-                    // Same kiosk, same card: the old session ends first (it stays in the
-                    // table until it has). Its lock release only applies while it still
-                    // holds the lock, so the new lock stands.
-                    e.addr.do_send(CloseSession(CloseReason::Replaced));
-                }
+                Some(e) => replaced = Some(e.addr.clone()),
                 None => {}
             }
+        }
+        // A session replacing the kiosk's own session of this card takes the place of
+        // the one ending; any other counts against the kiosk's limit.
+        let kiosk_sessions = &self.deps.kiosk_sessions;
+        let slot = match &replaced {
+            Some(_) => kiosk_sessions.acquire(&msg.kiosk),
+            None => match kiosk_sessions.try_acquire(&msg.kiosk) {
+                Some(slot) => slot,
+                None => return msg.reply.send(ErrorCode::TooManyRequests),
+            },
+        };
+        if let Some(old) = replaced {
+            // Same kiosk, same card: the old session ends first (it stays in the table
+            // until it has). Its lock release only applies while it still holds the
+            // lock, so the new lock stands.
+            old.do_send(CloseSession(CloseReason::Replaced));
         }
         let id = SessionId::new(self.fence.shard, rand::random());
         let init = SessionInit {
             id,
-            kiosk: msg.kiosk.clone(),
+            kiosk: msg.kiosk,
             card_digest: digest,
             card_key: msg.card_key,
             record: msg.record,
@@ -138,13 +157,7 @@ impl Handler<CreateSession> for ShardHost {
         };
         let addr = Session::new(init).start();
         self.cards.insert(digest, id);
-        self.sessions.insert(
-            id,
-            Entry {
-                addr,
-                kiosk: msg.kiosk,
-            },
-        );
+        self.sessions.insert(id, Entry { addr, slot });
     }
 }
 
@@ -164,7 +177,7 @@ impl ShardHost {
         let Some(entry) = self.sessions.get(&msg.session) else {
             return self.load(msg, ctx);
         };
-        if entry.kiosk != msg.kiosk {
+        if *entry.kiosk() != msg.kiosk {
             return msg.reply.send(ErrorCode::UnknownSession);
         }
         if let Err(err) = entry.addr.try_send(msg) {

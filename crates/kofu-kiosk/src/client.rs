@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ed25519_dalek::VerifyingKey;
+use kofu_proto::verify::IssuerKeys;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
@@ -200,16 +200,18 @@ impl Client {
         }
     }
 
-    /// `GET /v1/issuer-key` (no credential), parsed.
-    pub async fn issuer_key(&self) -> Result<VerifyingKey, CallError> {
+    /// `GET /v1/issuer-key` (no credential), parsed: every key the node says to trust
+    /// (current, next and retired), each under its id. Refused whole when a key is
+    /// malformed or listed under another key's id.
+    pub async fn issuer_keys(&self) -> Result<IssuerKeys, CallError> {
         let x = self
             .exchange(Step::IssuerKey, Method::GET, "/v1/issuer-key", None, None)
             .await
             .map_err(CallError::NoAnswer)?;
         let key: kofu_proto::api::IssuerKeyResponse = x.success(StatusCode::OK)?.json()?;
-        kofu_proto::verify::issuer_key(&key.public_key).map_err(|_| CallError::Malformed {
+        IssuerKeys::from_response(&key).map_err(|_| CallError::Malformed {
             status: 200,
-            what: "the issuer key is not an ed25519 public key",
+            what: "the issuer keys are not ed25519 public keys under their ids",
         })
     }
 

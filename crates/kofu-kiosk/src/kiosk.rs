@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ed25519_dalek::VerifyingKey;
 use kofu_proto::CertKind;
 use kofu_proto::api::{
     AuthResponse, BINDING_HEADER, CreateSessionResponse, JobResponse, PrintedResponse,
     SIGNATURE_HEADER,
 };
+use kofu_proto::verify::IssuerKeys;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -328,8 +328,8 @@ impl Kiosk {
     }
 
     /// Endpoint 7 (sent without the credential it does not need).
-    pub async fn issuer_key(&self) -> Result<VerifyingKey, CallError> {
-        self.client.issuer_key().await
+    pub async fn issuer_keys(&self) -> Result<IssuerKeys, CallError> {
+        self.client.issuer_keys().await
     }
 }
 

@@ -79,7 +79,8 @@ impl CallError {
     /// no answer (API.md: a retry converges, never does anything twice).
     pub fn is_retryable(&self) -> bool {
         match self {
-            CallError::Api(e) => e.status == 503,
+            // Refused by admission control: nothing was done, and it may pass later.
+            CallError::Api(e) => e.status == 503 || e.is(ErrorCode::TooManyRequests),
             CallError::NoAnswer(_) => true,
             CallError::Malformed { .. } => false,
         }

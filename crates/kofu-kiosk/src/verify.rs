@@ -4,10 +4,9 @@
 //! read either from the PDF's bytes in-process (cheap enough for every document of a load
 //! run) or, strictly, as `pdftotext` extracts it (what a person would read).
 
-use ed25519_dalek::VerifyingKey;
 use kofu_proto::Binding;
 pub use kofu_proto::verify::Expected;
-use kofu_proto::verify::{VerifyError, verify_release};
+use kofu_proto::verify::{IssuerKeys, VerifyError, verify_release};
 
 use crate::fixtures::{Card, Fixtures};
 use crate::kiosk::Released;
@@ -73,7 +72,9 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy)]
 pub struct Verifier<'a> {
     pub fixtures: &'a Fixtures,
-    pub issuer: &'a VerifyingKey,
+    /// Every issuer key the kiosk trusts (`GET /v1/issuer-key`'s `keys`); a document
+    /// is verified with the one its binding's `kid` names.
+    pub issuer: &'a IssuerKeys,
     pub text: TextCheck,
 }
 
@@ -214,6 +215,7 @@ mod tests {
     fn released(issuer: &SigningKey, fx: &Fixtures, body: &[u8], ctype: &str) -> Released {
         let binding = Binding {
             v: 1,
+            kid: kofu_proto::verify::key_id(&issuer.verifying_key()),
             serial: "S-1".into(),
             session_id: "sess".into(),
             kiosk_id: "SEJ-13104-0042-01".into(),
@@ -252,7 +254,7 @@ mod tests {
     }
 
     fn check(fx: &Fixtures, issuer: &SigningKey, doc: &Released) -> Result<Verified, Refusal> {
-        let key = issuer.verifying_key();
+        let key = IssuerKeys::single(issuer.verifying_key());
         let verifier = Verifier {
             fixtures: fx,
             issuer: &key,
@@ -329,9 +331,10 @@ mod tests {
             &pdf(&["YAMADA Taro"]),
             "application/pdf",
         );
+        // Signed by a key the kiosk does not trust, under that key's own id.
         assert!(matches!(
             check(&fx, &issuer, &forged),
-            Err(Refusal::Release(VerifyError::Signature))
+            Err(Refusal::Release(VerifyError::UnknownKey))
         ));
     }
 }

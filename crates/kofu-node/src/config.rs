@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+mod admission;
+mod credentials;
+
+pub use admission::{AdmissionConfig, AdmissionError};
+pub use credentials::CredentialsConfig;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -105,6 +111,13 @@ pub struct ServeConfig {
     /// Log filter, e.g. `info` or `kofu_actors=debug`.
     #[arg(long, env = "KOFU_LOG", default_value = "info")]
     pub log_level: String,
+
+    // --- Real deployments (issue 11): credentials and admission control, each in its
+    // own file under `config/`.
+    #[command(flatten)]
+    pub credentials: CredentialsConfig,
+    #[command(flatten)]
+    pub admission: AdmissionConfig,
 }
 
 /// `30d`, `12h`, `90m`, `3600s`: at least a minute, at most ten years.
@@ -155,6 +168,13 @@ pub enum ConfigError {
     DelayEvery,
     #[error("--{0} must be at least 1")]
     Threads(&'static str),
+    // --- Real deployments (issue 11).
+    #[error(
+        "an issuer key file is required (--issuer-key-file or KOFU_ISSUER_KEY_FILE) unless the node runs on fixtures: with a kiosks or admin tokens file, no key may derive from the fixture seed"
+    )]
+    IssuerKeyRequired,
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
 }
 
 impl ServeConfig {
@@ -200,6 +220,11 @@ impl ServeConfig {
         if self.move_wait_ms == 0 {
             return Err(ConfigError::Zero("move-wait-ms"));
         }
+        // --- Real deployments (issue 11).
+        if !self.credentials.on_fixtures() && self.issuer_key_file.is_none() {
+            return Err(ConfigError::IssuerKeyRequired);
+        }
+        self.admission.validate()?;
         Ok(())
     }
 

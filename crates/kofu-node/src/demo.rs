@@ -80,6 +80,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &seed,
         "--drain-timeout-ms",
         "1000",
+        // A few kiosks drive every session as fast as they can: no per-kiosk limits.
+        "--kiosk-rate",
+        "0",
+        "--kiosk-max-sessions",
+        "0",
     ])
     .context("demo node configuration")?
     .cfg;

@@ -1,13 +1,17 @@
 //! The `kofu` binary: `serve` runs a node, `fixtures` prints the synthetic population a
-//! node serves, `demo` runs an embedded node and drives kiosk sessions against it.
+//! node serves, `demo` runs an embedded node and drives kiosk sessions against it,
+//! `credentials` mints tokens and issuer keys for real deployments.
 
 mod auth;
 mod config;
+mod credentials_cmd;
 mod demo;
 mod http;
+mod issuer_keys;
 mod node;
 mod record;
 mod registry_cmd;
+mod reload;
 mod telemetry;
 
 use std::io::Write as _;
@@ -54,6 +58,9 @@ enum Command {
     /// Start an embedded node in-process, drive concurrent kiosk sessions, verify every
     /// document and print a summary.
     Demo(demo::DemoArgs),
+    /// Mint credentials for real deployments: kiosk and admin tokens, issuer keys.
+    #[command(subcommand)]
+    Credentials(credentials_cmd::CredentialsCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
         } => fixtures(seed, residents, kiosks),
         Command::Demo(args) => demo::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
+        Command::Credentials(cmd) => credentials_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
@@ -90,7 +98,16 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
     };
     let population = Population::generate(&spec);
     actix_rt::System::new().block_on(async move {
-        let node = Node::start(&cfg, population).await?;
+        // Before anything can be ready: SIGHUP's default action would end the process.
+        let mut signals = Signals::new()?;
+        let node = match Node::start(&cfg, population).await {
+            Ok(node) => node,
+            Err(e) if e.downcast_ref::<node::BadConfig>().is_some() => {
+                eprintln!("kofu: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(e),
+        };
         let internal = node
             .internal_addr()
             .map_or_else(String::new, |a| a.to_string());
@@ -103,22 +120,47 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
             shards = cfg.shard_count,
             "kofu serving"
         );
-        wait_for_signal().await?;
+        while signals.next().await == Signal::Reload {
+            tracing::info!("SIGHUP: reading configuration files again");
+            node.reload();
+        }
         tracing::info!("shutdown requested");
         node.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
 }
 
 fn fixtures(seed: u64, residents: u32, kiosks: u32) -> anyhow::Result<ExitCode> {

@@ -6,6 +6,9 @@
 //! depends on the topology).
 
 mod cluster;
+mod creds;
+
+pub use creds::BadConfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,22 +19,22 @@ use actix_web::dev::ServerHandle;
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use kofu_actors::{
-    ActorMetrics, ClusterMetrics, Deps, RenderFaults, Router, RouterConfig, SessionConfig,
-    ShardStart,
+    ActorMetrics, ClusterMetrics, Deps, KioskSessions, RenderFaults, Router, RouterConfig,
+    SessionConfig, ShardStart,
 };
 use kofu_coord::embedded::{AuditSink, EmbeddedCoordinator, EmbeddedRegistry, EmbeddedStore};
 use kofu_coord::{Coordinator, FencedStore, Registry};
 use kofu_core::Population;
 use kofu_core::records::ResidentRecord;
 use kofu_core::session::CloseReason;
-use kofu_render::Issuer;
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::Instrument as _;
 
-use crate::auth::{AdminAuth, KioskAuth};
 use crate::config::ServeConfig;
-use crate::http::{self, AppState, Drain, metrics::HttpMetrics};
+use crate::http::admission::Admission;
+use crate::http::{self, AppState, Drain, Listener, metrics::HttpMetrics};
 use crate::record::Recorder;
+use crate::reload::Reloader;
 
 /// How long the HTTP workers may take to start.
 const WORKERS_START: Duration = Duration::from_secs(30);
@@ -49,6 +52,8 @@ pub struct Node {
     admin: ServerHandle,
     drain_timeout: Duration,
     cluster: Option<cluster::Cluster>,
+    /// What SIGHUP reads again.
+    reloader: Reloader,
 }
 
 /// The node's sockets, bound before anything is built: a taken port fails the start
@@ -123,38 +128,6 @@ fn embedded_plane(cfg: &ServeConfig, residents: Vec<ResidentRecord>) -> anyhow::
     })
 }
 
-/// The issuer key: from the key file when given, else derived from the fixture seed so
-/// every node started with the same seed signs alike.
-fn issuer(cfg: &ServeConfig) -> anyhow::Result<Issuer> {
-    let Some(path) = &cfg.issuer_key_file else {
-        return Ok(Issuer::from_seed(kofu_core::issuer_seed(cfg.fixture_seed)));
-    };
-    let raw = std::fs::read(path)
-        .with_context(|| format!("cannot read issuer key file {}", path.display()))?;
-    let seed: Option<[u8; 32]> = if raw.len() == 32 {
-        raw.as_slice().try_into().ok()
-    } else {
-        let text = String::from_utf8_lossy(&raw);
-        let text = text.trim();
-        let hex = (text.len() == 64)
-            .then(|| {
-                (0..32)
-                    .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-                    .collect::<Option<Vec<u8>>>()
-            })
-            .flatten();
-        hex.or_else(|| kofu_proto::b64url_decode(text))
-            .and_then(|b| b.try_into().ok())
-    };
-    let seed = seed.with_context(|| {
-        format!(
-            "issuer key file {} must hold 32 raw bytes, 64 hex digits or base64url of 32 bytes",
-            path.display()
-        )
-    })?;
-    Ok(Issuer::from_seed(seed))
-}
-
 fn session_config(cfg: &ServeConfig) -> SessionConfig {
     SessionConfig {
         idle_timeout: cfg.idle_timeout(),
@@ -168,7 +141,6 @@ impl Node {
     /// Starts a node serving `population`; must run inside an actix system.
     pub async fn start(cfg: &ServeConfig, population: Population) -> anyhow::Result<Node> {
         let sockets = Sockets::bind(cfg).await?;
-        let issuer = Arc::new(issuer(cfg)?);
         let prom = prometheus::Registry::new();
         let metrics = ActorMetrics::new(&prom).context("registering actor metrics")?;
         let cluster_metrics = ClusterMetrics::new(&prom).context("registering cluster metrics")?;
@@ -183,8 +155,8 @@ impl Node {
             admin_token,
             ..
         } = population;
-        let kiosk_auth = KioskAuth::new(&kiosks);
-        let admin_auth = AdminAuth::new(&admin_token);
+        let creds = creds::Credentials::load(cfg, &kiosks, &admin_token)?;
+        let issuer = creds.issuer.issuer();
         let recorder = cfg.record_traffic.as_ref().map(|path| {
             Arc::new(Recorder::new(
                 path.clone(),
@@ -211,6 +183,10 @@ impl Node {
             ),
             metrics,
             cluster: cluster_metrics,
+            kiosk_sessions: match cfg.admission.kiosk_max_sessions {
+                0 => KioskSessions::unlimited(),
+                n => KioskSessions::new(n),
+            },
         });
         let workers = cfg.http_workers.unwrap_or_else(ServeConfig::cores);
         let router = Router::new(
@@ -230,9 +206,11 @@ impl Node {
             router: router.clone(),
             registry: plane.registry,
             coordinator: plane.coordinator.clone(),
-            kiosks: kiosk_auth,
-            admin: admin_auth,
-            issuer_key_b64: issuer.public_key_b64(),
+            kiosks: creds.kiosks,
+            admin: creds.admin,
+            issuer_keys: creds.issuer,
+            admission: Admission::new(&cfg.admission, &prom)
+                .context("registering admission metrics")?,
             prometheus: prom,
             recorder,
             drain: Drain::new(cluster.as_ref().map(cluster::Cluster::drain_action)),
@@ -246,9 +224,13 @@ impl Node {
             if worker < workers {
                 s.router.register_worker(worker);
             }
-            http::app(s.clone(), m.clone(), http::kiosk_routes)
+            http::app(s.clone(), m.clone(), Listener::Kiosk)
         })
         .workers(workers)
+        // Slow clients (slowloris) are cut off; see README "Admission control".
+        .client_request_timeout(cfg.admission.header_timeout())
+        .client_disconnect_timeout(cfg.admission.disconnect_timeout())
+        .max_connections(cfg.admission.connections_per_worker(workers))
         // Kiosks keep connections between steps of a session; a client pool must idle
         // out before the server does, and common pools use 30-60 s.
         .keep_alive(Duration::from_secs(75))
@@ -259,8 +241,11 @@ impl Node {
         let kiosk_addr = first_addr(&kiosk_server.addrs())?;
         let (s, m) = (state.clone(), http_metrics);
         let admin_server =
-            HttpServer::new(move || http::app(s.clone(), m.clone(), http::admin_routes))
+            HttpServer::new(move || http::app(s.clone(), m.clone(), Listener::Admin))
                 .workers(1)
+                .client_request_timeout(cfg.admission.header_timeout())
+                .client_disconnect_timeout(cfg.admission.disconnect_timeout())
+                .max_connections(cfg.admission.connections_per_worker(1))
                 .disable_signals()
                 .shutdown_timeout(1)
                 .listen(sockets.admin)
@@ -283,6 +268,8 @@ impl Node {
             }
             Some(cluster) => cluster.follow_leases(router),
         }
+        let mut reloader = Reloader::default();
+        creds::add_hooks(&mut reloader, cfg, &state);
         Ok(Node {
             state,
             kiosk_addr,
@@ -291,7 +278,14 @@ impl Node {
             admin,
             drain_timeout: cfg.drain_timeout(),
             cluster,
+            reloader,
         })
+    }
+
+    /// SIGHUP: reads every file-backed setting again (README "Operations"); answers how
+    /// many parts were refused (each logged).
+    pub fn reload(&self) -> usize {
+        self.reloader.reload()
     }
 
     /// The internal listener's address (cluster mode).

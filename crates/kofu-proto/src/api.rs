@@ -79,11 +79,35 @@ pub struct PrintedResponse {
     pub charged_yen: u32,
 }
 
-/// `GET /v1/issuer-key`.
+/// `GET /v1/issuer-key`: the key signing now (`public_key`, `kid`) and every key a
+/// kiosk should trust (`keys`: the current one, the next one before it signs, retired
+/// ones while their documents may still be in flight).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IssuerKeyResponse {
     pub alg: String,
     pub public_key: String,
+    pub kid: String,
+    pub keys: Vec<PublishedKey>,
+}
+
+/// One entry of `GET /v1/issuer-key`'s `keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublishedKey {
+    pub kid: String,
+    pub public_key: String,
+    pub status: KeyStatus,
+}
+
+/// Where an issuer key is in its rotation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Signs the documents released now.
+    Current,
+    /// Published before it signs, so kiosks trust it when the nodes switch to it.
+    Next,
+    /// Signed before the last rotation; documents it signed may still be in flight.
+    Retired,
 }
 
 /// Response headers carrying the binding and the issuer's signature over it.
@@ -118,6 +142,8 @@ pub enum ErrorCode {
     TooManyJobs,
     Unavailable,
     Internal,
+    Forbidden,
+    TooManyRequests,
 }
 
 impl ErrorCode {
@@ -128,7 +154,7 @@ impl ErrorCode {
             | ErrorCode::Unauthorized
             | ErrorCode::BadSignature
             | ErrorCode::NotAuthenticated => 401,
-            ErrorCode::CardRevoked => 403,
+            ErrorCode::CardRevoked | ErrorCode::Forbidden => 403,
             ErrorCode::UnknownCard
             | ErrorCode::UnknownSession
             | ErrorCode::UnknownJob
@@ -140,7 +166,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::NotIssuable => 422,
             ErrorCode::SessionLocked => 423,
-            ErrorCode::TooManyJobs => 429,
+            ErrorCode::TooManyJobs | ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -171,6 +197,8 @@ impl ErrorCode {
             ErrorCode::TooManyJobs => "too_many_jobs",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyRequests => "too_many_requests",
         }
     }
 
@@ -201,6 +229,10 @@ impl ErrorCode {
             ErrorCode::TooManyJobs => "a session may create at most 5 jobs",
             ErrorCode::Unavailable => "no safe owner for this session right now; retry later",
             ErrorCode::Internal => "internal error",
+            ErrorCode::Forbidden => "the admin credential lacks the role this endpoint needs",
+            ErrorCode::TooManyRequests => {
+                "this kiosk is over its request rate or open-session limit; retry later"
+            }
         }
     }
 }
@@ -366,6 +398,8 @@ mod tests {
             ErrorCode::InvalidCardId,
             ErrorCode::NotIssuable,
             ErrorCode::TooManyJobs,
+            ErrorCode::Forbidden,
+            ErrorCode::TooManyRequests,
         ] {
             let json = serde_json::to_string(&code).expect("serialize");
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -12,6 +12,9 @@ use crate::{CardId, CertKind};
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     pub v: u32,
+    /// The id of the issuer key that signed it (`verify::key_id`): a kiosk picks the
+    /// key by it from `GET /v1/issuer-key`'s `keys`, so keys can rotate without a gap.
+    pub kid: String,
     pub serial: String,
     pub session_id: String,
     pub kiosk_id: String,
@@ -62,6 +65,7 @@ mod tests {
     fn sample() -> Binding {
         Binding {
             v: 1,
+            kid: "0011223344556677".into(),
             serial: "S1".into(),
             session_id: "sess".into(),
             kiosk_id: "SEJ-1".into(),
@@ -79,7 +83,7 @@ mod tests {
         let text = String::from_utf8(sample().to_bytes()).expect("utf8");
         assert_eq!(
             text,
-            r#"{"v":1,"serial":"S1","session_id":"sess","kiosk_id":"SEJ-1","card_digest":"ab","kind":"residence","copies":1,"record_version":7,"issued_at":"2026-11-21T09:00:00Z","doc_sha256":"cd"}"#
+            r#"{"v":1,"kid":"0011223344556677","serial":"S1","session_id":"sess","kiosk_id":"SEJ-1","card_digest":"ab","kind":"residence","copies":1,"record_version":7,"issued_at":"2026-11-21T09:00:00Z","doc_sha256":"cd"}"#
         );
         assert_eq!(
             Binding::from_bytes(text.as_bytes()).expect("parse"),

@@ -39,7 +39,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let doc = render(&issuer, &req);
-    let public = issuer.verifying_key();
+    let public = issuer.keys();
     let expected = expected(&doc, &rec.card_id);
     let binding = doc.binding.to_bytes();
     c.bench_function("sign_only/residence_binding", |b| {

@@ -9,27 +9,70 @@ mod pdf;
 mod text;
 
 use bytes::Bytes;
+use std::sync::{Arc, RwLock};
+
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use kofu_core::records::{Date, ResidentRecord};
-use kofu_proto::verify::{Expected, verify_release};
+use kofu_proto::verify::{Expected, IssuerKeys, key_id, verify_release};
 use kofu_proto::{Binding, CertKind, Document};
 use sha2::{Digest, Sha256};
 
-/// The municipality's issuing key, which signs every document binding.
-#[derive(Clone)]
+/// The municipality's issuing key, which signs every document binding, and its key id
+/// (`kofu_proto::verify::key_id`). The key can be replaced while documents render (a
+/// rotation, `rotate_to`); a render takes the key once, so a binding's `kid` and its
+/// signature always come from the same key.
 pub struct Issuer {
+    current: RwLock<Arc<SigningIdentity>>,
+}
+
+struct SigningIdentity {
     key: SigningKey,
+    kid: String,
+}
+
+impl SigningIdentity {
+    fn from_seed(seed: [u8; 32]) -> SigningIdentity {
+        let key = SigningKey::from_bytes(&seed);
+        SigningIdentity {
+            kid: key_id(&key.verifying_key()),
+            key,
+        }
+    }
 }
 
 impl Issuer {
     pub fn from_seed(seed: [u8; 32]) -> Issuer {
         Issuer {
-            key: SigningKey::from_bytes(&seed),
+            current: RwLock::new(Arc::new(SigningIdentity::from_seed(seed))),
         }
     }
 
+    fn current(&self) -> Arc<SigningIdentity> {
+        // A writer never panics while holding the lock; a poisoned one still holds a
+        // whole key.
+        match self.current.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Signs with the key of `seed` from now on (documents rendering keep the key
+    /// they took).
+    pub fn rotate_to(&self, seed: [u8; 32]) {
+        let next = Arc::new(SigningIdentity::from_seed(seed));
+        match self.current.write() {
+            Ok(mut k) => *k = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
+    /// The id of the key signing now.
+    pub fn kid(&self) -> String {
+        self.current().kid.clone()
+    }
+
     pub fn public_key(&self) -> [u8; 32] {
-        self.key.verifying_key().to_bytes()
+        self.verifying_key().to_bytes()
     }
 
     /// The key as served by `GET /v1/issuer-key`.
@@ -38,11 +81,16 @@ impl Issuer {
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
+        self.current().key.verifying_key()
+    }
+
+    /// The key signing now, as the one key a verifier trusts.
+    pub fn keys(&self) -> IssuerKeys {
+        IssuerKeys::single(self.verifying_key())
     }
 
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        self.key.sign(msg).to_bytes()
+        self.current().key.sign(msg).to_bytes()
     }
 }
 
@@ -50,6 +98,7 @@ impl std::fmt::Debug for Issuer {
     // The secret half must never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issuer")
+            .field("kid", &self.kid())
             .field("public_key", &self.public_key_b64())
             .finish()
     }
@@ -115,8 +164,10 @@ impl std::fmt::Debug for Rendered {
 /// Renders the PDF, binds it to the request and signs the binding.
 pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Rendered {
     let (pdf, pages) = render_pages(req);
+    let signer = issuer.current();
     let binding = Binding {
         v: 1,
+        kid: signer.kid.clone(),
         serial: req.serial.to_owned(),
         session_id: req.session_id.to_owned(),
         kiosk_id: req.kiosk_id.to_owned(),
@@ -128,7 +179,7 @@ pub fn render(issuer: &Issuer, req: &RenderRequest<'_>) -> Rendered {
         doc_sha256: hex::encode(Sha256::digest(&pdf)),
     };
     let bytes = binding.to_bytes();
-    let signature = issuer.sign(&bytes);
+    let signature = signer.key.sign(&bytes).to_bytes();
     Rendered {
         document: Document {
             pdf: Bytes::from(pdf),
@@ -205,7 +256,7 @@ fn issue_date_jst(issued_at: &str) -> Option<Date> {
 /// Self-check before release: verifies the document exactly as a kiosk will (signature
 /// over the header bytes, body digest, session, kiosk, card, kind, copies) and that the
 /// signed binding is the one this document carries. False on any mismatch.
-pub fn self_check(issuer_public: &VerifyingKey, doc: &Rendered, expected: &Expected<'_>) -> bool {
+pub fn self_check(issuer_public: &IssuerKeys, doc: &Rendered, expected: &Expected<'_>) -> bool {
     match verify_release(
         issuer_public,
         &doc.pdf,

@@ -5,7 +5,7 @@ mod common;
 
 use common::{ISSUED_AT, KIOSK, SERIAL, SESSION, expected, issuer, request, takahashi, watanabe};
 use kofu_proto::Document;
-use kofu_proto::verify::{Expected, VerifyError, verify_release};
+use kofu_proto::verify::{Expected, IssuerKeys, VerifyError, verify_release};
 use kofu_proto::{Binding, CertKind};
 use kofu_render::{Issuer, Rendered, render, self_check};
 use sha2::{Digest, Sha256};
@@ -34,6 +34,8 @@ fn binding_is_correct_and_verifies() {
 
         let pk = kofu_proto::verify::issuer_key(&issuer.public_key_b64()).expect("issuer key");
         assert_eq!(pk.to_bytes(), issuer.public_key());
+        assert_eq!(b.kid, kofu_proto::verify::key_id(&pk));
+        let pk = IssuerKeys::single(pk);
         let exp = expected(&doc, &rec.card_id);
         let verified = verify_release(&pk, &doc.pdf, &doc.binding_b64, &doc.signature_b64, &exp);
         assert_eq!(verified.as_ref(), Ok(b));
@@ -45,7 +47,7 @@ fn binding_is_correct_and_verifies() {
 fn self_check_refuses_every_tampering() {
     let rec = takahashi();
     let issuer = issuer();
-    let pk = issuer.verifying_key();
+    let pk = issuer.keys();
     let doc = render(&issuer, &request(&rec, CertKind::Residence));
     let exp = expected(&doc, &rec.card_id);
     assert!(self_check(&pk, &doc, &exp));
@@ -97,7 +99,7 @@ fn self_check_refuses_every_tampering() {
     assert!(!self_check(&pk, &doc, &wrong_kiosk));
     let stranger_card = watanabe().card_id;
     assert!(!self_check(&pk, &doc, &expected(&doc, &stranger_card)));
-    let other_issuer = Issuer::from_seed([43; 32]).verifying_key();
+    let other_issuer = Issuer::from_seed([43; 32]).keys();
     assert!(!self_check(&other_issuer, &doc, &exp));
     assert_eq!(
         verify_release(
@@ -107,8 +109,32 @@ fn self_check_refuses_every_tampering() {
             &doc.signature_b64,
             &exp
         ),
-        Err(VerifyError::Signature)
+        Err(VerifyError::UnknownKey)
     );
+}
+
+#[test]
+fn a_rotated_issuer_signs_with_the_new_key_under_its_id() {
+    let rec = takahashi();
+    let issuer = issuer();
+    let (old_kid, old_key) = (issuer.kid(), issuer.verifying_key());
+    let before = render(&issuer, &request(&rec, CertKind::Residence));
+    issuer.rotate_to([44; 32]);
+    assert_ne!(issuer.kid(), old_kid);
+    let after = render(&issuer, &request(&rec, CertKind::Residence));
+    assert_eq!(before.binding.kid, old_kid);
+    assert_eq!(after.binding.kid, issuer.kid());
+    // The body does not depend on the key: only the binding and its signature do.
+    assert_eq!(before.pdf, after.pdf);
+    let both = IssuerKeys::new([old_key, issuer.verifying_key()]);
+    for doc in [&before, &after] {
+        assert!(self_check(&both, doc, &expected(doc, &rec.card_id)));
+    }
+    assert!(!self_check(
+        &IssuerKeys::single(old_key),
+        &after,
+        &expected(&after, &rec.card_id)
+    ));
 }
 
 #[test]

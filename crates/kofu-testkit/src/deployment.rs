@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::VerifyingKey;
 use kofu_kiosk::{Client, Fixtures, Kiosk, Method, Resp};
+use kofu_proto::verify::IssuerKeys;
 use serde_json::Value;
 
 use crate::kiosk::REQUEST_TIMEOUT;
@@ -75,7 +75,7 @@ pub struct Deployment {
     pub nodes: Vec<Option<KofuNode>>,
     opts: DeploymentOptions,
     fx: &'static Fixtures,
-    issuer: VerifyingKey,
+    issuer: IssuerKeys,
     client: Client,
 }
 
@@ -194,7 +194,8 @@ impl Deployment {
         self.fx
     }
 
-    pub fn issuer(&self) -> &VerifyingKey {
+    /// The issuer keys the first node published at start (every key a kiosk trusts).
+    pub fn issuer(&self) -> &IssuerKeys {
         &self.issuer
     }
 
@@ -361,13 +362,13 @@ fn registry_load(url: &str, opts: &DeploymentOptions) {
     );
 }
 
-/// The key the node signs documents with, as `GET /v1/issuer-key` serves it.
-fn issuer_key(node: &KofuNode) -> VerifyingKey {
+/// The keys the node says to trust, as `GET /v1/issuer-key` serves them.
+fn issuer_key(node: &KofuNode) -> IssuerKeys {
     let addr = node.api.trim_start_matches("http://");
     let (status, body) =
         sync_get(addr, "/v1/issuer-key", None).unwrap_or_else(|| panic!("no issuer key answer"));
     assert_eq!(status, 200, "issuer-key: {body}");
     let key: kofu_proto::api::IssuerKeyResponse =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("issuer-key body: {e}"));
-    kofu_proto::verify::issuer_key(&key.public_key).unwrap_or_else(|e| panic!("issuer key: {e}"))
+    IssuerKeys::from_response(&key).unwrap_or_else(|e| panic!("issuer key: {e}"))
 }

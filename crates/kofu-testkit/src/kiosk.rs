@@ -5,11 +5,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
 use kofu_kiosk::{
     Card, Client, Expected, Fixtures, KindChoice, Kiosk, LongPoll, Method, Plan, Released, Resp,
     Retry, TextCheck, Verifier,
 };
+use kofu_proto::verify::IssuerKeys;
 use kofu_proto::{Binding, CertKind};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -86,7 +86,7 @@ pub struct SessionReport {
 /// name from another household).
 pub(crate) async fn verify_document(
     fx: &Fixtures,
-    issuer: &VerifyingKey,
+    issuer: &IssuerKeys,
     resp: &Resp,
     order: &Expected<'_>,
 ) -> Result<Binding, String> {
@@ -105,7 +105,7 @@ pub(crate) async fn verify_document(
 }
 
 /// The verifier of the tests: every document through `pdftotext`.
-pub fn strict<'a>(fx: &'a Fixtures, issuer: &'a VerifyingKey) -> Verifier<'a> {
+pub fn strict<'a>(fx: &'a Fixtures, issuer: &'a IssuerKeys) -> Verifier<'a> {
     Verifier {
         fixtures: fx,
         issuer,
@@ -120,7 +120,7 @@ pub async fn full_session(
     card: &Card,
     kind: &str,
     copies: u8,
-    issuer: &VerifyingKey,
+    issuer: &IssuerKeys,
 ) -> Result<SessionReport, String> {
     let kind = CertKind::parse(kind).ok_or_else(|| format!("unknown kind {kind:?}"))?;
     let plan = Plan {

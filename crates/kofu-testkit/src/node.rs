@@ -99,6 +99,10 @@ impl KofuNode {
                 cmd.env_remove(key);
             }
         }
+        // Tests drive many sessions per kiosk as fast as they can: no per-kiosk limits
+        // unless a test sets them (its `env` or `args` come after and win).
+        cmd.env("KOFU_KIOSK_RATE", "0")
+            .env("KOFU_KIOSK_MAX_SESSIONS", "0");
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -162,6 +166,11 @@ impl KofuNode {
     /// SIGCONT after `pause`.
     pub fn resume(&self) {
         self.signal(rustix::process::Signal::CONT);
+    }
+
+    /// SIGHUP: the node reads its configuration files again.
+    pub fn hangup(&self) {
+        self.signal(rustix::process::Signal::HUP);
     }
 
     /// `kill -9`: no handoff, no cleanup. The log is still scanned on drop.

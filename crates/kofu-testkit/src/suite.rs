@@ -3,9 +3,9 @@
 //! the test with the answer, so each test states only what it checks and every error
 //! answer is checked against API.md the same strict way.
 
-use ed25519_dalek::VerifyingKey;
 use kofu_kiosk::Expected;
 use kofu_proto::api::{CreateSessionResponse, JobResponse};
+use kofu_proto::verify::IssuerKeys;
 use kofu_proto::{Binding, CertKind, ErrorCode};
 
 use crate::{Card, Deployment, DeploymentOptions, Fixtures, Kiosk, KofuNode, Resp};
@@ -15,7 +15,7 @@ use crate::{Card, Deployment, DeploymentOptions, Fixtures, Kiosk, KofuNode, Resp
 pub struct Env {
     pub deployment: Deployment,
     pub fx: &'static Fixtures,
-    pub issuer: VerifyingKey,
+    pub issuer: IssuerKeys,
 }
 
 /// The default population, loaded once.
@@ -47,7 +47,7 @@ impl Env {
         let deployment = tokio::task::block_in_place(|| Deployment::start(opts));
         Env {
             fx: deployment.fixtures(),
-            issuer: *deployment.issuer(),
+            issuer: deployment.issuer().clone(),
             deployment,
         }
     }

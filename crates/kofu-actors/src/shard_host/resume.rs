@@ -85,11 +85,11 @@ impl ShardHost {
             }
             return;
         };
-        let kiosk = snap.kiosk.clone();
+        let slot = self.deps.kiosk_sessions.acquire(&snap.kiosk);
         let digest = snap.card_digest;
         let addr = Session::resume(snap, self.fence, self.deps.clone(), ctx.address()).start();
         self.cards.entry(digest).or_insert(id);
-        self.sessions.insert(id, Entry { addr, kiosk });
+        self.sessions.insert(id, Entry { addr, slot });
         for c in calls {
             self.route(c, ctx);
         }

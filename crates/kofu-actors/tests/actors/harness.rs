@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kofu_actors::{
-    ActorMetrics, ClusterMetrics, Deps, RenderFaults, Router, RouterConfig, SessionConfig,
-    ShardStart,
+    ActorMetrics, ClusterMetrics, Deps, KioskSessions, RenderFaults, Router, RouterConfig,
+    SessionConfig, ShardStart,
 };
 use kofu_coord::Fence;
 use kofu_coord::embedded::{AuditSink, EmbeddedRegistry, EmbeddedStore};
@@ -48,6 +48,8 @@ pub struct Config {
     pub router: RouterConfig,
     /// Every job's render starts this late (a slow render stays in flight).
     pub render_delay: Duration,
+    /// Open sessions a kiosk may hold (admission control); unlimited by default.
+    pub kiosk_sessions: u32,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
                 max_waiting: 100,
             },
             render_delay: Duration::ZERO,
+            kiosk_sessions: u32::MAX,
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct World {
     pub config: Config,
     pub cards: Vec<Card>,
     pub kiosks: Vec<KioskId>,
+    /// Open sessions per kiosk, as the hosts count them.
+    pub kiosk_sessions: Arc<KioskSessions>,
     prom: prometheus::Registry,
 }
 
@@ -177,6 +182,7 @@ impl World {
         let coordinator = Arc::new(TestCoordinator::new(SHARDS));
         let issuer = Arc::new(Issuer::from_seed(kofu_core::issuer_seed(FIXTURE_SEED)));
         let prom = prometheus::Registry::new();
+        let kiosk_sessions = KioskSessions::new(config.kiosk_sessions);
         let deps = Arc::new(Deps {
             store: gate.clone(),
             registry: registry.clone(),
@@ -186,6 +192,7 @@ impl World {
             faults: RenderFaults::new(config.render_delay, 1),
             metrics: ActorMetrics::new(&prom).expect("actor metrics"),
             cluster: ClusterMetrics::new(&prom).expect("cluster metrics"),
+            kiosk_sessions: kiosk_sessions.clone(),
         });
         let router = Router::new(SHARDS, 1, deps, config.router, None);
         router.register_worker(0);
@@ -199,6 +206,7 @@ impl World {
             config,
             cards,
             kiosks,
+            kiosk_sessions,
             prom,
         };
         for shard in 0..SHARDS {
@@ -272,5 +280,10 @@ impl World {
 
     pub fn kiosk(&self, n: usize) -> KioskId {
         self.kiosks[n].clone()
+    }
+
+    /// Sessions `kiosk` holds on this node.
+    pub fn kiosk_sessions_open(&self, kiosk: &KioskId) -> u32 {
+        self.kiosk_sessions.open(kiosk)
     }
 }

@@ -6,6 +6,7 @@
 
 mod handoff;
 mod harness;
+mod kiosk_limit;
 mod lease;
 mod mailbox;
 mod moving;

@@ -65,7 +65,7 @@ struct Worker {
     /// its requests.
     kiosks: Vec<Kiosk>,
     plan: Arc<Plan>,
-    issuer: ed25519_dalek::VerifyingKey,
+    issuer: kofu_proto::verify::IssuerKeys,
     session_us: Histogram<u64>,
     errors: BTreeMap<String, u64>,
     completed: u64,
@@ -156,7 +156,11 @@ pub async fn drive(targets: Targets, plan: Plan) -> anyhow::Result<Report> {
         // A kiosk keeps its connection: one per worker and node.
         .pool_max_idle_per_host(concurrency)
         .build()?;
-    let issuer = client.pinned(0).issuer_key().await.context("issuer key")?;
+    let issuer = client
+        .pinned(0)
+        .issuer_keys()
+        .await
+        .context("issuer keys")?;
     let plan = Arc::new(plan);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -183,7 +187,7 @@ pub async fn drive(targets: Targets, plan: Plan) -> anyhow::Result<Report> {
                 .map(|k| client.kiosk(k))
                 .collect(),
             plan: plan.clone(),
-            issuer,
+            issuer: issuer.clone(),
             session_us: histogram(),
             errors: BTreeMap::new(),
             completed: 0,

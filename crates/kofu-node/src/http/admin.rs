@@ -11,6 +11,7 @@ use serde_json::json;
 use super::body::{finish, read_json};
 use super::error::{code, error_response, method_not_allowed};
 use super::{AppState, header};
+use crate::auth::Role;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
@@ -25,10 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/admin/v1/drain").route(web::post().to(drain)));
 }
 
-fn admin(state: &AppState, req: &HttpRequest) -> Result<(), HttpResponse> {
+/// The admin token's name, when it is valid and has `role` (`401` / `403` otherwise).
+fn admin(state: &AppState, req: &HttpRequest, role: Role) -> Result<String, HttpResponse> {
     state
         .admin
-        .check(header(req, "authorization"))
+        .check(header(req, "authorization"), role)
         .map_err(code)
 }
 
@@ -63,16 +65,17 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn cluster(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = admin(&state, &req) {
+    if let Err(r) = admin(&state, &req, Role::Read) {
         return r;
     }
     HttpResponse::Ok().json(state.coordinator.view())
 }
 
 async fn revoke(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = admin(&state, &req) {
-        return r;
-    }
+    let by = match admin(&state, &req, Role::Registry) {
+        Ok(name) => name,
+        Err(r) => return r,
+    };
     let card = match card(&req) {
         Ok(c) => c,
         Err(r) => return r,
@@ -80,7 +83,7 @@ async fn revoke(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let today = kofu_actors::clock::today();
     match state.registry.revoke_seal(&card, today).await {
         Ok(RevokeOutcome::Revoked { record_version }) => {
-            tracing::info!(card = %card.short_digest(), record_version, "seal registration revoked");
+            tracing::info!(card = %card.short_digest(), record_version, admin = %by, "seal registration revoked");
             HttpResponse::Ok().json(json!({"record_version": record_version, "seal": "revoked"}))
         }
         Ok(RevokeOutcome::AlreadyRevoked { record_version }) => {
@@ -109,7 +112,7 @@ async fn address(
     mut payload: web::Payload,
 ) -> HttpResponse {
     let resp = address_inner(&state, &req, &mut payload).await;
-    finish(resp, payload).await
+    finish(&req, resp, payload).await
 }
 
 async fn address_inner(
@@ -117,9 +120,10 @@ async fn address_inner(
     req: &HttpRequest,
     payload: &mut web::Payload,
 ) -> HttpResponse {
-    if let Err(r) = admin(state, req) {
-        return r;
-    }
+    let by = match admin(state, req, Role::Registry) {
+        Ok(name) => name,
+        Err(r) => return r,
+    };
     let card = match card(req) {
         Ok(c) => c,
         Err(r) => return r,
@@ -134,7 +138,7 @@ async fn address_inner(
     }
     match state.registry.update_address(&card, address).await {
         Ok(Some(record_version)) => {
-            tracing::info!(card = %card.short_digest(), record_version, "address updated");
+            tracing::info!(card = %card.short_digest(), record_version, admin = %by, "address updated");
             HttpResponse::Ok().json(json!({"record_version": record_version}))
         }
         Ok(None) => code(ErrorCode::UnknownCard),
@@ -159,8 +163,9 @@ fn acceptable_address(address: &str) -> bool {
 }
 
 async fn drain(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = admin(&state, &req) {
-        return r;
+    match admin(&state, &req, Role::Drain) {
+        Ok(by) => tracing::info!(admin = %by, "drain requested"),
+        Err(r) => return r,
     }
     state.start_draining();
     HttpResponse::Ok().json(json!({"draining": true}))

@@ -2,16 +2,17 @@
 //! agree with API.md, and never carrying request data.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use kofu_proto::{ApiError, ErrorCode};
 
-/// Seconds a kiosk should wait before retrying after `503`.
-const RETRY_AFTER_S: &str = "1";
+/// Seconds a kiosk should wait before retrying after `503` or `429 too_many_requests`;
+/// the admission guard replaces it with a jittered value of the configured one.
+const RETRY_AFTER_S: &str = "2";
 
 pub fn error_response(e: ApiError) -> HttpResponse {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = HttpResponse::build(status);
-    if e.code == ErrorCode::Unavailable {
+    if matches!(e.code, ErrorCode::Unavailable | ErrorCode::TooManyRequests) {
         resp.insert_header((header::RETRY_AFTER, RETRY_AFTER_S));
     }
     resp.json(e)
@@ -21,10 +22,10 @@ pub fn code(code: ErrorCode) -> HttpResponse {
     error_response(code.into())
 }
 
-pub async fn not_found(payload: web::Payload) -> HttpResponse {
-    super::body::finish(code(ErrorCode::NotFound), payload).await
+pub async fn not_found(req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    super::body::finish(&req, code(ErrorCode::NotFound), payload).await
 }
 
-pub async fn method_not_allowed(payload: web::Payload) -> HttpResponse {
-    super::body::finish(code(ErrorCode::MethodNotAllowed), payload).await
+pub async fn method_not_allowed(req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    super::body::finish(&req, code(ErrorCode::MethodNotAllowed), payload).await
 }

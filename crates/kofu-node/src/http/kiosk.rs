@@ -7,11 +7,10 @@ use tracing::Instrument as _;
 
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
-use kofu_proto::api::{
-    AuthRequest, CreateSessionRequest, IssuerKeyResponse, JobRequest, RenderingResponse,
-};
+use kofu_proto::api::{AuthRequest, CreateSessionRequest, JobRequest, RenderingResponse};
 use kofu_proto::{CardId, Document, ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply};
 
+use super::admission::Refusal;
 use super::body::{finish, read_json};
 use super::error::{code, error_response, method_not_allowed};
 use super::{AppState, header};
@@ -39,11 +38,22 @@ const MAX_WAIT_MS: u64 = 10_000;
 /// that a foreign session answers `unknown_session` before anything about the job.
 const NO_SUCH_JOB: JobId = JobId::new(99, [0; 8]);
 
+/// The authenticated kiosk, within its request rate.
 fn kiosk(state: &AppState, req: &HttpRequest) -> Result<KioskId, HttpResponse> {
-    state
+    let kiosk = state
         .kiosks
         .check(header(req, "authorization"))
-        .map_err(code)
+        .map_err(code)?;
+    state.admission.check_rate(&kiosk).map_err(code)?;
+    Ok(kiosk)
+}
+
+/// Counts a create refused because the kiosk holds its limit of open sessions (the
+/// owner's shard host decides; the refusal is counted where the kiosk is answered).
+fn count_refusal(state: &AppState, reply: &SessionReply) {
+    if matches!(reply, SessionReply::Error(e) if e.code == ErrorCode::TooManyRequests) {
+        state.admission.refused(Refusal::KioskSessions);
+    }
 }
 
 fn session_id(req: &HttpRequest) -> Result<SessionId, HttpResponse> {
@@ -162,7 +172,7 @@ macro_rules! with_body {
             mut payload: web::Payload,
         ) -> HttpResponse {
             let resp = $inner(&state, &req, &mut payload).await;
-            finish(resp, payload).await
+            finish(&req, resp, payload).await
         }
     };
 }
@@ -199,12 +209,15 @@ async fn create_session_inner(
         return code(ErrorCode::CardRevoked);
     }
     let Some(recorder) = &state.recorder else {
-        return respond(state.router.create_session(card, record, kiosk).await);
+        let reply = state.router.create_session(card, record, kiosk).await;
+        count_refusal(state, &reply);
+        return respond(reply);
     };
     let reply = state
         .router
         .create_session(card.clone(), record, kiosk.clone())
         .await;
+    count_refusal(state, &reply);
     let created = match &reply {
         SessionReply::Created(r) => SessionId::parse(&r.session_id).ok(),
         _ => None,
@@ -290,12 +303,13 @@ async fn close_session_inner(
     call(state, who, SessionOp::Close, None).await
 }
 
-async fn issuer_key(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+async fn issuer_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     let resp = HttpResponse::Ok()
         .insert_header(ContentType::json())
-        .json(IssuerKeyResponse {
-            alg: "ed25519".to_owned(),
-            public_key: state.issuer_key_b64.clone(),
-        });
-    finish(resp, payload).await
+        .json(&*state.issuer_keys.published());
+    finish(&req, resp, payload).await
 }

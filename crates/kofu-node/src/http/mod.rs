@@ -2,6 +2,7 @@
 //! sharing one state and one metrics registry.
 
 mod admin;
+pub mod admission;
 mod body;
 pub mod error;
 #[cfg(feature = "fault-swap-documents")]
@@ -17,7 +18,9 @@ use kofu_actors::Router;
 use kofu_coord::{Coordinator, Registry};
 
 use crate::auth::{AdminAuth, KioskAuth};
+use crate::issuer_keys::IssuerKeyring;
 use crate::record::Recorder;
+use admission::Admission;
 use metrics::HttpMetrics;
 
 /// What both listeners' handlers share; built once, after everything it names.
@@ -27,7 +30,9 @@ pub struct AppState {
     pub coordinator: Arc<dyn Coordinator>,
     pub kiosks: KioskAuth,
     pub admin: AdminAuth,
-    pub issuer_key_b64: String,
+    /// The signing key and the key set `GET /v1/issuer-key` publishes.
+    pub issuer_keys: IssuerKeyring,
+    pub admission: Admission,
     pub prometheus: prometheus::Registry,
     /// `--record-traffic`: the sessions served, for kofu-load.
     pub recorder: Option<Arc<Recorder>>,
@@ -76,14 +81,19 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-pub use admin::routes as admin_routes;
-pub use kiosk::routes as kiosk_routes;
+/// Which listener an app serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Kiosk,
+    Admin,
+}
 
-/// One listener's app: shared state and metrics, request tracking, JSON 404s.
+/// One listener's app: shared state and metrics, request tracking, admission control,
+/// JSON 404s.
 pub fn app(
     state: web::Data<AppState>,
     metrics: web::Data<HttpMetrics>,
-    routes: fn(&mut web::ServiceConfig),
+    listener: Listener,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -93,9 +103,16 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let routes = match listener {
+        Listener::Kiosk => kiosk::routes,
+        Listener::Admin => admin::routes,
+    };
     App::new()
         .app_data(state)
         .app_data(metrics)
+        .app_data(listener)
+        // Outermost last: refusals by admission control are counted and timed too.
+        .wrap(actix_web::middleware::from_fn(admission::guard))
         .wrap(actix_web::middleware::from_fn(metrics::track))
         .configure(routes)
         .default_service(web::to(error::not_found))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use kofu_core::records::ResidentRecord;
-use kofu_proto::verify::{Expected, verify_release};
+use kofu_proto::verify::{Expected, IssuerKeys, verify_release};
 use kofu_proto::{
     Binding, CardId, CertKind, ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply,
 };
@@ -247,7 +247,7 @@ impl World {
             copies: 1,
         };
         verify_release(
-            &self.issuer.verifying_key(),
+            &IssuerKeys::single(self.issuer.verifying_key()),
             &doc.pdf,
             &doc.binding_b64,
             &doc.signature_b64,
