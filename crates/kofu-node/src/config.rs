@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+mod tls;
+pub use tls::TlsArgs;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -23,7 +26,8 @@ pub struct ServeConfig {
     pub admin_listen: SocketAddr,
     /// Redis URL of the cluster; unset runs the embedded single node. `redis://host:port`
     /// for one Redis, `redis+sentinel://host:port[,host:port...]/<master name>` to follow
-    /// a Sentinel-managed primary.
+    /// a Sentinel-managed primary; `rediss://` and `rediss+sentinel://` for TLS, and
+    /// `user:password@` before the host(s) for ACL credentials.
     #[arg(long, env = "KOFU_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Listener for requests forwarded by other nodes (cluster mode).
@@ -105,6 +109,9 @@ pub struct ServeConfig {
     /// Log filter, e.g. `info` or `kofu_actors=debug`.
     #[arg(long, env = "KOFU_LOG", default_value = "info")]
     pub log_level: String,
+    /// Transport security: TLS certificates and the insecure mode (README "TLS").
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `30d`, `12h`, `90m`, `3600s`: at least a minute, at most ten years.
@@ -141,8 +148,12 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--listen and --admin-listen must differ")]
     SameListener,
-    #[error("--redis-url must start with redis:// or redis+sentinel://")]
+    #[error(
+        "--redis-url must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+    )]
     RedisUrl,
+    #[error(transparent)]
+    Tls(#[from] tls::TlsConfigError),
     #[error(
         "cluster mode needs a cluster secret of at least 16 bytes (--cluster-secret-file or KOFU_CLUSTER_SECRET)"
     )]
@@ -188,7 +199,13 @@ impl ServeConfig {
             return Err(ConfigError::SameListener);
         }
         if let Some(url) = &self.redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("redis+sentinel://")) {
+            let schemes = [
+                "redis://",
+                "rediss://",
+                "redis+sentinel://",
+                "rediss+sentinel://",
+            ];
+            if !schemes.iter().any(|s| url.starts_with(s)) {
                 return Err(ConfigError::RedisUrl);
             }
             self.secret()?;
@@ -200,6 +217,7 @@ impl ServeConfig {
         if self.move_wait_ms == 0 {
             return Err(ConfigError::Zero("move-wait-ms"));
         }
+        self.tls.validate(self.redis_url.as_deref())?;
         Ok(())
     }
 

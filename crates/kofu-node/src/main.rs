@@ -8,7 +8,9 @@ mod http;
 mod node;
 mod record;
 mod registry_cmd;
+mod reload;
 mod telemetry;
+mod tls;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -57,6 +59,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process (rustls, reqwest, redis).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(cfg) => serve(*cfg),
@@ -103,22 +107,29 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
             shards = cfg.shard_count,
             "kofu serving"
         );
-        wait_for_signal().await?;
+        wait_for_signal(node.reloaders()).await?;
         tracing::info!("shutdown requested");
         node.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for `SIGTERM` or `SIGINT`; every `SIGHUP` meanwhile re-reads the files.
+async fn wait_for_signal(reloaders: &reload::Reloaders) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: re-reading files");
+                reloaders.reload_all();
+            }
+        }
     }
-    Ok(())
 }
 
 fn fixtures(seed: u64, residents: u32, kiosks: u32) -> anyhow::Result<ExitCode> {

@@ -5,6 +5,7 @@
 //! coordinator tests.
 
 mod bin;
+mod certs;
 mod deployment;
 mod kiosk;
 mod node;
@@ -15,6 +16,7 @@ mod sentinel;
 pub mod suite;
 
 pub use bin::{free_port, kofu_bin, kofu_bin_with_features};
+pub use certs::{CLUSTER_SERVER_NAME, Issued, TestCa};
 pub use deployment::{Deployment, DeploymentOptions};
 pub use kiosk::{RespExt, SessionReport, admin_post, full_session, get, request, strict};
 pub use node::{KofuNode, NodeOptions};

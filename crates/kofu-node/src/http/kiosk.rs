@@ -40,10 +40,13 @@ const MAX_WAIT_MS: u64 = 10_000;
 const NO_SUCH_JOB: JobId = JobId::new(99, [0; 8]);
 
 fn kiosk(state: &AppState, req: &HttpRequest) -> Result<KioskId, HttpResponse> {
-    state
+    let kiosk = state
         .kiosks
         .check(header(req, "authorization"))
-        .map_err(code)
+        .map_err(code)?;
+    // With client certificates required, the token's kiosk must be the certificate's.
+    crate::tls::check_kiosk_cert(req, &kiosk).map_err(code)?;
+    Ok(kiosk)
 }
 
 fn session_id(req: &HttpRequest) -> Result<SessionId, HttpResponse> {
