@@ -152,3 +152,81 @@ impl TestCa {
 /// `CLUSTER_SERVER_NAME`; the testkit does not depend on kofu-wire, a test checks they
 /// agree).
 pub const CLUSTER_SERVER_NAME: &str = "kofu-internal";
+
+/// A CA and one certificate it issued ([`TestCa::node_cert`]) as PEM files in a temp
+/// directory that lives as long as this: what a node is started with, for its kiosk and
+/// admin listeners (HTTPS) or for the link between nodes (the cluster CA).
+#[derive(Debug)]
+pub struct CertFiles {
+    pub ca: TestCa,
+    pub cert: Issued,
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl CertFiles {
+    pub fn new(ca_name: &str) -> CertFiles {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let ca = TestCa::new(ca_name);
+        let cert = ca.node_cert();
+        let ca_file = ca.write_cert(dir.path(), "ca");
+        let (cert_file, key_file) = cert.write(dir.path(), "node");
+        CertFiles {
+            ca,
+            cert,
+            ca_file,
+            cert_file,
+            key_file,
+            dir,
+        }
+    }
+
+    /// Where the files are (a test may write more there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `kofu serve` arguments: the link between nodes over mutual TLS with these.
+    pub fn cluster_args(&self) -> Vec<String> {
+        [
+            ("--cluster-ca-file", &self.ca_file),
+            ("--cluster-cert-file", &self.cert_file),
+            ("--cluster-key-file", &self.key_file),
+        ]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .collect()
+    }
+
+    /// `kofu serve` arguments: HTTPS on the kiosk and the admin listener.
+    pub fn https_args(&self) -> Vec<String> {
+        [
+            ("--tls-cert-file", &self.cert_file),
+            ("--tls-key-file", &self.key_file),
+            ("--admin-tls-cert-file", &self.cert_file),
+            ("--admin-tls-key-file", &self.key_file),
+        ]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .collect()
+    }
+
+    /// A blocking rustls client configuration trusting this CA only.
+    pub fn client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(
+                self.ca.cert_der().to_vec(),
+            ))
+            .unwrap_or_else(|e| panic!("test ca: {e}"));
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|e| panic!("tls versions: {e}"))
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        std::sync::Arc::new(config)
+    }
+}
