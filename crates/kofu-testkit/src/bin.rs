@@ -45,6 +45,28 @@ fn build_kofu() -> PathBuf {
 fn build(features: Option<(&str, &Path)>) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
+    // Cargo (and nextest) give a test process the variables of *its* package; a build
+    // started with them looks dirty to build scripts that track them (ring's tracks
+    // CARGO_MANIFEST_DIR), so every test would rebuild half the dependency tree and the
+    // next build from a shell would rebuild it back. The child gets the shell's view.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&key.as_ref())
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
     cmd.current_dir(workspace_root())
         .args(["build", "-p", "kofu-node", "--bin", "kofu"])
         .args(["--message-format", "json-render-diagnostics"])

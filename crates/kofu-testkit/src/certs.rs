@@ -213,8 +213,9 @@ impl CertFiles {
         .collect()
     }
 
-    /// A blocking rustls client configuration trusting this CA only.
-    pub fn client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
+    /// A blocking rustls client configuration trusting this CA only (and presenting
+    /// `client`'s certificate when given).
+    pub fn client_config(&self, client: Option<&Issued>) -> std::sync::Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(
@@ -225,8 +226,19 @@ impl CertFiles {
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap_or_else(|e| panic!("tls versions: {e}"))
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let config = match client {
+            None => config.with_no_client_auth(),
+            Some(issued) => {
+                let chain = vec![rustls::pki_types::CertificateDer::from(
+                    issued.cert_der.clone(),
+                )];
+                let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.key_der.clone().into());
+                config
+                    .with_client_auth_cert(chain, key)
+                    .unwrap_or_else(|e| panic!("client certificate: {e}"))
+            }
+        };
         std::sync::Arc::new(config)
     }
 }

@@ -54,11 +54,18 @@ pub struct DeploymentOptions {
     pub durable_redis: bool,
     /// Use this Redis (say, a Sentinel URL) instead of starting one.
     pub redis_url: Option<String>,
+    /// The CA of the Redis servers' certificates (`rediss://` in `redis_url`), given to
+    /// `kofu registry load` and to every node.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// How cluster nodes link to each other (default: mutual TLS, one cluster CA).
     pub link: LinkSecurity,
     /// HTTPS on every node's kiosk and admin listeners (the deployment's client trusts
     /// the CA).
     pub https: bool,
+    /// With `https`: kiosks must present a client certificate of this CA
+    /// (`--tls-client-ca-file`). The deployment's own client presents one naming no
+    /// kiosk (enough for `/v1/issuer-key`); kiosk calls need a client per kiosk.
+    pub kiosk_ca: Option<Arc<CertFiles>>,
     /// Last word on each node's options.
     pub hook: Option<NodeHook>,
 }
@@ -72,8 +79,10 @@ impl Default for DeploymentOptions {
             shard_count: None,
             durable_redis: false,
             redis_url: None,
+            redis_ca_file: None,
             link: LinkSecurity::MutualTls,
             https: false,
+            kiosk_ca: None,
             hook: None,
         }
     }
@@ -117,6 +126,8 @@ pub struct Deployment {
 struct Certs {
     https: Option<Arc<CertFiles>>,
     cluster: Option<Arc<CertFiles>>,
+    /// The harness' client certificate, when kiosks must present one.
+    client: Option<Arc<crate::Issued>>,
 }
 
 impl Deployment {
@@ -147,6 +158,10 @@ impl Deployment {
                 .then(|| Arc::new(CertFiles::new("test listener ca"))),
             cluster: (redis_url.is_some() && opts.link == LinkSecurity::MutualTls)
                 .then(|| Arc::new(CertFiles::new("test cluster ca"))),
+            client: opts
+                .kiosk_ca
+                .as_ref()
+                .map(|ca| Arc::new(ca.ca.issue("kofu-testkit", &[]))),
         };
         let nodes: Vec<Option<KofuNode>> = (0..opts.nodes)
             .map(|n| {
@@ -162,6 +177,9 @@ impl Deployment {
         let mut client = Client::builder();
         if let Some(https) = &certs.https {
             client = client.ca_pem(https.ca.cert_pem());
+        }
+        if let Some(cert) = &certs.client {
+            client = client.client_cert_pem(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
         }
         let client = client
             .targets(&apis)
@@ -382,6 +400,13 @@ fn node_options(
 ) -> NodeOptions {
     let mut node = cluster_node_options(n, opts, redis_url, certs);
     node.https = certs.https.clone();
+    node.client_cert = certs.client.clone();
+    if let Some(ca) = &opts.kiosk_ca {
+        node.args.extend([
+            "--tls-client-ca-file".to_owned(),
+            ca.ca_file.display().to_string(),
+        ]);
+    }
     if let Some(NodeHook(hook)) = &opts.hook {
         hook(n, &mut node);
     }
@@ -408,6 +433,10 @@ fn cluster_node_options(
             node.cluster_certs = Some(Arc::new(CertFiles::new(&format!("node-{n} own ca"))));
         }
         LinkSecurity::Plaintext => node.args.push("--insecure-plaintext".to_owned()),
+    }
+    if let Some(ca) = &opts.redis_ca_file {
+        node.args
+            .extend(["--redis-ca-file".to_owned(), ca.display().to_string()]);
     }
     let internal = format!("127.0.0.1:{}", free_port());
     node.args.splice(
@@ -437,6 +466,11 @@ fn registry_load(url: &str, opts: &DeploymentOptions) {
         .args(["--fixture-seed", &opts.node.seed.to_string()])
         .args(["--fixture-residents", &opts.node.residents.to_string()])
         .args(["--shard-count", &opts.shard_count().to_string()])
+        .args(
+            opts.redis_ca_file
+                .iter()
+                .flat_map(|ca| ["--redis-ca-file".to_owned(), ca.display().to_string()]),
+        )
         .output()
         .unwrap_or_else(|e| panic!("cannot run kofu registry load: {e}"));
     assert!(

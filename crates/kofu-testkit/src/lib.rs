@@ -19,7 +19,7 @@ pub use bin::{free_port, kofu_bin, kofu_bin_with_features};
 pub use certs::{CLUSTER_SERVER_NAME, CertFiles, Issued, TestCa};
 pub use deployment::{Deployment, DeploymentOptions, LinkSecurity, NodeHook};
 pub use kiosk::{RespExt, SessionReport, admin_post, full_session, get, request, strict};
-pub use node::{KofuNode, NodeOptions, sync_get_url};
+pub use node::{KofuNode, NodeOptions, presented_certificate, sync_get_url};
 pub use population::fixtures;
 pub use promtool::promtool_check;
 pub use redis::{RedisOptions, RedisServer};

@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{CertFiles, free_port, kofu_bin};
+use crate::{CertFiles, Issued, free_port, kofu_bin};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const TERM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +30,9 @@ pub struct NodeOptions {
     pub https: Option<Arc<CertFiles>>,
     /// Mutual TLS between cluster nodes with this cluster CA.
     pub cluster_certs: Option<Arc<CertFiles>>,
+    /// The client certificate the harness presents to the kiosk listener (one that
+    /// requires them): its own checks only, it names no kiosk.
+    pub client_cert: Option<Arc<Issued>>,
 }
 
 impl Default for NodeOptions {
@@ -43,6 +46,7 @@ impl Default for NodeOptions {
             binary: None,
             https: None,
             cluster_certs: None,
+            client_cert: None,
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct KofuNode {
     /// The certificates it was started with (kept alive as long as the node).
     pub https: Option<Arc<CertFiles>>,
     pub cluster_certs: Option<Arc<CertFiles>>,
+    client_cert: Option<Arc<Issued>>,
     child: Child,
     log_path: PathBuf,
     exit: Option<ExitStatus>,
@@ -127,6 +132,7 @@ impl KofuNode {
             admin: format!("{scheme}://{admin_addr}"),
             https: opts.https.clone(),
             cluster_certs: opts.cluster_certs.clone(),
+            client_cert: opts.client_cert.clone(),
             child,
             log_path,
             exit: None,
@@ -154,16 +160,14 @@ impl KofuNode {
 
     /// A blocking GET on the admin listener (over HTTPS when it has it).
     pub fn admin_get(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-        sync_get_url(
-            &format!("{}{path}", self.admin),
-            token,
-            self.https.as_deref(),
-        )
+        let https = self.https.as_deref();
+        sync_get_url(&format!("{}{path}", self.admin), token, https, None)
     }
 
     /// A blocking GET on the kiosk listener (over HTTPS when it has it).
     pub fn api_get(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-        sync_get_url(&format!("{}{path}", self.api), token, self.https.as_deref())
+        let (https, client) = (self.https.as_deref(), self.client_cert.as_deref());
+        sync_get_url(&format!("{}{path}", self.api), token, https, client)
     }
 
     /// `SIGHUP`: the node re-reads its files.
@@ -287,11 +291,12 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// A blocking HTTP/1.0 GET of a whole `http://` or `https://` URL on loopback (with a
 /// bearer token when given) that works inside or outside any async runtime: status and
-/// body. HTTPS trusts the CA of `certs` only.
+/// body. HTTPS trusts the CA of `certs` only, and presents `client` when given.
 pub fn sync_get_url(
     url: &str,
     token: Option<&str>,
     certs: Option<&CertFiles>,
+    client: Option<&Issued>,
 ) -> Option<(u16, String)> {
     let (tls, rest) = match url.strip_prefix("https://") {
         Some(rest) => (true, rest),
@@ -307,7 +312,7 @@ pub fn sync_get_url(
     let mut all = Vec::new();
     if tls {
         let name = rustls::pki_types::ServerName::IpAddress(sock.ip().into());
-        let conn = rustls::ClientConnection::new(certs?.client_config(), name).ok()?;
+        let conn = rustls::ClientConnection::new(certs?.client_config(client), name).ok()?;
         let mut tls = rustls::StreamOwned::new(conn, stream);
         tls.write_all(request.as_bytes()).ok()?;
         read_all(&mut tls, &mut all);
@@ -319,6 +324,21 @@ pub fn sync_get_url(
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
+}
+
+/// The certificate (DER) a TLS listener at `url` (`https://127.0.0.1:P`) presents in a
+/// new handshake, verified against the CA of `certs`; `None` if the handshake fails.
+pub fn presented_certificate(url: &str, certs: &CertFiles) -> Option<Vec<u8>> {
+    let addr = url.strip_prefix("https://")?.trim_end_matches('/');
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let name = rustls::pki_types::ServerName::IpAddress(sock.ip().into());
+    let mut conn = rustls::ClientConnection::new(certs.client_config(None), name).ok()?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream).ok()?;
+    }
+    Some(conn.peer_certificates()?.first()?.to_vec())
 }
 
 /// Reads until the end or an error (a TLS peer may close without `close_notify`).
