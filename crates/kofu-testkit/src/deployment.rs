@@ -31,9 +31,12 @@ pub enum LinkSecurity {
     Plaintext,
 }
 
-/// Changes one node's options just before it starts (node number, options).
+/// What a [`NodeHook`] runs: node number, options.
+pub type NodeHookFn = dyn Fn(usize, &mut NodeOptions) + Send + Sync;
+
+/// Changes one node's options just before it starts.
 #[derive(Clone)]
-pub struct NodeHook(pub Arc<dyn Fn(usize, &mut NodeOptions) + Send + Sync>);
+pub struct NodeHook(pub Arc<NodeHookFn>);
 
 impl std::fmt::Debug for NodeHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
