@@ -19,8 +19,9 @@ ENV KOFU_LISTEN=0.0.0.0:8080 \
     KOFU_INTERNAL_LISTEN=0.0.0.0:7070 \
     KOFU_LOG_FORMAT=json
 EXPOSE 8080 9090 7070
+# Liveness on loopback only: plain HTTP, or HTTPS when the admin listener has TLS.
 HEALTHCHECK --interval=10s --timeout=2s --start-period=20s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:9090/healthz || exit 1
+  CMD curl -fsS http://127.0.0.1:9090/healthz || curl -fsSk https://127.0.0.1:9090/healthz || exit 1
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/kofu"]
 CMD ["serve"]

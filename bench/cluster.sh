@@ -19,6 +19,9 @@ export KOFU_LOCAL_BASE_PORT=18080
 export KOFU_FIXTURE_SEED=1 KOFU_FIXTURE_RESIDENTS=20000 KOFU_FIXTURE_KIOSKS=200
 # 200 kiosks driving sessions as fast as they can: no per-kiosk admission limits.
 export KOFU_KIOSK_RATE=0 KOFU_KIOSK_MAX_SESSIONS=0
+# Routing figures without TLS, comparable with earlier runs; kofu-load bench measures
+# what TLS costs.
+export KOFU_LOCAL_TLS=0
 trap '"$root/deploy/local/down.sh" >/dev/null 2>&1 || true; rm -rf "$KOFU_LOCAL_DIR"' EXIT
 
 "$root/deploy/local/up.sh" 3 >/dev/null

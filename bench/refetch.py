@@ -43,7 +43,9 @@ if REDIS:
     subprocess.run([BIN, "registry", "load", "--redis", url, *POP[:4]],
                    check=True, capture_output=True)
     env.update(KOFU_REDIS_URL=url, KOFU_CLUSTER_SECRET="refetch-bench-secret-0123456789",
-               KOFU_INTERNAL_LISTEN=f"127.0.0.1:{INTERNAL}", KOFU_NODE_ID="bench-node")
+               KOFU_INTERNAL_LISTEN=f"127.0.0.1:{INTERNAL}", KOFU_NODE_ID="bench-node",
+               # One node: no peer to link to, so no cluster CA is needed.
+               KOFU_INSECURE_PLAINTEXT="true")
 node = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{API}", "--admin-listen", f"127.0.0.1:{ADMIN}", *POP,
                          "--kiosk-rate", "0", "--kiosk-max-sessions", "0"],
                         env=env, stderr=subprocess.DEVNULL)

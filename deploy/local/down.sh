@@ -22,6 +22,10 @@ while read -r name pid; do
   echo "$name stopped"
 done < "$dir/pids"
 
-redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+if [ -s "$dir/redis-cli" ]; then
+  eval "$(cat "$dir/redis-cli") shutdown nosave" >/dev/null 2>&1 || true
+else
+  redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+fi
 echo "redis stopped"
 rm -f "$dir/pids"

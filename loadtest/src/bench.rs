@@ -1,7 +1,8 @@
 //! `kofu-load bench`: one command that measures, in one run on this machine, (a) the HTTP
-//! ceiling (a trivial actix-web endpoint), (b) an embedded kofu node and (c) a 3-node
-//! cluster with Redis, all driven by the same closed-loop generator, and prints one table
-//! with the ratios; then the peak RSS of a node holding 100k open idle sessions.
+//! ceiling (a trivial actix-web endpoint), (b) an embedded kofu node over HTTP and over
+//! HTTPS (the cost of TLS) and (c) a 3-node cluster with Redis (mutual TLS between the
+//! nodes), all driven by the same closed-loop generator, and prints one table with the
+//! ratios; then the peak RSS of a node holding 100k open idle sessions.
 
 mod drive;
 
@@ -9,8 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::procs::{NodeSpec, fixtures, kofu_path, registry_load, start_node, start_redis};
+use crate::procs::{Certs, NodeSpec, fixtures, kofu_path, registry_load, start_node, start_redis};
 use drive::Measured;
+
+use crate::replay::Tls;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -47,6 +50,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         .build()?;
     let run_for = Duration::from_secs(a.seconds);
     let fx = Arc::new(fixtures(&kofu, SEED, a.residents, a.kiosks)?);
+    let certs = Certs::generate(&dir)?;
     let spec = |name: &'static str| NodeSpec {
         kofu: &kofu,
         dir: &dir,
@@ -55,6 +59,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         residents: a.residents,
         kiosks: a.kiosks,
         cluster: None,
+        tls: None,
+        https: false,
     };
 
     eprintln!(
@@ -71,6 +77,27 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             vec![node.api.clone()],
             a.concurrency,
             run_for,
+            Tls::default(),
+        ))?
+    };
+
+    eprintln!("(b) embedded kofu node over HTTPS, {} s", a.seconds);
+    let https = {
+        let node = start_node(&NodeSpec {
+            tls: Some(&certs),
+            https: true,
+            ..spec("embedded-https")
+        })?;
+        let tls = Tls {
+            ca_file: Some(certs.ca.clone()),
+            client_cert: None,
+        };
+        rt.block_on(drive::sessions(
+            fx.clone(),
+            vec![node.api.clone()],
+            a.concurrency,
+            run_for,
+            tls,
         ))?
     };
 
@@ -84,13 +111,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         for name in ["node-0", "node-1", "node-2"] {
             nodes.push(start_node(&NodeSpec {
                 cluster: Some((url.as_str(), SECRET, SHARDS)),
+                tls: Some(&certs),
                 ..spec(name)
             })?);
         }
         // Until every shard has an owner, requests would only wait.
         std::thread::sleep(Duration::from_secs(2));
         let apis = nodes.iter().map(|n| n.api.clone()).collect();
-        Some(rt.block_on(drive::sessions(fx.clone(), apis, a.concurrency, run_for))?)
+        Some(rt.block_on(drive::sessions(
+            fx.clone(),
+            apis,
+            a.concurrency,
+            run_for,
+            Tls::default(),
+        ))?)
     };
 
     let memory = if a.idle_sessions == 0 {
@@ -114,7 +148,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         Some((opened, before, after, peak))
     };
 
-    print_table(&ceiling, &embedded, cluster.as_ref(), a.concurrency);
+    print_table(&ceiling, &embedded, &https, cluster.as_ref(), a.concurrency);
     if let Some((opened, before, after, peak)) = memory {
         println!(
             "memory: {opened} open idle sessions: RSS {:.1} MiB -> {:.1} MiB (peak {:.1} MiB), {:.0} bytes per session, {:.1} MiB per 100k",
@@ -125,7 +159,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             mib(after.saturating_sub(before)) * 100_000.0 / opened.max(1) as f64
         );
     }
-    let clean = [Some(&embedded), cluster.as_ref()]
+    let clean = [Some(&embedded), Some(&https), cluster.as_ref()]
         .into_iter()
         .flatten()
         .all(|m| m.misdeliveries == 0 && m.errors == 0);
@@ -148,7 +182,13 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn print_table(a: &Measured, b: &Measured, c: Option<&Measured>, concurrency: usize) {
+fn print_table(
+    a: &Measured,
+    b: &Measured,
+    tls: &Measured,
+    c: Option<&Measured>,
+    concurrency: usize,
+) {
     println!(
         "kofu-load bench: closed loop, {concurrency} kiosks in flight, residence sessions (6 requests each), every document verified"
     );
@@ -174,6 +214,11 @@ fn print_table(a: &Measured, b: &Measured, c: Option<&Measured>, concurrency: us
         b,
         Some(b.sessions_per_s / a.sessions_per_s.max(1e-9)),
     );
+    row(
+        "(b) embedded node, HTTPS",
+        tls,
+        Some(tls.sessions_per_s / a.sessions_per_s.max(1e-9)),
+    );
     if let Some(c) = c {
         row(
             "(c) 3-node cluster + Redis",
@@ -181,4 +226,10 @@ fn print_table(a: &Measured, b: &Measured, c: Option<&Measured>, concurrency: us
             Some(c.sessions_per_s / a.sessions_per_s.max(1e-9)),
         );
     }
+    println!(
+        "TLS cost (embedded, keep-alive connections): HTTPS serves {:.1} % of the HTTP sessions/s; p99 {:.2} ms vs {:.2} ms",
+        tls.sessions_per_s / b.sessions_per_s.max(1e-9) * 100.0,
+        tls.p99_ms,
+        b.p99_ms
+    );
 }

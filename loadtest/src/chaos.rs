@@ -301,7 +301,7 @@ async fn chaos(
     let targets = cluster.api_urls();
     let admin: Vec<String> = cluster.nodes.iter().map(|n| n.admin_url()).collect();
     let request_timeout = Duration::from_secs(a.request_timeout_s);
-    let client = replay::client(&targets, request_timeout)?;
+    let client = replay::client(&targets, request_timeout, &replay::Tls::default())?;
     let issuer = replay::issuer_key(&client).await?;
     let config = Config {
         targets: targets.clone(),
@@ -314,6 +314,7 @@ async fn chaos(
             confirm_budget: Duration::from_secs(60),
             sceptical: 3,
         }),
+        tls: replay::Tls::default(),
     };
     let mut shared = Shared::new(fx.clone(), &client, issuer, config);
     let origin = Instant::now();

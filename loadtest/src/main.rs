@@ -116,6 +116,14 @@ struct ReplayArgs {
     fetch_budget_s: u64,
     #[arg(long, default_value_t = 30)]
     request_timeout_s: u64,
+    /// The CA (PEM) to trust for `https://` targets (default: the system's roots).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present to `https://` targets, with `--client-key`.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// No progress bar (it is off anyway when stderr is not a terminal).
     #[arg(long)]
     quiet: bool,
@@ -233,6 +241,10 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         request_timeout: Duration::from_secs(a.request_timeout_s),
         spread: false,
         patience: None,
+        tls: replay::Tls {
+            ca_file: a.ca_file.clone(),
+            client_cert: a.client_cert.clone().zip(a.client_key.clone()),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

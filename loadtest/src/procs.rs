@@ -95,6 +95,48 @@ pub struct NodeSpec<'a> {
     pub kiosks: u32,
     /// `(redis url, secret, shard count)` for a cluster node.
     pub cluster: Option<(&'a str, &'a str, u32)>,
+    /// TLS material: the kiosk listener speaks HTTPS when `https`, and a cluster node
+    /// links to its peers over mutual TLS.
+    pub tls: Option<&'a Certs>,
+    pub https: bool,
+}
+
+/// A throwaway CA and one certificate it issued for loopback and the cluster's name
+/// (`kofu-internal`), for server and client authentication alike; PEM files.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certs {
+    pub fn generate(dir: &Path) -> anyhow::Result<Certs> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        };
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate()?;
+        let names = ["127.0.0.1", "localhost", "kofu-internal"].map(str::to_owned);
+        let mut leaf = CertificateParams::new(names.to_vec())?;
+        leaf.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = leaf.signed_by(&key, &issuer)?;
+        let certs = Certs {
+            ca: dir.join("ca.crt"),
+            cert: dir.join("node.crt"),
+            key: dir.join("node.key"),
+        };
+        std::fs::write(&certs.ca, ca_cert.pem())?;
+        std::fs::write(&certs.cert, cert.pem())?;
+        std::fs::write(&certs.key, key.serialize_pem())?;
+        Ok(certs)
+    }
 }
 
 /// A running node: its process and its kiosk API base.
@@ -122,11 +164,34 @@ pub fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<Node> {
             .args(["--internal-listen", &format!("127.0.0.1:{internal}")])
             .args(["--shard-count", &shards.to_string()])
             .env("KOFU_CLUSTER_SECRET", secret);
+        match spec.tls {
+            Some(certs) => {
+                cmd.arg("--cluster-ca-file")
+                    .arg(&certs.ca)
+                    .arg("--cluster-cert-file")
+                    .arg(&certs.cert)
+                    .arg("--cluster-key-file")
+                    .arg(&certs.key);
+            }
+            None => {
+                cmd.arg("--insecure-plaintext");
+            }
+        }
     }
+    let scheme = match spec.tls {
+        Some(certs) if spec.https => {
+            cmd.arg("--tls-cert-file")
+                .arg(&certs.cert)
+                .arg("--tls-key-file")
+                .arg(&certs.key);
+            "https"
+        }
+        _ => "http",
+    };
     let proc = spawn(spec.name, cmd, &spec.dir.join(format!("{}.log", spec.name)))?;
     let node = Node {
         proc,
-        api: format!("http://127.0.0.1:{api}"),
+        api: format!("{scheme}://127.0.0.1:{api}"),
         admin: format!("http://127.0.0.1:{admin}"),
     };
     wait_ready(&format!("{}/readyz", node.admin))?;

@@ -7,6 +7,7 @@
 pub(crate) mod call;
 pub(crate) mod session;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,17 @@ pub struct Config {
     pub spread: bool,
     /// How kiosks react to answers that are not final; `None`: every step is sent once.
     pub patience: Option<Patience>,
+    /// HTTPS: the CA to trust and a client certificate.
+    pub tls: Tls,
+}
+
+/// How the kiosks' client speaks HTTPS to `https://` targets.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// The only CA trusted (PEM); default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), presented to every target.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// A kiosk that repeats what a node could not answer, as real kiosks do.
@@ -97,8 +109,15 @@ impl Shared {
 
 /// The kiosks' HTTP client over `targets`: one pool for them all, idle connections
 /// retired before the node's keep-alive ends.
-pub fn client(targets: &[String], timeout: Duration) -> anyhow::Result<Client> {
-    Ok(Client::builder()
+pub fn client(targets: &[String], timeout: Duration, tls: &Tls) -> anyhow::Result<Client> {
+    let mut builder = Client::builder();
+    if let Some(ca) = &tls.ca_file {
+        builder = builder.ca_file(ca)?;
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        builder = builder.client_cert_files(cert, key)?;
+    }
+    Ok(builder
         .targets(targets)
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(5))
@@ -130,7 +149,7 @@ pub async fn replay(
         fx.cards.len(),
         fx.kiosks.len()
     );
-    let client = client(&config.targets, config.request_timeout)?;
+    let client = client(&config.targets, config.request_timeout, &config.tls)?;
     let issuer = issuer_key(&client).await?;
     let meta = ReportMeta {
         trace: trace.meta.description.clone(),

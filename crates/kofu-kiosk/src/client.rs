@@ -24,8 +24,26 @@ const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// Why a client cannot be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the http client: {0}")]
-pub struct BuildError(#[from] reqwest::Error);
+pub enum BuildError {
+    #[error("cannot build the http client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot read {0}")]
+    Read(std::path::PathBuf),
+}
+
+/// PEM text that may hold a private key: never printed.
+#[derive(Clone)]
+struct Pem(Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pem(..)")
+    }
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|_| BuildError::Read(path.to_owned()))
+}
 
 /// Which target a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +54,8 @@ pub enum Route {
     Pinned(usize),
 }
 
-/// How to build a [`Client`]. HTTPS options (a CA file, a client certificate) belong here
-/// too; the client speaks rustls.
+/// How to build a [`Client`], HTTPS options included (the CA to trust, a client
+/// certificate); the client speaks rustls.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     targets: Vec<String>,
@@ -46,6 +64,10 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: Option<usize>,
+    /// The only CA trusted for `https://` targets (else the built-in roots).
+    ca: Option<Pem>,
+    /// Client certificate chain and key, concatenated.
+    identity: Option<Pem>,
 }
 
 impl Default for ClientBuilder {
@@ -57,6 +79,8 @@ impl Default for ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             pool_idle_timeout: DEFAULT_POOL_IDLE,
             pool_max_idle_per_host: None,
+            ca: None,
+            identity: None,
         }
     }
 }
@@ -101,15 +125,56 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust only this CA (PEM) for `https://` targets, as a kiosk trusts the one CA of
+    /// its operator rather than the whole web's.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
+        self.ca = Some(Pem(pem.into()));
+        self
+    }
+
+    /// [`ClientBuilder::ca_pem`] from a file.
+    pub fn ca_file(self, path: &std::path::Path) -> Result<ClientBuilder, BuildError> {
+        Ok(self.ca_pem(read_file(path)?))
+    }
+
+    /// Present this client certificate (chain, PEM) and key (PEM) to HTTPS targets.
+    pub fn client_cert_pem(mut self, cert: &[u8], key: &[u8]) -> ClientBuilder {
+        let mut both = cert.to_vec();
+        both.push(b'\n');
+        both.extend_from_slice(key);
+        self.identity = Some(Pem(both));
+        self
+    }
+
+    /// [`ClientBuilder::client_cert_pem`] from two files.
+    pub fn client_cert_files(
+        self,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<ClientBuilder, BuildError> {
+        let (cert, key) = (read_file(cert)?, read_file(key)?);
+        Ok(self.client_cert_pem(&cert, &key))
+    }
+
     /// A client without targets sends only [`Client::request`]s; its steps get no answer.
     pub fn build(self) -> Result<Client, BuildError> {
         let mut http = reqwest::Client::builder()
+            .use_rustls_tls()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(self.pool_idle_timeout)
             .tcp_nodelay(true);
         if let Some(n) = self.pool_max_idle_per_host {
             http = http.pool_max_idle_per_host(n);
+        }
+        if let Some(Pem(ca)) = &self.ca {
+            http = http.tls_built_in_root_certs(false);
+            for cert in reqwest::Certificate::from_pem_bundle(ca)? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        if let Some(Pem(identity)) = &self.identity {
+            http = http.identity(reqwest::Identity::from_pem(identity)?);
         }
         Ok(Client {
             http: http.build()?,

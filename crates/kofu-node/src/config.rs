@@ -9,9 +9,11 @@ use clap::{Args, ValueEnum};
 
 mod admission;
 mod credentials;
+mod tls;
 
 pub use admission::{AdmissionConfig, AdmissionError};
 pub use credentials::CredentialsConfig;
+pub use tls::TlsArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -29,7 +31,8 @@ pub struct ServeConfig {
     pub admin_listen: SocketAddr,
     /// Redis URL of the cluster; unset runs the embedded single node. `redis://host:port`
     /// for one Redis, `redis+sentinel://host:port[,host:port...]/<master name>` to follow
-    /// a Sentinel-managed primary.
+    /// a Sentinel-managed primary; `rediss://` and `rediss+sentinel://` for TLS, and
+    /// `user:password@` before the host(s) for ACL credentials.
     #[arg(long, env = "KOFU_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Listener for requests forwarded by other nodes (cluster mode).
@@ -118,6 +121,9 @@ pub struct ServeConfig {
     pub credentials: CredentialsConfig,
     #[command(flatten)]
     pub admission: AdmissionConfig,
+    /// Transport security: TLS certificates and the insecure mode (README "TLS").
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `30d`, `12h`, `90m`, `3600s`: at least a minute, at most ten years.
@@ -154,8 +160,12 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--listen and --admin-listen must differ")]
     SameListener,
-    #[error("--redis-url must start with redis:// or redis+sentinel://")]
+    #[error(
+        "--redis-url must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+    )]
     RedisUrl,
+    #[error(transparent)]
+    Tls(#[from] tls::TlsConfigError),
     #[error(
         "cluster mode needs a cluster secret of at least 16 bytes (--cluster-secret-file or KOFU_CLUSTER_SECRET)"
     )]
@@ -208,7 +218,13 @@ impl ServeConfig {
             return Err(ConfigError::SameListener);
         }
         if let Some(url) = &self.redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("redis+sentinel://")) {
+            let schemes = [
+                "redis://",
+                "rediss://",
+                "redis+sentinel://",
+                "rediss+sentinel://",
+            ];
+            if !schemes.iter().any(|s| url.starts_with(s)) {
                 return Err(ConfigError::RedisUrl);
             }
             self.secret()?;
@@ -225,6 +241,7 @@ impl ServeConfig {
             return Err(ConfigError::IssuerKeyRequired);
         }
         self.admission.validate()?;
+        self.tls.validate(self.redis_url.as_deref())?;
         Ok(())
     }
 

@@ -42,13 +42,22 @@ pub struct DemoArgs {
     /// Threads of the in-process kiosk client.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
-    /// Drive these running nodes (kiosk API `host:port`, comma-separated) instead of an
-    /// embedded one; they must serve the same `--seed/--residents/--kiosks`.
+    /// Drive these running nodes (kiosk API `host:port`, `http://host:port` or
+    /// `https://host:port`, comma-separated) instead of an embedded one; they must serve
+    /// the same `--seed/--residents/--kiosks`.
     #[arg(long, value_delimiter = ',')]
-    pub target: Vec<std::net::SocketAddr>,
+    pub target: Vec<String>,
     /// The targets' admin listeners, in the same order (needed by `--route owner|other`).
     #[arg(long, value_delimiter = ',')]
-    pub admin: Vec<std::net::SocketAddr>,
+    pub admin: Vec<String>,
+    /// The CA (PEM) to trust for `https://` targets (default: the system's roots).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present to `https://` targets, with `--client-key`.
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Which node each session talks to when there are several.
     #[arg(long, value_enum, default_value_t = Route::Spread)]
     pub route: Route,
@@ -143,10 +152,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::from)
                     .and_then(|rt| {
                         let targets = Targets {
-                            addrs: vec![addr],
+                            addrs: vec![format!("http://{addr}")],
                             route: Route::Spread,
                             owners: Vec::new(),
                             shard_count: 1,
+                            client: kofu_kiosk::Client::builder(),
                         };
                         rt.block_on(client::drive(targets, plan))
                     });
@@ -172,6 +182,13 @@ fn drive_targets(
         .worker_threads(client_threads)
         .enable_all()
         .build()?;
+    let mut client = kofu_kiosk::Client::builder();
+    if let Some(ca) = &args.ca_file {
+        client = client.ca_file(ca)?;
+    }
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        client = client.client_cert_files(cert, key)?;
+    }
     let report = rt.block_on(async {
         let (owners, shard_count) = if args.route == Route::Spread {
             (Vec::new(), 1)
@@ -181,19 +198,30 @@ fn drive_targets(
                 "--route {:?} needs one --admin address per --target",
                 args.route
             );
-            targets::owners(&args.admin, &admin_token).await?
+            let admins: Vec<String> = args.admin.iter().map(|a| base_url(a)).collect();
+            targets::owners(&client, &admins, &admin_token).await?
         };
         let targets = Targets {
-            addrs: args.target.clone(),
+            addrs: args.target.iter().map(|t| base_url(t)).collect(),
             route: args.route,
             owners,
             shard_count,
+            client,
         };
         client::drive(targets, plan).await
     })?;
     let what = format!("{} node(s) ({:?} routing)", args.target.len(), args.route);
     print_summary(args, &report, &what);
     finish(args, &report)
+}
+
+/// `host:port` means `http://host:port`; a URL stays as it is.
+fn base_url(target: &str) -> String {
+    if target.contains("://") {
+        target.trim_end_matches('/').to_owned()
+    } else {
+        format!("http://{target}")
+    }
 }
 
 fn finish(args: &DemoArgs, report: &Report) -> anyhow::Result<ExitCode> {

@@ -13,6 +13,7 @@ mod record;
 mod registry_cmd;
 mod reload;
 mod telemetry;
+mod tls;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -64,6 +65,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process (rustls, reqwest, redis).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(cfg) => serve(*cfg),

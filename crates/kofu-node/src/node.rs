@@ -35,6 +35,7 @@ use crate::http::admission::Admission;
 use crate::http::{self, AppState, Drain, Listener, metrics::HttpMetrics};
 use crate::record::Recorder;
 use crate::reload::Reloader;
+use crate::tls::NodeTls;
 
 /// How long the HTTP workers may take to start.
 const WORKERS_START: Duration = Duration::from_secs(30);
@@ -141,6 +142,8 @@ impl Node {
     /// Starts a node serving `population`; must run inside an actix system.
     pub async fn start(cfg: &ServeConfig, population: Population) -> anyhow::Result<Node> {
         let sockets = Sockets::bind(cfg).await?;
+        let tls = NodeTls::load(&cfg.tls)?;
+        warn_plaintext(cfg, &tls);
         let prom = prometheus::Registry::new();
         let metrics = ActorMetrics::new(&prom).context("registering actor metrics")?;
         let cluster_metrics = ClusterMetrics::new(&prom).context("registering cluster metrics")?;
@@ -167,7 +170,13 @@ impl Node {
             ))
         });
         let plane = match (&cfg.redis_url, sockets.internal) {
-            (Some(url), Some(internal)) => cluster::plane(cfg, url, &prom, internal).await?,
+            (Some(url), Some(internal)) => {
+                let link = cluster::Link {
+                    tls: tls.cluster.clone(),
+                    redis_ca: tls.redis_ca.clone(),
+                };
+                cluster::plane(cfg, url, &prom, internal, link).await?
+            }
             _ => embedded_plane(cfg, residents)?,
         };
 
@@ -236,7 +245,13 @@ impl Node {
         .keep_alive(Duration::from_secs(75))
         .disable_signals()
         .shutdown_timeout(1)
-        .listen(sockets.kiosk)
+        .on_connect(crate::tls::on_connect(
+            tls.kiosk.as_ref().is_some_and(|(_, required)| *required),
+        ));
+        let kiosk_server = match tls.kiosk {
+            Some((config, _)) => kiosk_server.listen_rustls_0_23(sockets.kiosk, config),
+            None => kiosk_server.listen(sockets.kiosk),
+        }
         .context("serving the kiosk listener")?;
         let kiosk_addr = first_addr(&kiosk_server.addrs())?;
         let (s, m) = (state.clone(), http_metrics);
@@ -247,9 +262,12 @@ impl Node {
                 .client_disconnect_timeout(cfg.admission.disconnect_timeout())
                 .max_connections(cfg.admission.connections_per_worker(1))
                 .disable_signals()
-                .shutdown_timeout(1)
-                .listen(sockets.admin)
-                .context("serving the admin listener")?;
+                .shutdown_timeout(1);
+        let admin_server = match tls.admin {
+            Some(config) => admin_server.listen_rustls_0_23(sockets.admin, config),
+            None => admin_server.listen(sockets.admin),
+        }
+        .context("serving the admin listener")?;
         let admin_addr = first_addr(&admin_server.addrs())?;
         let kiosk_server = kiosk_server.run();
         let admin_server = admin_server.run();
@@ -270,6 +288,9 @@ impl Node {
         }
         let mut reloader = Reloader::default();
         creds::add_hooks(&mut reloader, cfg, &state);
+        for part in tls.reloaders {
+            reloader.add_part(part);
+        }
         Ok(Node {
             state,
             kiosk_addr,
@@ -326,6 +347,29 @@ impl Node {
         }
         self.kiosk.stop(true).await;
         self.admin.stop(true).await;
+    }
+}
+
+/// Says once, at start, what travels in clear: the explicit insecure mode of a cluster,
+/// and a kiosk or admin listener without TLS on an address other machines can reach.
+fn warn_plaintext(cfg: &ServeConfig, tls: &NodeTls) {
+    if cfg.redis_url.is_some() && tls.cluster.is_none() {
+        tracing::warn!(
+            "insecure: --insecure-plaintext: traffic between nodes (certificates, card ids) \
+             travels in clear; for local development only"
+        );
+    }
+    for (listener, addr, secured) in [
+        ("kiosk", cfg.listen, tls.kiosk.is_some()),
+        ("admin", cfg.admin_listen, tls.admin.is_some()),
+    ] {
+        if !secured && !addr.ip().is_loopback() {
+            tracing::warn!(
+                listener,
+                %addr,
+                "plain http on a non-loopback address: terminate tls in front of it, or set the tls certificate settings"
+            );
+        }
     }
 }
 

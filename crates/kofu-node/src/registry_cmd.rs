@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use kofu_coord::redis::{RedisRegistry, connect};
+use kofu_coord::redis::{ConnectOptions, RedisRegistry, connect_with, is_sentinel};
 use kofu_core::{Population, PopulationSpec};
 
 #[derive(Debug, Subcommand)]
@@ -25,6 +25,9 @@ pub struct LoadArgs {
     pub fixture_residents: u32,
     #[arg(long, env = "KOFU_SHARD_COUNT", default_value_t = kofu_proto::DEFAULT_SHARD_COUNT)]
     pub shard_count: u32,
+    /// CA (PEM) of the Redis servers' certificates, for a `rediss` URL.
+    #[arg(long, env = "KOFU_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
@@ -52,9 +55,16 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let conn = connect(&args.redis).await?;
+        let ca_pem = match &args.redis_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|_| anyhow::anyhow!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let conn = connect_with(&args.redis, &ConnectOptions { ca_pem }).await?;
         // Through Sentinel, the load is acknowledged only once a replica holds it.
-        let replicas = u32::from(args.redis.starts_with("redis+sentinel://"));
+        let replicas = u32::from(is_sentinel(&args.redis));
         let registry = RedisRegistry::new(conn, args.shard_count).with_replicas(replicas);
         match registry.loaded_population().await? {
             Some(stored) if stored == label => {

@@ -4,6 +4,18 @@
 //! independent, so a bad kiosks file does not hold back a rotated issuer key. Adding a
 //! file-backed setting (say, a TLS certificate) is one more `add`.
 
+use std::sync::Arc;
+
+/// A part that holds something read from files (a certificate, a trust anchor) and can
+/// read them again: registered with [`Reloader::add_part`].
+pub trait Reloadable: Send + Sync {
+    /// What it is, for the log line (a setting name, never file contents).
+    fn what(&self) -> &'static str;
+    /// Reads the file(s) again and swaps the new contents in; on an error nothing
+    /// changes. The error names the file and the problem, never secret material.
+    fn reload(&self) -> Result<(), String>;
+}
+
 type Hook = Box<dyn Fn() -> anyhow::Result<String> + Send + Sync>;
 
 #[derive(Default)]
@@ -29,6 +41,14 @@ impl Reloader {
         self.hooks.push((part, Box::new(hook)));
     }
 
+    /// Registers a [`Reloadable`] part under its own name.
+    pub fn add_part(&mut self, part: Arc<dyn Reloadable>) {
+        self.add(part.what(), move || {
+            part.reload().map_err(anyhow::Error::msg)?;
+            Ok("in force".to_owned())
+        });
+    }
+
     /// Runs every hook; answers how many were refused.
     pub fn reload(&self) -> usize {
         let mut refused = 0;
@@ -47,7 +67,6 @@ impl Reloader {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;

@@ -5,6 +5,7 @@
 //! Cluster nodes can be added, stopped, killed and paused.
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kofu_kiosk::{Client, Fixtures, Kiosk, Method, Resp};
@@ -12,12 +13,36 @@ use kofu_proto::verify::IssuerKeys;
 use serde_json::Value;
 
 use crate::kiosk::REQUEST_TIMEOUT;
-use crate::node::sync_get;
-use crate::{KofuNode, NodeOptions, RedisServer, fixtures, free_port, kofu_bin};
+use crate::{CertFiles, KofuNode, NodeOptions, RedisServer, fixtures, free_port, kofu_bin};
 
 /// Cluster secret of every test cluster (only ever on loopback).
 const TEST_SECRET: &str = "kofu-test-cluster-secret-0123456789";
 const CONVERGE: Duration = Duration::from_secs(60);
+
+/// How the nodes of a cluster link to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSecurity {
+    /// Mutual TLS with one cluster CA (what a real deployment does).
+    MutualTls,
+    /// Mutual TLS, but every node's certificate from a CA of its own: no two nodes can
+    /// link (they still share Redis, so they agree on who owns what).
+    CaPerNode,
+    /// `--insecure-plaintext`.
+    Plaintext,
+}
+
+/// What a [`NodeHook`] runs: node number, options.
+pub type NodeHookFn = dyn Fn(usize, &mut NodeOptions) + Send + Sync;
+
+/// Changes one node's options just before it starts.
+#[derive(Clone)]
+pub struct NodeHook(pub Arc<NodeHookFn>);
+
+impl std::fmt::Debug for NodeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeHook(..)")
+    }
+}
 
 /// How to start a deployment; `node` applies to every node.
 #[derive(Debug, Clone)]
@@ -32,6 +57,20 @@ pub struct DeploymentOptions {
     pub durable_redis: bool,
     /// Use this Redis (say, a Sentinel URL) instead of starting one.
     pub redis_url: Option<String>,
+    /// The CA of the Redis servers' certificates (`rediss://` in `redis_url`), given to
+    /// `kofu registry load` and to every node.
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// How cluster nodes link to each other (default: mutual TLS, one cluster CA).
+    pub link: LinkSecurity,
+    /// HTTPS on every node's kiosk and admin listeners (the deployment's client trusts
+    /// the CA).
+    pub https: bool,
+    /// With `https`: kiosks must present a client certificate of this CA
+    /// (`--tls-client-ca-file`). The deployment's own client presents one naming no
+    /// kiosk (enough for `/v1/issuer-key`); kiosk calls need a client per kiosk.
+    pub kiosk_ca: Option<Arc<CertFiles>>,
+    /// Last word on each node's options.
+    pub hook: Option<NodeHook>,
 }
 
 impl Default for DeploymentOptions {
@@ -43,6 +82,11 @@ impl Default for DeploymentOptions {
             shard_count: None,
             durable_redis: false,
             redis_url: None,
+            redis_ca_file: None,
+            link: LinkSecurity::MutualTls,
+            https: false,
+            kiosk_ca: None,
+            hook: None,
         }
     }
 }
@@ -77,6 +121,16 @@ pub struct Deployment {
     fx: &'static Fixtures,
     issuer: IssuerKeys,
     client: Client,
+    certs: Certs,
+}
+
+/// The certificates every node of a deployment shares.
+#[derive(Debug, Clone, Default)]
+struct Certs {
+    https: Option<Arc<CertFiles>>,
+    cluster: Option<Arc<CertFiles>>,
+    /// The harness' client certificate, when kiosks must present one.
+    client: Option<Arc<crate::Issued>>,
 }
 
 impl Deployment {
@@ -101,17 +155,36 @@ impl Deployment {
             registry_load(url, &opts);
         }
         let fx = fixtures(opts.node.seed, opts.node.residents, opts.node.kiosks);
+        let certs = Certs {
+            https: opts
+                .https
+                .then(|| Arc::new(CertFiles::new("test listener ca"))),
+            cluster: (redis_url.is_some() && opts.link == LinkSecurity::MutualTls)
+                .then(|| Arc::new(CertFiles::new("test cluster ca"))),
+            client: opts
+                .kiosk_ca
+                .as_ref()
+                .map(|ca| Arc::new(ca.ca.issue("kofu-testkit", &[]))),
+        };
         let nodes: Vec<Option<KofuNode>> = (0..opts.nodes)
             .map(|n| {
                 Some(KofuNode::start(node_options(
                     n,
                     &opts,
                     redis_url.as_deref(),
+                    &certs,
                 )))
             })
             .collect();
         let apis: Vec<String> = nodes.iter().flatten().map(|n| n.api.clone()).collect();
-        let client = Client::builder()
+        let mut client = Client::builder();
+        if let Some(https) = &certs.https {
+            client = client.ca_pem(https.ca.cert_pem());
+        }
+        if let Some(cert) = &certs.client {
+            client = client.client_cert_pem(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
+        }
+        let client = client
             .targets(&apis)
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -129,6 +202,7 @@ impl Deployment {
             opts,
             fx,
             client,
+            certs,
         };
         if d.redis_url.is_some() {
             d.wait_converged();
@@ -146,7 +220,7 @@ impl Deployment {
             n == 0 || self.redis_url.is_some(),
             "an embedded deployment has one node"
         );
-        let opts = node_options(n, &self.opts, self.redis_url.as_deref());
+        let opts = node_options(n, &self.opts, self.redis_url.as_deref(), &self.certs);
         self.nodes.push(Some(KofuNode::start(opts)));
         n
     }
@@ -246,10 +320,21 @@ impl Deployment {
         Ok(sum)
     }
 
+    /// The CA of the listeners' certificates, with `https`.
+    pub fn https_certs(&self) -> Option<&Arc<CertFiles>> {
+        self.certs.https.as_ref()
+    }
+
+    /// The cluster CA, with `LinkSecurity::MutualTls`.
+    pub fn cluster_certs(&self) -> Option<&Arc<CertFiles>> {
+        self.certs.cluster.as_ref()
+    }
+
     /// `GET /admin/v1/cluster` of node `n` (blocking).
     pub fn view(&self, n: usize) -> Option<Value> {
-        let addr = self.node(n).admin.trim_start_matches("http://").to_owned();
-        let (status, body) = sync_get(&addr, "/admin/v1/cluster", Some(self.admin_token()))?;
+        let (status, body) = self
+            .node(n)
+            .admin_get("/admin/v1/cluster", Some(self.admin_token()))?;
         (status == 200).then(|| serde_json::from_str(&body).ok())?
     }
 
@@ -316,7 +401,33 @@ impl Deployment {
 }
 
 /// The options of node `n`: an embedded node, or a member of the cluster on `redis_url`.
-fn node_options(n: usize, opts: &DeploymentOptions, redis_url: Option<&str>) -> NodeOptions {
+fn node_options(
+    n: usize,
+    opts: &DeploymentOptions,
+    redis_url: Option<&str>,
+    certs: &Certs,
+) -> NodeOptions {
+    let mut node = cluster_node_options(n, opts, redis_url, certs);
+    node.https = certs.https.clone();
+    node.client_cert = certs.client.clone();
+    if let Some(ca) = &opts.kiosk_ca {
+        node.args.extend([
+            "--tls-client-ca-file".to_owned(),
+            ca.ca_file.display().to_string(),
+        ]);
+    }
+    if let Some(NodeHook(hook)) = &opts.hook {
+        hook(n, &mut node);
+    }
+    node
+}
+
+fn cluster_node_options(
+    n: usize,
+    opts: &DeploymentOptions,
+    redis_url: Option<&str>,
+    certs: &Certs,
+) -> NodeOptions {
     let mut node = opts.node.clone();
     let Some(url) = redis_url else {
         if let Some(shards) = opts.shard_count {
@@ -325,6 +436,17 @@ fn node_options(n: usize, opts: &DeploymentOptions, redis_url: Option<&str>) -> 
         }
         return node;
     };
+    match opts.link {
+        LinkSecurity::MutualTls => node.cluster_certs = certs.cluster.clone(),
+        LinkSecurity::CaPerNode => {
+            node.cluster_certs = Some(Arc::new(CertFiles::new(&format!("node-{n} own ca"))));
+        }
+        LinkSecurity::Plaintext => node.args.push("--insecure-plaintext".to_owned()),
+    }
+    if let Some(ca) = &opts.redis_ca_file {
+        node.args
+            .extend(["--redis-ca-file".to_owned(), ca.display().to_string()]);
+    }
     let internal = format!("127.0.0.1:{}", free_port());
     node.args.splice(
         0..0,
@@ -353,6 +475,11 @@ fn registry_load(url: &str, opts: &DeploymentOptions) {
         .args(["--fixture-seed", &opts.node.seed.to_string()])
         .args(["--fixture-residents", &opts.node.residents.to_string()])
         .args(["--shard-count", &opts.shard_count().to_string()])
+        .args(
+            opts.redis_ca_file
+                .iter()
+                .flat_map(|ca| ["--redis-ca-file".to_owned(), ca.display().to_string()]),
+        )
         .output()
         .unwrap_or_else(|e| panic!("cannot run kofu registry load: {e}"));
     assert!(
@@ -364,9 +491,9 @@ fn registry_load(url: &str, opts: &DeploymentOptions) {
 
 /// The keys the node says to trust, as `GET /v1/issuer-key` serves them.
 fn issuer_key(node: &KofuNode) -> IssuerKeys {
-    let addr = node.api.trim_start_matches("http://");
-    let (status, body) =
-        sync_get(addr, "/v1/issuer-key", None).unwrap_or_else(|| panic!("no issuer key answer"));
+    let (status, body) = node
+        .api_get("/v1/issuer-key", None)
+        .unwrap_or_else(|| panic!("no issuer key answer"));
     assert_eq!(status, 200, "issuer-key: {body}");
     let key: kofu_proto::api::IssuerKeyResponse =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("issuer-key body: {e}"));

@@ -5,6 +5,7 @@
 //! coordinator tests, and reads what kofu left in Redis.
 
 mod bin;
+mod certs;
 mod deployment;
 mod kiosk;
 mod node;
@@ -16,12 +17,13 @@ mod sentinel;
 pub mod suite;
 
 pub use bin::{free_port, kofu_bin, kofu_bin_with_features};
-pub use deployment::{Deployment, DeploymentOptions};
+pub use certs::{CLUSTER_SERVER_NAME, CertFiles, Issued, TestCa};
+pub use deployment::{Deployment, DeploymentOptions, LinkSecurity, NodeHook};
 pub use kiosk::{RespExt, SessionReport, admin_post, full_session, get, request, strict};
-pub use node::{KofuNode, NodeOptions};
+pub use node::{KofuNode, NodeOptions, presented_certificate, sync_get_url};
 pub use population::fixtures;
 pub use promtool::promtool_check;
-pub use redis::RedisServer;
+pub use redis::{RedisOptions, RedisServer};
 pub use resp::{RedisConn, Reply};
 pub use sentinel::SentinelSetup;
 

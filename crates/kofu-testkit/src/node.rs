@@ -6,9 +6,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, kofu_bin};
+use crate::{CertFiles, Issued, free_port, kofu_bin};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const TERM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,6 +26,13 @@ pub struct NodeOptions {
     pub env: Vec<(String, String)>,
     /// Another `kofu` binary to run (a test-only build); default `kofu_bin()`.
     pub binary: Option<PathBuf>,
+    /// HTTPS on the kiosk and admin listeners with this CA's certificate.
+    pub https: Option<Arc<CertFiles>>,
+    /// Mutual TLS between cluster nodes with this cluster CA.
+    pub cluster_certs: Option<Arc<CertFiles>>,
+    /// The client certificate the harness presents to the kiosk listener (one that
+    /// requires them): its own checks only, it names no kiosk.
+    pub client_cert: Option<Arc<Issued>>,
 }
 
 impl Default for NodeOptions {
@@ -36,6 +44,9 @@ impl Default for NodeOptions {
             args: Vec::new(),
             env: Vec::new(),
             binary: None,
+            https: None,
+            cluster_certs: None,
+            client_cert: None,
         }
     }
 }
@@ -43,10 +54,14 @@ impl Default for NodeOptions {
 /// A running `kofu serve`; killed when dropped.
 #[derive(Debug)]
 pub struct KofuNode {
-    /// Kiosk API base URL, `http://127.0.0.1:P`.
+    /// Kiosk API base URL, `http://127.0.0.1:P` (`https://` with HTTPS).
     pub api: String,
     /// Admin listener base URL.
     pub admin: String,
+    /// The certificates it was started with (kept alive as long as the node).
+    pub https: Option<Arc<CertFiles>>,
+    pub cluster_certs: Option<Arc<CertFiles>>,
+    client_cert: Option<Arc<Issued>>,
     child: Child,
     log_path: PathBuf,
     exit: Option<ExitStatus>,
@@ -89,6 +104,8 @@ impl KofuNode {
             .args(["--fixture-residents", &opts.residents.to_string()])
             .args(["--fixture-kiosks", &opts.kiosks.to_string()])
             .args(["--log-format", "json"])
+            .args(opts.https.iter().flat_map(|c| c.https_args()))
+            .args(opts.cluster_certs.iter().flat_map(|c| c.cluster_args()))
             .args(&opts.args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -109,9 +126,17 @@ impl KofuNode {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", kofu_bin().display()));
+        let scheme = if opts.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let mut node = KofuNode {
-            api: format!("http://{api_addr}"),
-            admin: format!("http://{admin_addr}"),
+            api: format!("{scheme}://{api_addr}"),
+            admin: format!("{scheme}://{admin_addr}"),
+            https: opts.https.clone(),
+            cluster_certs: opts.cluster_certs.clone(),
+            client_cert: opts.client_cert.clone(),
             child,
             log_path,
             exit: None,
@@ -124,7 +149,7 @@ impl KofuNode {
                 node.exit = Some(status);
                 return Err(format!("exit status {status}\n{}", node.logs()));
             }
-            if sync_get(&admin_addr, "/readyz", None).map(|(status, _)| status) == Some(200) {
+            if node.admin_get("/readyz", None).map(|(status, _)| status) == Some(200) {
                 return Ok(node);
             }
             if Instant::now() > deadline {
@@ -135,6 +160,18 @@ impl KofuNode {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// A blocking GET on the admin listener (over HTTPS when it has it).
+    pub fn admin_get(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+        let https = self.https.as_deref();
+        sync_get_url(&format!("{}{path}", self.admin), token, https, None)
+    }
+
+    /// A blocking GET on the kiosk listener (over HTTPS when it has it).
+    pub fn api_get(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+        let (https, client) = (self.https.as_deref(), self.client_cert.as_deref());
+        sync_get_url(&format!("{}{path}", self.api), token, https, client)
     }
 
     /// Everything the node wrote to stdout and stderr so far.
@@ -256,18 +293,65 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A blocking HTTP/1.0 GET (with a bearer token when given) that works inside or outside
-/// any async runtime: status and body.
-pub(crate) fn sync_get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let sock = addr.parse().ok()?;
+/// A blocking HTTP/1.0 GET of a whole `http://` or `https://` URL on loopback (with a
+/// bearer token when given) that works inside or outside any async runtime: status and
+/// body. HTTPS trusts the CA of `certs` only, and presents `client` when given.
+pub fn sync_get_url(
+    url: &str,
+    token: Option<&str>,
+    certs: Option<&CertFiles>,
+    client: Option<&Issued>,
+) -> Option<(u16, String)> {
+    let (tls, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("http://")?),
+    };
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
     let mut stream = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n");
     let mut all = Vec::new();
-    stream.read_to_end(&mut all).ok()?;
+    if tls {
+        let name = rustls::pki_types::ServerName::IpAddress(sock.ip().into());
+        let conn = rustls::ClientConnection::new(certs?.client_config(client), name).ok()?;
+        let mut tls = rustls::StreamOwned::new(conn, stream);
+        tls.write_all(request.as_bytes()).ok()?;
+        read_all(&mut tls, &mut all);
+    } else {
+        stream.write_all(request.as_bytes()).ok()?;
+        read_all(&mut stream, &mut all);
+    }
     let text = String::from_utf8(all).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
+}
+
+/// The certificate (DER) a TLS listener at `url` (`https://127.0.0.1:P`) presents in a
+/// new handshake, verified against the CA of `certs`; `None` if the handshake fails.
+pub fn presented_certificate(url: &str, certs: &CertFiles) -> Option<Vec<u8>> {
+    let addr = url.strip_prefix("https://")?.trim_end_matches('/');
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let name = rustls::pki_types::ServerName::IpAddress(sock.ip().into());
+    let mut conn = rustls::ClientConnection::new(certs.client_config(None), name).ok()?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream).ok()?;
+    }
+    Some(conn.peer_certificates()?.first()?.to_vec())
+}
+
+/// Reads until the end or an error (a TLS peer may close without `close_notify`).
+fn read_all(from: &mut impl Read, into: &mut Vec<u8>) {
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        into.extend_from_slice(&buf[..n]);
+    }
 }

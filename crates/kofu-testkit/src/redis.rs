@@ -6,10 +6,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::free_port;
 use crate::resp::RedisConn;
+use crate::{CertFiles, free_port};
 
 /// A server starts in milliseconds; a busy machine may take seconds to schedule it.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +28,22 @@ pub struct RedisServer {
     durable: bool,
     /// Further `redis-server` arguments (a replica's `--replicaof`, say).
     extra: Vec<String>,
+    /// An ACL user (and password) that must authenticate; the default user is off.
+    acl: Option<(String, String)>,
+    /// TLS on a port of its own (the plain port stays, for the harness' own checks).
+    tls: Option<(u16, Arc<CertFiles>)>,
+}
+
+/// How to start a [`RedisServer`] beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    pub durable: bool,
+    /// `(user, password)`: the only user that may connect (also used to replicate).
+    pub acl: Option<(String, String)>,
+    /// Serve TLS with this certificate (`rediss://` in [`RedisServer::url`]).
+    pub tls: Option<Arc<CertFiles>>,
+    /// The port of the primary to replicate.
+    pub replica_of: Option<u16>,
 }
 
 impl RedisServer {
@@ -35,39 +52,61 @@ impl RedisServer {
     /// # Panics
     /// If `redis-server` is not installed or never becomes ready.
     pub fn start() -> RedisServer {
-        RedisServer::start_with(false)
+        RedisServer::start_plain(false)
     }
 
     /// A server that keeps its data across `stop` + `start_again` (AOF, fsync always).
     pub fn start_durable() -> RedisServer {
-        RedisServer::start_with(true)
+        RedisServer::start_plain(true)
     }
 
-    fn start_with(durable: bool) -> RedisServer {
-        RedisServer::start_args(durable, Vec::new())
+    fn start_plain(durable: bool) -> RedisServer {
+        RedisServer::start_with(RedisOptions {
+            durable,
+            ..RedisOptions::default()
+        })
     }
 
     /// A replica of the server on `primary_port`.
     pub fn start_replica_of(primary_port: u16) -> RedisServer {
-        RedisServer::start_args(
-            false,
-            vec![
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                primary_port.to_string(),
-            ],
-        )
+        RedisServer::start_with(RedisOptions {
+            replica_of: Some(primary_port),
+            ..RedisOptions::default()
+        })
     }
 
-    fn start_args(durable: bool, extra: Vec<String>) -> RedisServer {
+    /// A server as `opts` says.
+    pub fn start_with(opts: RedisOptions) -> RedisServer {
+        let mut extra = Vec::new();
+        if let Some(primary) = opts.replica_of {
+            extra.extend([
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary.to_string(),
+            ]);
+        }
+        if let Some((user, password)) = &opts.acl {
+            extra.extend(["--user".into(), "default".into(), "off".into()]);
+            extra.extend([
+                "--user".into(),
+                user.clone(),
+                "on".into(),
+                format!(">{password}"),
+            ]);
+            extra.extend(["~*".into(), "&*".into(), "+@all".into()]);
+            extra.extend(["--masteruser".into(), user.clone()]);
+            extra.extend(["--masterauth".into(), password.clone()]);
+        }
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let mut server = RedisServer {
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}")),
-                durable,
+                durable: opts.durable,
                 extra: extra.clone(),
+                acl: opts.acl.clone(),
+                tls: opts.tls.clone().map(|certs| (free_port(), certs)),
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -77,9 +116,17 @@ impl RedisServer {
         panic!("redis-server did not start ({START_ATTEMPTS} attempts); log tail:\n{last}");
     }
 
-    /// `redis://127.0.0.1:<port>/`
+    /// `redis://127.0.0.1:<port>/`; `rediss://` and the TLS port with TLS, and the
+    /// ACL user's credentials when it has one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let (scheme, port) = match &self.tls {
+            Some((port, _)) => ("rediss", *port),
+            None => ("redis", self.port),
+        };
+        match &self.acl {
+            Some((user, password)) => format!("{scheme}://{user}:{password}@127.0.0.1:{port}/"),
+            None => format!("{scheme}://127.0.0.1:{port}/"),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -180,6 +227,20 @@ impl RedisServer {
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)
+            .args(self.tls.iter().flat_map(|(port, certs)| {
+                [
+                    "--tls-port".to_owned(),
+                    port.to_string(),
+                    "--tls-cert-file".to_owned(),
+                    certs.cert_file.display().to_string(),
+                    "--tls-key-file".to_owned(),
+                    certs.key_file.display().to_string(),
+                    "--tls-ca-cert-file".to_owned(),
+                    certs.ca_file.display().to_string(),
+                    "--tls-auth-clients".to_owned(),
+                    "no".to_owned(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -194,7 +255,7 @@ impl RedisServer {
                 self.child = None;
                 return Err(format!("exit status {status}\n{}", self.logs()));
             }
-            if ping(self.port) {
+            if ping(self.port, self.acl.as_ref()) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -212,18 +273,26 @@ impl Drop for RedisServer {
     }
 }
 
-/// A blocking inline `PING`, usable inside or outside any async runtime.
-fn ping(port: u16) -> bool {
+/// A blocking inline `PING` (after `AUTH` with ACL credentials), usable inside or
+/// outside any async runtime.
+pub(crate) fn ping(port: u16, acl: Option<&(String, String)>) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
+    };
+    let (hello, expect): (String, &[u8]) = match acl {
+        Some((user, password)) => (
+            format!("AUTH {user} {password}\r\nPING\r\n"),
+            b"+OK\r\n+PONG\r\n",
+        ),
+        None => ("PING\r\n".to_owned(), b"+PONG\r\n"),
     };
     if stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .is_err()
-        || stream.write_all(b"PING\r\n").is_err()
+        || stream.write_all(hello.as_bytes()).is_err()
     {
         return false;
     }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    let mut reply = vec![0u8; expect.len()];
+    stream.read_exact(&mut reply).is_ok() && reply == expect
 }

@@ -1,6 +1,7 @@
 //! A Redis Sentinel setup on loopback for failover tests: one primary, one replica and
 //! three Sentinels (all `redis-server` from Debian; Sentinels run in `--sentinel` mode),
-//! with short timeouts so a failover completes within seconds.
+//! with short timeouts so a failover completes within seconds; optionally with one ACL
+//! user (and no default user) on every server, Sentinels included.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -8,6 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::redis::RedisOptions;
 use crate::{RedisServer, free_port};
 
 /// The name the Sentinels monitor the primary under.
@@ -22,6 +24,7 @@ pub struct SentinelSetup {
     pub primary: RedisServer,
     pub replica: RedisServer,
     sentinels: Vec<(u16, Child)>,
+    acl: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -29,8 +32,29 @@ impl SentinelSetup {
     /// Starts everything and waits until every Sentinel knows the primary and the
     /// replica is in sync.
     pub fn start() -> SentinelSetup {
-        let primary = RedisServer::start();
-        let replica = RedisServer::start_replica_of(primary.port());
+        SentinelSetup::start_with_acl(None)
+    }
+
+    /// [`SentinelSetup::start`] where the primary, the replica and the Sentinels only
+    /// let `(user, password)` in (replication and the Sentinels' own links included).
+    pub fn start_with_acl(acl: Option<(String, String)>) -> SentinelSetup {
+        let primary = RedisServer::start_with(RedisOptions {
+            acl: acl.clone(),
+            ..RedisOptions::default()
+        });
+        let replica = RedisServer::start_with(RedisOptions {
+            acl: acl.clone(),
+            replica_of: Some(primary.port()),
+            ..RedisOptions::default()
+        });
+        let auth_lines = acl.as_ref().map_or_else(String::new, |(user, password)| {
+            format!(
+                "user default off\nuser {user} on >{password} allcommands\n\
+                 sentinel auth-user {MASTER_NAME} {user}\n\
+                 sentinel auth-pass {MASTER_NAME} {password}\n\
+                 sentinel sentinel-user {user}\nsentinel sentinel-pass {password}\n"
+            )
+        });
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
         let mut sentinels = Vec::new();
         for i in 0..3 {
@@ -43,7 +67,7 @@ impl SentinelSetup {
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {primary} 2\n\
                  sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                  sentinel failover-timeout {MASTER_NAME} 4000\n\
-                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                 sentinel parallel-syncs {MASTER_NAME} 1\n{auth_lines}",
                 dir = dir.path().display(),
                 primary = primary.port(),
             )
@@ -64,17 +88,21 @@ impl SentinelSetup {
             primary,
             replica,
             sentinels,
+            acl,
             _dir: dir,
         };
         let want = format!("127.0.0.1:{}", setup.primary.port());
         setup.wait("sentinels see the primary and its replica", || {
-            setup
-                .sentinel_ports()
-                .iter()
-                .all(|&p| master_of(p).as_deref() == Some(want.as_str()) && replicas_known(p) >= 1)
-                && info(setup.replica.port(), "master_link_status:up")
+            setup.sentinel_ports().iter().all(|&p| {
+                master_of(p, setup.acl()).as_deref() == Some(want.as_str())
+                    && replicas_known(p, setup.acl()) >= 1
+            }) && info(setup.replica.port(), "master_link_status:up", setup.acl())
         });
         setup
+    }
+
+    fn acl(&self) -> Option<&(String, String)> {
+        self.acl.as_ref()
     }
 
     fn sentinel_ports(&self) -> Vec<u16> {
@@ -88,12 +116,20 @@ impl SentinelSetup {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+        let auth = self
+            .acl
+            .as_ref()
+            .map_or_else(String::new, |(user, password)| {
+                format!("{user}:{password}@")
+            });
+        format!("redis+sentinel://{auth}{}/{MASTER_NAME}", hosts.join(","))
     }
 
     /// The primary's `host:port` according to the first Sentinel that answers.
     fn current_primary(&self) -> Option<String> {
-        self.sentinel_ports().into_iter().find_map(master_of)
+        self.sentinel_ports()
+            .into_iter()
+            .find_map(|p| master_of(p, self.acl()))
     }
 
     /// Kills the primary (`SIGKILL`) and waits until the Sentinels promote the replica.
@@ -115,8 +151,8 @@ impl SentinelSetup {
         let new_primary = self.replica.port();
         self.primary.start_again_replica_of(new_primary);
         self.wait("the old primary replicates the new one", || {
-            info(new_primary, "connected_slaves:1")
-                && info(self.primary.port(), "master_link_status:up")
+            info(new_primary, "connected_slaves:1", self.acl())
+                && info(self.primary.port(), "master_link_status:up", self.acl())
         });
     }
 
@@ -138,12 +174,22 @@ impl Drop for SentinelSetup {
     }
 }
 
-/// One inline command, the raw reply text.
-fn command(port: u16, cmd: &str) -> Option<String> {
+/// One inline command (after `AUTH` with ACL credentials), the raw reply text.
+fn command(port: u16, cmd: &str, acl: Option<&(String, String)>) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(300)))
         .ok()?;
+    if let Some((user, password)) = acl {
+        stream
+            .write_all(format!("AUTH {user} {password}\r\n").as_bytes())
+            .ok()?;
+        let mut ok = [0u8; 5];
+        stream.read_exact(&mut ok).ok()?;
+        if &ok != b"+OK\r\n" {
+            return None;
+        }
+    }
     stream.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;
@@ -160,10 +206,11 @@ fn command(port: u16, cmd: &str) -> Option<String> {
     String::from_utf8(buf[..got].to_vec()).ok()
 }
 
-fn master_of(sentinel: u16) -> Option<String> {
+fn master_of(sentinel: u16, acl: Option<&(String, String)>) -> Option<String> {
     let reply = command(
         sentinel,
         &format!("SENTINEL get-master-addr-by-name {MASTER_NAME}"),
+        acl,
     )?;
     // *2 $9 127.0.0.1 $5 6379
     let parts: Vec<&str> = reply
@@ -176,12 +223,12 @@ fn master_of(sentinel: u16) -> Option<String> {
     }
 }
 
-fn replicas_known(sentinel: u16) -> usize {
-    command(sentinel, &format!("SENTINEL replicas {MASTER_NAME}"))
+fn replicas_known(sentinel: u16, acl: Option<&(String, String)>) -> usize {
+    command(sentinel, &format!("SENTINEL replicas {MASTER_NAME}"), acl)
         .map(|r| r.matches("flags").count())
         .unwrap_or(0)
 }
 
-fn info(port: u16, needle: &str) -> bool {
-    command(port, "INFO replication").is_some_and(|r| r.contains(needle))
+fn info(port: u16, needle: &str, acl: Option<&(String, String)>) -> bool {
+    command(port, "INFO replication", acl).is_some_and(|r| r.contains(needle))
 }

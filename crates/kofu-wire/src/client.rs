@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::frame::{FrameReader, encode_frame, run_writer};
-use crate::{HANDSHAKE_TIMEOUT, LinkError, Secrets, WRITE_QUEUE, handshake};
+use crate::{HANDSHAKE_TIMEOUT, LinkAuth, LinkError, Secrets, WRITE_QUEUE, handshake};
 
 /// Calls one client may have outstanding; later callers wait (within their timeout).
 const CLIENT_IN_FLIGHT: usize = 4096;
@@ -65,14 +65,15 @@ pub struct WireClient {
 }
 
 impl WireClient {
-    /// Connects to `addr` over TCP and authenticates both ends.
+    /// Connects to `addr` over TCP (and TLS when `auth` has it) and authenticates both
+    /// ends.
     pub async fn connect(
         addr: impl ToSocketAddrs,
         node_id: impl Into<String>,
-        secret: impl Into<Secrets>,
+        auth: impl Into<LinkAuth>,
     ) -> Result<WireClient, LinkError> {
-        let secret: Secrets = secret.into();
-        if secret.is_empty() {
+        let auth: LinkAuth = auth.into();
+        if auth.secrets.is_empty() {
             return Err(LinkError::EmptySecret);
         }
         let node_id = node_id.into();
@@ -80,8 +81,17 @@ impl WireClient {
             let stream = TcpStream::connect(addr).await?;
             let _ = stream.set_nodelay(true);
             let peer = stream.peer_addr()?.to_string();
-            let (read, write) = stream.into_split();
-            Self::open(read, write, peer, node_id, &secret).await
+            match &auth.tls {
+                None => {
+                    let (read, write) = stream.into_split();
+                    Self::open(read, write, peer, node_id, &auth.secrets).await
+                }
+                Some(tls) => {
+                    let stream = tls.connect(stream).await?;
+                    let (read, write) = tokio::io::split(stream);
+                    Self::open(read, write, peer, node_id, &auth.secrets).await
+                }
+            }
         })
         .await
         .map_err(|_| LinkError::Handshake("timed out"))?

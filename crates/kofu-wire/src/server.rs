@@ -1,9 +1,10 @@
-//! The accepting side of a node-to-node link: handshake, then many requests served
-//! concurrently per connection, answered by correlation id. Before the handshake a
-//! connection is cheap and short-lived: small frames only, one second to prove itself,
-//! and at most [`MAX_PRE_AUTH`] such connections at once, the oldest giving way to a
-//! new one, so that idle or slow unauthenticated connections cannot keep the peers out
-//! (forwarding between nodes goes on under such a flood).
+//! The accepting side of a node-to-node link: handshakes (TLS when configured, then
+//! HMAC), then many requests served concurrently per connection, answered by
+//! correlation id. Before the handshakes complete a connection is cheap and short-lived:
+//! small frames only, one second for both handshakes together, and at most
+//! [`MAX_PRE_AUTH`] such connections at once, the oldest giving way to a new one, so
+//! that idle or slow unauthenticated connections cannot keep the peers out (forwarding
+//! between nodes goes on under such a flood).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -14,13 +15,13 @@ use std::time::Duration;
 use kofu_proto::wire::{Body, Frame};
 use kofu_proto::{ErrorCode, SessionReply};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::frame::{FrameReader, encode_frame, run_writer};
-use crate::{CallHandler, LinkError, PRE_AUTH_TIMEOUT, Secrets, WRITE_QUEUE, handshake};
+use crate::{CallHandler, LinkAuth, LinkError, PRE_AUTH_TIMEOUT, Secrets, WRITE_QUEUE, handshake};
 
 /// Requests one connection may have in the handler at once; past it the server stops
 /// reading that connection, which pushes back on the sender through TCP.
@@ -82,17 +83,17 @@ impl WireServer {
     pub fn serve(
         listener: TcpListener,
         node_id: impl Into<String>,
-        secret: impl Into<Secrets>,
+        auth: impl Into<LinkAuth>,
         handler: CallHandler,
     ) -> Result<WireServer, LinkError> {
-        let secret: Secrets = secret.into();
-        if secret.is_empty() {
+        let auth: LinkAuth = auth.into();
+        if auth.secrets.is_empty() {
             return Err(LinkError::EmptySecret);
         }
         let node_id: Arc<str> = node_id.into().into();
         let local_addr = listener.local_addr()?;
-        let span = tracing::info_span!("wire_server", node = %node_id, addr = %local_addr);
-        let accept = tokio::spawn(accept_loop(listener, node_id, secret, handler).instrument(span));
+        let span = tracing::info_span!("wire_server", node = %node_id, addr = %local_addr, tls = auth.is_tls());
+        let accept = tokio::spawn(accept_loop(listener, node_id, auth, handler).instrument(span));
         Ok(WireServer { local_addr, accept })
     }
 
@@ -112,7 +113,7 @@ impl Drop for WireServer {
 async fn accept_loop(
     listener: TcpListener,
     node_id: Arc<str>,
-    secret: Secrets,
+    auth: LinkAuth,
     handler: CallHandler,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -143,14 +144,16 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (node_id, secret, handler) = (node_id.clone(), secret.clone(), handler.clone());
+        // Both handshakes count against one budget from the moment of accepting.
+        let deadline = tokio::time::Instant::now() + PRE_AUTH_TIMEOUT;
+        let (node_id, auth, handler) = (node_id.clone(), auth.clone(), handler.clone());
         let state = Arc::new(AtomicU8::new(PRE_AUTH));
         let span = tracing::info_span!("wire_conn", %peer, peer_node = tracing::field::Empty);
         let conn_state = state.clone();
         let task = conns.spawn(
             async move {
-                let (read, write) = stream.into_split();
-                match serve_conn(read, write, &node_id, &secret, handler, &conn_state).await {
+                let served = serve_stream(stream, &node_id, &auth, handler, &conn_state, deadline);
+                match served.await {
                     Ok(()) => tracing::debug!("connection closed by peer"),
                     Err(e) => tracing::warn!(error = %e, "connection dropped"),
                 }
@@ -163,6 +166,44 @@ async fn accept_loop(
     }
 }
 
+/// One accepted connection: TLS first when the cluster has a CA, then the link.
+async fn serve_stream(
+    stream: TcpStream,
+    node_id: &str,
+    auth: &LinkAuth,
+    handler: CallHandler,
+    state: &AtomicU8,
+    deadline: tokio::time::Instant,
+) -> Result<(), LinkError> {
+    let Some(tls) = &auth.tls else {
+        let (read, write) = stream.into_split();
+        return serve_conn(
+            read,
+            write,
+            node_id,
+            &auth.secrets,
+            handler,
+            state,
+            deadline,
+        )
+        .await;
+    };
+    let stream = tokio::time::timeout_at(deadline, tls.accept(stream))
+        .await
+        .map_err(|_| LinkError::Handshake("timed out"))??;
+    let (read, write) = tokio::io::split(stream);
+    serve_conn(
+        read,
+        write,
+        node_id,
+        &auth.secrets,
+        handler,
+        state,
+        deadline,
+    )
+    .await
+}
+
 /// One connection, given as its two halves so any stream can carry it.
 async fn serve_conn<R, W>(
     read: R,
@@ -171,6 +212,7 @@ async fn serve_conn<R, W>(
     secret: &Secrets,
     handler: CallHandler,
     state: &AtomicU8,
+    deadline: tokio::time::Instant,
 ) -> Result<(), LinkError>
 where
     R: AsyncRead + Unpin,
@@ -183,8 +225,8 @@ where
             .compare_exchange(PRE_AUTH, AUTHENTICATED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     };
-    let peer = tokio::time::timeout(
-        PRE_AUTH_TIMEOUT,
+    let peer = tokio::time::timeout_at(
+        deadline,
         handshake::server(&mut reader, &mut write, node_id, secret, admit),
     )
     .await

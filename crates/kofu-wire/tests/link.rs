@@ -38,7 +38,7 @@ fn echo(busy: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> CallHandler {
 
 async fn serve(node_id: &str, secret: impl Into<Secrets>, handler: CallHandler) -> WireServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    WireServer::serve(listener, node_id, secret, handler).expect("serve")
+    WireServer::serve(listener, node_id, secret.into(), handler).expect("serve")
 }
 
 async fn echo_server() -> (WireServer, Arc<AtomicUsize>) {

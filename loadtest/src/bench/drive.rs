@@ -54,8 +54,9 @@ pub async fn sessions(
     targets: Vec<String>,
     concurrency: usize,
     run_for: Duration,
+    tls: replay::Tls,
 ) -> anyhow::Result<Measured> {
-    let client = replay::client(&targets, TIMEOUT)?;
+    let client = replay::client(&targets, TIMEOUT, &tls)?;
     let issuer = replay::issuer_key(&client).await?;
     let usable: Arc<Vec<u32>> = Arc::new(
         (0..fx.cards.len() as u32)
@@ -74,6 +75,7 @@ pub async fn sessions(
         request_timeout: TIMEOUT,
         spread: false,
         patience: None,
+        tls,
     };
     let shared = Arc::new(Shared::new(fx, &client, issuer, config));
     let deadline = shared.origin + run_for;
@@ -156,7 +158,11 @@ pub async fn ceiling(concurrency: usize, run_for: Duration) -> anyhow::Result<Me
         .recv()?
         .map_err(|e| anyhow::anyhow!("ceiling server: {e}"))?;
     let base = format!("http://{addr}");
-    let client = replay::client(std::slice::from_ref(&base), TIMEOUT)?;
+    let client = replay::client(
+        std::slice::from_ref(&base),
+        TIMEOUT,
+        &replay::Tls::default(),
+    )?;
     let collector = Arc::new(Mutex::new(Collector::default()));
     let origin = Instant::now();
     let deadline = origin + run_for;
@@ -210,7 +216,7 @@ pub async fn open_idle(
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<usize> {
-    let client = replay::client(&[api.to_owned()], TIMEOUT)?;
+    let client = replay::client(&[api.to_owned()], TIMEOUT, &replay::Tls::default())?;
     let usable: Vec<usize> = fx.ordinary_indices().take(n).collect();
     anyhow::ensure!(
         usable.len() == n,

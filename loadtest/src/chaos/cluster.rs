@@ -188,6 +188,8 @@ pub struct Cluster {
     pub redis: Redis,
     pub nodes: Vec<Node>,
     http: Client,
+    /// The nodes link over mutual TLS, as deployed (one throwaway CA for the run).
+    certs: crate::procs::Certs,
 }
 
 impl Cluster {
@@ -233,6 +235,7 @@ impl Cluster {
             relay_everything(n, &redis, &nodes, &delays, &mut relays).await?;
         }
         let http = Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let certs = crate::procs::Certs::generate(&launcher.dir)?;
         let mut c = Cluster {
             launcher,
             kofu,
@@ -243,6 +246,7 @@ impl Cluster {
             redis,
             nodes,
             http,
+            certs,
         };
         for i in 0..settings.nodes {
             c.spawn_node(i, None)?;
@@ -274,6 +278,12 @@ impl Cluster {
             .args(["--fixture-residents", &s.residents.to_string()])
             .args(["--fixture-kiosks", &s.kiosks.to_string()])
             .args(["--drain-timeout-ms", "3000", "--log-level", "warn"])
+            .arg("--cluster-ca-file")
+            .arg(&self.certs.ca)
+            .arg("--cluster-cert-file")
+            .arg(&self.certs.cert)
+            .arg("--cluster-key-file")
+            .arg(&self.certs.key)
             .env("KOFU_CLUSTER_SECRET", SECRET);
         if let Some(secs) = skew {
             cmd.env("LD_PRELOAD", FAKETIME_LIB)

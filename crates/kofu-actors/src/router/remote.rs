@@ -10,7 +10,7 @@ use std::time::Duration;
 use kofu_coord::NodeInfo;
 use kofu_proto::ErrorCode;
 use kofu_proto::wire::Body;
-use kofu_wire::{CallHandler, LinkError, Secrets, WireClient};
+use kofu_wire::{CallHandler, LinkAuth, LinkError, WireClient};
 use parking_lot::Mutex;
 
 use super::{Attempt, Request, Router};
@@ -27,7 +27,7 @@ type Link = Arc<tokio::sync::Mutex<Option<Arc<WireClient>>>>;
 #[derive(Clone)]
 pub struct Remote {
     node_id: Arc<str>,
-    secret: Secrets,
+    auth: LinkAuth,
     links: Arc<Mutex<HashMap<String, Link>>>,
 }
 
@@ -40,10 +40,10 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    pub fn new(node_id: &str, secret: Secrets) -> Remote {
+    pub fn new(node_id: &str, auth: LinkAuth) -> Remote {
         Remote {
             node_id: node_id.into(),
-            secret,
+            auth,
             links: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -66,7 +66,7 @@ impl Remote {
         let connect = WireClient::connect(
             peer.internal_addr.as_str(),
             &*self.node_id,
-            self.secret.clone(),
+            self.auth.clone(),
         );
         let client = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await

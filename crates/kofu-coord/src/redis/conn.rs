@@ -3,12 +3,15 @@
 //! is looked up through the Sentinels and followed across failovers: a watcher asks the
 //! Sentinels again every `FOLLOW_EVERY` and switches every later command to the new
 //! primary. Commands in flight during a failover fail (the callers answer `503`, I7).
+//! `rediss://` and `rediss+sentinel://` speak TLS to every server (Sentinels included),
+//! verified against the CA given in `ConnectOptions` (else the system roots); the
+//! `user:password@` of the URL authenticates to the primary and to every Sentinel.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError};
+use ::redis::{Client, RedisError, TlsCertificates};
 use parking_lot::RwLock;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
@@ -75,28 +78,114 @@ impl RedisConn {
     }
 }
 
-/// Opens a connection for `url`: `redis://host:port[/db]` or
-/// `redis+sentinel://host:port[,host:port...]/<master name>`.
+/// What a Redis URL cannot carry.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// PEM roots the servers' certificates must chain to (`rediss`); `None`: the
+    /// system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// Whether `url` names a Sentinel-managed primary (so writes wait for a replica).
+pub fn is_sentinel(url: &str) -> bool {
+    url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://")
+}
+
+/// How every server of one URL is reached: plain or TLS, and with which credentials
+/// (`user:password`, percent-encoded as in the URL).
+#[derive(Clone)]
+struct Access {
+    tls: bool,
+    userinfo: Option<String>,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl Access {
+    /// The URL of the server at `addr` (`host:port`), credentials included.
+    fn url(&self, addr: &str) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        match &self.userinfo {
+            Some(user) => format!("{scheme}://{user}@{addr}/"),
+            None => format!("{scheme}://{addr}/"),
+        }
+    }
+
+    /// A client for `url`, with the CA for TLS. Errors never echo the url (it may hold
+    /// a password).
+    fn client(&self, url: &str) -> Result<Client, StoreError> {
+        let invalid = |_| StoreError::Unavailable("invalid redis url".into());
+        match (&self.ca_pem, self.tls) {
+            (Some(ca), true) => Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            )
+            .map_err(invalid),
+            _ => Client::open(url).map_err(invalid),
+        }
+    }
+}
+
+/// Splits `user:password@` off the front of a URL's authority part.
+fn split_userinfo(rest: &str) -> (Option<String>, &str) {
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => (Some(rest[..at].to_owned()), &rest[at + 1..]),
+        None => (None, rest),
+    }
+}
+
+/// Opens a connection for `url`: `redis[s]://[user:password@]host:port[/db]` or
+/// `redis[s]+sentinel://[user:password@]host:port[,host:port...]/<master name>`.
 pub async fn connect(url: &str) -> Result<RedisConn, StoreError> {
-    match url.strip_prefix("redis+sentinel://") {
+    connect_with(url, &ConnectOptions::default()).await
+}
+
+/// [`connect`] with what the URL cannot carry (the CA for TLS).
+pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<RedisConn, StoreError> {
+    let sentinel = url
+        .strip_prefix("redis+sentinel://")
+        .map(|rest| (false, rest))
+        .or_else(|| {
+            url.strip_prefix("rediss+sentinel://")
+                .map(|rest| (true, rest))
+        });
+    match sentinel {
         None => {
-            let addr = url
-                .strip_prefix("redis://")
-                .map(|rest| {
-                    rest.rsplit('@')
-                        .next()
-                        .unwrap_or(rest)
-                        .trim_end_matches('/')
-                })
-                .unwrap_or_default()
-                .to_owned();
-            let current = open(url, addr).await?;
+            let (tls, rest) = match url.strip_prefix("rediss://") {
+                Some(rest) => (true, rest),
+                None => (false, url.strip_prefix("redis://").unwrap_or_default()),
+            };
+            let (userinfo, hosts) = split_userinfo(rest);
+            let access = Access {
+                tls,
+                userinfo,
+                ca_pem: options.ca_pem.clone(),
+            };
+            let addr = hosts.trim_end_matches('/').to_owned();
+            let current = open(&access, url, addr).await?;
             Ok(wrap(current))
         }
-        Some(rest) => {
-            let sentinels = Sentinels::parse(rest)?;
+        Some((tls, rest)) => {
+            let (userinfo, hosts) = split_userinfo(rest);
+            let access = Access {
+                tls,
+                userinfo,
+                ca_pem: options.ca_pem.clone(),
+            };
+            let sentinels = Sentinels::parse(hosts, access)?;
             let addr = sentinels.primary().await?;
-            let current = open(&format!("redis://{addr}/"), addr).await?;
+            let current = open(&sentinels.access, &sentinels.access.url(&addr), addr).await?;
             let conn = wrap(current);
             let weak = Arc::downgrade(&conn.inner);
             let span = tracing::info_span!("sentinel_follower", master = %sentinels.name);
@@ -116,10 +205,9 @@ fn wrap(current: Current) -> RedisConn {
     }
 }
 
-async fn open(url: &str, addr: String) -> Result<Current, StoreError> {
+async fn open(access: &Access, url: &str, addr: String) -> Result<Current, StoreError> {
     // The url may carry a password: never echo it.
-    let client =
-        Client::open(url).map_err(|_| StoreError::Unavailable("invalid redis url".into()))?;
+    let client = access.client(url)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(CONNECTION_TIMEOUT))
@@ -135,15 +223,16 @@ async fn open(url: &str, addr: String) -> Result<Current, StoreError> {
     })
 }
 
-/// The Sentinels of one monitored primary.
-#[derive(Debug, Clone)]
+/// The Sentinels of one monitored primary, and how to reach them and the primary.
+#[derive(Clone)]
 struct Sentinels {
     addrs: Vec<String>,
     name: String,
+    access: Access,
 }
 
 impl Sentinels {
-    fn parse(rest: &str) -> Result<Sentinels, StoreError> {
+    fn parse(rest: &str, access: Access) -> Result<Sentinels, StoreError> {
         let bad = || StoreError::Unavailable("invalid redis+sentinel url".into());
         let (hosts, name) = rest.split_once('/').ok_or_else(bad)?;
         let name = name.trim_end_matches('/').to_owned();
@@ -155,7 +244,11 @@ impl Sentinels {
         if addrs.is_empty() || name.is_empty() {
             return Err(bad());
         }
-        Ok(Sentinels { addrs, name })
+        Ok(Sentinels {
+            addrs,
+            name,
+            access,
+        })
     }
 
     /// The primary's `host:port` as the first Sentinel that answers reports it.
@@ -164,15 +257,19 @@ impl Sentinels {
         for addr in &self.addrs {
             match tokio::time::timeout(SENTINEL_TIMEOUT, self.ask(addr)).await {
                 Ok(Ok(primary)) => return Ok(primary),
-                Ok(Err(e)) => last = unavailable(&e),
+                Ok(Err(e)) => last = e,
                 Err(_) => last = StoreError::Unavailable("sentinel timed out".into()),
             }
         }
         Err(last)
     }
 
-    async fn ask(&self, addr: &str) -> Result<String, RedisError> {
-        let client = Client::open(format!("redis://{addr}/"))?;
+    async fn ask(&self, addr: &str) -> Result<String, StoreError> {
+        let client = self.access.client(&self.access.url(addr))?;
+        self.ask_with(&client).await.map_err(|e| unavailable(&e))
+    }
+
+    async fn ask_with(&self, client: &Client) -> Result<String, RedisError> {
         let mut conn = client.get_multiplexed_async_connection().await?;
         let (host, port): (String, u16) = ::redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
@@ -200,7 +297,13 @@ async fn follow(inner: Weak<Inner>, sentinels: Sentinels) {
                 continue;
             }
         };
-        match open(&format!("redis://{primary}/"), primary.clone()).await {
+        match open(
+            &sentinels.access,
+            &sentinels.access.url(&primary),
+            primary.clone(),
+        )
+        .await
+        {
             Ok(current) => {
                 let Some(strong) = inner.upgrade() else {
                     return;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use ::redis::{RedisError, Value};
 
-pub use conn::{RedisConn, connect};
+pub use conn::{ConnectOptions, RedisConn, connect, connect_with, is_sentinel};
 pub use coordinator::{LeaseMetrics, RedisCoordinator};
 pub use leases::RedisLeases;
 pub use membership::{Member, RedisMembership};

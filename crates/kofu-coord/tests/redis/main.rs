@@ -3,6 +3,7 @@
 //! `registry`, shard ownership across nodes in `coordinator`. The rules the Redis store
 //! and registry share with the embedded ones are checked by `tests/conformance`.
 
+mod access;
 mod coordinator;
 mod durability;
 mod memory;

@@ -2,7 +2,6 @@
 //! `kofu-kiosk`, which checks every document exactly as a kiosk must before printing.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use kofu_kiosk::{
-    CallError, Client, Fault, Fixtures, KindChoice, Kiosk, LongPoll, Plan as SessionPlan, Record,
-    Retry, SessionFailure, Step, TextCheck, Verifier,
+    CallError, Fault, Fixtures, KindChoice, Kiosk, LongPoll, Plan as SessionPlan, Record, Retry,
+    SessionFailure, Step, TextCheck, Verifier,
 };
 use kofu_proto::CertKind;
 
@@ -146,13 +145,10 @@ impl Worker {
 pub async fn drive(targets: Targets, plan: Plan) -> anyhow::Result<Report> {
     anyhow::ensure!(!targets.addrs.is_empty(), "no node to drive");
     let concurrency = plan.concurrency;
-    let client = Client::builder()
-        .targets(
-            targets
-                .addrs
-                .iter()
-                .map(|a: &SocketAddr| format!("http://{a}")),
-        )
+    let client = targets
+        .client
+        .clone()
+        .targets(&targets.addrs)
         // A kiosk keeps its connection: one per worker and node.
         .pool_max_idle_per_host(concurrency)
         .build()?;

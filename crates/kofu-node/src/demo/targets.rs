@@ -1,10 +1,8 @@
 //! Where the demo's kiosks send their requests when it drives running nodes: one node
 //! per worker, or by shard owner (all local, or all forwarded) from the cluster view.
 
-use std::net::SocketAddr;
-
 use anyhow::Context as _;
-use kofu_kiosk::{Client, Method};
+use kofu_kiosk::{ClientBuilder, Method};
 use kofu_proto::CardId;
 
 /// Which node a session's requests go to, when there are several.
@@ -18,13 +16,16 @@ pub enum Route {
     Other,
 }
 
-/// The nodes to drive: kiosk API addresses and, for `Owner`/`Other`, who owns what.
+/// The nodes to drive: kiosk API base URLs, how to reach them (the CA, a client
+/// certificate) and, for `Owner`/`Other`, who owns what.
 pub struct Targets {
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<String>,
     pub route: Route,
     /// shard → index into `addrs` of its owner (empty for `Spread`).
     pub owners: Vec<usize>,
     pub shard_count: u32,
+    /// Without targets: TLS options only.
+    pub client: ClientBuilder,
 }
 
 impl Targets {
@@ -44,15 +45,19 @@ impl Targets {
     }
 }
 
-/// Who owns each shard, as indices into `admins` (aligned with the kiosk addresses),
-/// read from every node's `/admin/v1/cluster`; and the shard count.
-pub async fn owners(admins: &[SocketAddr], token: &str) -> anyhow::Result<(Vec<usize>, u32)> {
+/// Who owns each shard, as indices into `admins` (base URLs, aligned with the kiosk
+/// addresses), read from every node's `/admin/v1/cluster`; and the shard count.
+pub async fn owners(
+    client: &ClientBuilder,
+    admins: &[String],
+    token: &str,
+) -> anyhow::Result<(Vec<usize>, u32)> {
     let auth = format!("Bearer {token}");
-    let client = Client::builder().build()?;
+    let client = client.clone().build()?;
     let mut ids = Vec::new();
     let mut first: Option<serde_json::Value> = None;
-    for &admin in admins {
-        let url = format!("http://{admin}/admin/v1/cluster");
+    for admin in admins {
+        let url = format!("{admin}/admin/v1/cluster");
         let reply = client.request(Method::GET, &url, Some(&auth), None).await;
         anyhow::ensure!(
             reply.status == 200,

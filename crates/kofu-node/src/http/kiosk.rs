@@ -44,6 +44,8 @@ fn kiosk(state: &AppState, req: &HttpRequest) -> Result<KioskId, HttpResponse> {
         .kiosks
         .check(header(req, "authorization"))
         .map_err(code)?;
+    // With client certificates required, the token's kiosk must be the certificate's.
+    crate::tls::check_kiosk_cert(req, &kiosk).map_err(code)?;
     state.admission.check_rate(&kiosk).map_err(code)?;
     Ok(kiosk)
 }

@@ -15,7 +15,7 @@ use futures::FutureExt as _;
 use kofu_actors::{Remote, Router, ShardStart};
 use kofu_coord::redis::{RedisCoordinator, RedisRegistry, RedisStore};
 use kofu_coord::{Fence, HandoffHook};
-use kofu_wire::{Secrets, WireServer};
+use kofu_wire::{ClusterTls, LinkAuth, Secrets, WireServer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
@@ -37,7 +37,14 @@ pub(super) struct Plane {
     internal: TcpListener,
     handoffs: mpsc::UnboundedReceiver<Handoff>,
     node_id: String,
-    secret: Secrets,
+    auth: LinkAuth,
+}
+
+/// How this node reaches its peers and Redis securely (from `NodeTls`).
+pub(super) struct Link {
+    pub tls: Option<ClusterTls>,
+    /// PEM roots for a `rediss://` Redis.
+    pub redis_ca: Option<Vec<u8>>,
 }
 
 /// A running cluster node's coordination parts.
@@ -49,7 +56,7 @@ pub(super) struct Cluster {
 impl Plane {
     /// This node's links to the others, for the router.
     pub(super) fn remote(&self) -> Remote {
-        Remote::new(&self.node_id, self.secret.clone())
+        Remote::new(&self.node_id, self.auth.clone())
     }
 
     /// Serves forwarded calls and the coordinator's handoffs with `router`.
@@ -57,7 +64,7 @@ impl Plane {
         let wire = WireServer::serve(
             self.internal,
             self.node_id,
-            self.secret,
+            self.auth,
             router.wire_handler(),
         )
         .context("serving the internal listener")?;
@@ -125,10 +132,13 @@ impl Cluster {
     }
 }
 
-async fn connect(url: &str) -> anyhow::Result<kofu_coord::redis::RedisConn> {
+async fn connect(
+    url: &str,
+    options: &kofu_coord::redis::ConnectOptions,
+) -> anyhow::Result<kofu_coord::redis::RedisConn> {
     let until = tokio::time::Instant::now() + CONNECT_FOR;
     loop {
-        match kofu_coord::redis::connect(url).await {
+        match kofu_coord::redis::connect_with(url, options).await {
             Ok(conn) => return Ok(conn),
             Err(e) if tokio::time::Instant::now() < until => {
                 tracing::warn!(error = %e, "redis not reachable yet; retrying");
@@ -163,17 +173,25 @@ pub(super) async fn plane(
     url: &str,
     prom: &prometheus::Registry,
     internal: TcpListener,
+    link: Link,
 ) -> anyhow::Result<super::Plane> {
     let mut secret = Secrets::new(cfg.secret()?);
     if let Some(other) = cfg.other_secret()? {
         secret = secret.also_accepting(other);
     }
+    let auth = match link.tls {
+        Some(tls) => LinkAuth::new(secret).with_tls(tls),
+        None => LinkAuth::new(secret),
+    };
     let node_id = cfg.node_id();
-    let conn = connect(url).await?;
+    let options = kofu_coord::redis::ConnectOptions {
+        ca_pem: link.redis_ca,
+    };
+    let conn = connect(url, &options).await?;
     // Behind Sentinel, every change (session state, leases, registry updates) must reach
     // a replica before it is acknowledged, or a failover could lose it (asynchronous
     // replication).
-    let replicas = u32::from(url.starts_with("redis+sentinel://"));
+    let replicas = u32::from(kofu_coord::redis::is_sentinel(url));
     let registry = RedisRegistry::new(conn.clone(), cfg.shard_count).with_replicas(replicas);
     registry
         .check_shard_count()
@@ -226,7 +244,7 @@ pub(super) async fn plane(
             internal,
             handoffs,
             node_id,
-            secret,
+            auth,
         }),
     })
 }
