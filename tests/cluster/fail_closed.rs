@@ -198,16 +198,7 @@ async fn a_redis_stall_never_reports_a_live_session_gone() {
             "re-fetch: {}",
             said(&r)
         );
-        let r = until_answered(RECOVERY, || async {
-            s.kiosk.raw().printed(&s.session_id, &s.job_id).await
-        })
-        .await;
-        assert_eq!(r.status, 200, "printed: {}", said(&r));
-        let r = until_answered(RECOVERY, || async {
-            s.kiosk.raw().close(&s.session_id).await
-        })
-        .await;
-        assert_eq!(r.status, 204, "close: {}", said(&r));
+        printed_and_closed(s).await;
     }
     let audits = audits_per_session(&mut redis.conn());
     for s in delivered.iter() {
@@ -227,15 +218,7 @@ async fn a_delivered_document_keeps_its_bytes_across_a_takeover_after_a_record_c
     let mut cluster = cluster_with(3, &[]);
     let owners = tokio::task::block_in_place(|| cluster.wait_converged());
     let victim = 1;
-    let survivors = [cluster.node(0).api.clone(), cluster.node(2).api.clone()];
-    let mut delivered = Vec::new();
-    for (i, card) in cards_owned_by(&cluster, &owners, victim, 4)
-        .into_iter()
-        .enumerate()
-    {
-        let kiosk = cluster.kiosk(i).with_targets(&survivors);
-        delivered.push(deliver(&cluster, &kiosk, card).await);
-    }
+    let delivered = delivered_on(&cluster, &owners, victim, 4).await;
     for (i, s) in delivered.iter().enumerate() {
         let path = format!("/admin/v1/residents/{}/address", s.card.card_id());
         let body = json!({ "address": format!("Kofutest {i:02} Moved-Away Chome") });
@@ -262,16 +245,7 @@ async fn a_delivered_document_keeps_its_bytes_across_a_takeover_after_a_record_c
             assert!(Instant::now() < deadline, "not served within {RECOVERY:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let r = until_answered(RECOVERY, || async {
-            s.kiosk.raw().printed(&s.session_id, &s.job_id).await
-        })
-        .await;
-        assert_eq!(r.status, 200, "printed: {}", said(&r));
-        let r = until_answered(RECOVERY, || async {
-            s.kiosk.raw().close(&s.session_id).await
-        })
-        .await;
-        assert_eq!(r.status, 204, "close: {}", said(&r));
+        printed_and_closed(s).await;
     }
 }
 
@@ -283,16 +257,10 @@ async fn a_repeated_delete_after_a_handoff_answers_204() {
     let owners = tokio::task::block_in_place(|| cluster.wait_converged());
     let leaving = 1;
     let survivors = [cluster.node(0).api.clone(), cluster.node(2).api.clone()];
-    let mut closed = Vec::new();
-    for (i, card) in cards_owned_by(&cluster, &owners, leaving, 4)
-        .into_iter()
-        .enumerate()
-    {
-        let kiosk = cluster.kiosk(i).with_targets(&survivors);
-        let s = deliver(&cluster, &kiosk, card).await;
-        let r = kiosk.raw().close(&s.session_id).await;
+    let closed = delivered_on(&cluster, &owners, leaving, 4).await;
+    for s in &closed {
+        let r = s.kiosk.raw().close(&s.session_id).await;
         assert_eq!(r.status, 204, "close: {}", said(&r));
-        closed.push(s);
     }
 
     let status = tokio::task::block_in_place(|| cluster.stop(leaving));
@@ -325,4 +293,19 @@ async fn a_repeated_delete_after_a_handoff_answers_204() {
         .await;
         assert_eq!(said(&r), "404 unknown_session", "another kiosk's DELETE");
     }
+}
+
+/// The kiosk confirms the print and closes, each step repeated while the cluster
+/// recovers; both must then succeed.
+async fn printed_and_closed(s: &Delivered) {
+    let r = until_answered(RECOVERY, || async {
+        s.kiosk.raw().printed(&s.session_id, &s.job_id).await
+    })
+    .await;
+    assert_eq!(r.status, 200, "printed: {}", said(&r));
+    let r = until_answered(RECOVERY, || async {
+        s.kiosk.raw().close(&s.session_id).await
+    })
+    .await;
+    assert_eq!(r.status, 204, "close: {}", said(&r));
 }

@@ -161,3 +161,23 @@ pub fn audits_per_session(redis: &mut RedisConn) -> HashMap<String, usize> {
     }
     n
 }
+
+/// A delivered document on each of `n` cards that node `owner` owns, each by its own
+/// kiosk talking only to the nodes other than `owner` (so the sessions outlive it).
+pub async fn delivered_on(
+    d: &Deployment,
+    owners: &[Option<String>],
+    owner: usize,
+    n: usize,
+) -> Vec<Delivered> {
+    let others: Vec<String> = (0..d.nodes.len())
+        .filter(|&i| i != owner)
+        .map(|i| d.node(i).api.clone())
+        .collect();
+    let mut delivered = Vec::new();
+    for (i, card) in cards_owned_by(d, owners, owner, n).into_iter().enumerate() {
+        let kiosk = d.kiosk(i).with_targets(&others);
+        delivered.push(deliver(d, &kiosk, card).await);
+    }
+    delivered
+}

@@ -28,19 +28,7 @@ async fn health_readiness_and_metrics() {
         "metrics content-type"
     );
     let text = r.text();
-    for name in [
-        "kofu_sessions_open",
-        "kofu_sessions_started_total",
-        "kofu_sessions_ended_total",
-        "kofu_http_requests_total",
-        "kofu_http_request_duration_seconds",
-        "kofu_documents_rendered_total",
-        "kofu_documents_released_total",
-        "kofu_binding_self_check_failures_total",
-        "kofu_prints_confirmed_total",
-        "kofu_charged_yen_total",
-        "kofu_shards_owned",
-    ] {
+    for name in SERIES {
         assert!(
             text.lines().any(|l| l.starts_with(name)),
             "metric {name} missing"

@@ -60,13 +60,7 @@ async fn malformed_job_requests_are_400() {
         json!([1, 2]),
     ];
     for body in bodies {
-        let r = raw(
-            Method::POST,
-            &url,
-            Some(&auth),
-            Some(body.to_string().into()),
-        )
-        .await;
+        let r = post_json(&url, &auth, &body).await;
         expect_error(&r, "invalid_request");
     }
     let r = raw(

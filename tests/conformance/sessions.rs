@@ -70,13 +70,7 @@ async fn create_rejects_malformed_unknown_and_revoked_cards() {
     }
     // Wrong type or missing id: either code is a faithful reading of API.md.
     for body in [json!({"card_id": 12}), json!({})] {
-        let r = raw(
-            Method::POST,
-            &url,
-            Some(&auth),
-            Some(body.to_string().into()),
-        )
-        .await;
+        let r = post_json(&url, &auth, &body).await;
         assert_eq!(r.status, 400, "{}", r.text());
         assert_error_body(&r);
     }

@@ -108,14 +108,11 @@ impl Files {
     }
 
     fn args(&self) -> Vec<String> {
-        [
-            ("--kiosks-file", &self.kiosks),
-            ("--admin-tokens-file", &self.admins),
-            ("--issuer-key-file", &self.key),
-        ]
-        .into_iter()
-        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
-        .collect()
+        kofu_testkit::file_args(&[
+            ("--kiosks-file", self.kiosks.as_path()),
+            ("--admin-tokens-file", self.admins.as_path()),
+            ("--issuer-key-file", self.key.as_path()),
+        ])
     }
 }
 

@@ -62,14 +62,11 @@ impl KeyFiles {
     }
 
     fn args(&self) -> Vec<String> {
-        [
-            ("--issuer-key-file", &self.key),
-            ("--issuer-next-key-file", &self.next),
-            ("--issuer-retired-keys-file", &self.retired),
-        ]
-        .into_iter()
-        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
-        .collect()
+        kofu_testkit::file_args(&[
+            ("--issuer-key-file", self.key.as_path()),
+            ("--issuer-next-key-file", self.next.as_path()),
+            ("--issuer-retired-keys-file", self.retired.as_path()),
+        ])
     }
 }
 

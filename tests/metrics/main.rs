@@ -1,6 +1,7 @@
 //! The metrics endpoint after real traffic: the series DESIGN.md names are there, the
 //! exposition passes `promtool check metrics`, and no label carries an id (I6).
 
+use kofu_testkit::suite::SERIES;
 use kofu_testkit::{Deployment, DeploymentOptions, full_session, get, promtool_check};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,24 +20,7 @@ async fn metrics_are_promtool_clean_and_free_of_ids() {
     assert_eq!(kiosk.raw().create_session("NOT-A-CARD").await.status, 400);
 
     let text = get(&format!("{}/metrics", node.admin)).await.text();
-    for series in [
-        "kofu_sessions_open",
-        "kofu_sessions_started_total",
-        "kofu_sessions_ended_total",
-        "kofu_http_requests_total",
-        "kofu_http_request_duration_seconds_bucket",
-        "kofu_documents_rendered_total",
-        "kofu_documents_released_total",
-        "kofu_binding_self_check_failures_total",
-        "kofu_prints_confirmed_total",
-        "kofu_charged_yen_total",
-        "kofu_shards_owned",
-        "kofu_fencing_rejections_total",
-        "kofu_mailbox_backlog_messages",
-        "kofu_render_duration_seconds_bucket",
-        "kofu_store_op_duration_seconds_bucket",
-        "kofu_admission_refusals_total",
-    ] {
+    for series in SERIES {
         assert!(text.contains(series), "missing series {series}");
     }
     assert!(

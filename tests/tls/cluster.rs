@@ -8,7 +8,7 @@ use kofu_testkit::{
     Card, CertFiles, Deployment, DeploymentOptions, LinkSecurity, NodeHook, RedisOptions,
     RedisServer, SentinelSetup, full_session,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::start;
@@ -107,6 +107,23 @@ impl Capture {
     }
 }
 
+/// Copies `from` to `to` until either side closes, recording what passed.
+async fn pump(
+    from: &mut (impl AsyncRead + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
+    capture: &Capture,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        if let Ok(mut all) = capture.bytes.lock() {
+            all.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
 /// A forwarding proxy on loopback recording both directions of every connection to the
 /// upstream set in `capture` (known only once the node's options are made).
 async fn proxy(listener: TcpListener, capture: Arc<Capture>) {
@@ -123,30 +140,7 @@ async fn proxy(listener: TcpListener, capture: Arc<Capture>) {
         tokio::spawn(async move {
             let (mut ir, mut iw) = inbound.into_split();
             let (mut or, mut ow) = outbound.into_split();
-            let (c1, c2) = (capture.clone(), capture);
-            let up = async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = ir.read(&mut buf).await {
-                    if n == 0 || ow.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    if let Ok(mut all) = c1.bytes.lock() {
-                        all.extend_from_slice(&buf[..n]);
-                    }
-                }
-            };
-            let down = async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = or.read(&mut buf).await {
-                    if n == 0 || iw.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    if let Ok(mut all) = c2.bytes.lock() {
-                        all.extend_from_slice(&buf[..n]);
-                    }
-                }
-            };
-            tokio::join!(up, down);
+            tokio::join!(pump(&mut ir, &mut ow, &capture), pump(&mut or, &mut iw, &capture));
         });
     }
 }
@@ -258,13 +252,7 @@ async fn redis_with_acl_credentials_behind_sentinel_serves() {
         redis_url: Some(sentinel.url()),
         ..two_nodes(LinkSecurity::MutualTls)
     };
-    let d = start(opts);
-    for i in 0..4 {
-        let card = full_card(d.fixtures(), i);
-        full_session(&d.kiosk(i), d.fixtures(), card, "residence", 1, d.issuer())
-            .await
-            .expect("a session on redis with acl behind sentinel");
-    }
+    sessions_served(&start(opts), 4).await;
 }
 
 /// `rediss://` with `--redis-ca-file`: the registry loads and a cluster serves over a
@@ -284,11 +272,15 @@ async fn a_cluster_serves_over_rediss() {
         redis_ca_file: Some(certs.ca_file.clone()),
         ..two_nodes(LinkSecurity::MutualTls)
     };
-    let d = start(opts);
-    for i in 0..2 {
+    sessions_served(&start(opts), 2).await;
+}
+
+/// `n` whole sessions, each on its own kiosk and card, succeed.
+async fn sessions_served(d: &Deployment, n: usize) {
+    for i in 0..n {
         let card = full_card(d.fixtures(), i);
         full_session(&d.kiosk(i), d.fixtures(), card, "residence", 1, d.issuer())
             .await
-            .expect("a session on rediss");
+            .unwrap_or_else(|e| panic!("session {i}: {e}"));
     }
 }

@@ -57,14 +57,14 @@ impl NodeTls {
         let kiosk = match pair(&args.tls_cert_file, &args.tls_key_file) {
             None => None,
             Some((cert, key)) => {
-                let resolver = CertResolver::load("kiosk listener certificate", cert, key)?;
+                let resolver = CertResolver::certified("kiosk listener certificate", cert, key)?;
                 reloaders.push(resolver.clone());
                 let builder = ServerConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
                     .context("tls versions")?;
                 let (config, required) = match &args.tls_client_ca_file {
                     Some(ca) => {
-                        let ca = TrustedCa::load("kiosk client ca", ca.clone())?;
+                        let ca = TrustedCa::roots("kiosk client ca", ca.clone())?;
                         reloaders.push(ca.clone());
                         let config = builder
                             .with_client_cert_verifier(ca)
@@ -82,7 +82,7 @@ impl NodeTls {
         let admin = match pair(&args.admin_tls_cert_file, &args.admin_tls_key_file) {
             None => None,
             Some((cert, key)) => {
-                let resolver = CertResolver::load("admin listener certificate", cert, key)?;
+                let resolver = CertResolver::certified("admin listener certificate", cert, key)?;
                 reloaders.push(resolver.clone());
                 let config = ServerConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
@@ -97,8 +97,8 @@ impl NodeTls {
             pair(&args.cluster_cert_file, &args.cluster_key_file),
         ) {
             (Some(ca), Some((cert, key))) => {
-                let identity = CertResolver::load("cluster certificate", cert, key)?;
-                let ca = TrustedCa::load("cluster ca", ca.clone())?;
+                let identity = CertResolver::certified("cluster certificate", cert, key)?;
+                let ca = TrustedCa::roots("cluster ca", ca.clone())?;
                 reloaders.push(identity.clone());
                 reloaders.push(ca.clone());
                 let tls = ClusterTls::new(identity.clone(), identity, ca.clone(), ca)

@@ -173,8 +173,19 @@ mod tests {
     use crate::api::{KeyStatus, PublishedKey};
     use ed25519_dalek::{Signer, SigningKey};
 
-    fn signed(key: &SigningKey, body: &[u8], card: &CardId) -> (Binding, String, String) {
-        let binding = Binding {
+    /// What the kiosk ordered in these tests (as [`binding_of`] binds it).
+    fn expected(card: &CardId) -> Expected<'_> {
+        Expected {
+            session_id: "sess",
+            kiosk_id: "K01",
+            card,
+            kind: CertKind::Tax,
+            copies: 2,
+        }
+    }
+
+    fn binding_of(key: &SigningKey, body: &[u8], card: &CardId) -> Binding {
+        Binding {
             v: 1,
             kid: key_id(&key.verifying_key()),
             serial: "S".into(),
@@ -186,7 +197,11 @@ mod tests {
             record_version: 1,
             issued_at: "2026-11-21T09:00:00Z".into(),
             doc_sha256: hex::encode(Sha256::digest(body)),
-        };
+        }
+    }
+
+    fn signed(key: &SigningKey, body: &[u8], card: &CardId) -> (Binding, String, String) {
+        let binding = binding_of(key, body, card);
         let bytes = binding.to_bytes();
         let sig = key.sign(&bytes).to_bytes();
         (binding, crate::b64url(&bytes), crate::b64url(&sig))
@@ -214,13 +229,7 @@ mod tests {
         );
         let card = CardId::parse("00000000000000AA").expect("valid");
         let body = b"%PDF-1.7 body";
-        let exp = Expected {
-            session_id: "sess",
-            kiosk_id: "K01",
-            card: &card,
-            kind: CertKind::Tax,
-            copies: 2,
-        };
+        let exp = expected(&card);
         let b64 = crate::b64url;
         let resp = IssuerKeyResponse {
             alg: "ed25519".into(),
@@ -278,28 +287,10 @@ mod tests {
         let key = SigningKey::from_bytes(&[7u8; 32]);
         let card = CardId::parse("00000000000000AA").expect("valid");
         let body = b"%PDF-1.7 body".to_vec();
-        let binding = Binding {
-            v: 1,
-            kid: key_id(&key.verifying_key()),
-            serial: "S".into(),
-            session_id: "sess".into(),
-            kiosk_id: "K01".into(),
-            card_digest: card.digest(),
-            kind: CertKind::Tax,
-            copies: 2,
-            record_version: 1,
-            issued_at: "2026-11-21T09:00:00Z".into(),
-            doc_sha256: hex::encode(Sha256::digest(&body)),
-        };
+        let binding = binding_of(&key, &body, &card);
         let bytes = binding.to_bytes();
         let sig = key.sign(&bytes).to_bytes();
-        let exp = Expected {
-            session_id: "sess",
-            kiosk_id: "K01",
-            card: &card,
-            kind: CertKind::Tax,
-            copies: 2,
-        };
+        let exp = expected(&card);
         let pk = IssuerKeys::single(key.verifying_key());
         let (b64b, b64s) = (crate::b64url(&bytes), crate::b64url(&sig));
         assert_eq!(

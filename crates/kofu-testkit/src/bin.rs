@@ -114,3 +114,22 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no local address: {e}"))
         .port()
 }
+
+/// Command-line arguments naming files: `--flag path` for each pair.
+pub fn file_args(pairs: &[(&str, &Path)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(flag, path)| [(*flag).to_owned(), path.display().to_string()])
+        .collect()
+}
+
+/// Sends `sig` to the child process `pid`, if it still runs; a test's way to freeze
+/// (`SIGSTOP`), thaw (`SIGCONT`) or reload (`SIGHUP`) a server.
+pub fn signal(pid: Option<u32>, sig: rustix::process::Signal) {
+    if let Some(pid) = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}

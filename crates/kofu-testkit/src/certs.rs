@@ -190,27 +190,21 @@ impl CertFiles {
 
     /// `kofu serve` arguments: the link between nodes over mutual TLS with these.
     pub fn cluster_args(&self) -> Vec<String> {
-        [
-            ("--cluster-ca-file", &self.ca_file),
-            ("--cluster-cert-file", &self.cert_file),
-            ("--cluster-key-file", &self.key_file),
-        ]
-        .into_iter()
-        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
-        .collect()
+        crate::file_args(&[
+            ("--cluster-ca-file", self.ca_file.as_path()),
+            ("--cluster-cert-file", self.cert_file.as_path()),
+            ("--cluster-key-file", self.key_file.as_path()),
+        ])
     }
 
     /// `kofu serve` arguments: HTTPS on the kiosk and the admin listener.
     pub fn https_args(&self) -> Vec<String> {
-        [
-            ("--tls-cert-file", &self.cert_file),
-            ("--tls-key-file", &self.key_file),
-            ("--admin-tls-cert-file", &self.cert_file),
-            ("--admin-tls-key-file", &self.key_file),
-        ]
-        .into_iter()
-        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
-        .collect()
+        crate::file_args(&[
+            ("--tls-cert-file", self.cert_file.as_path()),
+            ("--tls-key-file", self.key_file.as_path()),
+            ("--admin-tls-cert-file", self.cert_file.as_path()),
+            ("--admin-tls-key-file", self.key_file.as_path()),
+        ])
     }
 
     /// A blocking rustls client configuration trusting this CA only (and presenting

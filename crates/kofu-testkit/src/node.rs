@@ -186,13 +186,7 @@ impl KofuNode {
     }
 
     fn signal(&self, sig: rustix::process::Signal) {
-        if self.exit.is_none()
-            && let Some(pid) = i32::try_from(self.child.id())
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, sig);
-        }
+        crate::signal(self.exit.is_none().then(|| self.child.id()), sig);
     }
 
     /// SIGSTOP: the process freezes (its leases lapse, its sockets stay open).

@@ -143,14 +143,7 @@ impl RedisServer {
     }
 
     fn signal(&self, sig: rustix::process::Signal) {
-        if let Some(pid) = self
-            .child
-            .as_ref()
-            .and_then(|c| i32::try_from(c.id()).ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, sig);
-        }
+        crate::signal(self.child.as_ref().map(std::process::Child::id), sig);
     }
 
     /// SIGSTOP: the server freezes with its sockets open, as in a long stall (its keys'

@@ -108,6 +108,27 @@ impl Env {
 
 /// Incident 1's fault injection: every third job sleeps 1.5 s before rendering while
 /// its deadline is 0.5 s, so it is voided while the jobs around it render at once.
+/// Series every node exports from its start (`GET /metrics` on the admin listener);
+/// histograms by one of their `_bucket` lines.
+pub const SERIES: &[&str] = &[
+        "kofu_sessions_open",
+        "kofu_sessions_started_total",
+        "kofu_sessions_ended_total",
+        "kofu_http_requests_total",
+        "kofu_http_request_duration_seconds_bucket",
+        "kofu_documents_rendered_total",
+        "kofu_documents_released_total",
+        "kofu_binding_self_check_failures_total",
+        "kofu_prints_confirmed_total",
+        "kofu_charged_yen_total",
+        "kofu_shards_owned",
+        "kofu_fencing_rejections_total",
+        "kofu_mailbox_backlog_messages",
+        "kofu_render_duration_seconds_bucket",
+        "kofu_store_op_duration_seconds_bucket",
+        "kofu_admission_refusals_total",
+];
+
 pub const RENDER_TIMEOUT_FLAGS: [&str; 6] = [
     "--render-delay-ms",
     "1500",
@@ -213,6 +234,17 @@ pub async fn job(k: &Kiosk, sid: &str, kind: &str, copies: u8) -> String {
 
 /// The status code in the head of an HTTP/1.1 answer read off a raw socket (0 when the
 /// status line has none), for tests that speak HTTP below reqwest.
+/// A POST of `body` as JSON with the bearer `auth`, answered whatever it says.
+pub async fn post_json(url: &str, auth: &str, body: &serde_json::Value) -> Resp {
+    raw(
+        kofu_kiosk::Method::POST,
+        url,
+        Some(auth),
+        Some(body.to_string().into()),
+    )
+    .await
+}
+
 pub fn head_status(head: &str) -> u16 {
     head.split_whitespace()
         .nth(1)

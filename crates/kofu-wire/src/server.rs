@@ -175,23 +175,21 @@ async fn serve_stream(
     state: &AtomicU8,
     deadline: tokio::time::Instant,
 ) -> Result<(), LinkError> {
-    let Some(tls) = &auth.tls else {
-        let (read, write) = stream.into_split();
-        return serve_conn(
-            read,
-            write,
-            node_id,
-            &auth.secrets,
-            handler,
-            state,
-            deadline,
-        )
-        .await;
+    type Read = Box<dyn AsyncRead + Unpin + Send>;
+    type Write = Box<dyn AsyncWrite + Unpin + Send>;
+    let (read, write): (Read, Write) = match &auth.tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        Some(tls) => {
+            let stream = tokio::time::timeout_at(deadline, tls.accept(stream))
+                .await
+                .map_err(|_| LinkError::Handshake("timed out"))??;
+            let (read, write) = tokio::io::split(stream);
+            (Box::new(read), Box::new(write))
+        }
     };
-    let stream = tokio::time::timeout_at(deadline, tls.accept(stream))
-        .await
-        .map_err(|_| LinkError::Handshake("timed out"))??;
-    let (read, write) = tokio::io::split(stream);
     serve_conn(
         read,
         write,
@@ -204,7 +202,6 @@ async fn serve_stream(
     .await
 }
 
-/// One connection, given as its two halves so any stream can carry it.
 async fn serve_conn<R, W>(
     read: R,
     mut write: W,

@@ -4,10 +4,13 @@
 //! bytes on the wire carry nothing of the frames; and the pre-authentication limits
 //! hold for the TLS handshake too.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{SECRET, about_a_second, call, call_through, hung_up, idle_connections};
 use futures::FutureExt;
 use kofu_proto::wire::Body;
 use kofu_proto::{KioskId, SessionId, SessionOp};
@@ -17,10 +20,9 @@ use kofu_wire::{
 };
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-const SECRET: &[u8] = b"test cluster secret";
 const CALL: Duration = Duration::from_secs(5);
 
 fn tls_of(ca: &TestCa, identity: &TestCa) -> ClusterTls {
@@ -51,15 +53,6 @@ async fn server(auth: LinkAuth) -> (WireServer, Arc<AtomicUsize>) {
     let server =
         WireServer::serve(listener, "node-b", auth, counting(calls.clone())).expect("serve");
     (server, calls)
-}
-
-fn call() -> Body {
-    Body::Call {
-        session: SessionId::new(3, [7; 16]),
-        kiosk: KioskId::parse("K00001").expect("kiosk"),
-        op: SessionOp::Close,
-        wait_ms: 0,
-    }
 }
 
 #[test]
@@ -217,30 +210,8 @@ async fn the_preauth_limits_cover_the_tls_handshake() {
     const { assert!(FLOOD > MAX_PRE_AUTH) };
     let ca = TestCa::new("cluster ca");
     let (server, _) = server(member(&ca)).await;
-    let mut flood = Vec::with_capacity(FLOOD);
-    for _ in 0..FLOOD {
-        flood.push(
-            TcpStream::connect(server.local_addr())
-                .await
-                .expect("connect"),
-        );
-    }
-    let started = Instant::now();
-    let through = loop {
-        let attempt = async {
-            let client = WireClient::connect(server.local_addr(), "node-a", member(&ca)).await?;
-            client.call(call(), Duration::from_secs(1)).await
-        };
-        match attempt.await {
-            Ok(reply) => break reply,
-            Err(e) => assert!(
-                started.elapsed() < Duration::from_secs(3),
-                "no call got through the flood: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(through, call());
+    let flood = idle_connections(server.local_addr(), FLOOD).await;
+    assert_eq!(call_through(server.local_addr(), || member(&ca)).await, call());
     drop(flood);
 
     // A TLS record header announcing a ClientHello, then silence.
@@ -251,15 +222,5 @@ async fn the_preauth_limits_cover_the_tls_handshake() {
         .write_all(&[22, 3, 1, 0, 200, 1, 0, 0, 196])
         .await
         .expect("write");
-    let started = Instant::now();
-    let mut sink = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut sink))
-        .await
-        .expect("the server must hang up");
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
-        "closed after {waited:?}"
-    );
+    about_a_second(hung_up(&mut stalled).await);
 }

@@ -46,91 +46,17 @@ pub fn check_kiosk_cert(req: &HttpRequest, kiosk: &KioskId) -> Result<(), ErrorC
     }
 }
 
-/// One DER element: tag, contents, and what follows it.
-fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = der.split_first()?;
-    // High tag numbers (0x1f) never occur in the parts of a certificate read here.
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const OID: u8 = 0x06;
-/// id-at-commonName, 2.5.4.3.
-const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
-
-/// The subject CN of a certificate: exactly one, as a UTF8String, PrintableString or
-/// IA5String. Two CNs, or another string type, give `None` (no kiosk matches), as does
-/// anything malformed; rustls verified the certificate before this reads it.
+/// The subject CN of a certificate: exactly one, as a string. Two CNs, or one that is
+/// not a string, give `None` (no kiosk matches), as does anything malformed; rustls
+/// verified the certificate before this reads it.
 pub fn common_name(cert: &[u8]) -> Option<String> {
-    let (tag, certificate, _) = element(cert)?;
-    if tag != SEQUENCE {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let mut names = cert.subject().iter_common_name();
+    let name = names.next()?;
+    if names.next().is_some() {
         return None;
     }
-    let (tag, tbs, _) = element(certificate)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    // [0] version (optional), serial, signature algorithm, issuer, validity, subject.
-    let mut rest = tbs;
-    let (tag, _, after) = element(rest)?;
-    if tag == 0xa0 {
-        rest = after;
-    }
-    for _ in 0..4 {
-        rest = element(rest)?.2;
-    }
-    let (tag, subject, _) = element(rest)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let mut found = None;
-    let mut rdns = subject;
-    while !rdns.is_empty() {
-        let (tag, rdn, next) = element(rdns)?;
-        if tag != SET {
-            return None;
-        }
-        rdns = next;
-        let mut attrs = rdn;
-        while !attrs.is_empty() {
-            let (tag, attr, next) = element(attrs)?;
-            if tag != SEQUENCE {
-                return None;
-            }
-            attrs = next;
-            let (tag, oid, value) = element(attr)?;
-            if tag != OID || oid != CN_OID {
-                continue;
-            }
-            let (kind, text, _) = element(value)?;
-            // UTF8String, PrintableString, IA5String.
-            if !matches!(kind, 0x0c | 0x13 | 0x16) || found.is_some() {
-                return None;
-            }
-            found = Some(String::from_utf8(text.to_vec()).ok()?);
-        }
-    }
-    found
+    name.as_str().ok().map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -20,54 +20,79 @@ use super::pem::{self, PemError};
 use super::provider;
 use crate::reload::Reloadable;
 
-/// A certificate chain and its key from two files; presented by a listener (server) or
-/// by this node when it calls a peer (client).
-#[derive(Debug)]
-pub struct CertResolver {
+/// Something read from files and swapped whole on `SIGHUP`: what is in force is an
+/// `Arc`, so a handshake holds the version it started with.
+pub struct FromFiles<T> {
     what: &'static str,
-    cert: PathBuf,
-    key: PathBuf,
-    current: RwLock<Arc<CertifiedKey>>,
+    read: Box<dyn Fn() -> Result<Arc<T>, PemError> + Send + Sync>,
+    current: RwLock<Arc<T>>,
 }
 
-impl CertResolver {
-    pub fn load(what: &'static str, cert: PathBuf, key: PathBuf) -> Result<Arc<Self>, PemError> {
-        let current = RwLock::new(Self::read(&cert, &key)?);
-        Ok(Arc::new(CertResolver {
+impl<T> std::fmt::Debug for FromFiles<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FromFiles").field("what", &self.what).finish()
+    }
+}
+
+impl<T> FromFiles<T> {
+    /// Reads the files now (an error fails the start, naming the file), and again with
+    /// `read` on every reload.
+    fn load(
+        what: &'static str,
+        read: impl Fn() -> Result<Arc<T>, PemError> + Send + Sync + 'static,
+    ) -> Result<Arc<Self>, PemError> {
+        let current = RwLock::new(read()?);
+        Ok(Arc::new(FromFiles {
             what,
-            cert,
-            key,
+            read: Box::new(read),
             current,
         }))
     }
 
-    fn read(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<CertifiedKey>, PemError> {
-        let chain = pem::certs(cert)?;
-        let der = pem::key(key)?;
-        // Also checks that the key belongs to the certificate.
-        let certified =
-            CertifiedKey::from_der(chain, der, &provider()).map_err(|e| PemError::Rejected {
-                path: key.to_owned(),
-                reason: format!("not a usable key for {}: {e}", cert.display()),
-            })?;
-        Ok(Arc::new(certified))
-    }
-
-    fn current(&self) -> Arc<CertifiedKey> {
+    fn current(&self) -> Arc<T> {
         self.current.read().clone()
     }
 }
 
-impl Reloadable for CertResolver {
+impl<T: Send + Sync> Reloadable for FromFiles<T> {
     fn what(&self) -> &'static str {
         self.what
     }
 
     fn reload(&self) -> Result<(), String> {
-        let new = Self::read(&self.cert, &self.key).map_err(|e| e.to_string())?;
+        let new = (self.read)().map_err(|e| e.to_string())?;
         *self.current.write() = new;
         Ok(())
     }
+}
+
+/// A certificate chain and its key from two files; presented by a listener (server) or
+/// by this node when it calls a peer (client).
+pub type CertResolver = FromFiles<CertifiedKey>;
+
+impl CertResolver {
+    pub fn certified(
+        what: &'static str,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> Result<Arc<Self>, PemError> {
+        Self::load(what, move || read_certified(&cert, &key))
+    }
+}
+
+fn read_certified(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<CertifiedKey>, PemError> {
+    let chain = pem::certs(cert)?;
+    let der = pem::key(key)?;
+    // Also checks that the key belongs to the certificate.
+    let certified =
+        CertifiedKey::from_der(chain, der, &provider()).map_err(|e| PemError::Rejected {
+            path: key.to_owned(),
+            reason: format!("not a usable key for {}: {e}", cert.display()),
+        })?;
+    Ok(Arc::new(certified))
 }
 
 impl ResolvesServerCert for CertResolver {
@@ -92,19 +117,14 @@ impl ResolvesClientCert for CertResolver {
 
 /// Verifiers built from one CA file: of client certificates (a listener that requires
 /// them) and of server certificates (a node calling a peer).
-struct Verifiers {
+pub struct Verifiers {
     client: Arc<dyn ClientCertVerifier>,
     server: Arc<dyn ServerCertVerifier>,
 }
 
 /// A CA whose certificates a listener demands from clients, and a node demands from
 /// the peers it calls; certificates must chain to it and be valid now.
-#[derive(Debug)]
-pub struct TrustedCa {
-    what: &'static str,
-    path: PathBuf,
-    current: RwLock<Arc<Verifiers>>,
-}
+pub type TrustedCa = FromFiles<Verifiers>;
 
 impl std::fmt::Debug for Verifiers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,45 +133,46 @@ impl std::fmt::Debug for Verifiers {
 }
 
 impl TrustedCa {
-    pub fn load(what: &'static str, path: PathBuf) -> Result<Arc<Self>, PemError> {
-        let current = RwLock::new(Self::read(&path)?);
-        Ok(Arc::new(TrustedCa {
-            what,
-            path,
-            current,
-        }))
-    }
-
-    fn read(path: &std::path::Path) -> Result<Arc<Verifiers>, PemError> {
-        let roots = Arc::new(pem::roots(path)?);
-        let rejected = |e: &dyn std::fmt::Display| PemError::Rejected {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-            .build()
-            .map_err(|e| rejected(&e))?;
-        let server = WebPkiServerVerifier::builder_with_provider(roots, provider())
-            .build()
-            .map_err(|e| rejected(&e))?;
-        Ok(Arc::new(Verifiers { client, server }))
-    }
-
-    fn current(&self) -> Arc<Verifiers> {
-        self.current.read().clone()
+    pub fn roots(what: &'static str, path: PathBuf) -> Result<Arc<Self>, PemError> {
+        Self::load(what, move || read_verifiers(&path))
     }
 }
 
-impl Reloadable for TrustedCa {
-    fn what(&self) -> &'static str {
-        self.what
-    }
+fn read_verifiers(path: &std::path::Path) -> Result<Arc<Verifiers>, PemError> {
+    let roots = Arc::new(pem::roots(path)?);
+    let rejected = |e: &dyn std::fmt::Display| PemError::Rejected {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| rejected(&e))?;
+    let server = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| rejected(&e))?;
+    Ok(Arc::new(Verifiers { client, server }))
+}
 
-    fn reload(&self) -> Result<(), String> {
-        let new = Self::read(&self.path).map_err(|e| e.to_string())?;
-        *self.current.write() = new;
-        Ok(())
-    }
+/// The signature checks are the same whichever side verifies: both verifiers answer
+/// them from the verifier in force, as the certificate checks do.
+macro_rules! signatures_from {
+    ($side:ident) => {
+        signatures_from!($side: verify_tls12_signature, verify_tls13_signature);
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.current().$side.supported_verify_schemes()
+        }
+    };
+    ($side:ident: $($check:ident),*) => {$(
+        fn $check(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.current().$side.$check(message, cert, dss)
+        }
+    )*};
 }
 
 impl ClientCertVerifier for TrustedCa {
@@ -180,31 +201,7 @@ impl ClientCertVerifier for TrustedCa {
             .verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()
-            .client
-            .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()
-            .client
-            .verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().client.supported_verify_schemes()
-    }
+    signatures_from!(client);
 }
 
 impl ServerCertVerifier for TrustedCa {
@@ -225,29 +222,5 @@ impl ServerCertVerifier for TrustedCa {
         )
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()
-            .server
-            .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()
-            .server
-            .verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().server.supported_verify_schemes()
-    }
+    signatures_from!(server);
 }

@@ -109,15 +109,7 @@ impl<'a> Context<'a> {
                             a.add("retry_diverged", describe(e));
                         }
                     } else if let Some(f) = later_ok {
-                        a.add(
-                            "wrong_gone",
-                            format!(
-                                "{}; later {} answered {}",
-                                describe(e),
-                                f.op.as_str(),
-                                f.status.unwrap_or(0)
-                            ),
-                        );
+                        a.add("wrong_gone", answered_later(e, f));
                     } else if !closing
                         && !locked
                         && last_ok.is_some_and(|t| e.end_us + MARGIN_US < t + self.idle_us)
@@ -170,15 +162,7 @@ impl<'a> Context<'a> {
                 }
                 if e.op == Op::Close && e.status == Some(204) {
                     if let Some(f) = later_ok.filter(|f| f.op != Op::Close) {
-                        a.add(
-                            "wrong_gone",
-                            format!(
-                                "{}; later {} answered {}",
-                                describe(e),
-                                f.op.as_str(),
-                                f.status.unwrap_or(0)
-                            ),
-                        );
+                        a.add("wrong_gone", answered_later(e, f));
                     }
                 }
                 if e.op == Op::Auth && e.is(ErrorCode::AlreadyAuthenticated) && auth_unknown {
@@ -508,4 +492,14 @@ impl<'a> Context<'a> {
             }
         }
     }
+}
+
+/// A "gone" answer belied by a later success of the same session.
+fn answered_later(e: &Event, f: &Event) -> String {
+    format!(
+        "{}; later {} answered {}",
+        describe(e),
+        f.op.as_str(),
+        f.status.unwrap_or(0)
+    )
 }
