@@ -33,8 +33,15 @@ fn is_release() -> bool {
 }
 
 /// A `kofu` built with extra cargo `features` into its own `target_dir`, so it never
-/// replaces the binary other tests run (the test-only fault switches).
+/// replaces the binary other tests run (the test-only fault switches). `.ci/test`
+/// builds it beforehand in the shared target directory, which costs one crate instead
+/// of a second dependency tree, and names it in `KOFU_BIN_<FEATURES>` (upper case,
+/// `-` as `_`): then that binary is used.
 pub fn kofu_bin_with_features(features: &str, target_dir: &Path) -> PathBuf {
+    let var = format!("KOFU_BIN_{}", features.to_uppercase().replace(['-', ','], "_"));
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
     build(Some((features, target_dir)))
 }
 
