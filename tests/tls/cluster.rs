@@ -140,7 +140,10 @@ async fn proxy(listener: TcpListener, capture: Arc<Capture>) {
         tokio::spawn(async move {
             let (mut ir, mut iw) = inbound.into_split();
             let (mut or, mut ow) = outbound.into_split();
-            tokio::join!(pump(&mut ir, &mut ow, &capture), pump(&mut or, &mut iw, &capture));
+            tokio::join!(
+                pump(&mut ir, &mut ow, &capture),
+                pump(&mut or, &mut iw, &capture)
+            );
         });
     }
 }

@@ -38,7 +38,10 @@ fn is_release() -> bool {
 /// of a second dependency tree, and names it in `KOFU_BIN_<FEATURES>` (upper case,
 /// `-` as `_`): then that binary is used.
 pub fn kofu_bin_with_features(features: &str, target_dir: &Path) -> PathBuf {
-    let var = format!("KOFU_BIN_{}", features.to_uppercase().replace(['-', ','], "_"));
+    let var = format!(
+        "KOFU_BIN_{}",
+        features.to_uppercase().replace(['-', ','], "_")
+    );
     if let Some(path) = std::env::var_os(var) {
         return PathBuf::from(path);
     }

@@ -111,22 +111,22 @@ impl Env {
 /// Series every node exports from its start (`GET /metrics` on the admin listener);
 /// histograms by one of their `_bucket` lines.
 pub const SERIES: &[&str] = &[
-        "kofu_sessions_open",
-        "kofu_sessions_started_total",
-        "kofu_sessions_ended_total",
-        "kofu_http_requests_total",
-        "kofu_http_request_duration_seconds_bucket",
-        "kofu_documents_rendered_total",
-        "kofu_documents_released_total",
-        "kofu_binding_self_check_failures_total",
-        "kofu_prints_confirmed_total",
-        "kofu_charged_yen_total",
-        "kofu_shards_owned",
-        "kofu_fencing_rejections_total",
-        "kofu_mailbox_backlog_messages",
-        "kofu_render_duration_seconds_bucket",
-        "kofu_store_op_duration_seconds_bucket",
-        "kofu_admission_refusals_total",
+    "kofu_sessions_open",
+    "kofu_sessions_started_total",
+    "kofu_sessions_ended_total",
+    "kofu_http_requests_total",
+    "kofu_http_request_duration_seconds_bucket",
+    "kofu_documents_rendered_total",
+    "kofu_documents_released_total",
+    "kofu_binding_self_check_failures_total",
+    "kofu_prints_confirmed_total",
+    "kofu_charged_yen_total",
+    "kofu_shards_owned",
+    "kofu_fencing_rejections_total",
+    "kofu_mailbox_backlog_messages",
+    "kofu_render_duration_seconds_bucket",
+    "kofu_store_op_duration_seconds_bucket",
+    "kofu_admission_refusals_total",
 ];
 
 pub const RENDER_TIMEOUT_FLAGS: [&str; 6] = [

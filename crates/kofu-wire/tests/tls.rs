@@ -211,7 +211,10 @@ async fn the_preauth_limits_cover_the_tls_handshake() {
     let ca = TestCa::new("cluster ca");
     let (server, _) = server(member(&ca)).await;
     let flood = idle_connections(server.local_addr(), FLOOD).await;
-    assert_eq!(call_through(server.local_addr(), || member(&ca)).await, call());
+    assert_eq!(
+        call_through(server.local_addr(), || member(&ca)).await,
+        call()
+    );
     drop(flood);
 
     // A TLS record header announcing a ClientHello, then silence.

@@ -30,7 +30,9 @@ pub struct FromFiles<T> {
 
 impl<T> std::fmt::Debug for FromFiles<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FromFiles").field("what", &self.what).finish()
+        f.debug_struct("FromFiles")
+            .field("what", &self.what)
+            .finish()
     }
 }
 
