@@ -13,7 +13,7 @@ use kofu_testkit::{Method, Resp};
 use serde_json::json;
 
 use super::steps::{
-    Delivered, audits_per_session, cards_owned_by, deliver, not_now, said, until_answered,
+    Delivered, audits_per_session, deliver, delivered_on, not_now, said, until_answered,
 };
 use super::*;
 

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{SECRET, about_a_second, call, call_through, hung_up, idle_connections};
 use futures::FutureExt;
 use kofu_proto::wire::{Body, Frame, HANDSHAKE_ID};
