@@ -39,7 +39,10 @@ pub enum StoreError {
 pub enum SnapshotOp {
     Keep,
     /// Stores the session's state (expiring with the store's state TTL) and lists the
-    /// session among the shard's open sessions.
+    /// session among the shard's open sessions. The listing is written by the put that
+    /// finds no state stored (the session's first), not by every put; a put over a
+    /// tombstone (which no session does: a closed session never writes again) is not
+    /// listed by the Redis store.
     Put(Vec<u8>),
     /// Drops the session's state, its listing and its audit keys.
     Delete,

@@ -40,7 +40,13 @@ pub fn serial(shard: u32) -> String {
 }
 
 pub fn snapshot(shard: u32, session: &SessionId) -> String {
-    shard_key(shard, &format!("snap:{session}"))
+    format!("{}{session}", snapshot_prefix(shard))
+}
+
+/// A session's snapshot key without the session id: the listing derives the keys of
+/// the sessions it finds in the index from it.
+pub fn snapshot_prefix(shard: u32) -> String {
+    shard_key(shard, "snap:")
 }
 
 pub fn card_lock(shard: u32, card_digest: &[u8; 32]) -> String {
@@ -55,11 +61,16 @@ pub fn audit(shard: u32) -> String {
 /// The `session_id/job_id` pairs audited for one session, for exactly-once charging
 /// (I5); it lives as long as the session's snapshot and goes with it.
 pub fn audited(shard: u32, session: &SessionId) -> String {
-    shard_key(shard, &format!("audited:{session}"))
+    format!("{}{session}", audited_prefix(shard))
 }
 
-/// The shard's open sessions: a sorted set, member the session id, score the time of
-/// its last snapshot write (ms), for the sweep a new owner runs.
+pub fn audited_prefix(shard: u32) -> String {
+    shard_key(shard, "audited:")
+}
+
+/// The shard's open sessions, for the sweep a new owner runs: a sorted set, member the
+/// session id, score the writer's clock (ms) when the session's first snapshot was put
+/// (informational; entries whose snapshot expired are pruned by the listing).
 pub fn sessions(shard: u32) -> String {
     shard_key(shard, "sessions")
 }
@@ -107,6 +118,8 @@ mod tests {
             audit(7),
             audited(7, &session),
             sessions(7),
+            snapshot_prefix(7),
+            audited_prefix(7),
         ] {
             assert!(key.starts_with("kofu:{s7}:"), "{key}");
         }

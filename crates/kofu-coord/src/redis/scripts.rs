@@ -1,8 +1,10 @@
 //! The Lua scripts behind every fenced write. Each runs atomically on the Redis primary
 //! and touches the keys of one shard only; every check comes before the first write, so
 //! a refused script leaves nothing behind (Redis does not roll back a script that fails
-//! half-way). Time inside a script is the primary's (`TIME`; scripts are replicated by
-//! their effects, so replicas apply the same values).
+//! half-way). No script reads the clock (`TIME`) on the session path: the only time that
+//! matters there, the audit retention's, is the primary's clock as the id of the stream
+//! entry just added (scripts are replicated by their effects, so replicas apply the same
+//! ids); lease epochs are floored by the acquirer's clock (`ACQUIRE`).
 
 use std::sync::LazyLock;
 
@@ -63,55 +65,66 @@ end
     };
 }
 
-// The primary's clock in ms, for index scores, pruning and audit retention.
-macro_rules! now_ms {
-    () => {
-        r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"
-    };
-}
-
 /// KEYS: 1 lease, 2 serial, 3 the session's audited set, 4 audit stream, 5 snapshot,
 /// 6 the shard's sessions index, 7 card lock (only with a lock op). ARGV: 1 `node:epoch`,
 /// 2 session id, 3 allocate serial (`0`|`1`), 4 lock op (`N`|`A`|`R`), 5 kiosk id,
-/// 6 state ttl ms (locks, snapshots, audited sets, index entries), 7 snapshot op
-/// (`K`eep|`P`ut|`D`elete|`T`ombstone), 8 snapshot bytes, 9 tombstone ttl ms, 10 audit
-/// retention ms, 11 audit member (`session/job`, empty for none), 12.. audit fields and
-/// values.
+/// 6 state ttl ms (locks, snapshots), 7 snapshot op (`K`eep|`P`ut|`D`elete|`T`ombstone),
+/// 8 snapshot bytes, 9 tombstone ttl ms, 10 audit retention ms, 11 audit member
+/// (`session/job`, empty for none), 12 the writer's clock in ms (the index entry's score,
+/// informational: nothing reads it), 13.. audit fields and values.
 ///
 /// Returns `{0}` when fenced, else `{1, serial or -1, lock, audit}` with lock 0 none,
 /// 1 acquired, 2 released, 3 not held, 4 in use by another kiosk (nothing written), and
 /// audit 0 none, 1 recorded, 2 duplicate.
 ///
-/// Memory follows the sessions open: the audited set lives as long as the snapshot and
-/// goes with it, index entries older than the state TTL (their snapshot expired) are
-/// pruned at every put, and the audit stream drops entries older than the retention.
+/// Every command counts (this runs several times per session): the common paths use one
+/// command per effect. A lock is taken with `SET NX` (a free card, the common case) and
+/// read only when that fails. The index is written only when a session's state appears
+/// (the `SET ... GET` of a put finds none before it: the session's first put) and when it
+/// ends (delete, tombstone); nothing refreshes it on later puts, since the listing checks
+/// each entry's snapshot itself and prunes those that expired (`LIST_SESSIONS`). The
+/// audited set is its own duplicate check (`SADD` answers 0 for a member it holds) and
+/// gets its expiry at each print, not at each put: twice the state ttl, so it outlives
+/// the snapshot of its session (whose last write comes within the hard limit, less than
+/// the state ttl, of its start, which is before the print). The audit stream is trimmed by the clock of
+/// the entry just added (its id, the primary's clock), at about one print in 16. One
+/// `DEL` drops every key a change ends.
+///
+/// Memory follows the sessions open: the audited set goes with the session's close (or
+/// with the listing that finds the session expired, or its own expiry), and the audit
+/// stream drops entries older than the retention.
 const APPLY: &str = concat!(
     fence_check!(),
-    now_ms!(),
     r"
-if ARGV[4] == 'A' then
-  local held = redis.call('GET', KEYS[7])
-  if held and string.match(held, '|(.*)$') ~= ARGV[5] then
-    return {1, -1, 4, 0}
-  end
-end
 local ttl = tonumber(ARGV[6])
+local lock = 0
+if ARGV[4] == 'A' then
+  local mine = ARGV[2] .. '|' .. ARGV[5]
+  if not redis.call('SET', KEYS[7], mine, 'NX', 'PX', ttl) then
+    local held = redis.call('GET', KEYS[7])
+    if held and string.match(held, '|(.*)$') ~= ARGV[5] then
+      return {1, -1, 4, 0}
+    end
+    redis.call('SET', KEYS[7], mine, 'PX', ttl)
+  end
+  lock = 1
+end
 local audit = 0
 if ARGV[11] ~= '' then
-  if redis.call('SISMEMBER', KEYS[3], ARGV[11]) == 1 then
+  if redis.call('SADD', KEYS[3], ARGV[11]) == 0 then
     audit = 2
   else
+    redis.call('PEXPIRE', KEYS[3], 2 * ttl)
     local fields = {}
-    for i = 12, #ARGV do
+    for i = 13, #ARGV do
       fields[#fields + 1] = ARGV[i]
     end
-    local oldest = string.format('%.0f', math.max(0, now - tonumber(ARGV[10])))
-    redis.call('XADD', KEYS[4], 'MINID', '~', oldest, '*', unpack(fields))
-    redis.call('SADD', KEYS[3], ARGV[11])
-    redis.call('PEXPIRE', KEYS[3], ttl)
+    local id = redis.call('XADD', KEYS[4], '*', unpack(fields))
+    local ms = tonumber(string.match(id, '^(%d+)'))
+    if ms % 16 == 0 then
+      local oldest = string.format('%.0f', math.max(0, ms - tonumber(ARGV[10])))
+      redis.call('XTRIM', KEYS[4], 'MINID', '~', oldest)
+    end
     audit = 1
   end
 end
@@ -119,32 +132,32 @@ local serial = -1
 if ARGV[3] == '1' then
   serial = redis.call('INCR', KEYS[2])
 end
-local lock = 0
-if ARGV[4] == 'A' then
-  redis.call('SET', KEYS[7], ARGV[2] .. '|' .. ARGV[5], 'PX', ttl)
-  lock = 1
-elseif ARGV[4] == 'R' then
+local gone = {}
+if ARGV[4] == 'R' then
   local held = redis.call('GET', KEYS[7])
   local mine = ARGV[2] .. '|'
   if held and string.sub(held, 1, #mine) == mine then
-    redis.call('DEL', KEYS[7])
+    gone[#gone + 1] = KEYS[7]
     lock = 2
   else
     lock = 3
   end
 end
 if ARGV[7] == 'P' then
-  redis.call('SET', KEYS[5], ARGV[8], 'PX', ttl)
-  redis.call('ZADD', KEYS[6], now, ARGV[2])
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. string.format('%.0f', now - ttl))
-  redis.call('PEXPIRE', KEYS[3], ttl)
+  if not redis.call('SET', KEYS[5], ARGV[8], 'PX', ttl, 'GET') then
+    redis.call('ZADD', KEYS[6], ARGV[12], ARGV[2])
+  end
 elseif ARGV[7] == 'D' then
-  redis.call('DEL', KEYS[5], KEYS[3])
+  gone[#gone + 1] = KEYS[5]
+  gone[#gone + 1] = KEYS[3]
   redis.call('ZREM', KEYS[6], ARGV[2])
 elseif ARGV[7] == 'T' then
   redis.call('SET', KEYS[5], ARGV[8], 'PX', ARGV[9])
-  redis.call('DEL', KEYS[3])
+  gone[#gone + 1] = KEYS[3]
   redis.call('ZREM', KEYS[6], ARGV[2])
+end
+if #gone > 0 then
+  redis.call('DEL', unpack(gone))
 end
 return {1, serial, lock, audit}
 "
@@ -164,20 +177,26 @@ return {1, snap}
 );
 
 /// KEYS: 1 lease, 2 the shard's sessions index. ARGV: 1 `node:epoch`, 2 `ZSCAN` cursor,
-/// 3 count hint, 4 state ttl ms. Returns `{0}` when fenced, else `{1, next cursor,
-/// session...}` without the entries whose snapshot has expired. `ZSCAN` returns every
-/// member present for the whole scan at least once, and a small index in one call.
+/// 3 count hint, 4 the shard's snapshot key prefix, 5 its audited set key prefix.
+/// Returns `{0}` when fenced, else `{1, next cursor, session...}` with the sessions whose
+/// snapshot is there; an entry whose snapshot expired is pruned here, with the session's
+/// audited set (puts do not refresh the index, so this is where expired entries go: at
+/// every takeover's sweep). The keys it derives from the prefixes share the index's hash
+/// tag, so the script stays in one Redis Cluster slot. `ZSCAN` returns every member
+/// present for the whole scan at least once, and a small index in one call.
 const LIST_SESSIONS: &str = concat!(
     fence_check!(),
-    now_ms!(),
     r"
-local oldest = now - tonumber(ARGV[4])
 local page = redis.call('ZSCAN', KEYS[2], ARGV[2], 'COUNT', ARGV[3])
 local out = {1, page[1]}
 local items = page[2]
 for i = 1, #items, 2 do
-  if tonumber(items[i + 1]) >= oldest then
-    out[#out + 1] = items[i]
+  local id = items[i]
+  if redis.call('EXISTS', ARGV[4] .. id) == 1 then
+    out[#out + 1] = id
+  else
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('DEL', ARGV[5] .. id)
   end
 end
 return out

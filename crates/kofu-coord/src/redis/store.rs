@@ -35,7 +35,7 @@ pub struct RedisStore {
     /// serial out twice; 0 with a single Redis.
     replicas: u32,
     /// Audit stream entries older than this are trimmed (approximately: whole stream
-    /// nodes) by the next print of the shard.
+    /// nodes) by one of the next prints of the shard (about one print in 16 trims).
     audit_retention: Duration,
 }
 
@@ -130,15 +130,15 @@ impl RedisStore {
             .arg(snapshot_bytes)
             .arg(tombstone_ttl)
             .arg(millis(self.audit_retention));
-        match &change.audit {
-            None => {
-                call.arg("");
-            }
-            Some(record) => {
-                call.arg(format!("{}/{}", record.session_id, record.job_id));
-                for (field, value) in audit_fields(record) {
-                    call.arg(field).arg(value);
-                }
+        let audit_member = change
+            .audit
+            .as_ref()
+            .map(|r| format!("{}/{}", r.session_id, r.job_id));
+        call.arg(audit_member.as_deref().unwrap_or(""))
+            .arg(wall_clock_ms());
+        if let Some(record) = &change.audit {
+            for (field, value) in audit_fields(record) {
+                call.arg(field).arg(value);
             }
         }
         let mut conn = self.conn.manager();
@@ -194,7 +194,8 @@ impl RedisStore {
             .arg(self.lease_value(fence))
             .arg(start)
             .arg(limit.max(1))
-            .arg(millis(self.state_ttl));
+            .arg(keys::snapshot_prefix(fence.shard))
+            .arg(keys::audited_prefix(fence.shard));
         let reply = call.run(&mut conn).await.map_err(|e| unavailable(&e))?;
         let Value::Array(items) = reply else {
             return Err(bad_reply("session listing"));
@@ -222,6 +223,15 @@ impl RedisStore {
             _ => Err(bad_reply("session listing")),
         }
     }
+}
+
+/// This node's clock in ms: the score of a new index entry, which nothing reads (the
+/// listing checks the snapshots themselves), so no safety depends on it.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn fenced(fence: Fence) -> StoreError {

@@ -187,7 +187,8 @@ async fn errors_about_stored_data_never_quote_it() {
     .await;
     checks.push(registry.record(&victim.card_id).await.map(drop));
     checks.push(registry.revoke_seal(&victim.card_id, ON).await.map(drop));
-    // A session index entry that is no session id.
+    // A session index entry that is no session id (with a snapshot under its name: the
+    // listing prunes entries whose snapshot is gone without looking at them).
     let fence = env.lease(1, LONG).await;
     let _: () = raw(
         &env.raw,
@@ -197,6 +198,8 @@ async fn errors_about_stored_data_never_quote_it() {
             .arg(&secret),
     )
     .await;
+    let snap_key = format!("kofu:{{s1}}:snap:{secret}");
+    let _: () = raw(&env.raw, redis::cmd("SET").arg(snap_key).arg(&secret)).await;
     let listed = env
         .store
         .list_sessions(fence, kofu_coord::SessionCursor::default(), 10)

@@ -192,8 +192,15 @@ async fn a_close_drops_the_sessions_audit_keys() {
     let (fence, s, _) = one_full_change(&env).await;
     let keys: Vec<String> = raw(&env.raw, redis::cmd("KEYS").arg("*audited*")).await;
     assert_eq!(keys, vec![format!("kofu:{{s4}}:audited:{s}")]);
+    // It expires on its own too, and not before the session's snapshot (whose expiry
+    // every later put moves on, while only a print moves the set's).
     let ttl: i64 = raw(&env.raw, redis::cmd("PTTL").arg(&keys[0])).await;
-    assert!(ttl > 0 && ttl <= 600_000, "ttl {ttl}");
+    let snap_key = format!("kofu:{{s4}}:snap:{s}");
+    let snap_ttl: i64 = raw(&env.raw, redis::cmd("PTTL").arg(&snap_key)).await;
+    assert!(
+        ttl > snap_ttl + 500_000 && ttl <= 1_200_000,
+        "ttl {ttl}, snapshot's {snap_ttl}"
+    );
     let close = Change {
         snapshot: kofu_coord::SnapshotOp::Delete,
         ..Change::snapshot(Vec::new())
@@ -201,4 +208,98 @@ async fn a_close_drops_the_sessions_audit_keys() {
     env.store.apply(fence, s, close).await.expect("apply");
     let keys: Vec<String> = raw(&env.raw, redis::cmd("KEYS").arg("*audited*")).await;
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+/// The commands Redis runs inside the scripts for one session as the actors write it
+/// (open with the card lock, auth, job with a serial, render, deliver, print, close with
+/// a tombstone), counted from `INFO commandstats`: each runs several times per session
+/// on the cluster's one Redis, so each is there for a reason. No clock reads (`TIME`),
+/// the index written once at the open and once at the close (never pruned per write),
+/// and no expiry a `SET ... PX` already gives.
+#[tokio::test]
+async fn a_session_costs_few_redis_commands() {
+    use kofu_coord::conformance::fixtures::audit;
+    use kofu_coord::{CardLockOp, SnapshotOp};
+    let env = env().await;
+    let fence = env.lease(6, LONG).await;
+    let (s, c) = (session(6, 1), card(2));
+    let put = |n: u8| Change::snapshot(vec![n; 300]);
+    let changes = [
+        Change {
+            card_lock: CardLockOp::Acquire {
+                card_digest: c.digest_bytes(),
+                kiosk_id: "SEJ-1".into(),
+            },
+            ..put(1)
+        },
+        put(2),
+        Change {
+            allocate_serial: true,
+            ..put(3)
+        },
+        put(4),
+        put(5),
+        Change {
+            audit: Some(audit(&s, "j1", &c)),
+            ..put(6)
+        },
+        Change {
+            snapshot: SnapshotOp::Tombstone {
+                bytes: vec![7; 100],
+                ttl: LONG,
+            },
+            card_lock: CardLockOp::Release {
+                card_digest: c.digest_bytes(),
+            },
+            ..put(7)
+        },
+    ];
+    let _: () = raw(&env.raw, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+    for change in changes {
+        env.store.apply(fence, s, change).await.expect("apply");
+    }
+    let stats: String = raw(&env.raw, redis::cmd("INFO").arg("commandstats")).await;
+    // Calls that ran (a first `EVALSHA` fails with `NOSCRIPT` and is sent again).
+    let ran = |line: &str| -> u64 {
+        let field = |name: &str| -> u64 {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        field("calls") - field("failed_calls")
+    };
+    let calls = |name: &str| -> u64 {
+        let prefix = format!("cmdstat_{name}:");
+        stats
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .map_or(0, ran)
+    };
+    let skip = ["evalsha", "config|resetstat", "info", "script|load"];
+    let inside: u64 = stats
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter(|l| !skip.iter().any(|s| l.starts_with(&format!("{s}:"))))
+        .map(ran)
+        .sum();
+    assert_eq!(calls("evalsha"), 7, "{stats}");
+    assert_eq!(calls("time"), 0, "{stats}");
+    assert_eq!(calls("zremrangebyscore"), 0, "{stats}");
+    assert_eq!(calls("zadd") + calls("zrem"), 2, "{stats}");
+    assert!(calls("pexpire") <= 1, "{stats}");
+    // 7 fence checks, 7 writes of the session's state, lock take and drop (3), serial,
+    // audit (3), the index (2), and at most one trim of the audit stream.
+    assert!(inside <= 24, "{inside} commands in the scripts:\n{stats}");
+    // The close took the session out of the index again.
+    let listed: Vec<String> = raw(
+        &env.raw,
+        redis::cmd("ZRANGE")
+            .arg("kofu:{s6}:sessions")
+            .arg(0)
+            .arg(-1),
+    )
+    .await;
+    assert!(listed.is_empty(), "{listed:?}");
 }
