@@ -157,16 +157,11 @@ pub trait FencedStore: Send + Sync + 'static {
 
     fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>>;
 
-    /// A page of the shard's open sessions (fenced like a write), about `limit` of them
+    /// A page of the shard's open sessions (fenced like a write), about `n` of them
     /// (Redis may return somewhat more or fewer; never a page without a `next` before
     /// the listing is complete). A new owner resumes them all so that their idle timers
     /// run and orphaned sessions end (DESIGN.md, "Liveness comes back by itself").
-    fn list_sessions(
-        &self,
-        fence: Fence,
-        cursor: SessionCursor,
-        limit: usize,
-    ) -> StoreFuture<SessionPage>;
+    fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage>;
 }
 
 /// Every open session of the fence's shard, page by page, each once.

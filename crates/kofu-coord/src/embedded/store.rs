@@ -202,13 +202,8 @@ impl FencedStore for EmbeddedStore {
         futures::future::ready(res).boxed()
     }
 
-    fn list_sessions(
-        &self,
-        fence: Fence,
-        cursor: SessionCursor,
-        limit: usize,
-    ) -> StoreFuture<SessionPage> {
-        futures::future::ready(self.list_sessions_now(fence, &cursor, limit)).boxed()
+    fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage> {
+        futures::future::ready(self.list_sessions_now(fence, &at, n)).boxed()
     }
 }
 

@@ -305,13 +305,8 @@ impl FencedStore for RedisStore {
         async move { store.load_snapshot_now(fence, session).await }.boxed()
     }
 
-    fn list_sessions(
-        &self,
-        fence: Fence,
-        cursor: SessionCursor,
-        limit: usize,
-    ) -> StoreFuture<SessionPage> {
+    fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage> {
         let store = self.clone();
-        async move { store.list_sessions_now(fence, &cursor, limit).await }.boxed()
+        async move { store.list_sessions_now(fence, &at, n).await }.boxed()
     }
 }

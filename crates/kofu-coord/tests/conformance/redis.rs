@@ -67,13 +67,8 @@ impl FencedStore for Nodes {
         self.of(fence).load_snapshot(fence, session)
     }
 
-    fn list_sessions(
-        &self,
-        fence: Fence,
-        cursor: SessionCursor,
-        limit: usize,
-    ) -> StoreFuture<SessionPage> {
-        self.of(fence).list_sessions(fence, cursor, limit)
+    fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage> {
+        self.of(fence).list_sessions(fence, at, n)
     }
 }
 

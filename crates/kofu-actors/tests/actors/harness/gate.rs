@@ -116,15 +116,10 @@ impl FencedStore for GatedStore {
         self.store.load_snapshot(fence, session)
     }
 
-    fn list_sessions(
-        &self,
-        fence: Fence,
-        cursor: SessionCursor,
-        limit: usize,
-    ) -> StoreFuture<SessionPage> {
+    fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage> {
         if self.down.load(Ordering::SeqCst) {
             return futures::future::ready(Err(unreachable_store())).boxed();
         }
-        self.store.list_sessions(fence, cursor, limit)
+        self.store.list_sessions(fence, at, n)
     }
 }
