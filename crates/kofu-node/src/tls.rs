@@ -46,6 +46,13 @@ impl std::fmt::Debug for NodeTls {
     }
 }
 
+/// A listener's TLS configuration, before its client and certificate policy.
+fn server_config() -> anyhow::Result<rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier>> {
+    ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("tls versions")
+}
+
 fn pair(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Option<(PathBuf, PathBuf)> {
     Some((cert.clone()?, key.clone()?))
 }
@@ -59,9 +66,7 @@ impl NodeTls {
             Some((cert, key)) => {
                 let resolver = CertResolver::certified("kiosk listener certificate", cert, key)?;
                 reloaders.push(resolver.clone());
-                let builder = ServerConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .context("tls versions")?;
+                let builder = server_config()?;
                 let (config, required) = match &args.tls_client_ca_file {
                     Some(ca) => {
                         let ca = TrustedCa::roots("kiosk client ca", ca.clone())?;
@@ -84,9 +89,7 @@ impl NodeTls {
             Some((cert, key)) => {
                 let resolver = CertResolver::certified("admin listener certificate", cert, key)?;
                 reloaders.push(resolver.clone());
-                let config = ServerConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .context("tls versions")?
+                let config = server_config()?
                     .with_no_client_auth()
                     .with_cert_resolver(resolver);
                 Some(config)

@@ -60,26 +60,40 @@ fn every_kind_names_holder_title_serial_and_dates() {
     }
 }
 
-#[test]
-fn residence_lists_the_household_with_relations() {
-    let rec = takahashi();
-    let doc = render(&issuer(), &request(&rec, CertKind::Residence));
-    assert_eq!(doc.pages, 1);
+/// The Takahashi household's certificate of `kind`: its pages, and its text as
+/// poppler extracts it.
+fn takahashis(kind: CertKind) -> (kofu_render::Rendered, String) {
+    let doc = render(&issuer(), &request(&takahashi(), kind));
     let text = pdftotext(&doc.pdf, None);
-    for needle in [
-        "住所 〒160-0023 東京都新宿区西新宿三丁目14番1-305号",
-        "世帯主 髙橋 浩",
-        "髙橋 浩 昭和53年4月2日生 男 世帯主",
-        "髙橋 由紀 昭和56年9月17日生 女 妻",
-        "髙橋 蒼空 平成22年1月30日生 男 子",
-        "髙橋 さくら 平成26年6月8日生 女 子",
-        "タカハシ ヒロシ",
-        "タカハシ サクラ",
-        "この写しは、世帯全員の住民票の原本と相違ないことを証明する。",
-        "頁 1/1",
-    ] {
+    (doc, text)
+}
+
+/// Every one of `needles` is in `text`.
+fn shows(text: &str, needles: &[&str]) {
+    for needle in needles {
         assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
     }
+}
+
+#[test]
+fn residence_lists_the_household_with_relations() {
+    let (doc, text) = takahashis(CertKind::Residence);
+    assert_eq!(doc.pages, 1);
+    shows(
+        &text,
+        &[
+            "住所 〒160-0023 東京都新宿区西新宿三丁目14番1-305号",
+            "世帯主 髙橋 浩",
+            "髙橋 浩 昭和53年4月2日生 男 世帯主",
+            "髙橋 由紀 昭和56年9月17日生 女 妻",
+            "髙橋 蒼空 平成22年1月30日生 男 子",
+            "髙橋 さくら 平成26年6月8日生 女 子",
+            "タカハシ ヒロシ",
+            "タカハシ サクラ",
+            "この写しは、世帯全員の住民票の原本と相違ないことを証明する。",
+            "頁 1/1",
+        ],
+    );
 }
 
 #[test]
@@ -123,26 +137,23 @@ fn relations_follow_sex_and_age() {
         ),
     ];
     let text = pdftotext(&render_pdf(&request(&rec, CertKind::Residence)), None);
-    for needle in ["男 夫", "女 母", "男 弟", "女 姉", "女 世帯主"] {
-        assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
-    }
+    shows(&text, &["男 夫", "女 母", "男 弟", "女 姉", "女 世帯主"]);
 }
 
 #[test]
 fn seal_shows_registration_and_the_impression_frame() {
-    let rec = takahashi();
-    let doc = render(&issuer(), &request(&rec, CertKind::Seal));
-    let text = pdftotext(&doc.pdf, None);
-    for needle in [
-        "印影",
-        "氏名 髙橋 由紀",
-        "生年月日 昭和56年9月17日",
-        "登録番号 SEAL-131041-000123",
-        "登録年月日 平成27年3月1日",
-        "この写しは、登録されている印影と相違ないことを証明する。",
-    ] {
-        assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
-    }
+    let (doc, text) = takahashis(CertKind::Seal);
+    shows(
+        &text,
+        &[
+            "印影",
+            "氏名 髙橋 由紀",
+            "生年月日 昭和56年9月17日",
+            "登録番号 SEAL-131041-000123",
+            "登録年月日 平成27年3月1日",
+            "この写しは、登録されている印影と相違ないことを証明する。",
+        ],
+    );
     // The seal certificate is about the holder alone.
     assert!(!names(&text, "髙橋 浩"), "{text}");
     assert!(
@@ -172,18 +183,18 @@ fn seal_in_another_state_says_so() {
 
 #[test]
 fn tax_shows_fiscal_year_income_and_taxes() {
-    let rec = takahashi();
-    let text = pdftotext(&render_pdf(&request(&rec, CertKind::Tax)), None);
-    for needle in [
-        "年度 令和7年度（令和6年中の所得）",
-        "総所得金額 5,230,000円",
-        "特別区民税 214,300円",
-        "都民税 142,900円",
-        "年税額合計 357,200円",
-        "上記のとおり相違ないことを証明する。",
-    ] {
-        assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
-    }
+    let (_, text) = takahashis(CertKind::Tax);
+    shows(
+        &text,
+        &[
+            "年度 令和7年度（令和6年中の所得）",
+            "総所得金額 5,230,000円",
+            "特別区民税 214,300円",
+            "都民税 142,900円",
+            "年税額合計 357,200円",
+            "上記のとおり相違ないことを証明する。",
+        ],
+    );
     let mut outside_tokyo = takahashi();
     outside_tokyo.municipality.name = "神奈川県横浜市".to_owned();
     let text = pdftotext(&render_pdf(&request(&outside_tokyo, CertKind::Tax)), None);

@@ -21,6 +21,13 @@ async fn echo_server() -> WireServer {
     WireServer::serve(listener, "node-b", SECRET, handler).expect("serve")
 }
 
+/// A raw connection to `server`, as an unauthenticated peer has.
+async fn connected(server: &WireServer) -> TcpStream {
+    TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_unauthenticated_connections_do_not_keep_peers_out() {
     const { assert!(FLOOD > MAX_PRE_AUTH) };
@@ -35,9 +42,7 @@ async fn idle_unauthenticated_connections_do_not_keep_peers_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_handshake_frame_is_refused_unanswered() {
     let server = echo_server().await;
-    let mut raw = TcpStream::connect(server.local_addr())
-        .await
-        .expect("connect");
+    let mut raw = connected(&server).await;
     let hello = Frame {
         id: HANDSHAKE_ID,
         body: Body::Hello {
@@ -57,8 +62,6 @@ async fn an_oversize_handshake_frame_is_refused_unanswered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_after_a_second() {
     let server = echo_server().await;
-    let mut raw = TcpStream::connect(server.local_addr())
-        .await
-        .expect("connect");
+    let mut raw = connected(&server).await;
     about_a_second(hung_up(&mut raw).await);
 }

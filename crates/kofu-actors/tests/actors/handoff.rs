@@ -11,8 +11,7 @@ use crate::harness::{Answer, Config, beside, in_flight, run};
 #[test]
 fn a_handoff_finishes_transitions_in_flight_and_the_next_host_serves_the_rest() {
     run(Config::default(), |w| async move {
-        let a = w.open_in(0, 0, 0).await;
-        let (b, b_job, b_doc) = w.delivered_in(0, 1, 1).await;
+        let (a, (b, b_job, b_doc)) = w.open_and_delivered_in(0).await;
         let resumed = w.counter("kofu_sessions_resumed_total");
 
         let a_job = in_flight(&w, &a, |w, a| async move {

@@ -72,8 +72,7 @@ fn a_request_waits_for_a_shard_that_comes_back_in_time() {
 fn a_request_during_a_handoff_that_does_not_end_answers_503() {
     run(Config::default(), |w| async move {
         let move_wait = w.config.router.move_wait;
-        let a = w.open_in(0, 0, 0).await;
-        let (b, job, _) = w.delivered_in(0, 1, 1).await;
+        let (a, (b, job, _)) = w.open_and_delivered_in(0).await;
         let stuck = in_flight(&w, &a, |w, a| async move {
             w.job(&a, CertKind::Residence).await
         })

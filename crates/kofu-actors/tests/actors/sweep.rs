@@ -60,8 +60,7 @@ fn a_create_answered_503_before_a_takeover_is_swept_by_the_next_owner() {
 #[test]
 fn a_call_during_the_sweep_waits_for_the_same_resume() {
     run(Config::default(), |w| async move {
-        let a = w.open_in(3, 0, 0).await;
-        let (b, job, doc) = w.delivered_in(3, 1, 1).await;
+        let (a, (b, job, doc)) = w.open_and_delivered_in(3).await;
         let resumed = w.counter("kofu_sessions_resumed_total");
         w.take_over(3).await;
         assert_eq!(w.fetch(&b, job).await.document(), doc);

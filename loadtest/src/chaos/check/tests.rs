@@ -33,6 +33,23 @@ fn jid(session: u32) -> Arc<str> {
 
 impl H {
     /// Request `op` of session `session` (card = session) from `at` s for 0.1 s.
+    /// Session 9's job charged 200 yen in the audit stream.
+    fn charged_9(&mut self) {
+        self.audit.push(AuditEntry {
+            shard: 3,
+            session_id: sid(9).to_string(),
+            job_id: jid(9).to_string(),
+            serial: "S-9".into(),
+            charged_yen: 200,
+            card_digest: "d".into(),
+        });
+    }
+
+    /// Session `session`'s `op` at `at` s answered `404 unknown_session`.
+    fn unknown(&mut self, session: u32, op: Op, at: f64) -> &mut Event {
+        self.ev(session, op, at, Some(404), Some(ErrorCode::UnknownSession))
+    }
+
     fn ev(
         &mut self,
         session: u32,
@@ -124,6 +141,12 @@ fn clean() -> H {
     h
 }
 
+/// Nothing found, for the reason given.
+fn passes(h: &H, why: &str) {
+    let a = h.check();
+    assert_eq!(a.total(), 0, "{why}: {a:?}");
+}
+
 /// Exactly `kind` found (at least once), nothing else.
 fn only(h: &H, kind: &str) {
     let a = h.check();
@@ -161,13 +184,7 @@ fn a_404_followed_by_a_success_is_a_wrong_gone() {
     let mut h = clean();
     // Session 9: fetch answered 404 under a fault, then the same session printed.
     h.session(9, 10.0);
-    h.ev(
-        9,
-        Op::Document,
-        11.8,
-        Some(404),
-        Some(ErrorCode::UnknownSession),
-    );
+    h.unknown(9, Op::Document, 11.8);
     only(&h, "wrong_gone");
 }
 
@@ -175,35 +192,10 @@ fn a_404_followed_by_a_success_is_a_wrong_gone() {
 fn a_404_long_after_the_last_answer_is_an_idle_timeout_and_one_before_is_wrong() {
     let mut h = clean();
     h.ev(9, Op::Create, 10.0, Some(201), None);
-    h.ev(
-        9,
-        Op::Auth,
-        40.0,
-        Some(404),
-        Some(ErrorCode::UnknownSession),
-    );
-    assert_eq!(
-        h.check().total(),
-        0,
-        "30 s of silence: the idle timeout (15 s) explains it"
-    );
+    h.unknown(9, Op::Auth, 40.0);
+    passes(&h, "30 s of silence: the idle timeout (15 s) explains it");
     h.ev(10, Op::Create, 10.0, Some(201), None);
-    h.ev(
-        10,
-        Op::Auth,
-        14.0,
-        Some(404),
-        Some(ErrorCode::UnknownSession),
-    );
-    only(&h, "wrong_gone");
-}
-
-#[test]
-fn a_410_before_the_render_deadline_is_wrong() {
-    let mut h = clean();
-    h.ev(9, Op::Create, 10.0, Some(201), None);
-    h.ev(9, Op::Job, 10.5, Some(202), None);
-    h.ev(9, Op::Document, 11.0, Some(410), Some(ErrorCode::JobVoided));
+    h.unknown(10, Op::Auth, 14.0);
     only(&h, "wrong_gone");
 }
 
@@ -224,20 +216,7 @@ fn a_422_is_right_only_after_a_revocation_was_sent() {
     let mut revoke = Event::new(NO_SESSION, 9, Op::Revoke, 10 * S, 10 * S + 1000);
     revoke.status = Some(503);
     h.events.push(revoke);
-    assert_eq!(
-        h.check().total(),
-        0,
-        "a revocation was sent (even unacknowledged)"
-    );
-}
-
-#[test]
-fn a_close_answered_204_while_the_session_lives_on_is_wrong() {
-    let mut h = clean();
-    h.ev(9, Op::Create, 10.0, Some(201), None);
-    h.ev(9, Op::Close, 10.5, Some(204), None);
-    h.ev(9, Op::Auth, 11.0, Some(200), None);
-    only(&h, "wrong_gone");
+    passes(&h, "a revocation was sent (even unacknowledged)");
 }
 
 #[test]
@@ -253,14 +232,7 @@ fn a_charge_for_a_job_never_confirmed_is_found() {
     h.ev(9, Op::Create, 10.0, Some(201), None);
     h.ev(9, Op::Job, 10.5, Some(202), None);
     h.ev(9, Op::Close, 11.0, Some(204), None);
-    h.audit.push(AuditEntry {
-        shard: 3,
-        session_id: sid(9).to_string(),
-        job_id: jid(9).to_string(),
-        serial: "S-9".into(),
-        charged_yen: 200,
-        card_digest: "d".into(),
-    });
+    h.charged_9();
     only(&h, "audit_without_confirmation");
 }
 
@@ -277,24 +249,13 @@ fn a_charge_after_an_unanswered_confirmation_needs_a_converged_retry() {
         Some(503),
         Some(ErrorCode::Unavailable),
     );
-    h.audit.push(AuditEntry {
-        shard: 3,
-        session_id: sid(9).to_string(),
-        job_id: jid(9).to_string(),
-        serial: "S-9".into(),
-        charged_yen: 200,
-        card_digest: "d".into(),
-    });
+    h.charged_9();
     only(&h, "audit_unconfirmed");
     let p = h.ev(9, Op::Printed, 13.0, Some(200), None);
     p.serial = Some("S-9".into());
     p.charged = Some(200);
     h.ev(9, Op::Close, 14.0, Some(204), None);
-    assert_eq!(
-        h.check().total(),
-        0,
-        "the retry converged on the audited charge"
-    );
+    passes(&h, "the retry converged on the audited charge");
 }
 
 #[test]
@@ -383,7 +344,7 @@ fn a_lock_held_through_a_fault_runs_from_its_heal() {
     e.card = 0;
     only(&h, "card_locked");
     h.faults.push((10 * S, 25 * S));
-    assert_eq!(h.check().total(), 0, "the fault explains the lock");
+    passes(&h, "the fault explains the lock");
     // Still locked 21 s after the heal: the lock outlived the fault.
     let e = h.ev(21, Op::Create, 47.0, Some(409), Some(ErrorCode::CardInUse));
     e.card = 0;
@@ -396,7 +357,7 @@ fn a_request_without_answer_counts_unless_its_node_was_down() {
     h.ev(9, Op::Create, 10.0, None, None).timeout = true;
     only(&h, "no_answer");
     h.down.push((0, 9 * S, 10 * S));
-    assert_eq!(h.check().total(), 0, "node 0 was being restarted");
+    passes(&h, "node 0 was being restarted");
 }
 
 /// A clean history plus session 9's steps: (op, start in seconds, status, code).
@@ -413,12 +374,15 @@ type Step = (Op, f64, u16, Option<ErrorCode>);
 /// Each history of session 9 shows exactly one kind of anomaly: a second session for a
 /// card in use; a repeated close answered 404, or a repeated authentication answered
 /// `already_authenticated`, after a 503 (the retry must converge); a confirmation
-/// refused as not delivered after delivery; a 500.
+/// refused as not delivered after delivery; a 500; a close answered 204 while the
+/// session lives on; a 410 before the render deadline.
 #[test]
 fn each_wrong_answer_of_one_session_is_found() {
-    use ErrorCode::{AlreadyAuthenticated, Internal, NotDelivered, Unavailable, UnknownSession};
+    use ErrorCode::{
+        AlreadyAuthenticated, Internal, JobVoided, NotDelivered, Unavailable, UnknownSession,
+    };
     let open: Step = (Op::Create, 10.0, 201, None);
-    let cases: [(&str, &[Step]); 5] = [
+    let cases: [(&str, &[Step]); 7] = [
         (
             "duplicate_session",
             &[open, (Op::Duplicate, 11.0, 201, None)],
@@ -449,6 +413,22 @@ fn each_wrong_answer_of_one_session_is_found() {
             ],
         ),
         ("server_error", &[(Op::Create, 10.0, 500, Some(Internal))]),
+        (
+            "wrong_gone",
+            &[
+                open,
+                (Op::Close, 10.5, 204, None),
+                (Op::Auth, 11.0, 200, None),
+            ],
+        ),
+        (
+            "wrong_gone",
+            &[
+                open,
+                (Op::Job, 10.5, 202, None),
+                (Op::Document, 11.0, 410, Some(JobVoided)),
+            ],
+        ),
     ];
     for (kind, steps) in cases {
         only(&with_session_9(steps), kind);

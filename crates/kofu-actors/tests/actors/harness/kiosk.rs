@@ -190,6 +190,13 @@ impl World {
         (s, job, doc)
     }
 
+    /// Two sessions in `shard` by kiosks 0 and 1: one just opened, one with a document
+    /// delivered (the common start of the takeover tests).
+    pub async fn open_and_delivered_in(&self, shard: u32) -> (Open, (Open, JobId, Doc)) {
+        let a = self.open_in(shard, 0, 0).await;
+        (a, self.delivered_in(shard, 1, 1).await)
+    }
+
     /// Asserts that `card` is free: another kiosk opens a session with it.
     pub async fn assert_free(&self, card: &Card) {
         let other = self.create(card, &self.kiosk(1)).await;
