@@ -47,7 +47,7 @@ pub struct ExportArgs {
     /// After the export is written, remove the exported entries from the Redis streams
     /// (`XTRIM MINID` up to the last one exported). A stream that still holds entries
     /// older than `--since` is left whole: those were never exported.
-    #[arg(long, requires = "redis")]
+    #[arg(long)]
     pub trim: bool,
 }
 
@@ -62,9 +62,14 @@ fn unix_ms(t: OffsetDateTime) -> u64 {
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     let AuditCommand::Export(args) = cmd;
-    let until = args.until.unwrap_or_else(OffsetDateTime::now_utc);
-    if until < args.since {
+    if args.until.is_some_and(|until| until < args.since) {
         eprintln!("kofu: invalid arguments: --until is before --since");
+        return Ok(ExitCode::from(2));
+    }
+    let until = args.until.unwrap_or_else(OffsetDateTime::now_utc);
+    if args.trim && args.redis.is_none() {
+        // The file is the embedded node's record of truth: kofu never cuts it.
+        eprintln!("kofu: invalid arguments: --trim applies to the Redis audit streams only");
         return Ok(ExitCode::from(2));
     }
     let mut out = Output::open(args.out.as_deref())?;
