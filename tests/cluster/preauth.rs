@@ -102,6 +102,7 @@ async fn idle_unauthenticated_connections_do_not_stop_forwarding() {
     // Over the link node 1 already had to node 0.
     let mut next = 0;
     sessions_via(&cluster, 1, &mut next, 12).await;
+    let received_old_link = scrape(&cluster.node(0).admin, "kofu_forwards_received_total").await;
     // A node joining under the flood links to node 0 through it.
     let joined = tokio::task::block_in_place(|| {
         let n = cluster.add_node();
@@ -125,12 +126,17 @@ async fn idle_unauthenticated_connections_do_not_stop_forwarding() {
         stats.dropped_by_node.load(Ordering::Relaxed),
     );
     println!(
-        "flood: {opened} connections opened, {dropped} dropped by the node; node 0 received {} forwarded calls, the joined node forwarded {forwarded_new}",
-        received - received_before
+        "flood: {opened} connections opened, {dropped} dropped by the node; node 0 received {} forwarded calls from node 1, then {} (the joined node forwarded {forwarded_new})",
+        received_old_link - received_before,
+        received - received_old_link
     );
     assert!(
-        received > received_before,
-        "node 0 received no forwarded call under the flood"
+        received_old_link > received_before,
+        "node 0 received no call forwarded by node 1 under the flood"
+    );
+    assert!(
+        received > received_old_link,
+        "node 0 received no call forwarded over a link made under the flood"
     );
     assert!(forwarded_new > 0.0, "the joined node forwarded nothing");
     // The node did give unproven connections up (the limits were at work).
