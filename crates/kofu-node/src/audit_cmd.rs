@@ -74,18 +74,32 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     }
     let mut out = Output::open(args.out.as_deref())?;
     let summary = match (&args.redis, &args.audit_file) {
-        (Some(url), _) => from_redis(url, &args, until, &mut out)?,
-        (None, Some(path)) => from_file(path, args.since, until, &mut out)?,
-        (None, None) => anyhow::bail!("give --redis URL or --audit-file FILE"),
+        (Some(url), _) => from_redis(url, &args, until, &mut out),
+        (None, Some(path)) => from_file(path, args.since, until, &mut out),
+        (None, None) => Err(anyhow::anyhow!("give --redis URL or --audit-file FILE")),
     };
-    eprintln!("{summary}");
-    Ok(ExitCode::SUCCESS)
+    match summary {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // A partial export must not pass for a whole one (a finished one stays,
+            // whatever happened to the trim after it).
+            if let Some(path) = args.out.as_ref().filter(|_| !out.done) {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Where the lines go; `finish` makes them durable before anything is trimmed.
 struct Output {
     w: BufWriter<Box<dyn Write>>,
     file: Option<File>,
+    /// Every line is written and synced.
+    done: bool,
 }
 
 impl Output {
@@ -98,11 +112,13 @@ impl Output {
                 Output {
                     w: BufWriter::new(Box::new(file)),
                     file: Some(sync),
+                    done: false,
                 }
             }
             None => Output {
                 w: BufWriter::new(Box::new(std::io::stdout().lock())),
                 file: None,
+                done: false,
             },
         })
     }
@@ -117,6 +133,7 @@ impl Output {
         if let Some(file) = &self.file {
             file.sync_all()?;
         }
+        self.done = true;
         Ok(())
     }
 }
