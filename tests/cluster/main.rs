@@ -11,6 +11,7 @@ mod faults;
 mod load;
 mod membership;
 mod orphans;
+mod preauth;
 mod steps;
 
 use kofu_testkit::{Deployment, DeploymentOptions, get};

@@ -1,7 +1,10 @@
 //! `deploy/openapi.json` against the server: the documented operations are exactly the
 //! routes the node registers, every error code is documented, and what a live node
 //! answers to unauthenticated and malformed calls is among each operation's documented
-//! statuses.
+//! statuses, and every path refuses the methods it does not document with `405` and an
+//! `Allow` header naming exactly the documented ones. `fuzz.rs` runs schemathesis.
+
+mod fuzz;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -90,6 +93,13 @@ fn every_error_code_is_documented() {
     );
 }
 
+/// `path` with every parameter filled in (ids of the right shape that exist nowhere).
+fn concrete(path: &str) -> String {
+    path.replace("{session_id}", "0000AAAAAAAAAAAAAAAAAAAAAA")
+        .replace("{job_id}", "j0-AAAAAAAAAAA")
+        .replace("{card_id}", "0123456789ABCDEF")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_node_answers_only_documented_statuses() {
     let deployment =
@@ -99,12 +109,7 @@ async fn a_live_node_answers_only_documented_statuses() {
     for (path, ops) in d["paths"].as_object().expect("paths") {
         let admin = !path.starts_with("/v1/");
         let base = if admin { &node.admin } else { &node.api };
-        let url = format!(
-            "{base}{}",
-            path.replace("{session_id}", "0000AAAAAAAAAAAAAAAAAAAAAA")
-                .replace("{job_id}", "j0-AAAAAAAAAAA")
-                .replace("{card_id}", "0123456789ABCDEF")
-        );
+        let url = format!("{base}{}", concrete(path));
         for (method, op) in ops.as_object().expect("operations") {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             // No credential: the first answer a client without one gets.
@@ -120,6 +125,45 @@ async fn a_live_node_answers_only_documented_statuses() {
                 op["responses"].get(&status).is_some(),
                 "{method} {path} answered {status}, which openapi.json does not list"
             );
+        }
+    }
+}
+
+/// RFC 9110, 15.5.6: a `405` names the methods the resource supports. Every path, every
+/// method it does not document, with and without a credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_refuses_other_methods_with_allow() {
+    let deployment =
+        tokio::task::block_in_place(|| Deployment::start(DeploymentOptions::default()));
+    let node = deployment.node(0);
+    let kiosk_auth = format!("Bearer {}", deployment.fixtures().kiosks[0].token);
+    let d = doc();
+    let all = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
+    for (path, ops) in d["paths"].as_object().expect("paths") {
+        let admin = !path.starts_with("/v1/");
+        let base = if admin { &node.admin } else { &node.api };
+        let url = format!("{base}{}", concrete(path));
+        let documented: BTreeSet<String> = ops
+            .as_object()
+            .expect("operations")
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        for method in all.iter().filter(|m| !documented.contains(**m)) {
+            for auth in [None, Some(kiosk_auth.as_str())] {
+                let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                let resp = kofu_testkit::request(m, &url, auth, None).await;
+                assert_eq!(resp.status, 405, "{method} {path}: {}", resp.text());
+                let allow: BTreeSet<String> = resp
+                    .header("allow")
+                    .unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"))
+                    .split(',')
+                    .map(|m| m.trim().to_owned())
+                    .collect();
+                assert_eq!(allow, documented, "{method} {path}: Allow");
+                let body: Value = serde_json::from_slice(&resp.body).expect("error JSON");
+                assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The `kofu` binary: `serve` runs a node, `fixtures` prints the synthetic population a
 //! node serves, `demo` runs an embedded node and drives kiosk sessions against it,
-//! `credentials` mints tokens and issuer keys for real deployments.
+//! `credentials` mints tokens and issuer keys for real deployments, `audit export` hands
+//! the confirmed prints to an auditor.
 
+mod audit_cmd;
 mod auth;
 mod config;
 mod credentials_cmd;
@@ -62,6 +64,9 @@ enum Command {
     /// Mint credentials for real deployments: kiosk and admin tokens, issuer keys.
     #[command(subcommand)]
     Credentials(credentials_cmd::CredentialsCommand),
+    /// The confirmed prints, for auditors: export (and trim what was exported).
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
         Command::Credentials(cmd) => credentials_cmd::run(cmd),
+        Command::Audit(cmd) => audit_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

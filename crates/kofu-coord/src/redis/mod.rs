@@ -7,6 +7,7 @@
 //! reads are never served by replicas, so a write the primary acknowledged is seen by
 //! every later read.
 
+mod audit;
 mod call;
 mod conn;
 mod coordinator;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use ::redis::{RedisError, Value};
 
+pub use audit::{AuditEntry, AuditStreams, EntryId, Exported, Trimmed};
 pub use conn::{ConnectOptions, RedisConn, connect, connect_with, is_sentinel};
 pub use coordinator::{LeaseMetrics, RedisCoordinator};
 pub use leases::RedisLeases;

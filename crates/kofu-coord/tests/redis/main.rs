@@ -4,6 +4,7 @@
 //! and registry share with the embedded ones are checked by `tests/conformance`.
 
 mod access;
+mod audit;
 mod coordinator;
 mod durability;
 mod memory;

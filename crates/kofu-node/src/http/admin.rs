@@ -9,21 +9,24 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::{finish, read_json};
-use super::error::{code, error_response, method_not_allowed};
+use super::error::{code, error_response, resource};
 use super::{AppState, header};
 use crate::auth::Role;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource("/metrics").route(web::get().to(metrics)))
-        .service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/readyz").route(web::get().to(readyz)))
-        .service(resource("/admin/v1/cluster").route(web::get().to(cluster)))
+    cfg.service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/admin/v1/cluster", "GET").route(web::get().to(cluster)))
         .service(
-            resource("/admin/v1/residents/{card_id}/seal/revoke").route(web::post().to(revoke)),
+            resource("/admin/v1/residents/{card_id}/seal/revoke", "POST")
+                .route(web::post().to(revoke)),
         )
-        .service(resource("/admin/v1/residents/{card_id}/address").route(web::post().to(address)))
-        .service(resource("/admin/v1/drain").route(web::post().to(drain)));
+        .service(
+            resource("/admin/v1/residents/{card_id}/address", "POST")
+                .route(web::post().to(address)),
+        )
+        .service(resource("/admin/v1/drain", "POST").route(web::post().to(drain)));
 }
 
 /// The admin token's name, when it is valid and has `role` (`401` / `403` otherwise).

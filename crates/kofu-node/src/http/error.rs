@@ -26,6 +26,22 @@ pub async fn not_found(req: HttpRequest, payload: web::Payload) -> HttpResponse 
     super::body::finish(&req, code(ErrorCode::NotFound), payload).await
 }
 
-pub async fn method_not_allowed(req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    super::body::finish(&req, code(ErrorCode::MethodNotAllowed), payload).await
+/// A resource that answers any method it does not serve with `405` and the `Allow`
+/// header (RFC 9110, 15.5.6) naming the ones it does: `allow` must list exactly the
+/// methods of the routes added to it (tests/openapi checks it against openapi.json).
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest, payload| {
+        method_not_allowed(req, payload, allow)
+    }))
+}
+
+async fn method_not_allowed(
+    req: HttpRequest,
+    payload: web::Payload,
+    allow: &'static str,
+) -> HttpResponse {
+    let mut resp = code(ErrorCode::MethodNotAllowed);
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    super::body::finish(&req, resp, payload).await
 }

@@ -12,24 +12,29 @@ use kofu_proto::{CardId, Document, ErrorCode, JobId, KioskId, SessionId, Session
 
 use super::admission::Refusal;
 use super::body::{finish, read_json};
-use super::error::{code, error_response, method_not_allowed};
+use super::error::{code, error_response, resource};
 use super::{AppState, header};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource("/v1/sessions").route(web::post().to(create_session)))
-        .service(resource("/v1/sessions/{session_id}").route(web::delete().to(close_session)))
-        .service(resource("/v1/sessions/{session_id}/auth").route(web::post().to(authenticate)))
-        .service(resource("/v1/sessions/{session_id}/jobs").route(web::post().to(create_job)))
+    cfg.service(resource("/v1/sessions", "POST").route(web::post().to(create_session)))
         .service(
-            resource("/v1/sessions/{session_id}/jobs/{job_id}/document")
+            resource("/v1/sessions/{session_id}", "DELETE").route(web::delete().to(close_session)),
+        )
+        .service(
+            resource("/v1/sessions/{session_id}/auth", "POST").route(web::post().to(authenticate)),
+        )
+        .service(
+            resource("/v1/sessions/{session_id}/jobs", "POST").route(web::post().to(create_job)),
+        )
+        .service(
+            resource("/v1/sessions/{session_id}/jobs/{job_id}/document", "GET")
                 .route(web::get().to(document)),
         )
         .service(
-            resource("/v1/sessions/{session_id}/jobs/{job_id}/printed")
+            resource("/v1/sessions/{session_id}/jobs/{job_id}/printed", "POST")
                 .route(web::post().to(printed)),
         )
-        .service(resource("/v1/issuer-key").route(web::get().to(issuer_key)));
+        .service(resource("/v1/issuer-key", "GET").route(web::get().to(issuer_key)));
 }
 
 /// Longest long poll a kiosk may ask for (API.md: `wait_ms=0..10000`).

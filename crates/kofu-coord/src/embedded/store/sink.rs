@@ -28,10 +28,20 @@ impl std::fmt::Debug for AuditSink {
 
 impl AuditSink {
     pub fn append_to(path: &Path) -> std::io::Result<AuditSink> {
+        let created = !path.exists();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
+        if created {
+            // A new file's name is in its directory only once the directory is synced:
+            // without this a crash could lose the file with every record synced into it.
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            File::open(dir)?.sync_all()?;
+        }
         Ok(AuditSink::File(Mutex::new(BufWriter::new(file))))
     }
 
