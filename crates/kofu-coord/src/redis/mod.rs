@@ -10,6 +10,7 @@
 mod call;
 mod conn;
 mod coordinator;
+mod import;
 mod keys;
 mod leases;
 mod membership;
@@ -23,6 +24,7 @@ use ::redis::{RedisError, Value};
 
 pub use conn::{ConnectOptions, RedisConn, connect, connect_with, is_sentinel};
 pub use coordinator::{LeaseMetrics, RedisCoordinator};
+pub use import::IMPORT_LABEL_PREFIX;
 pub use leases::RedisLeases;
 pub use membership::{Member, RedisMembership};
 pub use registry::{RedisRegistry, RegistrySetupError};

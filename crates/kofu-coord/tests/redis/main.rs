@@ -6,6 +6,7 @@
 mod access;
 mod coordinator;
 mod durability;
+mod import;
 mod memory;
 mod registry;
 mod store;
