@@ -33,12 +33,13 @@ printf 'file: %s records, %s MiB, generated in %.1f s\n' \
 
 run() {
   local what="$1"
-  /usr/bin/time -f "%e %M" -o "$dir/time" "$kofu" registry import --redis "$url" "$file" >"$dir/out"
-  read -r wall rss <"$dir/time"
+  /usr/bin/time -f "%e %M %U %S" -o "$dir/time" "$kofu" registry import --redis "$url" "$file" >"$dir/out"
+  read -r wall rss user sys <"$dir/time"
   local used
   used=$(redis-cli -p "$port" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
-  printf '%-28s %6.1f s  importer peak RSS %5d MiB  redis used_memory %5d MiB  | %s\n' \
-    "$what" "$wall" "$((rss / 1024))" "$((used / 1048576))" "$(cut -c1-80 "$dir/out")"
+  printf '%-24s %6.1f s wall, %6.1f s cpu  importer peak RSS %5d MiB  redis used_memory %5d MiB  load %s\n' \
+    "$what" "$wall" "$(echo "$user + $sys" | bc)" "$((rss / 1024))" "$((used / 1048576))" "$(cut -d' ' -f1 /proc/loadavg)"
+  cut -c1-120 "$dir/out"
 }
 
 run "first import"
