@@ -263,3 +263,37 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Asks for a fresh look at the cluster soon (a peer said a shard moved).
     fn refresh(&self);
 }
+
+/// What importing a registry file did (`docs/registry-format.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportStats {
+    /// Cards not known before, stored at version 1.
+    pub added: u64,
+    /// Records the file changed, each stored as a new version.
+    pub changed: u64,
+    /// Records the file left as they were (or whose only change would undo a
+    /// revocation).
+    pub unchanged: u64,
+}
+
+impl ImportStats {
+    pub fn total(&self) -> u64 {
+        self.added + self.changed + self.unchanged
+    }
+
+    pub fn add(&mut self, other: ImportStats) {
+        self.added += other.added;
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+    }
+}
+
+impl std::fmt::Display for ImportStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} added, {} changed, {} unchanged",
+            self.added, self.changed, self.unchanged
+        )
+    }
+}

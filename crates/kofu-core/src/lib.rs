@@ -5,6 +5,7 @@
 pub mod assignment;
 pub mod population;
 pub mod records;
+pub mod registry_file;
 pub mod session;
 pub mod wareki;
 

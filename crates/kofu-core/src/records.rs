@@ -210,6 +210,36 @@ impl ResidentRecord {
         }
     }
 
+    /// What importing `incoming` (a registry file's line for this card) makes of this
+    /// stored record: `None` when nothing changes, else the next version. The file wins
+    /// on every field except revocations, which an import never undoes
+    /// (`docs/registry-format.md`, "Re-import"):
+    /// - a revoked card stays revoked (a reissued card has a new card id);
+    /// - a revoked seal registration stays revoked: a file that still lists that seal
+    ///   number as registered, or no seal at all, leaves the revocation in force; only a
+    ///   registration under another number replaces it.
+    pub fn imported(&self, incoming: &ResidentRecord) -> Option<ResidentRecord> {
+        let mut next = ResidentRecord {
+            version: self.version,
+            ..incoming.clone()
+        };
+        next.card_revoked |= self.card_revoked;
+        if let Seal::Revoked { number, .. } = &self.seal {
+            let replaced = match &incoming.seal {
+                Seal::NotRegistered => false,
+                Seal::Registered { number: n, .. } | Seal::Revoked { number: n, .. } => n != number,
+            };
+            if !replaced {
+                next.seal = self.seal.clone();
+            }
+        }
+        if next == *self {
+            return None;
+        }
+        next.version = self.version + 1;
+        Some(next)
+    }
+
     /// The record after a change of address (a moving-in notification).
     pub fn with_address(&self, address: String) -> ResidentRecord {
         ResidentRecord {

@@ -9,10 +9,12 @@ use clap::{Args, ValueEnum};
 
 mod admission;
 mod credentials;
+mod registry;
 mod tls;
 
 pub use admission::{AdmissionConfig, AdmissionError};
 pub use credentials::CredentialsConfig;
+pub use registry::{RegistryArgs, RegistryConfigError};
 pub use tls::TlsArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,9 +76,11 @@ pub struct ServeConfig {
     pub node_id: Option<String>,
     #[arg(long, env = "KOFU_SHARD_COUNT", default_value_t = kofu_proto::DEFAULT_SHARD_COUNT)]
     pub shard_count: u32,
-    /// Seed of the synthetic population, kiosks and admin token served.
-    #[arg(long, env = "KOFU_FIXTURE_SEED", default_value_t = 1)]
-    pub fixture_seed: u64,
+    /// Seed of the synthetic population, kiosks and admin token served (1 when unset).
+    /// A cluster node started without it also accepts a registry imported with
+    /// `kofu registry import`.
+    #[arg(long, env = "KOFU_FIXTURE_SEED")]
+    pub fixture_seed: Option<u64>,
     #[arg(long, env = "KOFU_FIXTURE_RESIDENTS", default_value_t = 1000)]
     pub fixture_residents: u32,
     #[arg(long, env = "KOFU_FIXTURE_KIOSKS", default_value_t = 20)]
@@ -124,6 +128,9 @@ pub struct ServeConfig {
     /// Transport security: TLS certificates and the insecure mode (README "TLS").
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// The records served: a registry file instead of the fixture population.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// `30d`, `12h`, `90m`, `3600s`: at least a minute, at most ten years.
@@ -185,6 +192,8 @@ pub enum ConfigError {
     IssuerKeyRequired,
     #[error(transparent)]
     Admission(#[from] AdmissionError),
+    #[error(transparent)]
+    Registry(#[from] RegistryConfigError),
 }
 
 impl ServeConfig {
@@ -242,7 +251,13 @@ impl ServeConfig {
         }
         self.admission.validate()?;
         self.tls.validate(self.redis_url.as_deref())?;
+        self.registry.validate(self.redis_url.as_deref())?;
         Ok(())
+    }
+
+    /// The fixture seed in force: the one given, or 1.
+    pub fn fixture_seed(&self) -> u64 {
+        self.fixture_seed.unwrap_or(1)
     }
 
     pub fn node_id(&self) -> String {

@@ -78,7 +78,7 @@ impl IssuerKeyring {
         let set = files.read()?;
         let seed = set
             .seed
-            .unwrap_or_else(|| kofu_core::issuer_seed(cfg.fixture_seed));
+            .unwrap_or_else(|| kofu_core::issuer_seed(cfg.fixture_seed()));
         let issuer = Arc::new(Issuer::from_seed(seed));
         let published = publish(&issuer, &set);
         Ok(IssuerKeyring {

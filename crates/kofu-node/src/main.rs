@@ -13,6 +13,7 @@ mod issuer_keys;
 mod node;
 mod record;
 mod registry_cmd;
+mod registry_import;
 mod reload;
 mod telemetry;
 mod tls;
@@ -54,6 +55,10 @@ enum Command {
         residents: u32,
         #[arg(long, default_value_t = 20)]
         kiosks: u32,
+        /// Print the residents' records in the registry file format instead
+        /// (`docs/registry-format.md`: public keys only, no kiosks, no admin token).
+        #[arg(long)]
+        registry: bool,
     },
     /// Manage a cluster's registry in Redis.
     #[command(subcommand)]
@@ -79,7 +84,8 @@ fn main() -> ExitCode {
             seed,
             residents,
             kiosks,
-        } => fixtures(seed, residents, kiosks),
+            registry,
+        } => fixtures(seed, residents, kiosks, registry),
         Command::Demo(args) => demo::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
         Command::Credentials(cmd) => credentials_cmd::run(cmd),
@@ -101,8 +107,13 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
     }
     telemetry::init(cfg.log_format, &cfg.log_level)?;
     let spec = PopulationSpec {
-        seed: cfg.fixture_seed,
-        residents: cfg.fixture_residents,
+        seed: cfg.fixture_seed(),
+        // With a registry file the records come from it; the population still gives
+        // the fixture kiosks and admin token when no credentials files are set.
+        residents: match cfg.registry.registry_file {
+            Some(_) => 0,
+            None => cfg.fixture_residents,
+        },
         kiosks: cfg.fixture_kiosks,
     };
     let population = Population::generate(&spec);
@@ -172,7 +183,7 @@ impl Signals {
     }
 }
 
-fn fixtures(seed: u64, residents: u32, kiosks: u32) -> anyhow::Result<ExitCode> {
+fn fixtures(seed: u64, residents: u32, kiosks: u32, registry: bool) -> anyhow::Result<ExitCode> {
     let spec = PopulationSpec {
         seed,
         residents,
@@ -185,6 +196,14 @@ fn fixtures(seed: u64, residents: u32, kiosks: u32) -> anyhow::Result<ExitCode> 
     let pop = Population::generate(&spec);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    if registry {
+        for r in &pop.residents {
+            out.write_all(kofu_core::registry_file::to_line(r).as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for line in pop.fixture_lines() {
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;

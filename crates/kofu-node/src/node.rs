@@ -7,6 +7,7 @@
 
 mod cluster;
 mod creds;
+mod registry_file;
 
 pub use creds::BadConfig;
 
@@ -105,6 +106,8 @@ struct Plane {
     registry: Arc<dyn Registry>,
     coordinator: Arc<dyn Coordinator>,
     cluster: Option<cluster::Plane>,
+    /// The embedded registry itself, for the registry file's SIGHUP hook.
+    embedded_registry: Option<Arc<EmbeddedRegistry>>,
 }
 
 fn embedded_plane(cfg: &ServeConfig, residents: Vec<ResidentRecord>) -> anyhow::Result<Plane> {
@@ -117,15 +120,17 @@ fn embedded_plane(cfg: &ServeConfig, residents: Vec<ResidentRecord>) -> anyhow::
             .with_context(|| format!("cannot open audit file {}", p.display()))?,
         None => AuditSink::Memory,
     };
+    let registry = Arc::new(EmbeddedRegistry::new(residents));
     Ok(Plane {
         store: Arc::new(EmbeddedStore::new(cfg.shard_count, epoch, sink)),
-        registry: Arc::new(EmbeddedRegistry::new(residents)),
+        registry: registry.clone(),
         coordinator: Arc::new(EmbeddedCoordinator::new(
             cfg.node_id(),
             cfg.shard_count,
             epoch,
         )),
         cluster: None,
+        embedded_registry: Some(registry),
     })
 }
 
@@ -159,13 +164,17 @@ impl Node {
             ..
         } = population;
         let creds = creds::Credentials::load(cfg, &kiosks, &admin_token)?;
+        let residents = match &cfg.registry.registry_file {
+            Some(path) => registry_file::read(path)?,
+            None => residents,
+        };
         let issuer = creds.issuer.issuer();
         let recorder = cfg.record_traffic.as_ref().map(|path| {
             Arc::new(Recorder::new(
                 path.clone(),
                 &residents,
                 &kiosks,
-                cfg.fixture_seed,
+                cfg.fixture_seed(),
                 &cfg.node_id(),
             ))
         });
@@ -288,6 +297,10 @@ impl Node {
         }
         let mut reloader = Reloader::default();
         creds::add_hooks(&mut reloader, cfg, &state);
+        if let (Some(path), Some(registry)) = (&cfg.registry.registry_file, plane.embedded_registry)
+        {
+            registry_file::add_hook(&mut reloader, path.clone(), registry);
+        }
         for part in tls.reloaders {
             reloader.add_part(part);
         }

@@ -1,6 +1,7 @@
 //! `kofu registry load`: writes the synthetic population into a cluster's Redis once, so
 //! every node of that cluster reads the same authoritative records (and a revocation
-//! made through any node holds everywhere).
+//! made through any node holds everywhere). `kofu registry import` loads a registry file
+//! instead (`registry_import.rs`).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,9 @@ use kofu_core::{Population, PopulationSpec};
 pub enum RegistryCommand {
     /// Load the synthetic population (cards and records) into Redis.
     Load(LoadArgs),
+    /// Import a registry file (docs/registry-format.md) into Redis: refused whole if a
+    /// line is bad; only changed records are written, each as a new version.
+    Import(crate::registry_import::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -31,7 +35,10 @@ pub struct LoadArgs {
 }
 
 pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
-    let RegistryCommand::Load(args) = cmd;
+    let args = match cmd {
+        RegistryCommand::Load(args) => args,
+        RegistryCommand::Import(args) => return crate::registry_import::run(args),
+    };
     if !(1..=65_536).contains(&args.shard_count) {
         eprintln!("kofu: invalid configuration: --shard-count must be between 1 and 65536");
         return Ok(ExitCode::from(2));

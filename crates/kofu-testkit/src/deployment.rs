@@ -151,8 +151,10 @@ impl Deployment {
                 .or_else(|| redis.as_ref().map(RedisServer::url));
             (redis, url)
         };
-        if let Some(url) = &redis_url {
-            registry_load(url, &opts);
+        match (&redis_url, &opts.node.registry_file) {
+            (Some(url), Some(file)) => registry_import(url, &opts, file),
+            (Some(url), None) => registry_load(url, &opts),
+            (None, _) => {}
         }
         let fx = fixtures(opts.node.seed, opts.node.residents, opts.node.kiosks);
         let certs = Certs {
@@ -436,6 +438,10 @@ fn cluster_node_options(
         }
         return node;
     };
+    if node.registry_file.take().is_some() {
+        // Imported into Redis by the deployment: the node serves what Redis holds.
+        node.without_fixture_args = true;
+    }
     match opts.link {
         LinkSecurity::MutualTls => node.cluster_certs = certs.cluster.clone(),
         LinkSecurity::CaPerNode => {
@@ -466,6 +472,26 @@ fn cluster_node_options(
     node.env
         .push(("KOFU_CLUSTER_SECRET".to_owned(), TEST_SECRET.to_owned()));
     node
+}
+
+/// `kofu registry import` of the nodes' registry file into the deployment's Redis.
+fn registry_import(url: &str, opts: &DeploymentOptions, file: &std::path::Path) {
+    let out = Command::new(kofu_bin())
+        .args(["registry", "import", "--redis", url])
+        .arg(file)
+        .args(["--shard-count", &opts.shard_count().to_string()])
+        .args(
+            opts.redis_ca_file
+                .iter()
+                .flat_map(|ca| ["--redis-ca-file".to_owned(), ca.display().to_string()]),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kofu registry import: {e}"));
+    assert!(
+        out.status.success(),
+        "kofu registry import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `kofu registry load` of the deployment's population into its Redis.

@@ -33,6 +33,14 @@ pub struct NodeOptions {
     /// The client certificate the harness presents to the kiosk listener (one that
     /// requires them): its own checks only, it names no kiosk.
     pub client_cert: Option<Arc<Issued>>,
+    /// Records from this registry file (`--registry-file`, embedded); a deployment with
+    /// Redis imports it (`kofu registry import`) instead of loading the fixture
+    /// population. Either way the node gets no `--fixture-*` arguments; the harness
+    /// still derives card keys from `seed` and `residents`, so the file should be
+    /// `kofu fixtures --registry` of them.
+    pub registry_file: Option<PathBuf>,
+    /// Start without `--fixture-*` arguments (a cluster node on an imported registry).
+    pub without_fixture_args: bool,
 }
 
 impl Default for NodeOptions {
@@ -47,6 +55,8 @@ impl Default for NodeOptions {
             https: None,
             cluster_certs: None,
             client_cert: None,
+            registry_file: None,
+            without_fixture_args: false,
         }
     }
 }
@@ -99,11 +109,15 @@ impl KofuNode {
         let admin_addr = format!("127.0.0.1:{admin_port}");
         let mut cmd = Command::new(opts.binary.clone().unwrap_or_else(kofu_bin));
         cmd.arg("serve")
-            .args(["--listen", &api_addr, "--admin-listen", &admin_addr])
-            .args(["--fixture-seed", &opts.seed.to_string()])
-            .args(["--fixture-residents", &opts.residents.to_string()])
-            .args(["--fixture-kiosks", &opts.kiosks.to_string()])
-            .args(["--log-format", "json"])
+            .args(["--listen", &api_addr, "--admin-listen", &admin_addr]);
+        if let Some(file) = &opts.registry_file {
+            cmd.arg("--registry-file").arg(file);
+        } else if !opts.without_fixture_args {
+            cmd.args(["--fixture-seed", &opts.seed.to_string()])
+                .args(["--fixture-residents", &opts.residents.to_string()])
+                .args(["--fixture-kiosks", &opts.kiosks.to_string()]);
+        }
+        cmd.args(["--log-format", "json"])
             .args(opts.https.iter().flat_map(|c| c.https_args()))
             .args(opts.cluster_certs.iter().flat_map(|c| c.cluster_args()))
             .args(&opts.args)

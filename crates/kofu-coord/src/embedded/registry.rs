@@ -13,7 +13,7 @@ use kofu_proto::CardId;
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
-use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreFuture};
+use crate::{DEFAULT_HISTORY_TTL, ImportStats, Registry, RevokeOutcome, StoreFuture};
 
 const BUCKETS: usize = 64;
 
@@ -113,6 +113,37 @@ impl EmbeddedRegistry {
         Some(next)
     }
 
+    /// Applies a registry file's records (`docs/registry-format.md`, "Re-import"): a
+    /// new card is added at version 1, a changed one becomes a new version (the one it
+    /// supersedes kept for the history TTL, as after an admin change), an unchanged one
+    /// is left alone; an import never undoes a revocation (`ResidentRecord::imported`).
+    pub fn import(&self, records: impl IntoIterator<Item = ResidentRecord>) -> ImportStats {
+        let mut stats = ImportStats::default();
+        for r in records {
+            let digest = r.card_id.digest_bytes();
+            let mut b = self.buckets[bucket(&digest)].write();
+            let Some(current) = b.current.get(&digest).cloned() else {
+                b.current
+                    .insert(digest, Arc::new(ResidentRecord { version: 1, ..r }));
+                stats.added += 1;
+                continue;
+            };
+            let Some(next) = current.imported(&r) else {
+                stats.unchanged += 1;
+                continue;
+            };
+            let now = Instant::now();
+            b.prune(now);
+            let key = (digest, current.version);
+            let until = now + self.history_ttl;
+            b.superseded.insert(key, (current, until));
+            b.expiries.push_back((until, key));
+            b.current.insert(digest, Arc::new(next));
+            stats.changed += 1;
+        }
+        stats
+    }
+
     pub fn revoke_seal_now(&self, card: &CardId, on: Date) -> RevokeOutcome {
         let mut prior = None;
         let res = self.update(card, |r| {
@@ -204,5 +235,50 @@ mod tests {
             .map(|b| b.read().superseded.len())
             .sum();
         assert_eq!(held, 1, "only the version the last change superseded");
+    }
+
+    /// A re-import changes only what the file changed, keeps the superseded version
+    /// readable and leaves a revocation made meanwhile in force.
+    #[test]
+    fn imports_apply_changes_as_new_versions() {
+        let records = Population::generate(&PopulationSpec {
+            seed: 3,
+            residents: 50,
+            kiosks: 1,
+        })
+        .residents;
+        let registry = EmbeddedRegistry::new(records[..40].to_vec());
+        let sealed = records[..40]
+            .iter()
+            .find(|r| matches!(r.seal, Seal::Registered { .. }))
+            .expect("a registered seal");
+        let on = Date {
+            year: 2026,
+            month: 11,
+            day: 30,
+        };
+        assert!(matches!(
+            registry.revoke_seal_now(&sealed.card_id, on),
+            RevokeOutcome::Revoked { record_version: 2 }
+        ));
+        let mut file = records.clone();
+        let j = usize::from(records[0].card_id == sealed.card_id);
+        file[j].address = "〒980-0811 宮城県仙台市青葉区一番町一丁目1番1号".into();
+        let stats = registry.import(file.clone());
+        assert_eq!(
+            stats,
+            ImportStats {
+                added: 10,
+                changed: 1,
+                unchanged: 39,
+            }
+        );
+        let digest = file[j].card_id.digest_bytes();
+        assert_eq!(registry.get_at(&digest, 1).as_deref(), Some(&records[j]));
+        let now = registry.get_by_digest(&digest).expect("known");
+        assert_eq!((now.version, &now.address), (2, &file[j].address));
+        let revoked = registry.get(&sealed.card_id).expect("known");
+        assert!(matches!(revoked.seal, Seal::Revoked { .. }));
+        assert_eq!(registry.import(file).total(), 50);
     }
 }

@@ -30,7 +30,7 @@ use crate::{DEFAULT_HISTORY_TTL, Registry, RevokeOutcome, StoreError, StoreFutur
 
 /// Compare-and-set attempts before giving up: each lost round means another admin write
 /// to the same record landed in between, which is rare, so a few suffice.
-const CAS_ATTEMPTS: u32 = 32;
+pub(super) const CAS_ATTEMPTS: u32 = 32;
 /// Records per pipelined round trip during a bulk load.
 const LOAD_BATCH: usize = 1_000;
 
@@ -38,18 +38,22 @@ const LOAD_BATCH: usize = 1_000;
 pub enum RegistrySetupError {
     #[error("registry was loaded with {stored} shards, this node is configured with {configured}")]
     ShardCountMismatch { stored: u32, configured: u32 },
+    #[error(
+        "the registry holds the fixture population {stored}; a registry file is imported only into a registry without one"
+    )]
+    FixturePopulation { stored: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 #[derive(Clone)]
 pub struct RedisRegistry {
-    conn: RedisConn,
-    shard_count: u32,
+    pub(super) conn: RedisConn,
+    pub(super) shard_count: u32,
     /// Replicas that must hold a change before it is acknowledged (as the store's).
-    replicas: u32,
+    pub(super) replicas: u32,
     /// How long a superseded record version stays readable.
-    history_ttl: Duration,
+    pub(super) history_ttl: Duration,
 }
 
 impl std::fmt::Debug for RedisRegistry {
@@ -60,13 +64,13 @@ impl std::fmt::Debug for RedisRegistry {
     }
 }
 
-fn encode(record: &ResidentRecord) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode(record: &ResidentRecord) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(record)
         .map_err(|_| StoreError::Unavailable("cannot encode a registry record".into()))
 }
 
 /// The decoder's message could quote the record's content, so it is dropped (I6).
-fn decode(digest: &[u8; 32], bytes: &[u8]) -> Result<ResidentRecord, StoreError> {
+pub(super) fn decode(digest: &[u8; 32], bytes: &[u8]) -> Result<ResidentRecord, StoreError> {
     let record: ResidentRecord = rmp_serde::from_slice(bytes)
         .map_err(|_| StoreError::Corrupt("registry record does not decode".into()))?;
     if record.card_id.digest_bytes() != *digest {

@@ -7,6 +7,7 @@ mod access;
 mod audit;
 mod coordinator;
 mod durability;
+mod import;
 mod memory;
 mod registry;
 mod store;

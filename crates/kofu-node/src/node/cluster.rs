@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::FutureExt as _;
 use kofu_actors::{Remote, Router, ShardStart};
-use kofu_coord::redis::{RedisCoordinator, RedisRegistry, RedisStore};
+use kofu_coord::redis::{IMPORT_LABEL_PREFIX, RedisCoordinator, RedisRegistry, RedisStore};
 use kofu_coord::{Fence, HandoffHook};
 use kofu_wire::{ClusterTls, LinkAuth, Secrets, WireServer};
 use tokio::net::TcpListener;
@@ -166,6 +166,36 @@ fn handoff_hook() -> (HandoffHook, mpsc::UnboundedReceiver<Handoff>) {
     (hook, rx)
 }
 
+/// Whether this node serves the registry Redis holds: a fixture population must be the
+/// node's own (same seed and size: the kiosks and card keys it serves derive from them);
+/// an imported registry (`kofu registry import`) is served by nodes configured without
+/// a fixture seed, which is what says they do not expect a fixture population.
+fn check_label(cfg: &ServeConfig, stored: Option<String>) -> anyhow::Result<()> {
+    let label = format!(
+        "seed={}/residents={}",
+        cfg.fixture_seed(),
+        cfg.fixture_residents
+    );
+    match stored {
+        Some(stored) if stored.starts_with(IMPORT_LABEL_PREFIX) => match cfg.fixture_seed {
+            None => {
+                tracing::info!(registry = %stored, "serving an imported registry");
+                Ok(())
+            }
+            Some(_) => anyhow::bail!(
+                "the registry holds imported records ({stored}), this node is configured for fixture population {label}: start it without --fixture-seed"
+            ),
+        },
+        Some(stored) if stored == label => Ok(()),
+        Some(stored) => anyhow::bail!(
+            "the registry holds population {stored}, this node is configured for {label}"
+        ),
+        None => anyhow::bail!(
+            "the registry in redis is empty: run `kofu registry import --redis URL FILE` (or `kofu registry load` for a fixture population) first"
+        ),
+    }
+}
+
 /// Joins the cluster behind `url`, announcing `internal` (already bound) as this node's
 /// address for forwarded requests.
 pub(super) async fn plane(
@@ -197,19 +227,7 @@ pub(super) async fn plane(
         .check_shard_count()
         .await
         .context("this node cannot join the cluster")?;
-    let label = format!(
-        "seed={}/residents={}",
-        cfg.fixture_seed, cfg.fixture_residents
-    );
-    match registry.loaded_population().await? {
-        Some(stored) if stored == label => {}
-        Some(stored) => anyhow::bail!(
-            "the registry holds population {stored}, this node is configured for {label}"
-        ),
-        None => anyhow::bail!(
-            "the registry in redis is empty: run `kofu registry load --redis URL` first"
-        ),
-    }
+    check_label(cfg, registry.loaded_population().await?)?;
     let advertise = match &cfg.internal_advertise {
         Some(addr) => addr.clone(),
         None => internal.local_addr()?.to_string(),
@@ -246,5 +264,6 @@ pub(super) async fn plane(
             node_id,
             auth,
         }),
+        embedded_registry: None,
     })
 }
