@@ -476,41 +476,41 @@ fn cluster_node_options(
 
 /// `kofu registry import` of the nodes' registry file into the deployment's Redis.
 fn registry_import(url: &str, opts: &DeploymentOptions, file: &std::path::Path) {
-    let out = Command::new(kofu_bin())
-        .args(["registry", "import", "--redis", url])
-        .arg(file)
-        .args(["--shard-count", &opts.shard_count().to_string()])
-        .args(
-            opts.redis_ca_file
-                .iter()
-                .flat_map(|ca| ["--redis-ca-file".to_owned(), ca.display().to_string()]),
-        )
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run kofu registry import: {e}"));
-    assert!(
-        out.status.success(),
-        "kofu registry import failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args = vec!["import".to_owned(), "--redis".to_owned(), url.to_owned()];
+    args.push(file.display().to_string());
+    registry(args, opts);
 }
 
 /// `kofu registry load` of the deployment's population into its Redis.
 fn registry_load(url: &str, opts: &DeploymentOptions) {
+    let args = [
+        ["load", "--redis", url].map(str::to_owned).to_vec(),
+        ["--fixture-seed".to_owned(), opts.node.seed.to_string()].to_vec(),
+        [
+            "--fixture-residents".to_owned(),
+            opts.node.residents.to_string(),
+        ]
+        .to_vec(),
+    ]
+    .concat();
+    registry(args, opts);
+}
+
+/// `kofu registry ARGS` against the deployment's Redis (its shard count and CA).
+fn registry(mut args: Vec<String>, opts: &DeploymentOptions) {
+    args.extend(["--shard-count".to_owned(), opts.shard_count().to_string()]);
+    if let Some(ca) = &opts.redis_ca_file {
+        args.extend(["--redis-ca-file".to_owned(), ca.display().to_string()]);
+    }
     let out = Command::new(kofu_bin())
-        .args(["registry", "load", "--redis", url])
-        .args(["--fixture-seed", &opts.node.seed.to_string()])
-        .args(["--fixture-residents", &opts.node.residents.to_string()])
-        .args(["--shard-count", &opts.shard_count().to_string()])
-        .args(
-            opts.redis_ca_file
-                .iter()
-                .flat_map(|ca| ["--redis-ca-file".to_owned(), ca.display().to_string()]),
-        )
+        .arg("registry")
+        .args(&args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run kofu registry load: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run kofu registry {}: {e}", args[0]));
     assert!(
         out.status.success(),
-        "kofu registry load failed: {}",
+        "kofu registry {} failed: {}",
+        args[0],
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -191,22 +191,6 @@ impl RedisRegistry {
     /// Labels the registry as imported (after every record is written, so an
     /// interrupted import is simply run again); replaces an earlier import's label.
     pub async fn mark_imported(&self, label: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.manager();
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("SET")
-            .arg(keys::META_POPULATION)
-            .arg(label)
-            .ignore();
-        pipe.cmd("WAIT")
-            .arg(self.replicas)
-            .arg(millis(REPLICA_WAIT));
-        let (acked,): (i64,) = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        if acked < i64::from(self.replicas) {
-            return Err(not_replicated("registry label"));
-        }
-        Ok(())
+        self.set_label(label, false, "registry label").await
     }
 }

@@ -145,14 +145,25 @@ impl RedisRegistry {
     /// Marks the load of population `label` complete; written after the records, so an
     /// interrupted load is simply run again.
     pub async fn mark_population(&self, label: &str) -> Result<(), StoreError> {
+        self.set_label(label, true, "population mark").await
+    }
+
+    /// Stores the registry's label (only if none is there, with `only_new`) and waits
+    /// for a replica to have it: lost in a failover, a label would let a second load or
+    /// an import undo later changes.
+    pub(super) async fn set_label(
+        &self,
+        label: &str,
+        only_new: bool,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.manager();
         let mut pipe = ::redis::pipe();
-        pipe.cmd("SET")
-            .arg(keys::META_POPULATION)
-            .arg(label)
-            .arg("NX")
-            .ignore();
-        // Lost in a failover, the mark would let a second load undo later changes.
+        let set = pipe.cmd("SET").arg(keys::META_POPULATION).arg(label);
+        if only_new {
+            set.arg("NX");
+        }
+        set.ignore();
         pipe.cmd("WAIT")
             .arg(self.replicas)
             .arg(millis(REPLICA_WAIT));
@@ -161,7 +172,7 @@ impl RedisRegistry {
             .await
             .map_err(|e| unavailable(&e))?;
         if acked < i64::from(self.replicas) {
-            return Err(not_replicated("population mark"));
+            return Err(not_replicated(what));
         }
         Ok(())
     }

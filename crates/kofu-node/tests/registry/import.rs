@@ -5,7 +5,9 @@
 //! kofu-core (`registry_file`) and kofu-coord (`tests/redis/import.rs`).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use super::{registry, text};
 
 use kofu_coord::Registry as _;
 use kofu_coord::redis::{RedisRegistry, connect};
@@ -16,21 +18,9 @@ use kofu_testkit::RedisServer;
 const SHARDS: u32 = 64;
 
 fn import(url: &str, file: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kofu"))
-        .args(["registry", "import", "--redis", url])
-        .arg(file)
-        .args(["--shard-count", &SHARDS.to_string()])
-        .env_remove("KOFU_REDIS_URL")
-        .output()
-        .expect("kofu runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    let file = file.display().to_string();
+    let shards = SHARDS.to_string();
+    registry(&["import", "--redis", url, &file, "--shard-count", &shards])
 }
 
 fn population(residents: u32) -> Population {
@@ -128,13 +118,18 @@ async fn a_bad_file_is_refused_whole_and_a_good_one_imported_then_updated() {
 async fn a_fixture_population_is_not_imported_over() {
     let server = RedisServer::start();
     let url = server.url();
-    let out = Command::new(env!("CARGO_BIN_EXE_kofu"))
-        .args(["registry", "load", "--redis", &url])
-        .args(["--fixture-seed", "21", "--fixture-residents", "50"])
-        .args(["--shard-count", &SHARDS.to_string()])
-        .env_remove("KOFU_REDIS_URL")
-        .output()
-        .expect("kofu runs");
+    let shards = SHARDS.to_string();
+    let out = registry(&[
+        "load",
+        "--redis",
+        &url,
+        "--fixture-seed",
+        "21",
+        "--fixture-residents",
+        "50",
+        "--shard-count",
+        &shards,
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("registry.jsonl");

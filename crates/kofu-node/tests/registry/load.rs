@@ -1,7 +1,9 @@
 //! `kofu registry load` against a private `redis-server`: the population lands once,
 //! a repeated load leaves changed records alone, and a different population is refused.
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+use super::{registry, text};
 
 use kofu_coord::Registry as _;
 use kofu_coord::RevokeOutcome;
@@ -11,22 +13,18 @@ use kofu_core::{Population, PopulationSpec};
 use kofu_testkit::RedisServer;
 
 fn load(url: &str, seed: u64, residents: u32, shards: u32) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kofu"))
-        .args(["registry", "load", "--redis", url])
-        .args(["--fixture-seed", &seed.to_string()])
-        .args(["--fixture-residents", &residents.to_string()])
-        .args(["--shard-count", &shards.to_string()])
-        .env_remove("KOFU_REDIS_URL")
-        .output()
-        .expect("kofu runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    let (seed, residents, shards) = (seed.to_string(), residents.to_string(), shards.to_string());
+    registry(&[
+        "load",
+        "--redis",
+        url,
+        "--fixture-seed",
+        &seed,
+        "--fixture-residents",
+        &residents,
+        "--shard-count",
+        &shards,
+    ])
 }
 
 #[tokio::test]
