@@ -98,18 +98,10 @@ pub struct Trimmed {
 }
 
 /// The audit streams of a cluster's Redis.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuditStreams {
     conn: RedisConn,
     shard_count: u32,
-}
-
-impl std::fmt::Debug for AuditStreams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditStreams")
-            .field("shard_count", &self.shard_count)
-            .finish_non_exhaustive()
-    }
 }
 
 /// One stream being merged: its buffered page and where the next page starts.
