@@ -38,6 +38,11 @@ pub struct Date {
 }
 
 impl Date {
+    /// The date `year`-`month`-`day` (not checked: the parsers check what comes in).
+    pub const fn ymd(year: u16, month: u8, day: u8) -> Date {
+        Date { year, month, day }
+    }
+
     /// Days in `month` (1 to 12) of the Gregorian `year`.
     pub fn days_in_month(year: u16, month: u8) -> u8 {
         match month {

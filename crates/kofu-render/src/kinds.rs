@@ -190,11 +190,7 @@ fn tax(flow: &mut Flow, r: &ResidentRecord, issued: &str) {
     // A fiscal year's local taxes are assessed on the previous calendar year's income.
     let mut year = wareki::fiscal_year(tax.fiscal_year);
     year.push('（');
-    let income_year = Date {
-        year: tax.fiscal_year.saturating_sub(1),
-        month: 12,
-        day: 31,
-    };
+    let income_year = Date::ymd(tax.fiscal_year.saturating_sub(1), 12, 31);
     wareki::push_year(&mut year, income_year);
     year.push_str("中の所得）");
     flow.row("年度", &year);

@@ -245,11 +245,7 @@ fn issue_date_jst(issued_at: &str) -> Option<Date> {
             day: 1,
         }
     } else {
-        Date {
-            year: year.checked_add(1)?,
-            month: 1,
-            day: 1,
-        }
+        Date::ymd(year.checked_add(1)?, 1, 1)
     })
 }
 

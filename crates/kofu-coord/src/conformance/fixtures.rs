@@ -10,11 +10,7 @@ use crate::{AuditRecord, CardLockOp, Change, SnapshotOp};
 pub const SHARDS: u32 = 16;
 
 /// The day revocations happen on.
-pub const ON: Date = Date {
-    year: 2026,
-    month: 11,
-    day: 21,
-};
+pub const ON: Date = Date::ymd(2026, 11, 21);
 
 pub fn session(shard: u32, n: u8) -> SessionId {
     SessionId::new(shard, [n; 16])

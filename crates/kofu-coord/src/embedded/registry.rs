@@ -252,11 +252,7 @@ mod tests {
             .iter()
             .find(|r| matches!(r.seal, Seal::Registered { .. }))
             .expect("a registered seal");
-        let on = Date {
-            year: 2026,
-            month: 11,
-            day: 30,
-        };
+        let on = Date::ymd(2026, 11, 30);
         assert!(matches!(
             registry.revoke_seal_now(&sealed.card_id, on),
             RevokeOutcome::Revoked { record_version: 2 }

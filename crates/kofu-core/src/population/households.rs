@@ -322,11 +322,7 @@ mod tests {
     fn revoking_keeps_the_number_and_follows_registration() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let mut seals = SealBook::new(1);
-        let birth = Date {
-            year: 1980,
-            month: 5,
-            day: 1,
-        };
+        let birth = Date::ymd(1980, 5, 1);
         for _ in 0..1_000 {
             let seal = seals.register(0, "131041", birth, &mut rng);
             let Seal::Registered {

@@ -60,11 +60,7 @@ async fn loads_once_and_never_overwrites_changed_records() {
         .iter()
         .find(|r| matches!(r.seal, Seal::Registered { .. }))
         .expect("someone has a registered seal");
-    let on = Date {
-        year: 2026,
-        month: 11,
-        day: 22,
-    };
+    let on = Date::ymd(2026, 11, 22);
     assert!(matches!(
         registry.revoke_seal(&sealed.card_id, on).await,
         Ok(RevokeOutcome::Revoked { .. })
