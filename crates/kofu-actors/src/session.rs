@@ -11,6 +11,7 @@ mod render;
 pub(crate) mod timers;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -145,9 +146,17 @@ pub struct Session {
     fresh: Option<Arc<ResidentRecord>>,
     /// Started from a snapshot on a new owner rather than by a kiosk's create.
     resumed: bool,
-    /// Stopped because the session is over (closed, or never reached the store), not
-    /// detached from a shard that moves: parked requests learn it is gone.
-    ended: bool,
+    /// The kiosk surely has the answer to its authentication: it went to a requester
+    /// still waiting for it. Until then (a forwarding node or the kiosk gave up on it,
+    /// or the session resumed elsewhere) a repeat of it is answered as done, `200` with
+    /// the same offer, not `409` (API.md: repeating a call after `503` converges).
+    auth_answered: bool,
+    /// Set once the session is over (closed, or never reached the store), before its
+    /// last answer leaves, not when it detaches from a shard that moves: parked requests
+    /// learn it is gone, and the host (which shares the flag) no longer counts it as
+    /// holding its card, although its `SessionStopped` may still be on its way (a kiosk
+    /// told `204` may insert the card again at once, at any kiosk).
+    ended: Arc<AtomicBool>,
 }
 
 /// Everything a session starts from.
@@ -162,6 +171,8 @@ pub struct SessionInit {
     pub deps: Arc<Deps>,
     pub host: Addr<ShardHost>,
     pub reply: ReplyTo,
+    /// Shared with the host's entry for the session.
+    pub ended: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -187,14 +198,21 @@ impl Session {
             pending_create: Some(init.reply),
             fresh: init.record,
             resumed: false,
-            ended: false,
+            auth_answered: false,
+            ended: init.ended,
         }
     }
 
     /// A session as its last snapshot left it, on the shard's new owner. Document bytes
     /// are re-rendered on demand from the persisted serial, issue time and record. Its
     /// idle time counts from now, so a session orphaned by a crash ends on its own.
-    pub fn resume(snap: Snapshot, fence: Fence, deps: Arc<Deps>, host: Addr<ShardHost>) -> Session {
+    pub fn resume(
+        snap: Snapshot,
+        fence: Fence,
+        deps: Arc<Deps>,
+        host: Addr<ShardHost>,
+        ended: Arc<AtomicBool>,
+    ) -> Session {
         let now_ms = crate::clock::now_ms();
         let age = Duration::from_millis(now_ms.saturating_sub(snap.started_ms));
         let now = Instant::now();
@@ -218,7 +236,8 @@ impl Session {
             pending_create: None,
             fresh: None,
             resumed: true,
-            ended: false,
+            auth_answered: false,
+            ended,
         }
     }
 
@@ -379,7 +398,7 @@ impl Actor for Session {
         self.deps.metrics.sessions_open.closed();
         for job in &mut self.jobs {
             for w in job.waiters.drain(..) {
-                if self.ended {
+                if self.ended.load(Ordering::Acquire) {
                     w.send(ErrorCode::UnknownSession);
                 } else {
                     w.moved();

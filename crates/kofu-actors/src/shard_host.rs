@@ -12,7 +12,7 @@ mod sweep;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use kofu_coord::Fence;
@@ -28,6 +28,15 @@ use crate::session::{Session, SessionInit};
 struct Entry {
     addr: Addr<Session>,
     kiosk: KioskId,
+    /// Set by the session once it is over, before its last answer: from then on it
+    /// holds no card, although it may not have stopped yet.
+    ended: Arc<AtomicBool>,
+}
+
+impl Entry {
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
 }
 
 pub struct ShardHost {
@@ -111,6 +120,9 @@ impl Handler<CreateSession> for ShardHost {
         let digest = msg.card.digest_bytes();
         if let Some(old) = self.cards.get(&digest).copied() {
             match self.sessions.get(&old) {
+                // Closed (its lock released in the store) but not stopped yet: a kiosk
+                // told `204` may insert the card again at once, anywhere.
+                Some(e) if e.ended() => {}
                 Some(e) if e.kiosk != msg.kiosk => {
                     return msg.reply.send(ErrorCode::CardInUse);
                 }
@@ -124,6 +136,7 @@ impl Handler<CreateSession> for ShardHost {
             }
         }
         let id = SessionId::new(self.fence.shard, rand::random());
+        let ended = Arc::new(AtomicBool::new(false));
         let init = SessionInit {
             id,
             kiosk: msg.kiosk.clone(),
@@ -135,6 +148,7 @@ impl Handler<CreateSession> for ShardHost {
             deps: self.deps.clone(),
             host: ctx.address(),
             reply: msg.reply,
+            ended: ended.clone(),
         };
         let addr = Session::new(init).start();
         self.cards.insert(digest, id);
@@ -143,6 +157,7 @@ impl Handler<CreateSession> for ShardHost {
             Entry {
                 addr,
                 kiosk: msg.kiosk,
+                ended,
             },
         );
     }

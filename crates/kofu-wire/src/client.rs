@@ -79,6 +79,10 @@ impl WireClient {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let stream = TcpStream::connect(addr).await?;
             let _ = stream.set_nodelay(true);
+            // Closing resets the connection, dropping what it has not delivered yet: a
+            // call given up on (`call`) must not reach the peer later, after a partition
+            // heals, when its caller has long answered `503` and the kiosk moved on.
+            let _ = stream.set_zero_linger();
             let peer = stream.peer_addr()?.to_string();
             let (read, write) = stream.into_split();
             Self::open(read, write, peer, node_id, &secret).await
@@ -145,11 +149,27 @@ impl WireClient {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Sends one request and waits for its reply, at most `timeout` in all.
+    /// Sends one request and waits for its reply, at most `timeout` in all. A call
+    /// that times out closes the connection (a TCP connection resets): a peer answers
+    /// well within a caller's timeout, so a link that did not is broken or stalled, and
+    /// what it has not delivered yet (this request, still being retransmitted across a
+    /// partition) must never be delivered late. Every later call fails with `Closed`.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, LinkError> {
-        tokio::time::timeout(timeout, self.call_inner(body))
-            .await
-            .map_err(|_| LinkError::Timeout)?
+        match tokio::time::timeout(timeout, self.call_inner(body)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.abort();
+                Err(LinkError::Timeout)
+            }
+        }
+    }
+
+    /// Fails every pending call and drops the connection.
+    fn abort(&self) {
+        self.shared.close();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     async fn call_inner(&self, body: Body) -> Result<Body, LinkError> {
@@ -183,10 +203,7 @@ impl WireClient {
 
 impl Drop for WireClient {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        self.shared.close();
+        self.abort();
     }
 }
 

@@ -18,6 +18,11 @@ use crate::cluster_metrics::ForwardResult;
 
 /// A forwarded call's own time, on top of any long poll it carries.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the owner serves a forwarded call before it answers `503` itself: less than
+/// its caller waits, so that an answer a session gives later finds its requester gone
+/// (and the session learns that its kiosk may not have it, `ReplyTo::deliver`) instead
+/// of travelling to a caller that already gave up.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(4);
 /// A peer that does not complete a connection quickly is treated as absent for now.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -164,9 +169,12 @@ async fn serve(router: &Router, body: Body) -> Body {
         }
         _ => return Body::Reply(ErrorCode::Internal.into()),
     };
-    match router.attempt_local(shard, &req, wait).await {
-        None | Some(Attempt::Again) => Body::Moved { shard },
-        Some(Attempt::Done(reply)) => Body::Reply(reply),
+    let limit = SERVE_TIMEOUT + wait.unwrap_or_default();
+    match tokio::time::timeout(limit, router.attempt_local(shard, &req, wait)).await {
+        Ok(None | Some(Attempt::Again)) => Body::Moved { shard },
+        Ok(Some(Attempt::Done(reply))) => Body::Reply(reply),
+        // Outcome unknown (the session may still act on it): the caller answers `503`.
+        Err(_) => Body::Reply(ErrorCode::Unavailable.into()),
     }
 }
 

@@ -3,6 +3,9 @@
 //! wait for that one read. A tombstone answers for a closed session: its own kiosk's
 //! repeated DELETE is `204`, anything else `unknown_session`.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use actix::prelude::*;
 use kofu_coord::StoreError;
 use kofu_proto::{ErrorCode, SessionId};
@@ -87,9 +90,22 @@ impl ShardHost {
         };
         let kiosk = snap.kiosk.clone();
         let digest = snap.card_digest;
-        let addr = Session::resume(snap, self.fence, self.deps.clone(), ctx.address()).start();
-        self.cards.entry(digest).or_insert(id);
-        self.sessions.insert(id, Entry { addr, kiosk });
+        let ended = Arc::new(AtomicBool::new(false));
+        let addr = Session::resume(
+            snap,
+            self.fence,
+            self.deps.clone(),
+            ctx.address(),
+            ended.clone(),
+        )
+        .start();
+        match self.cards.get(&digest).and_then(|s| self.sessions.get(s)) {
+            Some(holder) if !holder.ended() => {}
+            _ => {
+                self.cards.insert(digest, id);
+            }
+        }
+        self.sessions.insert(id, Entry { addr, kiosk, ended });
         for c in calls {
             self.route(c, ctx);
         }
