@@ -425,6 +425,12 @@ impl Handler<SessionCall> for Session {
         if !self.deps.coordinator.holds(self.fence) {
             return msg.reply.moved();
         }
+        if msg.reply.is_closed() {
+            // Queued while a transition was in flight, and given up on meanwhile: the
+            // kiosk was told `503` (or nothing) and may be repeating it already.
+            self.deps.metrics.abandoned.inc();
+            return;
+        }
         self.last_activity = Instant::now();
         self.serve(ctx, msg.op, msg.reply);
     }

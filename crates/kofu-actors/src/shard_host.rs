@@ -117,6 +117,14 @@ impl Handler<CreateSession> for ShardHost {
         if !self.admit() {
             return msg.reply.moved();
         }
+        if msg.reply.is_closed() {
+            // Its requester gave up (the kiosk, or the node that forwarded it, already
+            // answered `503` and the kiosk may have inserted the card again since):
+            // acting on it now would close the kiosk's newer session and lock the card
+            // for a session nobody knows.
+            self.deps.metrics.abandoned.inc();
+            return;
+        }
         let digest = msg.card.digest_bytes();
         if let Some(old) = self.cards.get(&digest).copied() {
             match self.sessions.get(&old) {
@@ -169,6 +177,11 @@ impl Handler<SessionCall> for ShardHost {
     fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         if !self.admit() {
             return msg.reply.moved();
+        }
+        if msg.reply.is_closed() {
+            // Given up on before it was taken up: never acted on late.
+            self.deps.metrics.abandoned.inc();
+            return;
         }
         self.route(msg, ctx);
     }

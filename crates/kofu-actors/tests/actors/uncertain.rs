@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kofu_proto::{CertKind, ErrorCode, JobId};
 
-use crate::harness::{Answer, Config, in_flight, run, wait_until};
+use crate::harness::{Answer, Config, beside, in_flight, run, wait_until};
 
 #[test]
 fn a_print_recorded_but_answered_503_is_charged_once_and_never_voided() {
@@ -189,5 +189,32 @@ fn a_resumed_session_answers_a_repeated_authentication_200_until_a_job_exists() 
             w.auth(&s).await,
             Answer::Error(ErrorCode::AlreadyAuthenticated)
         );
+    });
+}
+
+/// A request queued behind a transition in flight whose requester gave up meanwhile
+/// (its kiosk was told `503`, or its forwarding node answered at its timeout) is never
+/// acted on late: the kiosk may be repeating it already, and a late create would even
+/// close the kiosk's newer session.
+#[test]
+fn a_request_given_up_on_while_queued_is_never_acted_on() {
+    run(Config::default(), |w| async move {
+        let card = w.card_in(1, 2);
+        let s = w.created(&card, &w.kiosk(0)).await;
+        let auth = in_flight(&w, &s, |w, s| async move { w.auth(&s).await }).await;
+        let queued = beside(&w, &s, |w, s| async move {
+            w.job(&s, CertKind::Residence).await
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        queued.abort();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        w.gate.open();
+        assert_eq!(auth.await.expect("task"), Answer::Authenticated);
+        let job = w.job(&s, CertKind::Residence).await.job();
+        assert!(
+            job.to_string().starts_with("j0-"),
+            "the abandoned job request created a job before {job}"
+        );
+        assert_eq!(w.counter("kofu_requests_abandoned_total"), 1.0);
     });
 }
