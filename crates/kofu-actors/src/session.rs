@@ -374,12 +374,18 @@ impl Actor for Session {
                     act.stop_ended(ctx);
                 }
                 Ok(_) => {
-                    reply.send(SessionReply::Created(CreateSessionResponse {
+                    let delivered = reply.deliver(SessionReply::Created(CreateSessionResponse {
                         session_id: act.id.to_string(),
                         challenge: kofu_proto::b64url(&act.challenge),
                         expires_in_s: act.deps.config.idle_timeout.as_millis().div_ceil(1000)
                             as u64,
                     }));
+                    if !delivered {
+                        // Its requester gave up (the kiosk was told `503`): no kiosk
+                        // knows this session, so it ends now rather than lock the card
+                        // until its idle timeout.
+                        act.end(ctx, CloseReason::IdleTimeout, None, SessionReply::Closed);
+                    }
                 }
                 Err(NotApplied::Moved) => reply.moved(),
                 Err(NotApplied::Unavailable) => {

@@ -218,3 +218,24 @@ fn a_request_given_up_on_while_queued_is_never_acted_on() {
         assert_eq!(w.counter("kofu_requests_abandoned_total"), 1.0);
     });
 }
+
+/// A session started for a create whose requester gave up before the start was stored
+/// (its kiosk was told `503`): no kiosk knows it, so it ends at once and the card is
+/// free for the kiosk's next try, at any kiosk, not only after the idle timeout.
+#[test]
+fn a_session_created_for_nobody_frees_its_card_at_once() {
+    run(Config::default(), |w| async move {
+        let card = w.card_in(0, 3);
+        w.gate.shut();
+        let create = {
+            let (w, card) = (w.clone(), card.clone());
+            actix::spawn(async move { w.create(&card, &w.kiosk(0)).await })
+        };
+        wait_until("the start waits at the gate", || w.gate.held() == 1).await;
+        create.abort();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        w.gate.open();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        w.assert_free(&card).await;
+    });
+}
