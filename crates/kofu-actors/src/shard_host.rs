@@ -138,6 +138,7 @@ impl Handler<CreateSession> for ShardHost {
                     // Same kiosk, same card: the old session ends first (it stays in the
                     // table until it has). Its lock release only applies while it still
                     // holds the lock, so the new lock stands.
+                    tracing::debug!(shard = self.fence.shard, session = %old, "the kiosk inserted the card again; its old session ends");
                     e.addr.do_send(CloseSession(CloseReason::Replaced));
                 }
                 None => {}

@@ -188,6 +188,9 @@ pub struct Cluster {
     pub redis: Redis,
     pub nodes: Vec<Node>,
     http: Client,
+    /// The nodes' log filter: `KOFU_CHAOS_NODE_LOG` (an `EnvFilter` directive, e.g.
+    /// `warn,kofu_actors=debug` to follow sessions through a fault), else `warn`.
+    log_level: String,
 }
 
 impl Cluster {
@@ -233,6 +236,7 @@ impl Cluster {
             relay_everything(n, &redis, &nodes, &delays, &mut relays).await?;
         }
         let http = Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let log_level = std::env::var("KOFU_CHAOS_NODE_LOG").unwrap_or_else(|_| "warn".to_owned());
         let mut c = Cluster {
             launcher,
             kofu,
@@ -243,6 +247,7 @@ impl Cluster {
             redis,
             nodes,
             http,
+            log_level,
         };
         for i in 0..settings.nodes {
             c.spawn_node(i, None)?;
@@ -273,7 +278,7 @@ impl Cluster {
             .args(["--fixture-seed", &s.seed.to_string()])
             .args(["--fixture-residents", &s.residents.to_string()])
             .args(["--fixture-kiosks", &s.kiosks.to_string()])
-            .args(["--drain-timeout-ms", "3000", "--log-level", "warn"])
+            .args(["--drain-timeout-ms", "3000", "--log-level", &self.log_level])
             .env("KOFU_CLUSTER_SECRET", SECRET);
         if let Some(secs) = skew {
             cmd.env("LD_PRELOAD", FAKETIME_LIB)

@@ -140,6 +140,7 @@ impl Session {
             change,
             move |act, ctx, res| match res {
                 Ok(_) => {
+                    tracing::debug!(shard = act.fence.shard, session = %act.id, ?reason, "session ended");
                     act.deps
                         .metrics
                         .voided(VoidReason::SessionClosed, voided.len());

@@ -57,7 +57,10 @@ impl ShardHost {
         }
         let bytes = match res {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return answer_all(calls, Ok(ErrorCode::UnknownSession.into())),
+            Ok(None) => {
+                tracing::debug!(shard = self.fence.shard, session = %id, "no stored state: unknown session");
+                return answer_all(calls, Ok(ErrorCode::UnknownSession.into()));
+            }
             Err(StoreError::Fenced { .. }) => return answer_all(calls, Err(Moved)),
             Err(e) => {
                 self.deps.metrics.store_unavailable.inc();
@@ -79,6 +82,7 @@ impl ShardHost {
             }
         };
         let Some(snap) = snap else {
+            tracing::debug!(shard = self.fence.shard, session = %id, "stored state is closed");
             for c in calls {
                 if Some(&c.kiosk) == closed_by.as_ref() {
                     c.reply.send(gone(&c.op));
