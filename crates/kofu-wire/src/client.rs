@@ -62,6 +62,9 @@ pub struct WireClient {
     in_flight: Semaphore,
     peer_node_id: String,
     tasks: [JoinHandle<()>; 2],
+    /// When the handshake completed: every call is stamped with the time since
+    /// (`Frame::sent_ms`), so the peer can tell how long it was on its way.
+    connected: std::time::Instant,
 }
 
 impl WireClient {
@@ -106,6 +109,7 @@ impl WireClient {
     {
         let mut reader = FrameReader::new(read);
         let peer_node_id = handshake::client(&mut reader, &mut write, &node_id, secret).await?;
+        let connected = std::time::Instant::now();
         reader.authenticated();
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
@@ -136,6 +140,7 @@ impl WireClient {
             in_flight: Semaphore::new(CLIENT_IN_FLIGHT),
             peer_node_id,
             tasks: [writer, reader],
+            connected,
         })
     }
 
@@ -183,7 +188,11 @@ impl WireClient {
             .map_err(|_| LinkError::Closed)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Encoding first: a frame too large fails this call only, not the connection.
-        let bytes = encode_frame(&Frame { id, body })?;
+        // Never 0, which means "not stamped".
+        let sent_ms = u64::try_from(self.connected.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let bytes = encode_frame(&Frame { id, body, sent_ms })?;
         let (tx, rx) = oneshot::channel();
         match self.shared.pending.lock().as_mut() {
             Some(pending) => pending.insert(id, tx),

@@ -24,7 +24,7 @@ const THROUGH_WITHIN: Duration = Duration::from_secs(3);
 
 async fn echo_server() -> WireServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let handler: CallHandler = std::sync::Arc::new(|body: Body| async move { body }.boxed());
+    let handler: CallHandler = std::sync::Arc::new(|body: Body, _| async move { body }.boxed());
     WireServer::serve(listener, "node-b", SECRET, handler).expect("serve")
 }
 
@@ -78,6 +78,7 @@ async fn an_oversize_handshake_frame_is_refused_unanswered() {
         .await
         .expect("connect");
     let hello = Frame {
+        sent_ms: 0,
         id: HANDSHAKE_ID,
         body: Body::Hello {
             node_id: "n".repeat(2 * PRE_AUTH_FRAME),
