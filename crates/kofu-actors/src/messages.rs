@@ -31,6 +31,12 @@ impl ReplyTo {
         self.answer(Ok(reply.into()));
     }
 
+    /// `send`, answering whether the requester still waited for the answer (`false`:
+    /// it gave up, and its kiosk may have been told `503` or nothing instead).
+    pub(crate) fn deliver(self, reply: impl Into<SessionReply>) -> bool {
+        self.0.send(Ok(reply.into())).is_ok()
+    }
+
     pub(crate) fn moved(self) {
         self.answer(Err(Moved));
     }

@@ -70,6 +70,8 @@ pub struct ActorMetrics {
     pub shard_acquisitions: IntCounter,
     pub mailbox_backlog: IntGauge,
     pub mailbox_rejections: IntCounter,
+    /// Requests whose requester gave up before a host or session took them up.
+    pub abandoned: IntCounter,
     pub render_duration: Histogram,
     store_op_duration: HistogramVec,
 }
@@ -200,6 +202,11 @@ impl ActorMetrics {
                 reg,
                 "kofu_mailbox_rejections_total",
                 "Requests refused with 503 because a mailbox was full.",
+            )?,
+            abandoned: counter(
+                reg,
+                "kofu_requests_abandoned_total",
+                "Requests dropped unhandled because their requester had given up (never acted on late).",
             )?,
             render_duration,
             store_op_duration,

@@ -11,6 +11,7 @@ mod render;
 pub(crate) mod timers;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -145,9 +146,17 @@ pub struct Session {
     fresh: Option<Arc<ResidentRecord>>,
     /// Started from a snapshot on a new owner rather than by a kiosk's create.
     resumed: bool,
-    /// Stopped because the session is over (closed, or never reached the store), not
-    /// detached from a shard that moves: parked requests learn it is gone.
-    ended: bool,
+    /// The kiosk surely has the answer to its authentication: it went to a requester
+    /// still waiting for it. Until then (a forwarding node or the kiosk gave up on it,
+    /// or the session resumed elsewhere) a repeat of it is answered as done, `200` with
+    /// the same offer, not `409` (API.md: repeating a call after `503` converges).
+    auth_answered: bool,
+    /// Set once the session is over (closed, or never reached the store), before its
+    /// last answer leaves, not when it detaches from a shard that moves: parked requests
+    /// learn it is gone, and the host (which shares the flag) no longer counts it as
+    /// holding its card, although its `SessionStopped` may still be on its way (a kiosk
+    /// told `204` may insert the card again at once, at any kiosk).
+    ended: Arc<AtomicBool>,
 }
 
 /// Everything a session starts from.
@@ -162,6 +171,8 @@ pub struct SessionInit {
     pub deps: Arc<Deps>,
     pub host: Addr<ShardHost>,
     pub reply: ReplyTo,
+    /// Shared with the host's entry for the session.
+    pub ended: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -187,14 +198,21 @@ impl Session {
             pending_create: Some(init.reply),
             fresh: init.record,
             resumed: false,
-            ended: false,
+            auth_answered: false,
+            ended: init.ended,
         }
     }
 
     /// A session as its last snapshot left it, on the shard's new owner. Document bytes
     /// are re-rendered on demand from the persisted serial, issue time and record. Its
     /// idle time counts from now, so a session orphaned by a crash ends on its own.
-    pub fn resume(snap: Snapshot, fence: Fence, deps: Arc<Deps>, host: Addr<ShardHost>) -> Session {
+    pub fn resume(
+        snap: Snapshot,
+        fence: Fence,
+        deps: Arc<Deps>,
+        host: Addr<ShardHost>,
+        ended: Arc<AtomicBool>,
+    ) -> Session {
         let now_ms = crate::clock::now_ms();
         let age = Duration::from_millis(now_ms.saturating_sub(snap.started_ms));
         let now = Instant::now();
@@ -218,7 +236,8 @@ impl Session {
             pending_create: None,
             fresh: None,
             resumed: true,
-            ended: false,
+            auth_answered: false,
+            ended,
         }
     }
 
@@ -355,12 +374,18 @@ impl Actor for Session {
                     act.stop_ended(ctx);
                 }
                 Ok(_) => {
-                    reply.send(SessionReply::Created(CreateSessionResponse {
+                    let delivered = reply.deliver(SessionReply::Created(CreateSessionResponse {
                         session_id: act.id.to_string(),
                         challenge: kofu_proto::b64url(&act.challenge),
                         expires_in_s: act.deps.config.idle_timeout.as_millis().div_ceil(1000)
                             as u64,
                     }));
+                    if !delivered {
+                        // Its requester gave up (the kiosk was told `503`): no kiosk
+                        // knows this session, so it ends now rather than lock the card
+                        // until its idle timeout.
+                        act.end(ctx, CloseReason::IdleTimeout, None, SessionReply::Closed);
+                    }
                 }
                 Err(NotApplied::Moved) => reply.moved(),
                 Err(NotApplied::Unavailable) => {
@@ -379,7 +404,7 @@ impl Actor for Session {
         self.deps.metrics.sessions_open.closed();
         for job in &mut self.jobs {
             for w in job.waiters.drain(..) {
-                if self.ended {
+                if self.ended.load(Ordering::Acquire) {
                     w.send(ErrorCode::UnknownSession);
                 } else {
                     w.moved();
@@ -405,6 +430,12 @@ impl Handler<SessionCall> for Session {
         // done and nothing is said about the session: the router waits for an owner.
         if !self.deps.coordinator.holds(self.fence) {
             return msg.reply.moved();
+        }
+        if msg.reply.is_closed() {
+            // Queued while a transition was in flight, and given up on meanwhile: the
+            // kiosk was told `503` (or nothing) and may be repeating it already.
+            self.deps.metrics.abandoned.inc();
+            return;
         }
         self.last_activity = Instant::now();
         self.serve(ctx, msg.op, msg.reply);

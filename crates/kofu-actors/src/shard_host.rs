@@ -12,7 +12,7 @@ mod sweep;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use kofu_coord::Fence;
@@ -29,11 +29,18 @@ struct Entry {
     addr: Addr<Session>,
     /// The kiosk's count of open sessions holds this one until the entry is dropped.
     slot: SessionSlot,
+    /// Set by the session once it is over, before its last answer: from then on it
+    /// holds no card, although it may not have stopped yet.
+    ended: Arc<AtomicBool>,
 }
 
 impl Entry {
     fn kiosk(&self) -> &KioskId {
         self.slot.kiosk()
+    }
+
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 }
 
@@ -115,10 +122,21 @@ impl Handler<CreateSession> for ShardHost {
         if !self.admit() {
             return msg.reply.moved();
         }
+        if msg.reply.is_closed() {
+            // Its requester gave up (the kiosk, or the node that forwarded it, already
+            // answered `503` and the kiosk may have inserted the card again since):
+            // acting on it now would close the kiosk's newer session and lock the card
+            // for a session nobody knows.
+            self.deps.metrics.abandoned.inc();
+            return;
+        }
         let digest = msg.card.digest_bytes();
         let mut replaced = None;
         if let Some(old) = self.cards.get(&digest).copied() {
             match self.sessions.get(&old) {
+                // Closed (its lock released in the store) but not stopped yet: a kiosk
+                // told `204` may insert the card again at once, anywhere.
+                Some(e) if e.ended() => {}
                 Some(e) if *e.kiosk() != msg.kiosk => {
                     return msg.reply.send(ErrorCode::CardInUse);
                 }
@@ -140,9 +158,14 @@ impl Handler<CreateSession> for ShardHost {
             // Same kiosk, same card: the old session ends first (it stays in the table
             // until it has). Its lock release only applies while it still holds the
             // lock, so the new lock stands.
+            tracing::debug!(
+                shard = self.fence.shard,
+                "the kiosk inserted the card again; its old session ends"
+            );
             old.do_send(CloseSession(CloseReason::Replaced));
         }
         let id = SessionId::new(self.fence.shard, rand::random());
+        let ended = Arc::new(AtomicBool::new(false));
         let init = SessionInit {
             id,
             kiosk: msg.kiosk,
@@ -154,10 +177,11 @@ impl Handler<CreateSession> for ShardHost {
             deps: self.deps.clone(),
             host: ctx.address(),
             reply: msg.reply,
+            ended: ended.clone(),
         };
         let addr = Session::new(init).start();
         self.cards.insert(digest, id);
-        self.sessions.insert(id, Entry { addr, slot });
+        self.sessions.insert(id, Entry { addr, slot, ended });
     }
 }
 
@@ -167,6 +191,11 @@ impl Handler<SessionCall> for ShardHost {
     fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         if !self.admit() {
             return msg.reply.moved();
+        }
+        if msg.reply.is_closed() {
+            // Given up on before it was taken up: never acted on late.
+            self.deps.metrics.abandoned.inc();
+            return;
         }
         self.route(msg, ctx);
     }

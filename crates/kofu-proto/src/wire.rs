@@ -16,6 +16,19 @@ pub const HANDSHAKE_ID: u64 = 0;
 pub struct Frame {
     pub id: u64,
     pub body: Body,
+    /// When the sender wrote a call: milliseconds since its side of the connection
+    /// completed the handshake (its monotonic clock, so wall-clock skew does not
+    /// matter). The receiver compares it with its own time since the handshake to tell
+    /// how long the call was on its way: a call held up in the network (retransmitted
+    /// after a partition) or unread behind others may arrive after its caller gave
+    /// up, and must then not be acted on. 0: not stamped (handshake, replies, a peer
+    /// of an earlier version).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sent_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

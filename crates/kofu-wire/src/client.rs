@@ -62,6 +62,9 @@ pub struct WireClient {
     in_flight: Semaphore,
     peer_node_id: String,
     tasks: [JoinHandle<()>; 2],
+    /// When the handshake completed: every call is stamped with the time since
+    /// (`Frame::sent_ms`), so the peer can tell how long it was on its way.
+    connected: std::time::Instant,
 }
 
 impl WireClient {
@@ -80,6 +83,10 @@ impl WireClient {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let stream = TcpStream::connect(addr).await?;
             let _ = stream.set_nodelay(true);
+            // Closing resets the connection, dropping what it has not delivered yet: a
+            // call given up on (`call`) must not reach the peer later, after a partition
+            // heals, when its caller has long answered `503` and the kiosk moved on.
+            let _ = stream.set_zero_linger();
             let peer = stream.peer_addr()?.to_string();
             match &auth.tls {
                 None => {
@@ -112,6 +119,7 @@ impl WireClient {
     {
         let mut reader = FrameReader::new(read);
         let peer_node_id = handshake::client(&mut reader, &mut write, &node_id, secret).await?;
+        let connected = std::time::Instant::now();
         reader.authenticated();
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
@@ -142,6 +150,7 @@ impl WireClient {
             in_flight: Semaphore::new(CLIENT_IN_FLIGHT),
             peer_node_id,
             tasks: [writer, reader],
+            connected,
         })
     }
 
@@ -155,11 +164,27 @@ impl WireClient {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Sends one request and waits for its reply, at most `timeout` in all.
+    /// Sends one request and waits for its reply, at most `timeout` in all. A call
+    /// that times out closes the connection (a TCP connection resets): a peer answers
+    /// well within a caller's timeout, so a link that did not is broken or stalled, and
+    /// what it has not delivered yet (this request, still being retransmitted across a
+    /// partition) must never be delivered late. Every later call fails with `Closed`.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, LinkError> {
-        tokio::time::timeout(timeout, self.call_inner(body))
-            .await
-            .map_err(|_| LinkError::Timeout)?
+        match tokio::time::timeout(timeout, self.call_inner(body)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.abort();
+                Err(LinkError::Timeout)
+            }
+        }
+    }
+
+    /// Fails every pending call and drops the connection.
+    fn abort(&self) {
+        self.shared.close();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     async fn call_inner(&self, body: Body) -> Result<Body, LinkError> {
@@ -173,7 +198,11 @@ impl WireClient {
             .map_err(|_| LinkError::Closed)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Encoding first: a frame too large fails this call only, not the connection.
-        let bytes = encode_frame(&Frame { id, body })?;
+        // Never 0, which means "not stamped".
+        let sent_ms = u64::try_from(self.connected.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let bytes = encode_frame(&Frame { id, body, sent_ms })?;
         let (tx, rx) = oneshot::channel();
         match self.shared.pending.lock().as_mut() {
             Some(pending) => pending.insert(id, tx),
@@ -193,10 +222,7 @@ impl WireClient {
 
 impl Drop for WireClient {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        self.shared.close();
+        self.abort();
     }
 }
 

@@ -268,6 +268,7 @@ mod tests {
     fn every_variant_round_trips() {
         for (i, body) in every_body().into_iter().enumerate() {
             let frame = Frame {
+                sent_ms: 0,
                 id: u64::MAX - i as u64,
                 body,
             };
@@ -281,6 +282,7 @@ mod tests {
     #[test]
     fn bytes_travel_as_msgpack_bin_not_integer_arrays() {
         let frame = Frame {
+            sent_ms: 0,
             id: 1,
             body: Body::Reply(document(vec![0xffu8; 1000])),
         };
@@ -288,12 +290,14 @@ mod tests {
         assert!(encode_frame(&frame).expect("encode").len() < 1100);
         // So do signatures and keys: 64 and 32 bytes, not up to twice that.
         let auth = Frame {
+            sent_ms: 0,
             id: 1,
             body: call(SessionOp::Auth {
                 signature: [0xff; 64],
             }),
         };
         let zeros = Frame {
+            sent_ms: 0,
             id: 1,
             body: call(SessionOp::Auth { signature: [0; 64] }),
         };
@@ -307,11 +311,13 @@ mod tests {
     #[test]
     fn partial_input_asks_for_more_and_concatenated_frames_split() {
         let a = encode_frame(&Frame {
+            sent_ms: 0,
             id: 1,
             body: Body::Moved { shard: 5 },
         })
         .expect("encode");
         let b = encode_frame(&Frame {
+            sent_ms: 0,
             id: 2,
             body: Body::Moved { shard: 3 },
         })
@@ -332,6 +338,7 @@ mod tests {
         let len = (MAX_FRAME as u32 + 1).to_be_bytes();
         assert_eq!(decode_frame(&len), Err(WireError::Oversize(MAX_FRAME + 1)));
         let big = Frame {
+            sent_ms: 0,
             id: 1,
             body: Body::Reply(document(vec![0; MAX_FRAME])),
         };
@@ -347,6 +354,7 @@ mod tests {
         }
         // A well-formed frame whose id fields do not validate is malformed too.
         let text = encode_frame(&Frame {
+            sent_ms: 0,
             id: 1,
             body: Body::Create {
                 card: CardId::parse("0123456789ABCDEF").expect("valid"),

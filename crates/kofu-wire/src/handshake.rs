@@ -72,6 +72,7 @@ async fn send<W: AsyncWrite + Unpin>(write: &mut W, body: Body) -> Result<(), Li
     write_frame(
         write,
         &Frame {
+            sent_ms: 0,
             id: HANDSHAKE_ID,
             body,
         },

@@ -26,9 +26,12 @@ pub use server::{MAX_PRE_AUTH, WireServer};
 pub use tls::{CLUSTER_SERVER_NAME, ClusterTls};
 
 /// Answers one forwarded request on the owner node; the returned body goes back with
-/// the request's correlation id.
-pub type CallHandler =
-    Arc<dyn Fn(Body) -> Pin<Box<dyn Future<Output = Body> + Send + 'static>> + Send + Sync>;
+/// the request's correlation id. The `Duration` is how long the request was on its way
+/// before it was read (zero when the peer did not stamp it): its caller stops waiting
+/// that much sooner.
+pub type CallHandler = Arc<
+    dyn Fn(Body, Duration) -> Pin<Box<dyn Future<Output = Body> + Send + 'static>> + Send + Sync,
+>;
 
 /// Connect plus handshakes (TLS, then HMAC) must finish within this on the calling side.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

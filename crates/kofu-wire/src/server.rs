@@ -229,6 +229,9 @@ where
     .await
     .map_err(|_| LinkError::Handshake("timed out"))??;
     reader.authenticated();
+    // The peer stamps its calls with its time since its own end of the handshake, a
+    // moment before this one: the difference is how long a call was on its way.
+    let since = std::time::Instant::now();
     tracing::Span::current().record("peer_node", peer.as_str());
 
     let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
@@ -248,19 +251,34 @@ where
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return Err(LinkError::Closed);
             };
+            let age = match frame.sent_ms {
+                0 => Duration::ZERO,
+                sent => {
+                    let now = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    Duration::from_millis(now.saturating_sub(sent))
+                }
+            };
             let (handler, tx) = (handler.clone(), tx.clone());
             let span = tracing::debug_span!("wire_call", id = frame.id);
             handlers.spawn(
                 async move {
                     let id = frame.id;
-                    let body = handler(frame.body).await;
-                    let bytes = match encode_frame(&Frame { id, body }) {
+                    let body = handler(frame.body, age).await;
+                    let bytes = match encode_frame(&Frame {
+                        sent_ms: 0,
+                        id,
+                        body,
+                    }) {
                         Ok(bytes) => bytes,
                         Err(e) => {
                             // The caller still gets an answer rather than a timeout.
                             tracing::error!(error = %e, "reply cannot be sent");
                             let body = Body::Reply(SessionReply::from(ErrorCode::Internal));
-                            match encode_frame(&Frame { id, body }) {
+                            match encode_frame(&Frame {
+                                sent_ms: 0,
+                                id,
+                                body,
+                            }) {
                                 Ok(bytes) => bytes,
                                 Err(_) => return,
                             }

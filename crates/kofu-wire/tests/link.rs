@@ -21,7 +21,7 @@ const LONG: Duration = Duration::from_secs(30);
 /// Echoes every request after sleeping its `wait_ms`, and tracks how many requests were
 /// in the handler at once (to prove calls really overlap).
 fn echo(busy: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> CallHandler {
-    Arc::new(move |body: Body| {
+    Arc::new(move |body: Body, _| {
         let (busy, peak) = (busy.clone(), peak.clone());
         async move {
             let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
@@ -128,22 +128,52 @@ async fn five_hundred_concurrent_calls_each_get_their_own_answer() {
     assert!(!client.is_closed());
 }
 
+/// A call given up on must not be acted on later: across a partition its request may
+/// still be in flight (retransmitted once the partition heals), long after the caller
+/// answered `503` and the kiosk moved on. So a timeout resets the connection, which
+/// also ends the peer's handler of the call, and the next call needs a new connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timed_out_call_leaves_the_connection_usable() {
-    let (server, _) = echo_server().await;
+async fn a_timed_out_call_resets_the_connection_and_is_never_completed() {
+    let (started, completed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let handler: CallHandler = {
+        let (started, completed) = (started.clone(), completed.clone());
+        Arc::new(move |body: Body, _| {
+            let (started, completed) = (started.clone(), completed.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                if let Body::Call { wait_ms, .. } = &body {
+                    tokio::time::sleep(Duration::from_millis(u64::from(*wait_ms))).await;
+                }
+                completed.fetch_add(1, Ordering::SeqCst);
+                body
+            }
+            .boxed()
+        })
+    };
+    let server = serve("node-b", SECRET, handler).await;
     let client = WireClient::connect(server.local_addr(), "node-a", SECRET)
         .await
         .expect("connect");
-    let slow = client.call(call(1, 500), Duration::from_millis(20)).await;
+    let slow = client.call(call(1, 500), Duration::from_millis(100)).await;
     assert!(matches!(slow, Err(LinkError::Timeout)), "{slow:?}");
+    assert!(client.is_closed());
+    assert!(matches!(
+        client.call(call(2, 0), LONG).await,
+        Err(LinkError::Closed)
+    ));
+    // Long enough for the abandoned handler to finish, had it not been ended.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(started.load(Ordering::SeqCst), 1);
     assert_eq!(
-        client.call(call(2, 0), LONG).await.expect("call"),
-        call(2, 0)
+        completed.load(Ordering::SeqCst),
+        0,
+        "an abandoned call completed"
     );
-    // The late reply of the abandoned call must not be taken for a later call's.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let again = WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("reconnect");
     assert_eq!(
-        client.call(call(3, 0), LONG).await.expect("call"),
+        again.call(call(3, 0), LONG).await.expect("call"),
         call(3, 0)
     );
 }
@@ -192,6 +222,7 @@ async fn read_frame(stream: &mut TcpStream) -> Frame {
 
 async fn write_frame(stream: &mut TcpStream, body: Body) {
     let frame = Frame {
+        sent_ms: 0,
         id: HANDSHAKE_ID,
         body,
     };
@@ -199,14 +230,8 @@ async fn write_frame(stream: &mut TcpStream, body: Body) {
     stream.write_all(&bytes).await.expect("write");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversize_frame_closes_only_that_connection() {
-    let (server, _) = echo_server().await;
-    let good = WireClient::connect(server.local_addr(), "node-a", SECRET)
-        .await
-        .expect("connect");
-
-    // A peer that authenticates properly, then announces a frame over the limit.
+/// A peer that authenticates properly, by hand.
+async fn raw_peer(server: &WireServer) -> TcpStream {
     let mut raw = TcpStream::connect(server.local_addr())
         .await
         .expect("connect");
@@ -243,6 +268,18 @@ async fn an_oversize_frame_closes_only_that_connection() {
         read_frame(&mut raw).await.body,
         Body::Proof { .. }
     ));
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_frame_closes_only_that_connection() {
+    let (server, _) = echo_server().await;
+    let good = WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("connect");
+
+    // A peer that authenticates properly, then announces a frame over the limit.
+    let mut raw = raw_peer(&server).await;
     let oversize = u32::try_from(MAX_FRAME + 1).expect("fits");
     raw.write_all(&oversize.to_be_bytes()).await.expect("write");
     raw.write_all(&[0u8; 1024]).await.expect("write");
@@ -291,4 +328,43 @@ async fn a_rolling_secret_rotation_never_splits_the_cluster() {
     assert!(!connects(before(), after()).await);
     assert!(!connects(after(), before()).await);
     assert!(!connects(Secrets::new(b"someone else's secret"), accepting()).await);
+}
+
+/// The handler learns how long a call was on its way (its stamp against the time since
+/// the handshake), so that the owner can refuse a call its caller gave up on: here one
+/// stamped as sent just after the handshake but written 1.2 s later (as a call held up
+/// by a partition arrives), beside a fresh one from a `WireClient`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_learns_how_long_a_call_was_on_its_way() {
+    let ages = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let handler: CallHandler = {
+        let ages = ages.clone();
+        Arc::new(move |body: Body, age: Duration| {
+            ages.lock().push(age);
+            async move { body }.boxed()
+        })
+    };
+    let server = serve("node-b", SECRET, handler).await;
+    let client = WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("connect");
+    assert_eq!(
+        client.call(call(1, 0), LONG).await.expect("call"),
+        call(1, 0)
+    );
+    let mut raw = raw_peer(&server).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let late = Frame {
+        id: 9,
+        body: call(2, 0),
+        sent_ms: 1,
+    };
+    raw.write_all(&encode_frame(&late).expect("encode"))
+        .await
+        .expect("write");
+    assert_eq!(read_frame(&mut raw).await.body, call(2, 0));
+    let ages = ages.lock().clone();
+    assert_eq!(ages.len(), 2);
+    assert!(ages[0] < Duration::from_millis(500), "{ages:?}");
+    assert!(ages[1] >= Duration::from_millis(1100), "{ages:?}");
 }

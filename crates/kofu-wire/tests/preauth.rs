@@ -17,7 +17,7 @@ const FLOOD: usize = 600;
 
 async fn echo_server() -> WireServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let handler: CallHandler = std::sync::Arc::new(|body: Body| async move { body }.boxed());
+    let handler: CallHandler = std::sync::Arc::new(|body: Body, _| async move { body }.boxed());
     WireServer::serve(listener, "node-b", SECRET, handler).expect("serve")
 }
 
@@ -44,6 +44,7 @@ async fn an_oversize_handshake_frame_is_refused_unanswered() {
     let server = echo_server().await;
     let mut raw = connected(&server).await;
     let hello = Frame {
+        sent_ms: 0,
         id: HANDSHAKE_ID,
         body: Body::Hello {
             node_id: "n".repeat(2 * PRE_AUTH_FRAME),

@@ -41,7 +41,7 @@ fn member(ca: &TestCa) -> LinkAuth {
 }
 
 fn counting(calls: Arc<AtomicUsize>) -> CallHandler {
-    Arc::new(move |body: Body| {
+    Arc::new(move |body: Body, _| {
         calls.fetch_add(1, Ordering::SeqCst);
         async move { body }.boxed()
     })

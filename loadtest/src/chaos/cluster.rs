@@ -190,6 +190,9 @@ pub struct Cluster {
     http: Client,
     /// The nodes link over mutual TLS, as deployed (one throwaway CA for the run).
     certs: crate::procs::Certs,
+    /// The nodes' log filter: `KOFU_CHAOS_NODE_LOG` (an `EnvFilter` directive, e.g.
+    /// `warn,kofu_actors=debug` to follow sessions through a fault), else `warn`.
+    log_level: String,
 }
 
 impl Cluster {
@@ -236,6 +239,7 @@ impl Cluster {
         }
         let http = Client::builder().timeout(Duration::from_secs(5)).build()?;
         let certs = crate::procs::Certs::generate(&launcher.dir)?;
+        let log_level = std::env::var("KOFU_CHAOS_NODE_LOG").unwrap_or_else(|_| "warn".to_owned());
         let mut c = Cluster {
             launcher,
             kofu,
@@ -247,6 +251,7 @@ impl Cluster {
             nodes,
             http,
             certs,
+            log_level,
         };
         for i in 0..settings.nodes {
             c.spawn_node(i, None)?;
@@ -277,7 +282,7 @@ impl Cluster {
             .args(["--fixture-seed", &s.seed.to_string()])
             .args(["--fixture-residents", &s.residents.to_string()])
             .args(["--fixture-kiosks", &s.kiosks.to_string()])
-            .args(["--drain-timeout-ms", "3000", "--log-level", "warn"])
+            .args(["--drain-timeout-ms", "3000", "--log-level", &self.log_level])
             .arg("--cluster-ca-file")
             .arg(&self.certs.ca)
             .arg("--cluster-cert-file")

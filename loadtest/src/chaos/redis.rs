@@ -152,6 +152,9 @@ impl Redis {
                 "--min-replicas-max-lag",
                 "10",
             ])
+            // As the shipped configs: a replica that (re)joins is synced at once (writes
+            // wait for it), not after Redis's default 5 s of waiting for more replicas.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(["--replica-announce-ip", &host])
             .arg("--dir")
             .arg(&s.dir);

@@ -18,6 +18,13 @@ use crate::cluster_metrics::ForwardResult;
 
 /// A forwarded call's own time, on top of any long poll it carries.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the owner serves a forwarded call before it answers `503` itself: less than
+/// its caller waits, so that an answer a session gives later finds its requester gone
+/// (and the session learns that its kiosk may not have it, `ReplyTo::deliver`) instead
+/// of travelling to a caller that already gave up.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(4);
+/// A forwarded call with less time left than this is not started.
+const MIN_SERVE: Duration = Duration::from_millis(100);
 /// A peer that does not complete a connection quickly is treated as absent for now.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -129,14 +136,20 @@ impl Router {
     /// Serves the calls other nodes forward here, on this node's own hosts only.
     pub fn wire_handler(&self) -> CallHandler {
         let router = self.clone();
-        Arc::new(move |body| {
+        Arc::new(move |body, age| {
             let router = router.clone();
-            Box::pin(async move { serve(&router, body).await })
+            Box::pin(async move { serve(&router, body, age).await })
         })
     }
 }
 
-async fn serve(router: &Router, body: Body) -> Body {
+/// Serves one forwarded call that was `age` on its way: within what is left of
+/// `SERVE_TIMEOUT` from when it was sent, so that its answer reaches a caller still
+/// waiting; a call that spent all of that on its way (held up by a partition, or unread
+/// behind others) is not acted on at all: its caller answered `503` already, and the
+/// kiosk may have repeated it since (a late create would close the kiosk's newer
+/// session).
+async fn serve(router: &Router, body: Body, age: Duration) -> Body {
     router.deps().cluster.forwards_received.inc();
     let (shard, req, wait) = match body {
         Body::Call {
@@ -164,9 +177,18 @@ async fn serve(router: &Router, body: Body) -> Body {
         }
         _ => return Body::Reply(ErrorCode::Internal.into()),
     };
-    match router.attempt_local(shard, &req, wait).await {
-        None | Some(Attempt::Again) => Body::Moved { shard },
-        Some(Attempt::Done(reply)) => Body::Reply(reply),
+    let Some(limit) = (SERVE_TIMEOUT + wait.unwrap_or_default())
+        .checked_sub(age)
+        .filter(|left| *left >= MIN_SERVE)
+    else {
+        router.deps().metrics.abandoned.inc();
+        return Body::Reply(ErrorCode::Unavailable.into());
+    };
+    match tokio::time::timeout(limit, router.attempt_local(shard, &req, wait)).await {
+        Ok(None | Some(Attempt::Again)) => Body::Moved { shard },
+        Ok(Some(Attempt::Done(reply))) => Body::Reply(reply),
+        // Outcome unknown (the session may still act on it): the caller answers `503`.
+        Err(_) => Body::Reply(ErrorCode::Unavailable.into()),
     }
 }
 

@@ -99,8 +99,14 @@ impl Session {
 
     /// The session is over: stop, telling parked requests it is gone.
     pub(super) fn stop_ended(&mut self, ctx: &mut Context<Self>) {
-        self.ended = true;
+        self.mark_ended();
         ctx.stop();
+    }
+
+    /// Marks the session over, for the host too: done before its closing answer is
+    /// sent, so that a kiosk told `204` finds the card free at once.
+    pub(super) fn mark_ended(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Ends the session for `reason`: voids unconfirmed jobs, releases the card lock and
@@ -134,10 +140,12 @@ impl Session {
             change,
             move |act, ctx, res| match res {
                 Ok(_) => {
+                    tracing::debug!(shard = act.fence.shard, session = %act.id, ?reason, "session ended");
                     act.deps
                         .metrics
                         .voided(VoidReason::SessionClosed, voided.len());
                     act.deps.metrics.session_ended(reason);
+                    act.mark_ended();
                     if let Some(r) = reply {
                         r.send(answer);
                     }

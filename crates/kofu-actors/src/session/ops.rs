@@ -93,9 +93,17 @@ impl Session {
         let valid = key
             .verify_strict(&msg, &Signature::from_bytes(&signature))
             .is_ok();
-        if valid && redo == Some(CommitOp::Auth) && self.phase == Phase::Authenticated {
-            return self.with_fresh_record(ctx, reply, |_, _, rec, reply| match rec {
-                Some(rec) => reply.send(SessionReply::Authenticated(auth_response(&rec))),
+        // A repeat of an authentication whose answer may not have reached the kiosk
+        // (answered `503` after all, or lost on its way), before the kiosk moved on to a
+        // job: answered as done. Once the kiosk surely had it, a repeat is `409`.
+        let unanswered =
+            redo == Some(CommitOp::Auth) || (!self.auth_answered && self.jobs.is_empty());
+        if valid && unanswered && self.phase == Phase::Authenticated {
+            return self.with_fresh_record(ctx, reply, |act, _, rec, reply| match rec {
+                Some(rec) => {
+                    act.auth_answered =
+                        reply.deliver(SessionReply::Authenticated(auth_response(&rec)));
+                }
                 None => reply.send(ErrorCode::UnknownCard),
             });
         }
@@ -107,13 +115,18 @@ impl Session {
                         reply.send(ErrorCode::UnknownCard);
                         return;
                     };
-                    act.commit_then_reply(
+                    act.commit(
                         ctx,
                         CommitOp::Auth,
                         next,
                         snapshot_only(),
-                        reply,
-                        move |_, _| SessionReply::Authenticated(auth_response(&rec)),
+                        move |act, _, res| match res {
+                            Ok(_) => {
+                                let answer = SessionReply::Authenticated(auth_response(&rec));
+                                act.auth_answered = reply.deliver(answer);
+                            }
+                            Err(e) => reply.answer(e.answer()),
+                        },
                     );
                 })
             }

@@ -99,6 +99,7 @@ impl Session {
     /// The store says the session is over: it is, here too.
     fn closed_in_store(&mut self, ctx: &mut Context<Self>) {
         let reason = self.closing.unwrap_or(CloseReason::IdleTimeout);
+        tracing::debug!(shard = self.fence.shard, session = %self.id, ?reason, "session found closed in the store");
         let mut next = self.machine();
         if let Outcome::Closed { voided } = next.apply(Command::Close(reason)) {
             self.deps

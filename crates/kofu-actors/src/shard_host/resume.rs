@@ -3,6 +3,9 @@
 //! wait for that one read. A tombstone answers for a closed session: its own kiosk's
 //! repeated DELETE is `204`, anything else `unknown_session`.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use actix::prelude::*;
 use kofu_coord::StoreError;
 use kofu_proto::{ErrorCode, SessionId};
@@ -54,7 +57,10 @@ impl ShardHost {
         }
         let bytes = match res {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return answer_all(calls, Ok(ErrorCode::UnknownSession.into())),
+            Ok(None) => {
+                tracing::debug!(shard = self.fence.shard, session = %id, "no stored state: unknown session");
+                return answer_all(calls, Ok(ErrorCode::UnknownSession.into()));
+            }
             Err(StoreError::Fenced { .. }) => return answer_all(calls, Err(Moved)),
             Err(e) => {
                 self.deps.metrics.store_unavailable.inc();
@@ -76,6 +82,7 @@ impl ShardHost {
             }
         };
         let Some(snap) = snap else {
+            tracing::debug!(shard = self.fence.shard, session = %id, "stored state is closed");
             for c in calls {
                 if Some(&c.kiosk) == closed_by.as_ref() {
                     c.reply.send(gone(&c.op));
@@ -87,9 +94,22 @@ impl ShardHost {
         };
         let slot = self.deps.kiosk_sessions.acquire(&snap.kiosk);
         let digest = snap.card_digest;
-        let addr = Session::resume(snap, self.fence, self.deps.clone(), ctx.address()).start();
-        self.cards.entry(digest).or_insert(id);
-        self.sessions.insert(id, Entry { addr, slot });
+        let ended = Arc::new(AtomicBool::new(false));
+        let addr = Session::resume(
+            snap,
+            self.fence,
+            self.deps.clone(),
+            ctx.address(),
+            ended.clone(),
+        )
+        .start();
+        match self.cards.get(&digest).and_then(|s| self.sessions.get(s)) {
+            Some(holder) if !holder.ended() => {}
+            _ => {
+                self.cards.insert(digest, id);
+            }
+        }
+        self.sessions.insert(id, Entry { addr, slot, ended });
         for c in calls {
             self.route(c, ctx);
         }

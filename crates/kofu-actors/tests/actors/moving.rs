@@ -113,9 +113,8 @@ fn requests_waiting_for_shards_are_bounded_in_number() {
         assert!(second.is_unavailable(), "{second:?}");
         assert_eq!(started.elapsed(), Duration::ZERO, "refused at once");
         w.reacquire(1);
-        assert_eq!(
-            first.await.expect("task"),
-            Answer::Error(kofu_proto::ErrorCode::AlreadyAuthenticated)
-        );
+        // Answered by the session resumed on the new host, which cannot know whether
+        // the first authentication's answer reached the kiosk: answered as done.
+        assert_eq!(first.await.expect("task"), Answer::Authenticated);
     });
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kofu_proto::{CertKind, ErrorCode, JobId};
 
-use crate::harness::{Answer, Config, run};
+use crate::harness::{Answer, Config, beside, in_flight, run, wait_until};
 
 #[test]
 fn a_print_recorded_but_answered_503_is_charged_once_and_never_voided() {
@@ -144,5 +144,98 @@ fn a_job_created_but_answered_503_is_the_job_its_repeat_gets() {
         // No second job was left behind to be voided.
         assert_eq!(w.counter("kofu_jobs_voided_total"), 0.0);
         assert_eq!(w.store.audit_records().len(), 1);
+    });
+}
+
+/// The authentication was applied, but its requester had given up before the answer
+/// came (the kiosk's connection dropped, or the node that forwarded the call answered
+/// `503` at its timeout): the kiosk's repeat is answered as the first would have been,
+/// `200` with the offer, not `409 already_authenticated` (API.md: repeating converges).
+/// Once an answer reached its requester, a repeat is the usual `409`.
+#[test]
+fn an_authentication_whose_answer_found_no_requester_is_answered_200_on_repeat() {
+    run(Config::default(), |w| async move {
+        let card = w.card_in(2, 1);
+        let s = w.created(&card, &w.kiosk(0)).await;
+        let abandoned = in_flight(&w, &s, |w, s| async move { w.auth(&s).await }).await;
+        abandoned.abort();
+        w.gate.open();
+        wait_until("the authentication is stored", || w.gate.held() == 0).await;
+        assert_eq!(w.auth(&s).await, Answer::Authenticated);
+        assert_eq!(
+            w.auth(&s).await,
+            Answer::Error(ErrorCode::AlreadyAuthenticated)
+        );
+    });
+}
+
+/// Authenticated on a node that then lost the shard (crashed, partitioned) before its
+/// answer reached the kiosk: the new owner cannot know whether it did, and answers the
+/// kiosk's repeat as done until the kiosk moves on to a job.
+#[test]
+fn a_resumed_session_answers_a_repeated_authentication_200_until_a_job_exists() {
+    run(Config::default(), |w| async move {
+        let s = w.open_in(3, 1, 0).await;
+        w.take_over(3).await;
+        assert_eq!(w.auth(&s).await, Answer::Authenticated);
+        assert_eq!(
+            w.auth(&s).await,
+            Answer::Error(ErrorCode::AlreadyAuthenticated)
+        );
+        w.take_over(3).await;
+        w.job(&s, CertKind::Residence).await.job();
+        w.take_over(3).await;
+        assert_eq!(
+            w.auth(&s).await,
+            Answer::Error(ErrorCode::AlreadyAuthenticated)
+        );
+    });
+}
+
+/// A request queued behind a transition in flight whose requester gave up meanwhile
+/// (its kiosk was told `503`, or its forwarding node answered at its timeout) is never
+/// acted on late: the kiosk may be repeating it already, and a late create would even
+/// close the kiosk's newer session.
+#[test]
+fn a_request_given_up_on_while_queued_is_never_acted_on() {
+    run(Config::default(), |w| async move {
+        let card = w.card_in(1, 2);
+        let s = w.created(&card, &w.kiosk(0)).await;
+        let auth = in_flight(&w, &s, |w, s| async move { w.auth(&s).await }).await;
+        let queued = beside(&w, &s, |w, s| async move {
+            w.job(&s, CertKind::Residence).await
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        queued.abort();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        w.gate.open();
+        assert_eq!(auth.await.expect("task"), Answer::Authenticated);
+        let job = w.job(&s, CertKind::Residence).await.job();
+        assert!(
+            job.to_string().starts_with("j0-"),
+            "the abandoned job request created a job before {job}"
+        );
+        assert_eq!(w.counter("kofu_requests_abandoned_total"), 1.0);
+    });
+}
+
+/// A session started for a create whose requester gave up before the start was stored
+/// (its kiosk was told `503`): no kiosk knows it, so it ends at once and the card is
+/// free for the kiosk's next try, at any kiosk, not only after the idle timeout.
+#[test]
+fn a_session_created_for_nobody_frees_its_card_at_once() {
+    run(Config::default(), |w| async move {
+        let card = w.card_in(0, 3);
+        w.gate.shut();
+        let create = {
+            let (w, card) = (w.clone(), card.clone());
+            actix::spawn(async move { w.create(&card, &w.kiosk(0)).await })
+        };
+        wait_until("the start waits at the gate", || w.gate.held() == 1).await;
+        create.abort();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        w.gate.open();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        w.assert_free(&card).await;
     });
 }
