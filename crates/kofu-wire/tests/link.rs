@@ -61,12 +61,17 @@ fn call(i: u32, wait_ms: u32) -> Body {
     }
 }
 
+/// A client linked to `server` as `node-a` with the cluster secret.
+async fn connected(server: &WireServer) -> WireClient {
+    WireClient::connect(server.local_addr(), "node-a", SECRET)
+        .await
+        .expect("connect")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_succeeds_and_a_call_is_answered() {
     let (server, _) = echo_server().await;
-    let client = WireClient::connect(server.local_addr(), "node-a", SECRET)
-        .await
-        .expect("connect");
+    let client = connected(&server).await;
     assert_eq!(client.peer_node_id(), "node-b");
     let reply = client.call(call(7, 0), LONG).await.expect("call");
     assert_eq!(reply, call(7, 0));
@@ -75,9 +80,7 @@ async fn handshake_succeeds_and_a_call_is_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_is_rejected_and_the_server_keeps_serving() {
     let (server, _) = echo_server().await;
-    let good = WireClient::connect(server.local_addr(), "node-a", SECRET)
-        .await
-        .expect("connect");
+    let good = connected(&server).await;
     let bad = WireClient::connect(server.local_addr(), "node-x", b"not the secret").await;
     assert!(
         matches!(bad, Err(LinkError::Handshake(_))),
@@ -104,11 +107,7 @@ async fn an_empty_secret_is_refused_up_front() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_concurrent_calls_each_get_their_own_answer() {
     let (server, peak) = echo_server().await;
-    let client = Arc::new(
-        WireClient::connect(server.local_addr(), "node-a", SECRET)
-            .await
-            .expect("connect"),
-    );
+    let client = Arc::new(connected(&server).await);
     let calls: Vec<_> = (0..500u32)
         .map(|i| {
             let client = client.clone();
@@ -151,9 +150,7 @@ async fn a_timed_out_call_resets_the_connection_and_is_never_completed() {
         })
     };
     let server = serve("node-b", SECRET, handler).await;
-    let client = WireClient::connect(server.local_addr(), "node-a", SECRET)
-        .await
-        .expect("connect");
+    let client = connected(&server).await;
     let slow = client.call(call(1, 500), Duration::from_millis(100)).await;
     assert!(matches!(slow, Err(LinkError::Timeout)), "{slow:?}");
     assert!(client.is_closed());
@@ -169,9 +166,7 @@ async fn a_timed_out_call_resets_the_connection_and_is_never_completed() {
         0,
         "an abandoned call completed"
     );
-    let again = WireClient::connect(server.local_addr(), "node-a", SECRET)
-        .await
-        .expect("reconnect");
+    let again = connected(&server).await;
     assert_eq!(
         again.call(call(3, 0), LONG).await.expect("call"),
         call(3, 0)
@@ -181,11 +176,7 @@ async fn a_timed_out_call_resets_the_connection_and_is_never_completed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_server_fails_pending_calls_promptly() {
     let (server, _) = echo_server().await;
-    let client = Arc::new(
-        WireClient::connect(server.local_addr(), "node-a", SECRET)
-            .await
-            .expect("connect"),
-    );
+    let client = Arc::new(connected(&server).await);
     let calls: Vec<_> = (0..20u32)
         .map(|i| {
             let client = client.clone();
@@ -274,9 +265,7 @@ async fn raw_peer(server: &WireServer) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_frame_closes_only_that_connection() {
     let (server, _) = echo_server().await;
-    let good = WireClient::connect(server.local_addr(), "node-a", SECRET)
-        .await
-        .expect("connect");
+    let good = connected(&server).await;
 
     // A peer that authenticates properly, then announces a frame over the limit.
     let mut raw = raw_peer(&server).await;
@@ -345,9 +334,7 @@ async fn the_handler_learns_how_long_a_call_was_on_its_way() {
         })
     };
     let server = serve("node-b", SECRET, handler).await;
-    let client = WireClient::connect(server.local_addr(), "node-a", SECRET)
-        .await
-        .expect("connect");
+    let client = connected(&server).await;
     assert_eq!(
         client.call(call(1, 0), LONG).await.expect("call"),
         call(1, 0)

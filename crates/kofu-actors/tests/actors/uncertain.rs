@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kofu_proto::{CertKind, ErrorCode, JobId};
 
-use crate::harness::{Answer, Config, beside, in_flight, run, wait_until};
+use crate::harness::{Answer, Config, Open, World, beside, in_flight, run, wait_until};
 
 #[test]
 fn a_print_recorded_but_answered_503_is_charged_once_and_never_voided() {
@@ -116,12 +116,7 @@ fn an_authentication_applied_but_answered_503_is_answered_200_on_repeat() {
         let s = w.created(&card, &w.kiosk(0)).await;
         w.gate.lose_acks(1);
         assert!(w.auth(&s).await.is_unavailable());
-        assert_eq!(w.auth(&s).await, Answer::Authenticated);
-        // Answered as done once; after that, authenticating again is the usual 409.
-        assert_eq!(
-            w.auth(&s).await,
-            Answer::Error(ErrorCode::AlreadyAuthenticated)
-        );
+        answered_once_then_409(&w, &s).await;
     });
 }
 
@@ -161,11 +156,7 @@ fn an_authentication_whose_answer_found_no_requester_is_answered_200_on_repeat()
         abandoned.abort();
         w.gate.open();
         wait_until("the authentication is stored", || w.gate.held() == 0).await;
-        assert_eq!(w.auth(&s).await, Answer::Authenticated);
-        assert_eq!(
-            w.auth(&s).await,
-            Answer::Error(ErrorCode::AlreadyAuthenticated)
-        );
+        answered_once_then_409(&w, &s).await;
     });
 }
 
@@ -177,11 +168,7 @@ fn a_resumed_session_answers_a_repeated_authentication_200_until_a_job_exists() 
     run(Config::default(), |w| async move {
         let s = w.open_in(3, 1, 0).await;
         w.take_over(3).await;
-        assert_eq!(w.auth(&s).await, Answer::Authenticated);
-        assert_eq!(
-            w.auth(&s).await,
-            Answer::Error(ErrorCode::AlreadyAuthenticated)
-        );
+        answered_once_then_409(&w, &s).await;
         w.take_over(3).await;
         w.job(&s, CertKind::Residence).await.job();
         w.take_over(3).await;
@@ -238,4 +225,14 @@ fn a_session_created_for_nobody_frees_its_card_at_once() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         w.assert_free(&card).await;
     });
+}
+
+/// A repeated authentication is answered `200` once (as the first would have been),
+/// and after that, authenticating again is the usual `409 already_authenticated`.
+async fn answered_once_then_409(w: &World, s: &Open) {
+    assert_eq!(w.auth(s).await, Answer::Authenticated);
+    assert_eq!(
+        w.auth(s).await,
+        Answer::Error(ErrorCode::AlreadyAuthenticated)
+    );
 }
