@@ -12,11 +12,16 @@ use crate::harness::{Answer, Config, beside, in_flight, run};
 const MAILBOX: usize = 2;
 const REQUESTS: usize = 8;
 
+/// The default test configuration with `set` applied to its session settings.
+fn mailboxes(set: impl FnOnce(&mut kofu_actors::SessionConfig)) -> Config {
+    let mut config = Config::default();
+    set(&mut config.session);
+    config
+}
+
 #[test]
 fn a_full_session_mailbox_answers_503_at_once() {
-    let mut config = Config::default();
-    config.session.session_mailbox = MAILBOX;
-    run(config, |w| async move {
+    run(mailboxes(|c| c.session_mailbox = MAILBOX), |w| async move {
         let (s, job, doc) = w.delivered_in(1, 0, 0).await;
         // The session is busy: its print's write waits at the gate.
         let busy = in_flight(&w, &s, move |w, s| async move { w.printed(&s, job).await }).await;
@@ -52,9 +57,7 @@ fn a_full_session_mailbox_answers_503_at_once() {
 /// anything. The router now counts what it posts to each host.
 #[test]
 fn a_full_host_mailbox_answers_503_at_once() {
-    let mut config = Config::default();
-    config.session.host_mailbox = MAILBOX;
-    run(config, |w| async move {
+    run(mailboxes(|c| c.host_mailbox = MAILBOX), |w| async move {
         let (s, job, doc) = w.delivered_in(2, 0, 0).await;
         // All of these reach the host's mailbox before the host runs once.
         let started = Instant::now();

@@ -9,24 +9,28 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::{finish, read_json};
-use super::error::{code, error_response, resource};
+use super::error::{code, error_response, serve};
 use super::{AppState, header};
 use crate::auth::Role;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/metrics", "GET").route(web::get().to(metrics)))
-        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
-        .service(resource("/admin/v1/cluster", "GET").route(web::get().to(cluster)))
-        .service(
-            resource("/admin/v1/residents/{card_id}/seal/revoke", "POST")
-                .route(web::post().to(revoke)),
-        )
-        .service(
-            resource("/admin/v1/residents/{card_id}/address", "POST")
-                .route(web::post().to(address)),
-        )
-        .service(resource("/admin/v1/drain", "POST").route(web::post().to(drain)));
+    cfg.service(serve("/metrics", "GET", web::get(), metrics))
+        .service(serve("/healthz", "GET", web::get(), healthz))
+        .service(serve("/readyz", "GET", web::get(), readyz))
+        .service(serve("/admin/v1/cluster", "GET", web::get(), cluster))
+        .service(serve(
+            "/admin/v1/residents/{card_id}/seal/revoke",
+            "POST",
+            web::post(),
+            revoke,
+        ))
+        .service(serve(
+            "/admin/v1/residents/{card_id}/address",
+            "POST",
+            web::post(),
+            address,
+        ))
+        .service(serve("/admin/v1/drain", "POST", web::post(), drain));
 }
 
 /// The admin token's name, when it is valid and has `role` (`401` / `403` otherwise).

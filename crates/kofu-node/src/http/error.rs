@@ -35,6 +35,21 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
+/// A resource served by one method, `allow` (as `route` matches it), with `handler`.
+pub fn serve<F, Args>(
+    path: &str,
+    allow: &'static str,
+    route: actix_web::Route,
+    handler: F,
+) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    resource(path, allow).route(route.to(handler))
+}
+
 async fn method_not_allowed(
     req: HttpRequest,
     payload: web::Payload,

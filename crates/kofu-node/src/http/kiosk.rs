@@ -12,29 +12,42 @@ use kofu_proto::{CardId, Document, ErrorCode, JobId, KioskId, SessionId, Session
 
 use super::admission::Refusal;
 use super::body::{finish, read_json};
-use super::error::{code, error_response, resource};
+use super::error::{code, error_response, serve};
 use super::{AppState, header};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/sessions", "POST").route(web::post().to(create_session)))
-        .service(
-            resource("/v1/sessions/{session_id}", "DELETE").route(web::delete().to(close_session)),
-        )
-        .service(
-            resource("/v1/sessions/{session_id}/auth", "POST").route(web::post().to(authenticate)),
-        )
-        .service(
-            resource("/v1/sessions/{session_id}/jobs", "POST").route(web::post().to(create_job)),
-        )
-        .service(
-            resource("/v1/sessions/{session_id}/jobs/{job_id}/document", "GET")
-                .route(web::get().to(document)),
-        )
-        .service(
-            resource("/v1/sessions/{session_id}/jobs/{job_id}/printed", "POST")
-                .route(web::post().to(printed)),
-        )
-        .service(resource("/v1/issuer-key", "GET").route(web::get().to(issuer_key)));
+    cfg.service(serve("/v1/sessions", "POST", web::post(), create_session))
+        .service(serve(
+            "/v1/sessions/{session_id}",
+            "DELETE",
+            web::delete(),
+            close_session,
+        ))
+        .service(serve(
+            "/v1/sessions/{session_id}/auth",
+            "POST",
+            web::post(),
+            authenticate,
+        ))
+        .service(serve(
+            "/v1/sessions/{session_id}/jobs",
+            "POST",
+            web::post(),
+            create_job,
+        ))
+        .service(serve(
+            "/v1/sessions/{session_id}/jobs/{job_id}/document",
+            "GET",
+            web::get(),
+            document,
+        ))
+        .service(serve(
+            "/v1/sessions/{session_id}/jobs/{job_id}/printed",
+            "POST",
+            web::post(),
+            printed,
+        ))
+        .service(serve("/v1/issuer-key", "GET", web::get(), issuer_key));
 }
 
 /// Longest long poll a kiosk may ask for (API.md: `wait_ms=0..10000`).
