@@ -21,21 +21,17 @@ fn doc() -> Value {
     serde_json::from_str(&text).expect("openapi.json is JSON")
 }
 
-/// `(METHOD, path)` of every `resource("…").route(web::<method>()…)` in the HTTP source.
+/// `(METHOD, path)` of every `serve("<path>", "<METHOD>", …)` route in the HTTP source.
 fn source_routes() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
     for file in ["kiosk.rs", "admin.rs"] {
         let src = std::fs::read_to_string(root().join("crates/kofu-node/src/http").join(file))
             .expect("http source");
-        for (at, _) in src.match_indices("resource(\"") {
-            let rest = &src[at + 10..];
-            let path = &rest[..rest.find('"').expect("closing quote")];
-            let method = ["get", "post", "delete", "put", "patch"]
-                .into_iter()
-                .filter_map(|m| rest.find(&format!("web::{m}()")).map(|i| (i, m)))
-                .min()
-                .map(|(_, m)| m.to_uppercase())
-                .expect("a route method after the resource");
+        // Each route is `serve("<path>", "<METHOD>", web::<method>(), handler)`.
+        for (at, _) in src.match_indices("serve(") {
+            let mut quoted = src[at..].split('"').skip(1).step_by(2);
+            let path = quoted.next().expect("a path");
+            let method = quoted.next().expect("a method").to_owned();
             routes.insert((method, path.to_owned()));
         }
     }
