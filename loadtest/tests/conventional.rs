@@ -9,7 +9,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{LOAD, fixtures, load, replay_args, report, synth, utf8};
+use common::{ALL_BEHAVIOURS, LOAD, fixtures, load, replay_args, report, synth, utf8};
 use kofu_testkit::{NodeOptions, RedisServer, free_port, sync_get_url};
 
 /// The server process, killed when the test ends.
@@ -58,25 +58,7 @@ fn the_conventional_design_passes_the_generators_checks() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(dir.path(), &opts);
-    let trace = synth(
-        dir.path(),
-        &fx,
-        "5",
-        &[
-            "--sessions-per-day",
-            "100000",
-            "--think",
-            "0.05",
-            "--abandon",
-            "0.1",
-            "--wrong-signature",
-            "0.1",
-            "--retry",
-            "0.1",
-            "--duplicate-card",
-            "0.05",
-        ],
-    );
+    let trace = synth(dir.path(), &fx, "5", &ALL_BEHAVIOURS);
     let json = dir.path().join("report.json");
     let out = load(&replay_args(
         &trace,

@@ -10,6 +10,7 @@ use kofu_proto::api::{
 };
 use kofu_proto::{ApiError, CardId, ErrorCode, MAX_AUTH_ATTEMPTS, MAX_JOBS_PER_SESSION};
 use rand::Rng as _;
+use redis::aio::ConnectionManager;
 
 use super::pdf::{Doc, Order, issue};
 use super::store::{
@@ -84,6 +85,18 @@ async fn create(
     }))
 }
 
+/// The calling kiosk, a Redis connection and the kiosk's session `sid`.
+async fn open(
+    w: &Worker,
+    req: &HttpRequest,
+    sid: &str,
+) -> Result<(String, ConnectionManager, Session), Refused> {
+    let kiosk = w.reference.kiosk(req)?;
+    let mut con = w.redis().await?;
+    let s = load(&mut con, sid, &kiosk).await?;
+    Ok((kiosk, con, s))
+}
+
 async fn auth(
     w: web::Data<Worker>,
     req: HttpRequest,
@@ -91,10 +104,8 @@ async fn auth(
     body: web::Json<AuthRequest>,
 ) -> Answer {
     let r = &w.reference;
-    let kiosk = r.kiosk(&req)?;
     let sid = path.into_inner();
-    let mut con = w.redis().await?;
-    let mut s = load(&mut con, &sid, &kiosk).await?;
+    let (kiosk, mut con, mut s) = open(&w, &req, &sid).await?;
     if s.authenticated {
         return Err(ErrorCode::AlreadyAuthenticated.into());
     }
@@ -144,10 +155,8 @@ async fn job(
     body: web::Json<JobRequest>,
 ) -> Answer {
     let r = &w.reference;
-    let kiosk = r.kiosk(&req)?;
     let sid = path.into_inner();
-    let mut con = w.redis().await?;
-    let mut s = load(&mut con, &sid, &kiosk).await?;
+    let (kiosk, mut con, mut s) = open(&w, &req, &sid).await?;
     if !s.authenticated {
         return Err(ErrorCode::NotAuthenticated.into());
     }
@@ -248,10 +257,8 @@ async fn printed(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Answer {
-    let kiosk = w.reference.kiosk(&req)?;
     let (sid, job_id) = path.into_inner();
-    let mut con = w.redis().await?;
-    let mut s = load(&mut con, &sid, &kiosk).await?;
+    let (kiosk, mut con, mut s) = open(&w, &req, &sid).await?;
     let j = (s.jobs.iter().position(|j| j.id == job_id)).ok_or(ErrorCode::UnknownJob)?;
     if !s.jobs[j].delivered {
         return Err(ErrorCode::NotDelivered.into());

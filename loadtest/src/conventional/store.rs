@@ -236,5 +236,5 @@ pub(super) async fn end(
         .arg(1)
         .arg(card_key(card))
         .arg(format!("{} {sid}", s.kiosk));
-    Ok(pipe.query_async::<()>(con).await.map_err(down)?)
+    pipe.query_async::<()>(con).await.map_err(down)
 }
