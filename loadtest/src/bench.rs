@@ -1,17 +1,24 @@
 //! `kofu-load bench`: one command that measures, in one run on this machine, (a) the HTTP
-//! ceiling (a trivial actix-web endpoint), (b) an embedded kofu node over HTTP and over
-//! HTTPS (the cost of TLS) and (c) a 3-node cluster with Redis (mutual TLS between the
-//! nodes), all driven by the same closed-loop generator, and prints one table with the
-//! ratios; then the peak RSS of a node holding 100k open idle sessions.
+//! ceiling (a trivial actix-web endpoint), (d) the conventional design (a stateless
+//! actix-web process keeping everything in Redis, `crate::conventional`), (b) an embedded
+//! kofu node over HTTP and over HTTPS (the cost of TLS) and (c) kofu coordinated by Redis
+//! with 1 and with 3 nodes (mutual TLS between the nodes), all driven by the same
+//! closed-loop generator, and prints one table with the ratios to (d) and (a) and where
+//! each target's CPU went; then the peak RSS of a node holding 100k open idle sessions.
 
+mod cost;
 mod drive;
+mod table;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::procs::{Certs, NodeSpec, fixtures, kofu_path, registry_load, start_node, start_redis};
-use drive::Measured;
+use crate::procs::{
+    Certs, NodeSpec, Proc, fixtures, kofu_path, registry_load, start_conventional, start_node,
+    start_redis,
+};
+use table::{CEILING, CONVENTIONAL, Row};
 
 use crate::replay::Tls;
 
@@ -33,23 +40,78 @@ pub struct BenchArgs {
     /// Open idle sessions for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     idle_sessions: usize,
-    /// Skip the 3-node cluster (no redis-server here).
+    /// Skip every target that needs Redis (no redis-server here).
     #[arg(long)]
     no_cluster: bool,
+    /// Measure only these targets (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Target>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Target {
+    Ceiling,
+    Conventional,
+    Embedded,
+    Https,
+    Redis1,
+    Redis3,
 }
 
 const SEED: u64 = 1;
 const SHARDS: u32 = 1024;
 const SECRET: &str = "kofu-bench-cluster-secret-0123456789";
 
+/// What every measurement shares.
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    fx: Arc<kofu_kiosk::Fixtures>,
+    run_for: Duration,
+    concurrency: usize,
+}
+
+impl Bench {
+    /// Drives `apis` closed-loop while counting the CPU of `servers` and of the Redis at
+    /// `redis` (if any).
+    fn measure(
+        &self,
+        name: &'static str,
+        apis: Vec<String>,
+        tls: Tls,
+        servers: &[&Proc],
+        redis: Option<&str>,
+    ) -> anyhow::Result<Row> {
+        let pids: Vec<u32> = servers.iter().map(|p| p.pid()).collect();
+        let sampler = cost::Sampler::start(&pids, redis)?;
+        let m = self.rt.block_on(drive::sessions(
+            self.fx.clone(),
+            apis,
+            self.concurrency,
+            self.run_for,
+            tls,
+        ))?;
+        let cost = sampler.finish(m.sessions)?;
+        Ok(Row {
+            name,
+            m,
+            cost: Some(cost),
+        })
+    }
+}
+
 pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let kofu = kofu_path(a.kofu.clone())?;
     let dir = tempfile_dir()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let run_for = Duration::from_secs(a.seconds);
-    let fx = Arc::new(fixtures(&kofu, SEED, a.residents, a.kiosks)?);
+    let wanted = |t: Target| a.only.is_empty() || a.only.contains(&t);
+    let with_redis = |t: Target| wanted(t) && !a.no_cluster;
+    let bench = Bench {
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        fx: Arc::new(fixtures(&kofu, SEED, a.residents, a.kiosks)?),
+        run_for: Duration::from_secs(a.seconds),
+        concurrency: a.concurrency,
+    };
     let certs = Certs::generate(&dir)?;
     let spec = |name: &'static str| NodeSpec {
         kofu: &kofu,
@@ -62,27 +124,50 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         tls: None,
         https: false,
     };
+    let mut rows = Vec::new();
 
-    eprintln!(
-        "(a) HTTP ceiling: trivial actix-web endpoint, {} s",
-        a.seconds
-    );
-    let ceiling = rt.block_on(drive::ceiling(a.concurrency, run_for))?;
+    if wanted(Target::Ceiling) {
+        eprintln!("{CEILING}: trivial actix-web endpoint, {} s", a.seconds);
+        let sampler = cost::Sampler::start(&[], None)?;
+        let m = bench
+            .rt
+            .block_on(drive::ceiling(a.concurrency, bench.run_for))?;
+        // The endpoint runs inside this process: its CPU is the generator's column.
+        let cost = sampler.finish(m.sessions)?;
+        rows.push(Row {
+            name: CEILING,
+            m,
+            cost: Some(cost),
+        });
+    }
 
-    eprintln!("(b) embedded kofu node, {} s", a.seconds);
-    let embedded = {
-        let node = start_node(&spec("embedded"))?;
-        rt.block_on(drive::sessions(
-            fx.clone(),
-            vec![node.api.clone()],
-            a.concurrency,
-            run_for,
+    if with_redis(Target::Conventional) {
+        eprintln!("{CONVENTIONAL}, {} s", a.seconds);
+        let (_redis, url) = start_redis(&dir)?;
+        let server = start_conventional(&spec("conventional"), &url)?;
+        rows.push(bench.measure(
+            CONVENTIONAL,
+            vec![server.api.clone()],
             Tls::default(),
-        ))?
-    };
+            &[&server.proc],
+            Some(&url),
+        )?);
+    }
 
-    eprintln!("(b) embedded kofu node over HTTPS, {} s", a.seconds);
-    let https = {
+    if wanted(Target::Embedded) {
+        eprintln!("(b) embedded kofu node, {} s", a.seconds);
+        let node = start_node(&spec("embedded"))?;
+        rows.push(bench.measure(
+            "(b) kofu embedded node",
+            vec![node.api.clone()],
+            Tls::default(),
+            &[&node.proc],
+            None,
+        )?);
+    }
+
+    if wanted(Target::Https) {
+        eprintln!("(b) embedded kofu node over HTTPS, {} s", a.seconds);
         let node = start_node(&NodeSpec {
             tls: Some(&certs),
             https: true,
@@ -92,23 +177,31 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             ca_file: Some(certs.ca.clone()),
             client_cert: None,
         };
-        rt.block_on(drive::sessions(
-            fx.clone(),
+        rows.push(bench.measure(
+            "(b) kofu embedded node, HTTPS",
             vec![node.api.clone()],
-            a.concurrency,
-            run_for,
             tls,
-        ))?
-    };
+            &[&node.proc],
+            None,
+        )?);
+    }
 
-    let cluster = if a.no_cluster {
-        None
-    } else {
-        eprintln!("(c) 3-node cluster with Redis, {} s", a.seconds);
+    for (target, names, row) in [
+        (Target::Redis1, &["solo-0"][..], "(c) kofu 1 node + Redis"),
+        (
+            Target::Redis3,
+            &["node-0", "node-1", "node-2"][..],
+            "(c) kofu 3-node cluster + Redis",
+        ),
+    ] {
+        if !with_redis(target) {
+            continue;
+        }
+        eprintln!("{row}, {} s", a.seconds);
         let (_redis, url) = start_redis(&dir)?;
         registry_load(&kofu, &url, SEED, a.residents, SHARDS)?;
         let mut nodes = Vec::new();
-        for name in ["node-0", "node-1", "node-2"] {
+        for &name in names {
             nodes.push(start_node(&NodeSpec {
                 cluster: Some((url.as_str(), SECRET, SHARDS)),
                 tls: Some(&certs),
@@ -118,14 +211,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         // Until every shard has an owner, requests would only wait.
         std::thread::sleep(Duration::from_secs(2));
         let apis = nodes.iter().map(|n| n.api.clone()).collect();
-        Some(rt.block_on(drive::sessions(
-            fx.clone(),
-            apis,
-            a.concurrency,
-            run_for,
-            Tls::default(),
-        ))?)
-    };
+        let procs: Vec<&Proc> = nodes.iter().map(|n| &n.proc).collect();
+        rows.push(bench.measure(row, apis, Tls::default(), &procs, Some(&url))?);
+    }
 
     let memory = if a.idle_sessions == 0 {
         None
@@ -142,13 +230,28 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             ..spec("idle")
         })?;
         let (before, _) = node.proc.rss()?;
-        let opened = rt.block_on(drive::open_idle(&idle_fx, &node.api, a.idle_sessions, 64))?;
+        let opened =
+            bench
+                .rt
+                .block_on(drive::open_idle(&idle_fx, &node.api, a.idle_sessions, 64))?;
         std::thread::sleep(Duration::from_secs(1));
         let (after, peak) = node.proc.rss()?;
         Some((opened, before, after, peak))
     };
 
-    print_table(&ceiling, &embedded, &https, cluster.as_ref(), a.concurrency);
+    table::print(&rows, a.concurrency);
+    let http = rows.iter().find(|r| r.name == "(b) kofu embedded node");
+    let https = rows
+        .iter()
+        .find(|r| r.name == "(b) kofu embedded node, HTTPS");
+    if let (Some(b), Some(tls)) = (http, https) {
+        println!(
+            "TLS cost (embedded, keep-alive connections): HTTPS serves {:.1} % of the HTTP sessions/s; p99 {:.2} ms vs {:.2} ms",
+            tls.m.sessions_per_s / b.m.sessions_per_s.max(1e-9) * 100.0,
+            tls.m.p99_ms,
+            b.m.p99_ms
+        );
+    }
     if let Some((opened, before, after, peak)) = memory {
         println!(
             "memory: {opened} open idle sessions: RSS {:.1} MiB -> {:.1} MiB (peak {:.1} MiB), {:.0} bytes per session, {:.1} MiB per 100k",
@@ -159,10 +262,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             mib(after.saturating_sub(before)) * 100_000.0 / opened.max(1) as f64
         );
     }
-    let clean = [Some(&embedded), Some(&https), cluster.as_ref()]
-        .into_iter()
-        .flatten()
-        .all(|m| m.misdeliveries == 0 && m.errors == 0);
+    let clean = (rows.iter())
+        .filter(|r| r.name != CEILING)
+        .all(|r| r.m.misdeliveries == 0 && r.m.errors == 0);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(if clean {
         std::process::ExitCode::SUCCESS
@@ -180,56 +282,4 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("kofu-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-fn print_table(
-    a: &Measured,
-    b: &Measured,
-    tls: &Measured,
-    c: Option<&Measured>,
-    concurrency: usize,
-) {
-    println!(
-        "kofu-load bench: closed loop, {concurrency} kiosks in flight, residence sessions (6 requests each), every document verified"
-    );
-    println!(
-        "{:<28} {:>12} {:>12} {:>9} {:>10} {:>8} {:>14}",
-        "target", "sessions/s", "requests/s", "p99 ms", "sessions", "errors", "sessions vs (a)"
-    );
-    let row = |name: &str, m: &Measured, ratio: Option<f64>| {
-        println!(
-            "{:<28} {:>12.0} {:>12.0} {:>9.2} {:>10} {:>8} {:>14}",
-            name,
-            m.sessions_per_s,
-            m.requests_per_s,
-            m.p99_ms,
-            m.sessions,
-            m.errors + m.misdeliveries,
-            ratio.map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0))
-        );
-    };
-    row("(a) HTTP ceiling", a, None);
-    row(
-        "(b) embedded node",
-        b,
-        Some(b.sessions_per_s / a.sessions_per_s.max(1e-9)),
-    );
-    row(
-        "(b) embedded node, HTTPS",
-        tls,
-        Some(tls.sessions_per_s / a.sessions_per_s.max(1e-9)),
-    );
-    if let Some(c) = c {
-        row(
-            "(c) 3-node cluster + Redis",
-            c,
-            Some(c.sessions_per_s / a.sessions_per_s.max(1e-9)),
-        );
-    }
-    println!(
-        "TLS cost (embedded, keep-alive connections): HTTPS serves {:.1} % of the HTTP sessions/s; p99 {:.2} ms vs {:.2} ms",
-        tls.sessions_per_s / b.sessions_per_s.max(1e-9) * 100.0,
-        tls.p99_ms,
-        b.p99_ms
-    );
 }

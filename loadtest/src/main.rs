@@ -4,6 +4,7 @@
 
 mod bench;
 mod chaos;
+mod conventional;
 mod history;
 mod procs;
 mod replay;
@@ -46,6 +47,10 @@ enum Command {
     /// nemesis injects faults from a seeded schedule, then check the history against
     /// Redis's audit streams; exit code 1 on any anomaly.
     Chaos(Box<chaos::ChaosArgs>),
+    /// Serve the kiosk API as the conventional design does (bench-only, not a product:
+    /// stateless actix-web + Redis, no fencing, no replica wait); `bench` starts it.
+    #[command(hide = true)]
+    Conventional(conventional::ConventionalArgs),
     /// Summarize a trace.
     Inspect { trace: PathBuf },
 }
@@ -137,6 +142,7 @@ fn main() -> ExitCode {
         Command::Inspect { trace } => inspect(&trace),
         Command::Bench(a) => bench::run(a),
         Command::Chaos(a) => chaos::run(*a),
+        Command::Conventional(a) => conventional::run(a),
     };
     match result {
         Ok(code) => code,

@@ -198,6 +198,27 @@ pub fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<Node> {
     Ok(node)
 }
 
+/// The conventional design (`kofu-load conventional`, bench-only) serving `spec`'s
+/// population, its state in the Redis at `redis_url`; one HTTP worker per core.
+pub fn start_conventional(spec: &NodeSpec<'_>, redis_url: &str) -> anyhow::Result<Node> {
+    let port = free_port()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("conventional")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--redis-url", redis_url])
+        .args(["--fixture-seed", &spec.seed.to_string()])
+        .args(["--fixture-residents", &spec.residents.to_string()])
+        .args(["--fixture-kiosks", &spec.kiosks.to_string()]);
+    let proc = spawn(spec.name, cmd, &spec.dir.join(format!("{}.log", spec.name)))?;
+    let api = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{api}/readyz"))?;
+    Ok(Node {
+        proc,
+        admin: api.clone(),
+        api,
+    })
+}
+
 fn wait_ready(url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !answers_200(url) {

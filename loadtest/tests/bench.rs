@@ -1,6 +1,6 @@
 //! `kofu-load bench` end to end with tiny settings: it starts its own targets (a trivial
-//! endpoint, an embedded node, a 3-node cluster on a private redis-server), drives them,
-//! and prints the table and the memory line. Speed is not asserted here: that is what
+//! endpoint, the conventional design, an embedded node, 1- and 3-node clusters on
+//! private redis-servers), drives them, and prints the table and the memory line. Speed is not asserted here: that is what
 //! the command is for, in release mode.
 
 use std::process::Command;
@@ -26,8 +26,10 @@ fn the_bench_command_measures_every_target_and_prints_one_table() {
     assert!(out.status.success(), "bench failed");
     for row in [
         "(a) HTTP ceiling",
-        "(b) embedded node",
-        "(c) 3-node cluster + Redis",
+        "(d) conventional: 1 process + Redis",
+        "(b) kofu embedded node",
+        "(c) kofu 1 node + Redis",
+        "(c) kofu 3-node cluster + Redis",
     ] {
         let line = text
             .lines()

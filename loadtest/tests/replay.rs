@@ -8,24 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{LOAD, NO_BEHAVIOURS, fixtures, load, replay_args, report, synth, utf8};
+use common::{
+    ALL_BEHAVIOURS, LOAD, NO_BEHAVIOURS, fixtures, load, replay_args, report, synth, utf8,
+};
 use kofu_testkit::{KofuNode, NodeOptions};
-
-/// The behaviour mix of the first test: every error behaviour switched up.
-const ALL_BEHAVIOURS: [&str; 12] = [
-    "--sessions-per-day",
-    "150000",
-    "--think",
-    "0.05",
-    "--abandon",
-    "0.1",
-    "--wrong-signature",
-    "0.1",
-    "--retry",
-    "0.1",
-    "--duplicate-card",
-    "0.05",
-];
 
 #[test]
 fn a_synthesized_day_replays_with_every_document_verified() {

@@ -22,6 +22,22 @@ pub const NO_BEHAVIOURS: [&str; 8] = [
     "0",
 ];
 
+/// Synth flags that switch every error behaviour up, over a busy minute.
+pub const ALL_BEHAVIOURS: [&str; 12] = [
+    "--sessions-per-day",
+    "150000",
+    "--think",
+    "0.05",
+    "--abandon",
+    "0.1",
+    "--wrong-signature",
+    "0.1",
+    "--retry",
+    "0.1",
+    "--duplicate-card",
+    "0.05",
+];
+
 pub fn utf8(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
