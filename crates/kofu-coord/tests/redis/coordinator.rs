@@ -13,7 +13,6 @@ use super::*;
 
 const NODE_SHARDS: u32 = 32;
 const TTL: Duration = Duration::from_millis(900);
-const POLL: Duration = Duration::from_millis(20);
 /// Generous bound for convergence, which needs a few loop rounds (a second or two idle,
 /// several times that on a busy 2-core CI machine); never a fixed sleep.
 const CONVERGE: Duration = Duration::from_secs(60);

@@ -8,10 +8,6 @@ use tokio::time::{Instant, sleep};
 
 use super::*;
 
-const POLL: Duration = Duration::from_millis(20);
-/// A condition's budget on a busy 2-core CI machine (polled: free when it comes fast).
-const WITHIN: Duration = Duration::from_secs(60);
-
 /// A primary and one replica in sync with it.
 struct Pair {
     primary: RedisServer,
@@ -21,14 +17,6 @@ struct Pair {
 
 async fn replication(conn: &RedisConn) -> String {
     raw(conn, redis::cmd("INFO").arg("replication")).await
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WITHIN;
-    while !done().await {
-        assert!(Instant::now() < deadline, "not within {WITHIN:?}: {what}");
-        sleep(POLL).await;
-    }
 }
 
 /// Retries `op` while it answers `Unavailable` (a replica just back may need a moment

@@ -26,6 +26,22 @@ use kofu_testkit::RedisServer;
 const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(500);
 const STATE_TTL: Duration = Duration::from_secs(600);
+/// How often a test looks again at a condition, and the most it waits for it on a busy
+/// 2-core CI machine (polled: free when it comes fast).
+const POLL: Duration = Duration::from_millis(20);
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// Polls `done` until it holds; fails the test after `WITHIN`.
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {WITHIN:?}: {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 struct Env {
     _server: RedisServer,

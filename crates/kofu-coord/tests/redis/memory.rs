@@ -10,18 +10,6 @@ use tokio::time::{Instant, sleep};
 
 use super::*;
 
-const POLL: Duration = Duration::from_millis(25);
-/// A condition's budget on a busy 2-core CI machine (polled: free when it comes fast).
-const WITHIN: Duration = Duration::from_secs(60);
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WITHIN;
-    while !done().await {
-        assert!(Instant::now() < deadline, "not within {WITHIN:?}: {what}");
-        sleep(POLL).await;
-    }
-}
-
 async fn lease(env: &Env, shard: u32) -> Fence {
     let fence = env.leases.acquire(shard, "a", LONG).await.expect("acquire");
     fence.expect("a free shard")
