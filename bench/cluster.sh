@@ -11,34 +11,15 @@ set -euo pipefail
 
 sessions="${1:-30000}"
 concurrency="${2:-96}"
-root="$(cd "$(dirname "$0")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
-export KOFU_LOCAL_DIR="$(mktemp -d)"
-export KOFU_LOCAL_REDIS_PORT=6391
-export KOFU_LOCAL_BASE_PORT=18080
-export KOFU_FIXTURE_SEED=1 KOFU_FIXTURE_RESIDENTS=20000 KOFU_FIXTURE_KIOSKS=200
-# 200 kiosks driving sessions as fast as they can: no per-kiosk admission limits.
-export KOFU_KIOSK_RATE=0 KOFU_KIOSK_MAX_SESSIONS=0
-# Routing figures without TLS, comparable with earlier runs; kofu-load bench measures
-# what TLS costs.
-export KOFU_LOCAL_TLS=0
-trap '"$root/deploy/local/down.sh" >/dev/null 2>&1 || true; rm -rf "$KOFU_LOCAL_DIR"' EXIT
-
-"$root/deploy/local/up.sh" 3 >/dev/null
-kofu="$target/release/kofu"
-targets="127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083"
-admins="127.0.0.1:19081,127.0.0.1:19082,127.0.0.1:19083"
-demo() {
-  "$kofu" demo --seed 1 --residents 20000 --kiosks 200 --kind residence \
-    --target "$targets" --admin "$admins" --out /dev/null "$@"
-}
+BENCH_BASE_PORT=18080 BENCH_REDIS_PORT=6391
+source "$(dirname "$0")/local-cluster.sh"
 scripts() {  # fenced store changes so far, summed over the nodes
   for p in 19081 19082 19083; do
     curl -fsS "http://127.0.0.1:$p/metrics" | awk '/^kofu_store_op_duration_seconds_count/ {s += $2} END {print s+0}'
   done | awk '{s += $1} END {print s}'
 }
 redis_calls() {  # commands Redis has processed so far
-  redis-cli -p "$KOFU_LOCAL_REDIS_PORT" info stats | awk -F: '/^total_commands_processed/ {print $2+0}'
+  redis_cli info stats | awk -F: '/^total_commands_processed/ {print $2+0}'
 }
 
 echo "== background: Redis commands per second of an idle 3-node cluster (leases, heartbeats, lease scans)"

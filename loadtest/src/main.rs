@@ -23,12 +23,9 @@ use crate::synth::{Model, Season, Spike, parse_hhmm};
 use kofu_kiosk::Fixtures;
 use kofu_proto::trace::Trace;
 
+/// Rehearse kiosk traffic against kofu
 #[derive(Debug, Parser)]
-#[command(
-    name = "kofu-load",
-    version,
-    about = "Rehearse kiosk traffic against kofu"
-)]
+#[command(name = "kofu-load", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
