@@ -11,6 +11,7 @@ mod demo;
 mod http;
 mod issuer_keys;
 mod node;
+mod process_metrics;
 mod record;
 mod registry_cmd;
 mod registry_import;

@@ -269,6 +269,7 @@ mod tests {
         for (i, body) in every_body().into_iter().enumerate() {
             let frame = Frame {
                 sent_ms: 0,
+                trace: None,
                 id: u64::MAX - i as u64,
                 body,
             };
@@ -283,6 +284,7 @@ mod tests {
     fn bytes_travel_as_msgpack_bin_not_integer_arrays() {
         let frame = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Reply(document(vec![0xffu8; 1000])),
         };
@@ -291,6 +293,7 @@ mod tests {
         // So do signatures and keys: 64 and 32 bytes, not up to twice that.
         let auth = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: call(SessionOp::Auth {
                 signature: [0xff; 64],
@@ -298,6 +301,7 @@ mod tests {
         };
         let zeros = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: call(SessionOp::Auth { signature: [0; 64] }),
         };
@@ -312,12 +316,14 @@ mod tests {
     fn partial_input_asks_for_more_and_concatenated_frames_split() {
         let a = encode_frame(&Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Moved { shard: 5 },
         })
         .expect("encode");
         let b = encode_frame(&Frame {
             sent_ms: 0,
+            trace: None,
             id: 2,
             body: Body::Moved { shard: 3 },
         })
@@ -339,6 +345,7 @@ mod tests {
         assert_eq!(decode_frame(&len), Err(WireError::Oversize(MAX_FRAME + 1)));
         let big = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Reply(document(vec![0; MAX_FRAME])),
         };
@@ -355,6 +362,7 @@ mod tests {
         // A well-formed frame whose id fields do not validate is malformed too.
         let text = encode_frame(&Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Create {
                 card: CardId::parse("0123456789ABCDEF").expect("valid"),

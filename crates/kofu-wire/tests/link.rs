@@ -214,6 +214,7 @@ async fn read_frame(stream: &mut TcpStream) -> Frame {
 async fn write_frame(stream: &mut TcpStream, body: Body) {
     let frame = Frame {
         sent_ms: 0,
+        trace: None,
         id: HANDSHAKE_ID,
         body,
     };
