@@ -281,6 +281,34 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_context_costs_a_few_dozen_bytes_and_is_optional() {
+        let plain = Frame {
+            sent_ms: 7,
+            trace: None,
+            id: 3,
+            body: call(SessionOp::Close),
+        };
+        let traced = Frame {
+            trace: kofu_proto::TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ..plain.clone()
+        };
+        assert!(traced.trace.is_some());
+        let (a, b) = (
+            encode_frame(&plain).expect("encode"),
+            encode_frame(&traced).expect("encode"),
+        );
+        assert!(b.len() - a.len() <= 40, "{} more bytes", b.len() - a.len());
+        let (back, _) = decode_frame(&b).expect("decode").expect("complete");
+        assert_eq!(back, traced);
+        // A frame without one is what a peer of an earlier version sends.
+        assert!(!a.windows(5).any(|w| w == b"trace"));
+        let (back, _) = decode_frame(&a).expect("decode").expect("complete");
+        assert_eq!(back, plain);
+    }
+
+    #[test]
     fn bytes_travel_as_msgpack_bin_not_integer_arrays() {
         let frame = Frame {
             sent_ms: 0,

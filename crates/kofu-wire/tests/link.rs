@@ -346,6 +346,7 @@ async fn the_handler_learns_how_long_a_call_was_on_its_way() {
         id: 9,
         body: call(2, 0),
         sent_ms: 1,
+        trace: None,
     };
     raw.write_all(&encode_frame(&late).expect("encode"))
         .await
