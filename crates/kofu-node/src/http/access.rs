@@ -52,6 +52,19 @@ fn nonzero<const N: usize>() -> [u8; N] {
     }
 }
 
+/// A span of this node's in the kiosk's trace, or in a new one.
+fn own_trace(incoming: Option<TraceParent>) -> TraceParent {
+    let span_id = nonzero::<8>();
+    match incoming {
+        Some(incoming) => incoming.child(span_id),
+        None => TraceParent {
+            trace_id: nonzero(),
+            parent_id: span_id,
+            flags: 0,
+        },
+    }
+}
+
 /// Middleware, outermost: the span, the trace context for forwarded calls, the
 /// `X-Request-Id` answer header and the log line.
 pub async fn log(
@@ -63,21 +76,11 @@ pub async fn log(
         Some(Ok(id)) if acceptable_request_id(id) => id.to_owned(),
         _ => hex::encode(nonzero::<16>()),
     };
-    // This node's span continues the kiosk's trace, or starts one.
-    let span_id = nonzero::<8>();
-    let trace = match req
+    let incoming = req
         .headers()
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-    {
-        Some(incoming) => incoming.child(span_id),
-        None => TraceParent {
-            trace_id: nonzero(),
-            parent_id: span_id,
-            flags: 0,
-        },
-    };
+        .and_then(TraceParent::parse);
     let listener = match req.app_data::<Listener>() {
         Some(Listener::Admin) => "admin",
         _ => "kiosk",
@@ -86,9 +89,18 @@ pub async fn log(
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        trace_id = %trace.trace_id_hex(),
-        span_id = %trace.parent_id_hex(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    // This node's span continues the kiosk's trace, or starts one; with OTLP export
+    // the exported span's own ids.
+    #[cfg(feature = "otlp")]
+    let trace =
+        crate::telemetry::continue_trace(&span, incoming).unwrap_or_else(|| own_trace(incoming));
+    #[cfg(not(feature = "otlp"))]
+    let trace = own_trace(incoming);
+    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+    span.record("span_id", tracing::field::display(trace.parent_id_hex()));
     let result = kofu_wire::traced(Some(trace), next.call(req))
         .instrument(span.clone())
         .await;
