@@ -4,6 +4,10 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
+# The commit for kofu_build_info (the build context may hold no .git):
+#   docker build --build-arg KOFU_GIT_COMMIT=$(git rev-parse HEAD) .
+ARG KOFU_GIT_COMMIT=""
+ENV KOFU_GIT_COMMIT=${KOFU_GIT_COMMIT}
 RUN cargo build --release --locked -p kofu-node --bin kofu \
  && strip target/release/kofu
 

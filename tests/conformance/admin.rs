@@ -17,7 +17,13 @@ async fn health_readiness_and_metrics() {
     let r = get(&format!("{}/healthz", env.node().admin)).await;
     assert_eq!((r.status, r.value()), (200, json!({"status": "ok"})));
     let r = get(&format!("{}/readyz", env.node().admin)).await;
-    assert_eq!((r.status, r.value()), (200, json!({"status": "ready"})));
+    assert_eq!(
+        (r.status, r.value()),
+        (
+            200,
+            json!({"status": "ready", "ready": true, "reasons": []})
+        )
+    );
 
     let r = get(&format!("{}/metrics", env.node().admin)).await;
     assert_eq!(r.status, 200);
@@ -237,7 +243,10 @@ async fn draining_refuses_new_sessions_but_serves_open_ones() {
     let retry = r.header("retry-after").expect("503 carries Retry-After");
     assert!(retry.trim().parse::<u64>().is_ok(), "Retry-After {retry:?}");
     let r = get(&format!("{}/readyz", env.node().admin)).await;
-    expect_error(&r, "unavailable");
+    let v = expect_error(&r, "unavailable");
+    // The reasons beside the error JSON; a cluster node may add that it is leaving.
+    assert_eq!(v["ready"], false, "{v}");
+    assert_eq!(v["reasons"][0], "draining", "{v}");
     let r = get(&format!("{}/healthz", env.node().admin)).await;
     assert_eq!(r.status, 200, "draining is not unhealthy");
     // The open session finishes normally.

@@ -1,5 +1,6 @@
 //! The metrics endpoint after real traffic: the series DESIGN.md names are there, the
-//! exposition passes `promtool check metrics`, and no label carries an id (I6).
+//! exposition passes `promtool check metrics`, and no label carries an id (I6); the
+//! process series and `kofu_build_info` are there.
 
 use kofu_testkit::suite::SERIES;
 use kofu_testkit::{Deployment, DeploymentOptions, full_session, get, promtool_check};
@@ -28,6 +29,33 @@ async fn metrics_are_promtool_clean_and_free_of_ids() {
         "5 sessions counted"
     );
     assert!(text.contains("kofu_binding_self_check_failures_total 0"));
+    // What the process costs, and which build it is.
+    for series in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .unwrap_or_else(|| panic!("missing series {series}"));
+        let value: f64 = value.trim().parse().expect("a number");
+        assert!(
+            value > 0.0 || series.starts_with("process_cpu"),
+            "{series}{value}"
+        );
+    }
+    let info = text
+        .lines()
+        .find(|l| l.starts_with("kofu_build_info{"))
+        .expect("kofu_build_info");
+    assert!(info.ends_with("} 1"), "{info}");
+    assert!(
+        info.contains(r#"version=""#) && info.contains(r#"git_commit=""#),
+        "{info}"
+    );
     assert!(text.contains(r#"kofu_prints_confirmed_total{kind="residence"} 5"#));
     for card in &fx.cards {
         assert!(

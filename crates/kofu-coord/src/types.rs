@@ -262,6 +262,12 @@ pub trait Coordinator: Send + Sync + 'static {
     fn owner_of(&self, shard: u32) -> Option<NodeInfo>;
     /// Asks for a fresh look at the cluster soon (a peer said a shard moved).
     fn refresh(&self);
+    /// Why this node cannot serve its share right now (`/readyz`), from what the
+    /// coordinator last observed: no Redis call. Empty when it can; the embedded
+    /// coordinator always can.
+    fn unready_reasons(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 /// What importing a registry file did (`docs/registry-format.md`).

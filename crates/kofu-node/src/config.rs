@@ -118,6 +118,10 @@ pub struct ServeConfig {
     /// Log filter, e.g. `info` or `kofu_actors=debug`.
     #[arg(long, env = "KOFU_LOG", default_value = "info")]
     pub log_level: String,
+    /// Export spans over OTLP/HTTP to this collector URL (e.g.
+    /// `http://127.0.0.1:4318/v1/traces`); needs a build with the `otlp` feature.
+    #[arg(long, env = "KOFU_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 
     // --- Real deployments (issue 11): credentials and admission control, each in its
     // own file under `config/`.

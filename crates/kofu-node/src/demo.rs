@@ -75,7 +75,7 @@ struct ServeDefaults {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    crate::telemetry::init(crate::config::LogFormat::Text, "warn")?;
+    let _telemetry = crate::telemetry::init(crate::config::LogFormat::Text, "warn", None)?;
     let residents = args.residents.to_string();
     let kiosks = args.kiosks.to_string();
     let seed = args.seed.to_string();

@@ -11,6 +11,7 @@ mod demo;
 mod http;
 mod issuer_keys;
 mod node;
+mod process_metrics;
 mod record;
 mod registry_cmd;
 mod registry_import;
@@ -105,7 +106,7 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
         eprintln!("kofu: invalid configuration: {e}");
         return Ok(ExitCode::from(2));
     }
-    telemetry::init(cfg.log_format, &cfg.log_level)?;
+    let _telemetry = telemetry::init(cfg.log_format, &cfg.log_level, cfg.otlp_endpoint.as_deref())?;
     let spec = PopulationSpec {
         seed: cfg.fixture_seed(),
         // With a registry file the records come from it; the population still gives

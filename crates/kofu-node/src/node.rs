@@ -150,6 +150,7 @@ impl Node {
         let tls = NodeTls::load(&cfg.tls)?;
         warn_plaintext(cfg, &tls);
         let prom = prometheus::Registry::new();
+        crate::process_metrics::register(&prom).context("registering process metrics")?;
         let metrics = ActorMetrics::new(&prom).context("registering actor metrics")?;
         let cluster_metrics = ClusterMetrics::new(&prom).context("registering cluster metrics")?;
         let http_metrics =

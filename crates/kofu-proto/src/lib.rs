@@ -9,6 +9,7 @@ pub mod ids;
 pub mod kind;
 pub mod session;
 pub mod trace;
+pub mod tracecontext;
 pub mod verify;
 pub mod wire;
 
@@ -18,6 +19,7 @@ pub use fixtures::FixtureLine;
 pub use ids::{CardId, IdError, JobId, KioskId, SessionId, shard_of};
 pub use kind::CertKind;
 pub use session::{Document, SessionOp, SessionReply};
+pub use tracecontext::TraceParent;
 
 /// Default number of shards of a cluster (API.md).
 pub const DEFAULT_SHARD_COUNT: u32 = 1024;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::session::{SessionOp, SessionReply};
-use crate::{CardId, KioskId, SessionId};
+use crate::{CardId, KioskId, SessionId, TraceParent};
 
 /// Correlation id of the handshake frames; calls use ids from 1 up.
 pub const HANDSHAKE_ID: u64 = 0;
@@ -25,6 +25,11 @@ pub struct Frame {
     /// of an earlier version).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sent_ms: u64,
+    /// The W3C trace context of the kiosk request a call forwards, so that the lines
+    /// both nodes log for it share a trace id. Absent on other frames (and from a peer
+    /// of an earlier version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceParent>,
 }
 
 fn is_zero(n: &u64) -> bool {

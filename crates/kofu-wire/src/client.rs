@@ -202,7 +202,12 @@ impl WireClient {
         let sent_ms = u64::try_from(self.connected.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let bytes = encode_frame(&Frame { id, body, sent_ms })?;
+        let bytes = encode_frame(&Frame {
+            id,
+            body,
+            sent_ms,
+            trace: crate::trace::current(),
+        })?;
         let (tx, rx) = oneshot::channel();
         match self.shared.pending.lock().as_mut() {
             Some(pending) => pending.insert(id, tx),

@@ -269,6 +269,7 @@ mod tests {
         for (i, body) in every_body().into_iter().enumerate() {
             let frame = Frame {
                 sent_ms: 0,
+                trace: None,
                 id: u64::MAX - i as u64,
                 body,
             };
@@ -280,9 +281,38 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_context_costs_a_few_dozen_bytes_and_is_optional() {
+        let plain = Frame {
+            sent_ms: 7,
+            trace: None,
+            id: 3,
+            body: call(SessionOp::Close),
+        };
+        let traced = Frame {
+            trace: kofu_proto::TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ..plain.clone()
+        };
+        assert!(traced.trace.is_some());
+        let (a, b) = (
+            encode_frame(&plain).expect("encode"),
+            encode_frame(&traced).expect("encode"),
+        );
+        assert!(b.len() - a.len() <= 40, "{} more bytes", b.len() - a.len());
+        let (back, _) = decode_frame(&b).expect("decode").expect("complete");
+        assert_eq!(back, traced);
+        // A frame without one is what a peer of an earlier version sends.
+        assert!(!a.windows(5).any(|w| w == b"trace"));
+        let (back, _) = decode_frame(&a).expect("decode").expect("complete");
+        assert_eq!(back, plain);
+    }
+
+    #[test]
     fn bytes_travel_as_msgpack_bin_not_integer_arrays() {
         let frame = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Reply(document(vec![0xffu8; 1000])),
         };
@@ -291,6 +321,7 @@ mod tests {
         // So do signatures and keys: 64 and 32 bytes, not up to twice that.
         let auth = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: call(SessionOp::Auth {
                 signature: [0xff; 64],
@@ -298,6 +329,7 @@ mod tests {
         };
         let zeros = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: call(SessionOp::Auth { signature: [0; 64] }),
         };
@@ -312,12 +344,14 @@ mod tests {
     fn partial_input_asks_for_more_and_concatenated_frames_split() {
         let a = encode_frame(&Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Moved { shard: 5 },
         })
         .expect("encode");
         let b = encode_frame(&Frame {
             sent_ms: 0,
+            trace: None,
             id: 2,
             body: Body::Moved { shard: 3 },
         })
@@ -339,6 +373,7 @@ mod tests {
         assert_eq!(decode_frame(&len), Err(WireError::Oversize(MAX_FRAME + 1)));
         let big = Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Reply(document(vec![0; MAX_FRAME])),
         };
@@ -355,6 +390,7 @@ mod tests {
         // A well-formed frame whose id fields do not validate is malformed too.
         let text = encode_frame(&Frame {
             sent_ms: 0,
+            trace: None,
             id: 1,
             body: Body::Create {
                 card: CardId::parse("0123456789ABCDEF").expect("valid"),

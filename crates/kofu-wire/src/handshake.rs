@@ -73,6 +73,7 @@ async fn send<W: AsyncWrite + Unpin>(write: &mut W, body: Body) -> Result<(), Li
         write,
         &Frame {
             sent_ms: 0,
+            trace: None,
             id: HANDSHAKE_ID,
             body,
         },

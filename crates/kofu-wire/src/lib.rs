@@ -11,6 +11,7 @@ mod frame;
 mod handshake;
 mod server;
 mod tls;
+mod trace;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,7 @@ pub use frame::{LEN_PREFIX, MAX_FRAME, PRE_AUTH_FRAME, WireError, decode_frame, 
 pub use handshake::{Role, Transcript, mac};
 pub use server::{MAX_PRE_AUTH, WireServer};
 pub use tls::{CLUSTER_SERVER_NAME, ClusterTls};
+pub use trace::{current as current_trace, traced};
 
 /// Answers one forwarded request on the owner node; the returned body goes back with
 /// the request's correlation id. The `Duration` is how long the request was on its way

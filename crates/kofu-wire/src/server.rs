@@ -259,13 +259,25 @@ where
                 }
             };
             let (handler, tx) = (handler.clone(), tx.clone());
-            let span = tracing::debug_span!("wire_call", id = frame.id);
+            // The caller's trace context, as span fields: every line logged for this
+            // call joins the lines the calling node logged for the kiosk's request.
+            let span = match &frame.trace {
+                Some(t) => tracing::info_span!(
+                    "wire_call",
+                    id = frame.id,
+                    trace_id = %t.trace_id_hex(),
+                    parent_span_id = %t.parent_id_hex(),
+                ),
+                None => tracing::debug_span!("wire_call", id = frame.id),
+            };
+            let trace = frame.trace;
             handlers.spawn(
                 async move {
                     let id = frame.id;
-                    let body = handler(frame.body, age).await;
+                    let body = crate::traced(trace, handler(frame.body, age)).await;
                     let bytes = match encode_frame(&Frame {
                         sent_ms: 0,
+                        trace: None,
                         id,
                         body,
                     }) {
@@ -276,6 +288,7 @@ where
                             let body = Body::Reply(SessionReply::from(ErrorCode::Internal));
                             match encode_frame(&Frame {
                                 sent_ms: 0,
+                                trace: None,
                                 id,
                                 body,
                             }) {

@@ -214,6 +214,7 @@ async fn read_frame(stream: &mut TcpStream) -> Frame {
 async fn write_frame(stream: &mut TcpStream, body: Body) {
     let frame = Frame {
         sent_ms: 0,
+        trace: None,
         id: HANDSHAKE_ID,
         body,
     };
@@ -345,6 +346,7 @@ async fn the_handler_learns_how_long_a_call_was_on_its_way() {
         id: 9,
         body: call(2, 0),
         sent_ms: 1,
+        trace: None,
     };
     raw.write_all(&encode_frame(&late).expect("encode"))
         .await

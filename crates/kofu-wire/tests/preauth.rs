@@ -45,6 +45,7 @@ async fn an_oversize_handshake_frame_is_refused_unanswered() {
     let mut raw = connected(&server).await;
     let hello = Frame {
         sent_ms: 0,
+        trace: None,
         id: HANDSHAKE_ID,
         body: Body::Hello {
             node_id: "n".repeat(2 * PRE_AUTH_FRAME),

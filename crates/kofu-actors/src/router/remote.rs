@@ -184,12 +184,20 @@ async fn serve(router: &Router, body: Body, age: Duration) -> Body {
         router.deps().metrics.abandoned.inc();
         return Body::Reply(ErrorCode::Unavailable.into());
     };
-    match tokio::time::timeout(limit, router.attempt_local(shard, &req, wait)).await {
-        Ok(None | Some(Attempt::Again)) => Body::Moved { shard },
-        Ok(Some(Attempt::Done(reply))) => Body::Reply(reply),
-        // Outcome unknown (the session may still act on it): the caller answers `503`.
-        Err(_) => Body::Reply(ErrorCode::Unavailable.into()),
-    }
+    let call = match req {
+        Request::Create { .. } => "create",
+        Request::Call { .. } => "session",
+    };
+    let (answer, outcome) =
+        match tokio::time::timeout(limit, router.attempt_local(shard, &req, wait)).await {
+            Ok(None | Some(Attempt::Again)) => (Body::Moved { shard }, "moved"),
+            Ok(Some(Attempt::Done(reply))) => (Body::Reply(reply), "answered"),
+            // Outcome unknown (the session may still act on it): the caller answers `503`.
+            Err(_) => (Body::Reply(ErrorCode::Unavailable.into()), "timed_out"),
+        };
+    // The internal listener's access log line; the wire span carries the caller's trace.
+    tracing::info!(shard, call, outcome, "forwarded call");
+    answer
 }
 
 fn to_body(req: &Request, wait: Option<Duration>) -> Body {

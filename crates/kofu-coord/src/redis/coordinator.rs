@@ -50,6 +50,12 @@ struct State {
     members: Vec<Member>,
     /// Every shard's lease as last read from Redis (index = shard).
     observed: Vec<Option<(String, u64)>>,
+    /// The last heartbeat Redis acknowledged (`None`: not joined yet).
+    heartbeat_ok: Option<Instant>,
+    /// Since when this node is the rendezvous owner of shards but holds none.
+    wanting_since: Option<Instant>,
+    /// Set once the node began leaving the cluster.
+    leaving: bool,
 }
 
 impl State {
@@ -97,6 +103,11 @@ struct Shared {
     /// drain) a shard is released at once.
     hook: Option<HandoffHook>,
     metrics: LeaseMetrics,
+    /// A heartbeat older than this has lapsed: the others no longer count this node.
+    lease_ttl: Duration,
+    /// How long taking up this node's shards may legitimately take: the previous
+    /// owners' leases lapse or are handed off within it.
+    acquire_grace: Duration,
 }
 
 impl std::fmt::Debug for Shared {
@@ -198,6 +209,8 @@ impl RedisCoordinator {
             poke: Notify::new(),
             hook: handoff,
             metrics: LeaseMetrics::new(),
+            lease_ttl,
+            acquire_grace: lease_ttl * 2 + lease_ttl.max(Duration::from_secs(2)) + period,
         });
         let (handed_off, handed_off_rx) = mpsc::unbounded_channel();
         let worker = Worker {
@@ -336,6 +349,28 @@ impl Coordinator for RedisCoordinator {
 
     fn refresh(&self) {
         self.shared.poke.notify_one();
+    }
+
+    fn unready_reasons(&self) -> Vec<&'static str> {
+        let now = Instant::now();
+        let state = self.shared.state.lock();
+        let mut reasons = Vec::new();
+        match state.heartbeat_ok {
+            None => reasons.push("joining the cluster"),
+            Some(at) if now.duration_since(at) > self.shared.lease_ttl => {
+                reasons.push("redis unreachable");
+            }
+            Some(_) => {}
+        }
+        if state.leaving {
+            reasons.push("leaving the cluster");
+        } else if state
+            .wanting_since
+            .is_some_and(|since| now.duration_since(since) > self.shared.acquire_grace)
+        {
+            reasons.push("no shard leases acquired");
+        }
+        reasons
     }
 
     fn view(&self) -> ClusterView {

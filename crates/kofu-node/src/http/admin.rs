@@ -63,12 +63,24 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// Ready when the node can serve its share: not draining and, in a cluster, its
+/// heartbeat reaching Redis and its shards held or being taken up (README
+/// "Readiness"). Not ready is `503` with the error JSON plus the reasons.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut reasons = state.coordinator.unready_reasons();
     if state.is_draining() {
-        code(ErrorCode::Unavailable)
-    } else {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
+        reasons.insert(0, "draining");
     }
+    if reasons.is_empty() {
+        return HttpResponse::Ok().json(json!({"status": "ready", "ready": true, "reasons": []}));
+    }
+    let mut body = json!(ApiError::from(ErrorCode::Unavailable));
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("ready".into(), json!(false));
+        fields.insert("reasons".into(), json!(reasons));
+    }
+    // The error answer's status and headers (`Retry-After`), with the longer body.
+    code(ErrorCode::Unavailable).set_body(actix_web::body::BoxBody::new(body.to_string()))
 }
 
 async fn cluster(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {

@@ -69,14 +69,8 @@ pub async fn track(
         let route = res.request().match_pattern();
         let route = route.as_deref().unwrap_or("unmatched");
         let status = res.status().as_u16();
-        m.observe(route, status, started);
         // The route pattern, never the path: paths carry session ids and card ids.
-        tracing::debug!(
-            route,
-            status,
-            micros = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        m.observe(route, status, started);
     }
     Ok(res)
 }

@@ -1,6 +1,7 @@
 //! The HTTP face of a node: the kiosk API and the admin API on separate listeners,
 //! sharing one state and one metrics registry.
 
+mod access;
 mod admin;
 pub mod admission;
 mod body;
@@ -111,9 +112,11 @@ pub fn app(
         .app_data(state)
         .app_data(metrics)
         .app_data(listener)
-        // Outermost last: refusals by admission control are counted and timed too.
+        // Outermost last: refusals by admission control are counted and timed too, and
+        // every request, refused or not, gets its access log line and request id.
         .wrap(actix_web::middleware::from_fn(admission::guard))
         .wrap(actix_web::middleware::from_fn(metrics::track))
+        .wrap(actix_web::middleware::from_fn(access::log))
         .configure(routes)
         .default_service(web::to(error::not_found))
 }

@@ -61,13 +61,11 @@ impl Plane {
 
     /// Serves forwarded calls and the coordinator's handoffs with `router`.
     pub(super) fn serve(self, router: &Router) -> anyhow::Result<Cluster> {
-        let wire = WireServer::serve(
-            self.internal,
-            self.node_id,
-            self.auth,
-            router.wire_handler(),
-        )
-        .context("serving the internal listener")?;
+        let handler = router.wire_handler();
+        #[cfg(feature = "otlp")]
+        let handler = crate::telemetry::traced_handler(handler);
+        let wire = WireServer::serve(self.internal, self.node_id, self.auth, handler)
+            .context("serving the internal listener")?;
         let mut handoffs = self.handoffs;
         let drains = router.clone();
         let serve_handoffs = async move {

@@ -140,6 +140,7 @@ impl Worker {
                 let mut state = self.shared.state.lock();
                 let joined = state.members.is_empty();
                 state.members.clone_from(&members);
+                state.heartbeat_ok = Some(Instant::now());
                 joined
             };
             if joined {
@@ -151,6 +152,13 @@ impl Worker {
         self.hand_off_unwanted(&desired);
         if !leaving {
             self.acquire_missing(&desired).await;
+            let mut state = self.shared.state.lock();
+            let now = Instant::now();
+            if desired.is_empty() || !state.valid(now).is_empty() {
+                state.wanting_since = None;
+            } else {
+                state.wanting_since.get_or_insert(now);
+            }
         }
         self.shared.prune_and_publish();
         self.observe().await;
@@ -169,6 +177,7 @@ impl Worker {
     /// rendezvous owner of anything, then lets the rounds hand every shard off.
     async fn begin_leave(&self) {
         tracing::info!("leaving the cluster: handing every shard off");
+        self.shared.state.lock().leaving = true;
         if let Err(e) = self
             .bounded("leave", self.membership.leave(self.node_id()))
             .await
