@@ -77,10 +77,7 @@ async fn a_paused_owner_is_fenced_and_delivers_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_answers_503_then_recovers_on_its_own() {
-    let opts = DeploymentOptions {
-        durable_redis: true,
-        ..DeploymentOptions::nodes(3)
-    };
+    let opts = DeploymentOptions::durable(3);
     let mut cluster = tokio::task::block_in_place(|| Deployment::start(opts));
     let apis = cluster.apis();
     let load = Load::start(&cluster, apis.clone(), 4);

@@ -46,6 +46,14 @@ async fn readyz_until(
     }
 }
 
+/// The `X-Request-Id` an answer carries.
+fn request_id(r: &reqwest::Response) -> String {
+    r.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -76,11 +84,8 @@ async fn an_embedded_node_is_ready_until_it_drains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_node_is_not_ready_without_redis_and_ready_again_after() {
-    let opts = DeploymentOptions {
-        // One node on its own Redis: a cluster node, not an embedded one.
-        durable_redis: true,
-        ..DeploymentOptions::nodes(1)
-    };
+    // One node on its own Redis: a cluster node, not an embedded one.
+    let opts = DeploymentOptions::durable(1);
     let mut d = tokio::task::block_in_place(|| Deployment::start(opts));
     let (status, body) = readyz(d.node(0)).await;
     assert_eq!((status, &body["reasons"]), (200, &json!([])), "{body}");
@@ -134,10 +139,7 @@ async fn every_request_gets_an_access_log_line_and_a_request_id() {
             .send()
             .await
             .expect("answer");
-        let id = r.headers()["x-request-id"]
-            .to_str()
-            .expect("ascii")
-            .to_owned();
+        let id = request_id(&r);
         assert_ne!(id, bad);
         assert_eq!(id.len(), 32, "{id}");
         generated.push(id);
@@ -149,10 +151,7 @@ async fn every_request_gets_an_access_log_line_and_a_request_id() {
         .await
         .expect("answer");
     assert_eq!(r.status(), 404);
-    let nf_id = r.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let nf_id = request_id(&r);
 
     // An admin revocation with a card id in its path.
     let path = format!("/admin/v1/residents/{}/seal/revoke", card.card_id());
@@ -174,17 +173,16 @@ async fn every_request_gets_an_access_log_line_and_a_request_id() {
             .cloned()
             .unwrap_or_else(|| panic!("no access line for request {id}: {lines:#?}"))
     };
-    let l = by_id("kiosk-req-0001");
+    // Listener, method, route pattern and status of a request's access line.
+    let summary = |id: &str| {
+        let l = by_id(id);
+        json!([l["listener"], l["method"], l["route"], l["status"]])
+    };
     assert_eq!(
-        (&l["listener"], &l["method"], &l["route"], &l["status"]),
-        (
-            &json!("kiosk"),
-            &json!("GET"),
-            &json!("/v1/issuer-key"),
-            &json!(200)
-        ),
-        "{l}"
+        summary("kiosk-req-0001"),
+        json!(["kiosk", "GET", "/v1/issuer-key", 200])
     );
+    let l = by_id("kiosk-req-0001");
     assert!(l["micros"].as_u64().is_some(), "duration: {l}");
     for id in &generated {
         by_id(id);
@@ -194,16 +192,10 @@ async fn every_request_gets_an_access_log_line_and_a_request_id() {
         (&l["route"], &l["status"]),
         (&json!("unmatched"), &json!(404))
     );
-    let l = by_id("oncall-7");
+    let revoke = "/admin/v1/residents/{card_id}/seal/revoke";
     assert_eq!(
-        (&l["listener"], &l["method"], &l["route"], &l["status"]),
-        (
-            &json!("admin"),
-            &json!("POST"),
-            &json!("/admin/v1/residents/{card_id}/seal/revoke"),
-            &json!(revoke_status)
-        ),
-        "{l}"
+        summary("oncall-7"),
+        json!(["admin", "POST", revoke, revoke_status])
     );
     // Nothing the node logged holds the card id (the path had it, a request id tried).
     let all = node.logs();
@@ -227,25 +219,8 @@ async fn a_forwarded_call_carries_the_trace_to_the_owner() {
         .expect("a card of node 1's shards");
     let kiosk = d.kiosk(0);
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let r = client()
-        .post(format!("{}/v1/sessions", d.node(0).api))
-        .bearer_auth(kiosk.token())
-        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-        .json(&json!({"card_id": card.card_id()}))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status(), 201);
-    let request_id = r.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-
-    // Node 0: the access line, in the kiosk's trace under a span of its own.
-    let l = access_lines(d.node(0))
-        .into_iter()
-        .find(|l| l["span"]["request_id"] == request_id.as_str())
-        .expect("node 0 logged the request");
+    let tp = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let l = traced_create(d.node(0), kiosk.token(), card.card_id(), &tp).await;
     assert_eq!(l["span"]["trace_id"], trace_id, "{l}");
     assert_eq!(l["route"], "/v1/sessions", "{l}");
     let span_id = l["span"]["span_id"].as_str().expect("span id").to_owned();
@@ -276,25 +251,36 @@ async fn a_forwarded_call_carries_the_trace_to_the_owner() {
 
     // A malformed traceparent is ignored: the node starts a trace of its own.
     let card2 = fx.ordinary().nth(40).expect("another card");
-    let r = client()
-        .post(format!("{}/v1/sessions", d.node(0).api))
-        .bearer_auth(d.kiosk(1).token())
-        .header("traceparent", "00-ZZZ-not-a-trace")
-        .json(&json!({"card_id": card2.card_id()}))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status(), 201);
-    let request_id = r.headers()["x-request-id"].to_str().expect("ascii");
-    let l = access_lines(d.node(0))
-        .into_iter()
-        .find(|l| l["span"]["request_id"] == request_id)
-        .expect("node 0 logged the request");
+    let l = traced_create(
+        d.node(0),
+        d.kiosk(1).token(),
+        card2.card_id(),
+        "00-ZZZ-not-a-trace",
+    )
+    .await;
     let t = l["span"]["trace_id"].as_str().expect("trace id");
     assert!(
         t.len() == 32 && t != "00000000000000000000000000000000",
         "{l}"
     );
+}
+
+/// Opens a session at `node` with a `traceparent` header; the node's access line of it.
+async fn traced_create(node: &KofuNode, token: &str, card_id: &str, traceparent: &str) -> Value {
+    let r = client()
+        .post(format!("{}/v1/sessions", node.api))
+        .bearer_auth(token)
+        .header("traceparent", traceparent)
+        .json(&json!({"card_id": card_id}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 201);
+    let rid = request_id(&r);
+    access_lines(node)
+        .into_iter()
+        .find(|l| l["span"]["request_id"] == rid.as_str())
+        .expect("the node logged the request")
 }
 
 /// Every alert has a `runbook_url` naming a README section that exists (GitHub's

@@ -32,9 +32,9 @@ pub enum VerifyError {
 pub struct Expected<'a> {
     pub session_id: &'a str,
     pub kiosk_id: &'a str,
-    pub card: &'a CardId,
     pub kind: CertKind,
     pub copies: u8,
+    pub card: &'a CardId,
 }
 
 /// Parses an issuer key as served by `GET /v1/issuer-key`.

@@ -100,6 +100,15 @@ impl DeploymentOptions {
         }
     }
 
+    /// `nodes` cluster nodes (even one) on a private Redis that keeps every acknowledged
+    /// write across a restart: for tests that stop and start Redis.
+    pub fn durable(nodes: usize) -> DeploymentOptions {
+        DeploymentOptions {
+            durable_redis: true,
+            ..DeploymentOptions::nodes(nodes)
+        }
+    }
+
     fn embedded(&self) -> bool {
         self.nodes == 1 && !self.durable_redis && self.redis_url.is_none()
     }
