@@ -12,6 +12,7 @@ mod http;
 mod issuer_keys;
 mod node;
 mod record;
+mod registry_blocks;
 mod registry_cmd;
 mod registry_import;
 mod reload;
