@@ -3,7 +3,8 @@
 //! an admin tokens file and an issuer key file (no fixture seed) serves the whole
 //! protocol over HTTPS; SIGHUP applies the file's changes and never undoes a revocation;
 //! a bad file refuses the start naming the line and the field; a cluster serves a
-//! registry imported with `kofu registry import`, and a re-import applies changes.
+//! registry imported with `kofu registry import` (directly or through Sentinel with a
+//! password), and a re-import applies changes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use kofu_kiosk::{Card, Fixtures, Kiosk, KioskCred};
 use kofu_testkit::suite::*;
-use kofu_testkit::{Deployment, DeploymentOptions, NodeOptions, RedisServer, kofu_bin};
+use kofu_testkit::{
+    Deployment, DeploymentOptions, NodeOptions, RedisServer, Reply, SentinelSetup, kofu_bin,
+};
 use serde_json::{Value, json};
 
 /// How long a SIGHUP may take to show (API.md gives kiosks files 2 s; records get more
@@ -335,5 +338,60 @@ async fn a_cluster_serves_an_imported_registry_and_a_reimport_keeps_revocations(
             refusal(&k, revoked, "seal").await.as_deref(),
             Some("seal_revoked")
         );
+    }
+}
+
+/// `kofu registry import` with a `redis+sentinel://` URL and a password (`requirepass`
+/// on the primary, the replica and the Sentinels): the records reach the primary the
+/// Sentinels name and its replica (each batch waits for it), and a node on the same URL
+/// serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_through_sentinel_with_a_password_is_served() {
+    const PASSWORD: &str = "import-pass-1";
+    let node = NodeOptions {
+        seed: 1,
+        ..NodeOptions::default()
+    };
+    let files = Files::new(&node);
+    let sentinel = tokio::task::block_in_place(|| SentinelSetup::start_with_requirepass(PASSWORD));
+    let url = sentinel.url();
+    assert!(
+        url.starts_with(&format!("redis+sentinel://:{PASSWORD}@")),
+        "{url}"
+    );
+    let opts = DeploymentOptions {
+        nodes: 1,
+        redis_url: Some(url),
+        shard_count: Some(SHARDS),
+        node: NodeOptions {
+            registry_file: Some(files.registry.clone()),
+            ..node
+        },
+        ..DeploymentOptions::default()
+    };
+    // Imports the file through the Sentinels (the harness checks the exit status).
+    let d = tokio::task::block_in_place(|| Deployment::start(opts));
+    let fx = d.fixtures();
+    let k = d.kiosk(0);
+    for n in 0..2 {
+        full_session(&k, fx, full_card(fx, n), "residence", 1, d.issuer())
+            .await
+            .expect("a session on a registry imported through sentinel");
+    }
+    let residents = fx.cards.len() as u64;
+    for server in [&sentinel.primary, &sentinel.replica] {
+        let mut c = server.conn();
+        let anonymous = c.call(&["DBSIZE"]).expect("reply");
+        assert!(matches!(anonymous, Reply::Error(_)), "{anonymous:?}");
+        c.must(&["AUTH", PASSWORD]);
+        let label = c.must(&["GET", "kofu:meta:population"]).text();
+        assert!(
+            label.as_deref().is_some_and(|l| l.starts_with("import:")),
+            "{label:?}"
+        );
+        let Reply::Int(keys) = c.must(&["DBSIZE"]) else {
+            panic!("DBSIZE");
+        };
+        assert!(keys.unsigned_abs() >= residents, "{keys} keys");
     }
 }

@@ -44,6 +44,33 @@ pub fn parse_line(text: &str) -> Result<ResidentRecord, FieldError> {
     parse::record(text)
 }
 
+/// One line of a file (without its `\n`; a `\r` before it is dropped) checked on its
+/// own: `Ok(None)` for a blank line. Needs nothing of the other lines, so lines may be
+/// checked on any thread, in any order; [`Reader::admit`] then takes the results in
+/// file order, numbering lines and checking that no card id appears twice.
+pub fn check_line(bytes: &[u8]) -> Result<Option<ResidentRecord>, FieldError> {
+    check_line_with(bytes, true)
+}
+
+/// [`check_line`] for a line whose very bytes passed it before (the importer's second
+/// read of a file, block digests compared): every rule but the costly curve check of
+/// the card's public key, which those bytes passed.
+pub fn recheck_line(bytes: &[u8]) -> Result<Option<ResidentRecord>, FieldError> {
+    check_line_with(bytes, false)
+}
+
+fn check_line_with(bytes: &[u8], curve: bool) -> Result<Option<ResidentRecord>, FieldError> {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| FieldError {
+        field: None,
+        problem: "not UTF-8".to_owned(),
+    })?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    parse::record_with(text, curve).map(Some)
+}
+
 /// Reads a registry file line by line, checking each line and that no card id appears
 /// twice. Blank lines are skipped. Keeps one digest per card seen (32 bytes each), so a
 /// file of any size is checked in bounded memory per record.
@@ -62,36 +89,41 @@ impl Reader {
     /// The next line of the file as read (without its `\n`; a `\r` before it is
     /// dropped): `Ok(None)` for a blank line.
     pub fn line_bytes(&mut self, bytes: &[u8]) -> Result<Option<ResidentRecord>, LineError> {
-        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        match std::str::from_utf8(bytes) {
-            Ok(text) => self.line(text),
-            Err(_) => {
-                self.line += 1;
-                Err(LineError {
-                    line: self.line,
-                    field: None,
-                    problem: "not UTF-8".to_owned(),
-                })
+        match check_line(bytes) {
+            Ok(Some(record)) => {
+                self.admit(Ok(Some(record.card_id.digest_bytes())))?;
+                Ok(Some(record))
             }
+            Ok(None) => self.admit(Ok(None)).map(|_| None),
+            Err(e) => self.admit(Err(e)).map(|_| None),
         }
     }
 
     /// The next line of the file: `Ok(None)` for a blank line.
     pub fn line(&mut self, text: &str) -> Result<Option<ResidentRecord>, LineError> {
+        self.line_bytes(text.as_bytes())
+    }
+
+    /// The next line of the file as [`check_line`] found it, reduced to the card's
+    /// digest (`Ok(None)`: a blank line): numbers the line and refuses a card id seen
+    /// on an earlier line. `Ok(true)` for a record.
+    pub fn admit(
+        &mut self,
+        checked: Result<Option<[u8; 32]>, FieldError>,
+    ) -> Result<bool, LineError> {
         self.line += 1;
         let n = self.line;
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        let record = parse::record(text).map_err(|e| e.at(n))?;
-        if let Some(first) = self.seen.insert(record.card_id.digest_bytes(), n) {
+        let Some(digest) = checked.map_err(|e| e.at(n))? else {
+            return Ok(false);
+        };
+        if let Some(first) = self.seen.insert(digest, n) {
             return Err(LineError {
                 line: n,
                 field: Some("card_id".to_owned()),
                 problem: format!("duplicate card id (first on line {first})"),
             });
         }
-        Ok(Some(record))
+        Ok(true)
     }
 
     /// Lines read so far.

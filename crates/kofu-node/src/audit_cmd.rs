@@ -46,7 +46,9 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
     /// After the export is written, remove the exported entries from the Redis streams
     /// (`XTRIM MINID` up to the last one exported). A stream that still holds entries
-    /// older than `--since` is left whole: those were never exported.
+    /// older than `--since` that no export handed over is left whole. Without it, an
+    /// export to `--out` marks what it wrote as exported, and the audit retention
+    /// removes it once older than the retention; nothing not exported is ever removed.
     #[arg(long)]
     pub trim: bool,
 }
@@ -177,13 +179,23 @@ fn from_redis(
             exported.records,
             streams.shard_count()
         );
-        if args.trim {
-            let trimmed = streams.trim(&exported, since_ms).await?;
-            summary.push_str(&format!("; trimmed {} entries", trimmed.entries));
-            if trimmed.streams_kept > 0 {
+        // Handed over: with --trim removed now; written to a file, marked for the
+        // retention to remove later. A look at standard output hands nothing over.
+        let (settled, what) = if args.trim {
+            (Some(streams.trim(&exported, since_ms).await?), "trimmed")
+        } else if args.out.is_some() {
+            (Some(streams.mark(&exported, since_ms).await?), "marked exported")
+        } else {
+            (None, "")
+        };
+        if let Some(settled) = settled {
+            if args.trim {
+                summary.push_str(&format!("; trimmed {} entries", settled.entries));
+            }
+            if settled.streams_kept > 0 {
                 summary.push_str(&format!(
-                    "; {} streams not trimmed: they hold entries older than --since (export from earlier to trim them)",
-                    trimmed.streams_kept
+                    "; {} streams not {what}: they hold entries older than --since that no export handed over (export from earlier)",
+                    settled.streams_kept
                 ));
             }
         }

@@ -13,6 +13,7 @@ mod issuer_keys;
 mod node;
 mod process_metrics;
 mod record;
+mod registry_blocks;
 mod registry_cmd;
 mod registry_import;
 mod reload;

@@ -1,19 +1,23 @@
 //! `kofu registry import --redis URL FILE`: a registry file (`docs/registry-format.md`)
-//! into a cluster's Redis. The file is read twice from one open handle: first checked
+//! into a cluster's Redis. The file is read twice from one open handle, a block of
+//! lines at a time with every core checking lines (`registry_blocks.rs`): first checked
 //! whole (a bad line refuses the file, naming the line and the field, and nothing is
-//! written), then imported a batch at a time while the next batch is parsed on another
-//! thread. Only records the file changes are written, each as a new version; the
-//! replicas acknowledge each batch once (Sentinel `WAIT`). Then the registry is labelled
-//! `import:<digest of the file>`, which nodes started without a fixture seed accept.
+//! written), keeping each block's digest; then imported, each block written only if its
+//! bytes are the ones checked, several batches in flight on the connection while the
+//! next block is parsed. Only records the file changes are written, each as a new
+//! version; the replicas acknowledge each batch once (Sentinel `WAIT`). Then the registry
+//! is labelled `import:<digest of the file>`, which nodes started without a fixture seed
+//! accept.
 
 use std::fs::File;
-use std::io::{BufRead as _, BufReader, Seek as _};
+use std::io::Seek as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
+use futures::{StreamExt as _, TryStreamExt as _};
 use kofu_coord::ImportStats;
 use kofu_coord::redis::{
     ConnectOptions, IMPORT_LABEL_PREFIX, RedisRegistry, connect_with, is_sentinel,
@@ -22,11 +26,16 @@ use kofu_core::records::ResidentRecord;
 use kofu_core::registry_file::{LineError, Reader};
 use sha2::{Digest as _, Sha256};
 
+use crate::registry_blocks::{Blocks, check_block};
+
 /// Records per pipeline: large enough that round trips do not dominate, small enough
 /// that a batch's `WAIT` comes often and a pipeline stays a few hundred kilobytes.
 const BATCH: usize = 1_000;
+/// Batches sent and not yet answered: Redis works on one while the others travel and
+/// the importer plans the next.
+const IN_FLIGHT: usize = 4;
 /// Parsed batches waiting for Redis: the parser runs ahead by this much at most.
-const AHEAD: usize = 4;
+const AHEAD: usize = 8;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -42,40 +51,81 @@ pub struct ImportArgs {
     pub redis_ca_file: Option<PathBuf>,
 }
 
-/// What one pass over the file found.
-struct Pass {
+/// What the check of the whole file found.
+struct Checked {
     records: usize,
     digest: [u8; 32],
+    /// Each block's SHA-256, in order: the import writes a block only if it is the same.
+    blocks: Vec<[u8; 32]>,
 }
 
-/// Reads every line of `file` from its start, handing each record to `each`; stops at
-/// the first bad line.
-fn pass(
-    file: &mut File,
-    mut each: impl FnMut(ResidentRecord) -> anyhow::Result<()>,
-) -> anyhow::Result<Result<Pass, LineError>> {
+/// The SHA-256 of `block` while its lines are checked.
+fn checked_block<T: Send>(
+    reader: &mut Reader,
+    block: &[u8],
+    keep: impl Fn(ResidentRecord) -> T + Sync + Send,
+) -> ([u8; 32], Result<Vec<T>, LineError>) {
+    rayon::join(
+        || Sha256::digest(block).into(),
+        || check_block(reader, block, false, keep),
+    )
+}
+
+/// Checks every line of `file` from its start; stops at the first bad line.
+fn check(file: &mut File) -> anyhow::Result<Result<Checked, LineError>> {
     file.rewind()?;
-    let mut input = BufReader::with_capacity(1 << 20, &mut *file);
+    let mut blocks = Blocks::new(&mut *file);
     let mut reader = Reader::new();
-    let mut sha = Sha256::new();
-    let mut line = Vec::with_capacity(4096);
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
+    let mut digests = Vec::new();
+    while let Some(block) = blocks.next_block()? {
+        let (digest, checked) = checked_block(&mut reader, &block, |_| ());
+        if let Err(e) = checked {
+            return Ok(Err(e));
         }
-        sha.update(&line);
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        match reader.line_bytes(text) {
-            Ok(Some(record)) => each(record)?,
-            Ok(None) => {}
-            Err(e) => return Ok(Err(e)),
+        digests.push(digest);
+    }
+    Ok(Ok(Checked {
+        records: reader.records(),
+        digest: blocks.digest(),
+        blocks: digests,
+    }))
+}
+
+/// Reads `file` again and hands its records to `each` a batch at a time; fails if a
+/// block is not the one checked (the file changed meanwhile), before handing it on.
+fn batches(
+    file: &mut File,
+    expected: &[[u8; 32]],
+    records_expected: usize,
+    mut each: impl FnMut(Vec<ResidentRecord>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let changed = || {
+        anyhow::anyhow!(
+            "the registry file changed while it was imported; replace files atomically and import again (records already written are valid and stay)"
+        )
+    };
+    file.rewind()?;
+    let mut blocks = Blocks::new(&mut *file);
+    let mut reader = Reader::new();
+    let mut n = 0;
+    while let Some(block) = blocks.next_block()? {
+        // The bytes first: only a block checked whole before is read with the
+        // cheaper check (no curve check of the card keys) and written.
+        let digest: [u8; 32] = Sha256::digest(&block).into();
+        if expected.get(n) != Some(&digest) {
+            return Err(changed());
+        }
+        n += 1;
+        let mut records = check_block(&mut reader, &block, true, |r| r).map_err(|_| changed())?;
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(BATCH));
+            each(std::mem::replace(&mut records, rest))?;
         }
     }
-    Ok(Ok(Pass {
-        records: reader.records(),
-        digest: sha.finalize().into(),
-    }))
+    if n != expected.len() || reader.records() != records_expected {
+        return Err(changed());
+    }
+    Ok(())
 }
 
 fn refused(path: &Path, e: &LineError) -> ExitCode {
@@ -102,7 +152,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let path = args.file.clone();
     let mut file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let checked = match pass(&mut file, |_| Ok(()))? {
+    let checked = match check(&mut file)? {
         Ok(p) => p,
         Err(e) => return Ok(refused(&path, &e)),
     };
@@ -123,7 +173,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
 async fn import(
     args: &ImportArgs,
     mut file: File,
-    checked: &Pass,
+    checked: &Checked,
 ) -> anyhow::Result<(ImportStats, String)> {
     let ca_pem = match &args.redis_ca_file {
         Some(path) => {
@@ -138,36 +188,31 @@ async fn import(
     registry.check_importable().await?;
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ResidentRecord>>(AHEAD);
+    let expected = checked.blocks.clone();
+    let records = checked.records;
     let parser = std::thread::spawn(move || {
-        let mut batch = Vec::with_capacity(BATCH);
-        let read = pass(&mut file, |record| {
-            batch.push(record);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                tx.blocking_send(full)
-                    .map_err(|_| anyhow::anyhow!("import stopped"))?;
-            }
-            Ok(())
-        });
-        if !batch.is_empty() {
-            let _ = tx.blocking_send(batch);
-        }
-        read
+        batches(&mut file, &expected, records, |batch| {
+            tx.blocking_send(batch)
+                .map_err(|_| anyhow::anyhow!("import stopped"))
+        })
     });
-    let mut stats = ImportStats::default();
-    while let Some(batch) = rx.recv().await {
-        stats.add(registry.import_batch(&batch).await?);
-    }
-    let second = parser
+    let stats = futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+        .map(|batch| {
+            let registry = &registry;
+            async move { registry.import_batch(&batch).await }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_fold(ImportStats::default(), |mut all, one| async move {
+            all.add(one);
+            Ok(all)
+        })
+        .await;
+    // On a Redis error the receiver is gone by now: the parser stops at its next batch.
+    let read = parser
         .join()
-        .map_err(|_| anyhow::anyhow!("the parser thread failed"))??;
-    let unchanged_file =
-        matches!(&second, Ok(p) if p.digest == checked.digest && p.records == checked.records);
-    if !unchanged_file {
-        anyhow::bail!(
-            "the registry file changed while it was imported; replace files atomically and import again (records already written are valid and stay)"
-        );
-    }
+        .map_err(|_| anyhow::anyhow!("the parser thread failed"))?;
+    let stats = stats?;
+    read?;
     let label = format!(
         "{IMPORT_LABEL_PREFIX}{}",
         &hex::encode(checked.digest)[..16]

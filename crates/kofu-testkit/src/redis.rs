@@ -34,11 +34,22 @@ pub struct RedisServer {
     tls: Option<(u16, Arc<CertFiles>)>,
 }
 
+/// The `acl` user that stands for a `requirepass` server (Redis's own name for the user
+/// a password-only `AUTH` logs in as, so the harness' `AUTH default <password>` works).
+pub const REQUIREPASS_USER: &str = "default";
+
+/// The user part of a URL for `user`: none for a `requirepass` server.
+pub(crate) fn url_user(user: &str) -> &str {
+    if user == REQUIREPASS_USER { "" } else { user }
+}
+
 /// How to start a [`RedisServer`] beyond the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct RedisOptions {
     pub durable: bool,
     /// `(user, password)`: the only user that may connect (also used to replicate).
+    /// With the user [`REQUIREPASS_USER`], the server has no ACL user but a
+    /// `requirepass` (the URL carries the password alone, `:password@`).
     pub acl: Option<(String, String)>,
     /// Serve TLS with this certificate (`rediss://` in [`RedisServer::url`]).
     pub tls: Option<Arc<CertFiles>>,
@@ -85,7 +96,12 @@ impl RedisServer {
                 primary.to_string(),
             ]);
         }
-        if let Some((user, password)) = &opts.acl {
+        if let Some((user, password)) = &opts.acl
+            && user == REQUIREPASS_USER
+        {
+            extra.extend(["--requirepass".into(), password.clone()]);
+            extra.extend(["--masterauth".into(), password.clone()]);
+        } else if let Some((user, password)) = &opts.acl {
             extra.extend(["--user".into(), "default".into(), "off".into()]);
             extra.extend([
                 "--user".into(),
@@ -124,7 +140,9 @@ impl RedisServer {
             None => ("redis", self.port),
         };
         match &self.acl {
-            Some((user, password)) => format!("{scheme}://{user}:{password}@127.0.0.1:{port}/"),
+            Some((user, password)) => {
+                format!("{scheme}://{}:{password}@127.0.0.1:{port}/", url_user(user))
+            }
             None => format!("{scheme}://127.0.0.1:{port}/"),
         }
     }

@@ -1,7 +1,7 @@
 //! A Redis Sentinel setup on loopback for failover tests: one primary, one replica and
 //! three Sentinels (all `redis-server` from Debian; Sentinels run in `--sentinel` mode),
 //! with short timeouts so a failover completes within seconds; optionally with one ACL
-//! user (and no default user) on every server, Sentinels included.
+//! user (and no default user), or a `requirepass`, on every server, Sentinels included.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis::RedisOptions;
+use crate::redis::{REQUIREPASS_USER, RedisOptions, url_user};
 use crate::{RedisServer, free_port};
 
 /// The name the Sentinels monitor the primary under.
@@ -35,6 +35,12 @@ impl SentinelSetup {
         SentinelSetup::start_with_acl(None)
     }
 
+    /// [`SentinelSetup::start`] where the primary, the replica and the Sentinels ask
+    /// for `password` (`requirepass`, no ACL user): the URL is `redis+sentinel://:password@...`.
+    pub fn start_with_requirepass(password: &str) -> SentinelSetup {
+        SentinelSetup::start_with_acl(Some((REQUIREPASS_USER.to_owned(), password.to_owned())))
+    }
+
     /// [`SentinelSetup::start`] where the primary, the replica and the Sentinels only
     /// let `(user, password)` in (replication and the Sentinels' own links included).
     pub fn start_with_acl(acl: Option<(String, String)>) -> SentinelSetup {
@@ -48,6 +54,12 @@ impl SentinelSetup {
             ..RedisOptions::default()
         });
         let auth_lines = acl.as_ref().map_or_else(String::new, |(user, password)| {
+            if user == REQUIREPASS_USER {
+                // Sentinels also use their own requirepass with each other.
+                return format!(
+                    "requirepass {password}\nsentinel auth-pass {MASTER_NAME} {password}\n"
+                );
+            }
             format!(
                 "user default off\nuser {user} on >{password} allcommands\n\
                  sentinel auth-user {MASTER_NAME} {user}\n\
@@ -120,7 +132,7 @@ impl SentinelSetup {
             .acl
             .as_ref()
             .map_or_else(String::new, |(user, password)| {
-                format!("{user}:{password}@")
+                format!("{}:{password}@", url_user(user))
             });
         format!("redis+sentinel://{auth}{}/{MASTER_NAME}", hosts.join(","))
     }

@@ -1,7 +1,9 @@
 //! Reading the confirmed prints back out of the Redis audit streams for an auditor, and
 //! trimming exactly what was handed over. Every shard has its own stream (one Redis
 //! Cluster slot each); an export merges them in the order Redis stamped the entries, a
-//! page per stream at a time, so memory does not grow with the period exported.
+//! page per stream at a time, so memory does not grow with the period exported. What
+//! an export handed over is marked per stream; only marked entries are ever trimmed
+//! (at once with `--trim`, else by the retention once older than it).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -20,21 +22,41 @@ const PAGE: usize = 128;
 /// Streams read at once when the export starts.
 const PARALLEL: usize = 16;
 
-/// Trims a stream to what follows the last exported entry, unless the stream still
-/// holds an entry older than the export's start (it was not exported: it stays, and so
-/// does everything after it, since `XTRIM` cuts a prefix).
-/// KEYS[1] stream; ARGV[1] the last id before the export's start ("" when it started at
-/// 0); ARGV[2] the first id not exported.
-static TRIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+/// Records what an export handed over from a stream and, when asked, trims it: the
+/// stream's export mark (`keys::audit_exported`, the first id not known exported) moves
+/// up to what follows the last exported entry, unless the stream holds an entry at or
+/// after the mark and older than the export's start (never exported: it stays, and so
+/// does everything after it, since `XTRIM` cuts a prefix; the mark does not move).
+/// KEYS[1] stream, KEYS[2] its export mark; ARGV[1] the last id before the export's
+/// start ("" when it started at 0); ARGV[2] the first id not exported; ARGV[3] `1` to
+/// trim. Returns -1 when the stream was left as it was, else the entries trimmed.
+static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local mark = redis.call('GET', KEYS[2])
 if ARGV[1] ~= '' then
-  local older = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', 1)
+  local older = redis.call('XRANGE', KEYS[1], mark or '-', ARGV[1], 'COUNT', 1)
   if #older > 0 then
     return -1
   end
 end
-return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
+local function parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local up = true
+if mark then
+  local mms, mseq = parts(mark)
+  local nms, nseq = parts(ARGV[2])
+  up = nms > mms or (nms == mms and nseq > mseq)
+end
+if up then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+if ARGV[3] == '1' then
+  return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
+end
+return 0
 ",
     )
 });
@@ -185,19 +207,40 @@ impl AuditStreams {
         Ok(exported)
     }
 
-    /// Removes from each stream the entries an export handed over, and with them only
-    /// entries before `since_ms` (and the export read every entry after it up to its
-    /// last one: ids only grow). A stream that still holds entries older than
-    /// `since_ms` is left whole: they were never exported.
+    /// Marks the entries an export handed over as exported (the retention may trim
+    /// them once older than it) and removes them from each stream at once; with them
+    /// only entries before `since_ms` that an earlier export handed over (and the
+    /// export read every entry after it up to its last one: ids only grow). A stream
+    /// that still holds entries older than `since_ms` that no export handed over is
+    /// left whole.
     pub async fn trim(&self, exported: &Exported, since_ms: u64) -> Result<Trimmed, StoreError> {
+        self.settle(exported, since_ms, true).await
+    }
+
+    /// Marks the entries an export handed over as exported without removing them: the
+    /// audit retention trims them once older than it (and never an entry not marked).
+    /// As [`AuditStreams::trim`], a stream holding older entries that no export handed
+    /// over is left unmarked (counted in `streams_kept`).
+    pub async fn mark(&self, exported: &Exported, since_ms: u64) -> Result<Trimmed, StoreError> {
+        self.settle(exported, since_ms, false).await
+    }
+
+    async fn settle(
+        &self,
+        exported: &Exported,
+        since_ms: u64,
+        trim: bool,
+    ) -> Result<Trimmed, StoreError> {
         let before = since_ms.checked_sub(1).map(|ms| ms.to_string());
         let mut trimmed = Trimmed::default();
         let mut m = self.conn.manager();
         for &(shard, last) in &exported.last {
-            let reply: Value = TRIM_SCRIPT
+            let reply: Value = SETTLE_SCRIPT
                 .key(keys::audit(shard))
+                .key(keys::audit_exported(shard))
                 .arg(before.as_deref().unwrap_or(""))
                 .arg(last.next().to_string())
+                .arg(if trim { "1" } else { "0" })
                 .invoke_async(&mut m)
                 .await
                 .map_err(|e| unavailable(&e))?;

@@ -105,8 +105,17 @@ impl RedisRegistry {
         let mut writes = Vec::new();
         for ((record, key), stored) in pending.iter().zip(record_keys).zip(stored) {
             let digest = record.card_id.digest_bytes();
-            let (old, next, version) = match stored {
-                None => (Vec::new(), (*record).clone(), 0),
+            let (old, new, version) = match stored {
+                // A new card: the file's record as it is, at version 1.
+                None if record.version == 1 => (Vec::new(), encode(record)?, 0),
+                None => (
+                    Vec::new(),
+                    encode(&ResidentRecord {
+                        version: 1,
+                        ..(*record).clone()
+                    })?,
+                    0,
+                ),
                 Some(bytes) => {
                     let current = decode(&digest, &bytes)?;
                     match current.imported(record) {
@@ -114,20 +123,16 @@ impl RedisRegistry {
                             stats.unchanged += 1;
                             continue;
                         }
-                        Some(next) => (bytes, next, current.version),
+                        Some(next) => (bytes, encode(&next)?, current.version),
                     }
                 }
-            };
-            let next = ResidentRecord {
-                version: next.version.max(1),
-                ..next
             };
             writes.push(Write {
                 record,
                 key,
                 history: keys::record_version(&digest, self.shard_count, version),
                 old,
-                new: encode(&next)?,
+                new,
             });
         }
         Ok(writes)

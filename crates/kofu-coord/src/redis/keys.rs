@@ -53,9 +53,16 @@ pub fn card_lock(shard: u32, card_digest: &[u8; 32]) -> String {
     shard_key(shard, &format!("lock:{}", hex::encode(card_digest)))
 }
 
-/// The stream of confirmed prints, trimmed by the audit retention.
+/// The stream of confirmed prints; only entries an export handed over are ever
+/// trimmed from it.
 pub fn audit(shard: u32) -> String {
     shard_key(shard, "audit")
+}
+
+/// The id of the first entry of `audit(shard)` not known to be exported: every entry
+/// before it was handed over by an export. The retention trims only below it.
+pub fn audit_exported(shard: u32) -> String {
+    shard_key(shard, "audit:exported")
 }
 
 /// The `session_id/job_id` pairs audited for one session, for exactly-once charging
@@ -116,6 +123,7 @@ mod tests {
             snapshot(7, &session),
             card_lock(7, &[0xab; 32]),
             audit(7),
+            audit_exported(7),
             audited(7, &session),
             sessions(7),
             snapshot_prefix(7),

@@ -66,7 +66,8 @@ end
 }
 
 /// KEYS: 1 lease, 2 serial, 3 the session's audited set, 4 audit stream, 5 snapshot,
-/// 6 the shard's sessions index, 7 card lock (only with a lock op). ARGV: 1 `node:epoch`,
+/// 6 the shard's sessions index, 7 the audit stream's export mark, 8 card lock (only
+/// with a lock op). ARGV: 1 `node:epoch`,
 /// 2 session id, 3 allocate serial (`0`|`1`), 4 lock op (`N`|`A`|`R`), 5 kiosk id,
 /// 6 state ttl ms (locks, snapshots), 7 snapshot op (`K`eep|`P`ut|`D`elete|`T`ombstone),
 /// 8 snapshot bytes, 9 tombstone ttl ms, 10 audit retention ms, 11 audit member
@@ -87,12 +88,13 @@ end
 /// gets its expiry at each print, not at each put: twice the state ttl, so it outlives
 /// the snapshot of its session (whose last write comes within the hard limit, less than
 /// the state ttl, of its start, which is before the print). The audit stream is trimmed by the clock of
-/// the entry just added (its id, the primary's clock), at about one print in 16. One
-/// `DEL` drops every key a change ends.
+/// the entry just added (its id, the primary's clock), at about one print in 16, and
+/// never past its export mark (`keys::audit_exported`): an entry no export handed over
+/// stays, however old. One `DEL` drops every key a change ends.
 ///
 /// Memory follows the sessions open: the audited set goes with the session's close (or
 /// with the listing that finds the session expired, or its own expiry), and the audit
-/// stream drops entries older than the retention.
+/// stream drops exported entries older than the retention.
 const APPLY: &str = concat!(
     fence_check!(),
     r"
@@ -100,12 +102,12 @@ local ttl = tonumber(ARGV[6])
 local lock = 0
 if ARGV[4] == 'A' then
   local mine = ARGV[2] .. '|' .. ARGV[5]
-  if not redis.call('SET', KEYS[7], mine, 'NX', 'PX', ttl) then
-    local held = redis.call('GET', KEYS[7])
+  if not redis.call('SET', KEYS[8], mine, 'NX', 'PX', ttl) then
+    local held = redis.call('GET', KEYS[8])
     if held and string.match(held, '|(.*)$') ~= ARGV[5] then
       return {1, -1, 4, 0}
     end
-    redis.call('SET', KEYS[7], mine, 'PX', ttl)
+    redis.call('SET', KEYS[8], mine, 'PX', ttl)
   end
   lock = 1
 end
@@ -122,8 +124,16 @@ if ARGV[11] ~= '' then
     local id = redis.call('XADD', KEYS[4], '*', unpack(fields))
     local ms = tonumber(string.match(id, '^(%d+)'))
     if ms % 16 == 0 then
-      local oldest = string.format('%.0f', math.max(0, ms - tonumber(ARGV[10])))
-      redis.call('XTRIM', KEYS[4], 'MINID', '~', oldest)
+      local mark = redis.call('GET', KEYS[7])
+      if mark then
+        local oldest = math.max(0, ms - tonumber(ARGV[10]))
+        local mark_ms = tonumber(string.match(mark, '^(%d+)'))
+        local upto = mark
+        if oldest <= mark_ms then
+          upto = string.format('%.0f', oldest)
+        end
+        redis.call('XTRIM', KEYS[4], 'MINID', '~', upto)
+      end
     end
     audit = 1
   end
@@ -134,10 +144,10 @@ if ARGV[3] == '1' then
 end
 local gone = {}
 if ARGV[4] == 'R' then
-  local held = redis.call('GET', KEYS[7])
+  local held = redis.call('GET', KEYS[8])
   local mine = ARGV[2] .. '|'
   if held and string.sub(held, 1, #mine) == mine then
-    gone[#gone + 1] = KEYS[7]
+    gone[#gone + 1] = KEYS[8]
     lock = 2
   else
     lock = 3

@@ -70,7 +70,8 @@ impl RedisStore {
         self
     }
 
-    /// How long the audit stream keeps a confirmed print (default 30 days). A session
+    /// How long the audit stream keeps a confirmed print once an export handed it over
+    /// (default 30 days); a print no export handed over is kept, however old. A session
     /// that ended leaves nothing in Redis but its prints' stream entries, about 235 bytes
     /// each (measured by `tests/redis/memory.rs`): Redis holds about
     /// `235 B x prints per day x retention in days` for the sessions served, plus about
@@ -98,7 +99,8 @@ impl RedisStore {
             .key(keys::audited(shard, &session))
             .key(keys::audit(shard))
             .key(keys::snapshot(shard, &session))
-            .key(keys::sessions(shard));
+            .key(keys::sessions(shard))
+            .key(keys::audit_exported(shard));
         let (lock_op, kiosk) = match &change.card_lock {
             CardLockOp::None => ("N", ""),
             CardLockOp::Acquire {

@@ -1,6 +1,7 @@
 //! The audit streams read back for an auditor (`AuditStreams`): every shard's stream
-//! merged in id order a page at a time, periods half-open, and trimming that removes
-//! what an export handed over and never an entry it did not.
+//! merged in id order a page at a time, periods half-open, and trimming (at once, or
+//! by the retention) that removes what an export handed over and never an entry it did
+//! not.
 
 use kofu_coord::conformance::fixtures::audit;
 use kofu_coord::redis::{AuditEntry, AuditStreams};
@@ -10,6 +11,10 @@ use super::*;
 
 /// Applies one confirmed print of job `job` in a session of `shard`.
 async fn print(env: &Env, fence: Fence, n: u8, job: &str) {
+    print_to(&env.store, fence, n, job).await;
+}
+
+async fn print_to(store: &RedisStore, fence: Fence, n: u8, job: &str) {
     let sid = session(fence.shard, n);
     let change = Change {
         snapshot: SnapshotOp::Keep,
@@ -17,7 +22,7 @@ async fn print(env: &Env, fence: Fence, n: u8, job: &str) {
         allocate_serial: false,
         audit: Some(audit(&sid, job, &card(1))),
     };
-    env.store.apply(fence, sid, change).await.expect("apply");
+    store.apply(fence, sid, change).await.expect("apply");
 }
 
 /// Redis's clock in ms.
@@ -156,6 +161,48 @@ async fn trim_removes_what_was_exported_and_nothing_older() {
     assert_eq!(trimmed.entries, 3);
     assert_eq!(trimmed.streams_kept, 0);
     assert_eq!(xlen(&env, 1).await + xlen(&env, 2).await, 0);
+}
+
+/// The retention removes a print only once an export handed it over: with a retention
+/// of a millisecond, prints no export handed over all stay (before the export and after
+/// it); the exported ones go.
+#[tokio::test]
+async fn the_retention_trims_only_what_an_export_handed_over() {
+    let env = env().await;
+    let s = streams(&env).await;
+    let store = RedisStore::new(env.raw.clone(), "a", STATE_TTL)
+        .with_audit_retention(Duration::from_millis(1));
+    let fence = env.lease(1, LONG).await;
+    // Several stream nodes (100 entries each: `MINID ~` cuts whole nodes), and one
+    // print in 16 (by its millisecond) trims: 300 prints trim many times over.
+    const N: u16 = 300;
+    for i in 0..N {
+        print_to(&store, fence, (i % 200) as u8, &format!("old-{i}")).await;
+    }
+    assert_eq!(
+        xlen(&env, 1).await,
+        u64::from(N),
+        "unexported prints trimmed"
+    );
+
+    let (_, exported) = export_all(&s, 0, u64::MAX).await;
+    assert_eq!(exported.records, u64::from(N));
+    let marked = s.mark(&exported, 0).await.expect("mark");
+    assert_eq!(marked, kofu_coord::redis::Trimmed::default());
+    for i in 0..N {
+        print_to(&store, fence, (i % 200) as u8, &format!("new-{i}")).await;
+    }
+    let (left, _) = export_all(&s, 0, u64::MAX).await;
+    let new = left
+        .iter()
+        .filter(|e| e.record.job_id.starts_with("new-"))
+        .count();
+    assert_eq!(new, usize::from(N), "prints after the export trimmed");
+    let old = left.len() - new;
+    assert!(
+        old < usize::from(N),
+        "exported prints never trimmed ({old} left)"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! `KOFU_REGISTRY_FILE`: an embedded node's records from a registry file
 //! (`docs/registry-format.md`) instead of the fixture population. The file is read whole
-//! at start (one bad line refuses the start, exit status 2, naming the file, the line and
+//! at start, a block at a time on every core (`registry_blocks.rs`) (one bad line refuses the start, exit status 2, naming the file, the line and
 //! the field) and again on SIGHUP, where every changed record becomes a new version and
 //! a bad file leaves the registry as it was.
 
@@ -9,21 +9,22 @@ use std::sync::Arc;
 
 use kofu_coord::embedded::EmbeddedRegistry;
 use kofu_core::records::ResidentRecord;
-use kofu_core::registry_file;
 
 use super::BadConfig;
 use crate::reload::Reloader;
 
 /// Every record of the file, or why the file is refused (never a value from it).
 pub(super) fn read(path: &Path) -> Result<Vec<ResidentRecord>, BadConfig> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         BadConfig(format!(
             "cannot read registry file {}: {}",
             path.display(),
             e.kind()
         ))
-    })?;
-    registry_file::parse_file_bytes(&bytes)
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    crate::registry_blocks::read_all(file)
+        .map_err(unreadable)?
         .map_err(|e| BadConfig(format!("registry file {} {e}", path.display())))
 }
 

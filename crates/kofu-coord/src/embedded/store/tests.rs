@@ -53,6 +53,49 @@ fn audit_file_holds_each_acknowledged_print_once() {
     assert!(store.audit_records().is_empty());
 }
 
+/// A crash in the middle of a record's write leaves a line without its newline; that
+/// record was never acknowledged. Opened again, the file drops it, so the next record
+/// starts a line of its own and every line reads back (an export of the file works).
+#[test]
+fn a_torn_last_line_is_cut_when_the_file_is_opened_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let mut text = serde_json::to_string(&audit("a", "j")).expect("json");
+    text.push('\n');
+    let torn = serde_json::to_string(&audit("a", "k")).expect("json");
+    text.push_str(&torn[..torn.len() / 2]);
+    std::fs::write(&path, text).expect("write");
+    let store = EmbeddedStore::new(2, 1, AuditSink::append_to(&path).expect("open audit file"));
+    let f = Fence { shard: 1, epoch: 1 };
+    store
+        .apply_now(f, SessionId::new(1, [1; 16]), print("b", "j"))
+        .expect("ok");
+    let back: Vec<AuditRecord> = std::fs::read_to_string(&path)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(back, vec![audit("a", "j"), audit("b", "j")]);
+}
+
+/// A write that failed leaves the file taking no more records (what reached the disk is
+/// unknown): every later print fails too, instead of landing after a lost one.
+#[test]
+fn after_a_failed_write_the_audit_file_takes_no_more_records() {
+    let sink = AuditSink::append_to(std::path::Path::new("/dev/full")).expect("open");
+    let store = EmbeddedStore::new(2, 1, sink);
+    let f = Fence { shard: 1, epoch: 1 };
+    let sid = SessionId::new(1, [1; 16]);
+    for job in ["j", "k"] {
+        let r = store.apply_now(f, sid, print("a", job));
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    }
+    let AuditSink::File(file) = &store.sink else {
+        panic!("a file sink");
+    };
+    assert!(file.lock().is_none(), "the failed file still takes records");
+}
+
 /// The memory sink keeps only the latest records: a node without an audit file must
 /// not grow with every print it ever confirmed.
 #[test]
