@@ -71,6 +71,9 @@ fn lines(block: &[u8]) -> Vec<&[u8]> {
     body.split(|b| *b == b'\n').collect()
 }
 
+/// One line checked: blank (`None`), or its card's digest and what was kept of it.
+type Checked<T> = Result<Option<([u8; 32], T)>, FieldError>;
+
 /// Checks every line of `block` on every core, keeps what `keep` makes of each record,
 /// then admits the lines in order into `reader`; `Err` names the first bad line.
 /// `again`: the block's bytes passed this check before (see `recheck_line`).
@@ -81,7 +84,7 @@ pub fn check_block<T: Send>(
     keep: impl Fn(ResidentRecord) -> T + Sync,
 ) -> Result<Vec<T>, LineError> {
     let check = if again { recheck_line } else { check_line };
-    let checked: Vec<Result<Option<([u8; 32], T)>, FieldError>> = lines(block)
+    let checked: Vec<Checked<T>> = lines(block)
         .par_iter()
         .with_min_len(64)
         .map(|line| check(line).map(|r| r.map(|r| (r.card_id.digest_bytes(), keep(r)))))
