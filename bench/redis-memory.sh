@@ -3,7 +3,7 @@
 # loopback, deploy/local/up.sh in a scratch directory) serves N complete sessions (one
 # print each); Redis's `used_memory` is read before, right after, and after the retention
 # has passed and a short probe round has touched the shards again (streams are trimmed at
-# their shard's next print). A session that ended leaves only its print's audit entry
+# their shard's next print, and only what an export handed over). A session that ended leaves only its print's audit entry
 # (about 235 bytes) for the retention period and nothing after it; an open session about
 # 1 KB (README "Capacity"). Streams are trimmed approximately (`MINID ~`: whole stream
 # nodes of 100 entries), so with the default 1024 shards a short run leaves every
@@ -36,6 +36,10 @@ m1=$(used); k1=$(keys); a1=$(streams)
 echo "== right after: used_memory $m1 B, $k1 keys, $a1 audit entries"
 echo "   $(( (m1 - m0) / sessions )) B per session served; $(( (m1 - m0) / (a1 > 0 ? a1 : 1) )) B per audit entry held"
 echo "   (entries older than the retention are trimmed as the run goes, a stream node at a time)"
+echo "== exporting the audit (an export written to --out marks what it handed over; only"
+echo "   exported prints are trimmed by the retention, README \"Audit export\")"
+"$kofu" audit export --redis "redis://127.0.0.1:$BENCH_REDIS_PORT/" \
+  --since 2000-01-01T00:00:00Z --out "$KOFU_LOCAL_DIR/audit.jsonl"
 wait_s=$(( retention + 5 ))
 echo "== waiting ${wait_s} s for the retention to pass, then 2000 probe sessions"
 sleep "$wait_s"
