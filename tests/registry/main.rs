@@ -276,31 +276,13 @@ fn a_bad_registry_file_refuses_the_start_naming_line_and_field() {
 /// records are the imported file's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_serves_an_imported_registry_and_a_reimport_keeps_revocations() {
-    let node = NodeOptions {
-        seed: 1,
-        ..NodeOptions::default()
-    };
-    let files = Files::new(&node);
     let redis = RedisServer::start();
-    let opts = DeploymentOptions {
-        nodes: 2,
-        redis_url: Some(redis.url()),
-        shard_count: Some(SHARDS),
-        node: NodeOptions {
-            registry_file: Some(files.registry.clone()),
-            ..node
-        },
-        ..DeploymentOptions::default()
-    };
+    let (files, opts) = on_imported_registry(2, redis.url());
     let d = tokio::task::block_in_place(|| Deployment::start(opts));
-    let fx = d.fixtures();
     // The client sends each request to a random node: sessions cross both.
+    sessions_on_full_cards(&d, 4).await;
+    let fx = d.fixtures();
     let k = d.kiosk(0);
-    for n in 0..4 {
-        full_session(&k, fx, full_card(fx, n), "residence", 1, d.issuer())
-            .await
-            .expect("a session on an imported registry");
-    }
 
     // A revocation at the counter, then the nightly file that predates it.
     let revoked = a_sealed_card(fx, 0);
@@ -341,26 +323,17 @@ async fn a_cluster_serves_an_imported_registry_and_a_reimport_keeps_revocations(
     }
 }
 
-/// `kofu registry import` with a `redis+sentinel://` URL and a password (`requirepass`
-/// on the primary, the replica and the Sentinels): the records reach the primary the
-/// Sentinels name and its replica (each batch waits for it), and a node on the same URL
-/// serves them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_import_through_sentinel_with_a_password_is_served() {
-    const PASSWORD: &str = "import-pass-1";
+/// `nodes` nodes on the Redis at `url`, its registry imported from a file of fixture
+/// population 1 (the harness imports it before the nodes start); the files stay with
+/// the caller.
+fn on_imported_registry(nodes: usize, url: String) -> (Files, DeploymentOptions) {
     let node = NodeOptions {
         seed: 1,
         ..NodeOptions::default()
     };
     let files = Files::new(&node);
-    let sentinel = tokio::task::block_in_place(|| SentinelSetup::start_with_requirepass(PASSWORD));
-    let url = sentinel.url();
-    assert!(
-        url.starts_with(&format!("redis+sentinel://:{PASSWORD}@")),
-        "{url}"
-    );
     let opts = DeploymentOptions {
-        nodes: 1,
+        nodes,
         redis_url: Some(url),
         shard_count: Some(SHARDS),
         node: NodeOptions {
@@ -369,15 +342,37 @@ async fn an_import_through_sentinel_with_a_password_is_served() {
         },
         ..DeploymentOptions::default()
     };
+    (files, opts)
+}
+
+/// `n` whole residence sessions of kiosk 0, each on another card with a full record.
+async fn sessions_on_full_cards(d: &Deployment, n: usize) {
+    let (fx, k) = (d.fixtures(), d.kiosk(0));
+    for i in 0..n {
+        full_session(&k, fx, full_card(fx, i), "residence", 1, d.issuer())
+            .await
+            .expect("a session on the imported registry");
+    }
+}
+
+/// `kofu registry import` with a `redis+sentinel://` URL and a password (`requirepass`
+/// on the primary, the replica and the Sentinels): the records reach the primary the
+/// Sentinels name and its replica (each batch waits for it), and a node on the same URL
+/// serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_through_sentinel_with_a_password_is_served() {
+    const PASSWORD: &str = "import-pass-1";
+    let sentinel = tokio::task::block_in_place(|| SentinelSetup::start_with_requirepass(PASSWORD));
+    let url = sentinel.url();
+    assert!(
+        url.starts_with(&format!("redis+sentinel://:{PASSWORD}@")),
+        "{url}"
+    );
+    let (_files, opts) = on_imported_registry(1, url);
     // Imports the file through the Sentinels (the harness checks the exit status).
     let d = tokio::task::block_in_place(|| Deployment::start(opts));
+    sessions_on_full_cards(&d, 2).await;
     let fx = d.fixtures();
-    let k = d.kiosk(0);
-    for n in 0..2 {
-        full_session(&k, fx, full_card(fx, n), "residence", 1, d.issuer())
-            .await
-            .expect("a session on a registry imported through sentinel");
-    }
     let residents = fx.cards.len() as u64;
     for server in [&sentinel.primary, &sentinel.replica] {
         let mut c = server.conn();
