@@ -282,7 +282,13 @@ pub fn registry_load(
         .args(["--fixture-residents", &residents.to_string()])
         .args(["--shard-count", &shards.to_string()])
         .output()?;
-    anyhow::ensure!(out.status.success(), "kofu registry load failed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    anyhow::ensure!(
+        out.status.success(),
+        "kofu registry load failed: {}",
+        why.unwrap_or("no message")
+    );
     Ok(())
 }
 

@@ -19,12 +19,26 @@ pub(crate) type Answer = Result<SessionReply, Moved>;
 
 /// Where a request's answer goes. A requester that gave up has dropped the other end;
 /// answering it then is not an error.
-pub(crate) struct ReplyTo(oneshot::Sender<Answer>);
+pub(crate) struct ReplyTo {
+    tx: oneshot::Sender<Answer>,
+    /// The requester is another node, relaying the answer over its link: that it still
+    /// waits says nothing about whether the kiosk will get the answer (the link may
+    /// fail, or the forwarding node give up, after the answer left here).
+    remote: bool,
+}
 
 impl ReplyTo {
-    pub(crate) fn channel() -> (ReplyTo, oneshot::Receiver<Answer>) {
+    pub(crate) fn channel(remote: bool) -> (ReplyTo, oneshot::Receiver<Answer>) {
         let (tx, rx) = oneshot::channel();
-        (ReplyTo(tx), rx)
+        (ReplyTo { tx, remote }, rx)
+    }
+
+    /// `send`, answering whether the kiosk surely has the answer now: its own request
+    /// on this node still waited for it. A remote requester confirms separately
+    /// (`SessionOp::AuthDelivered`).
+    pub(crate) fn deliver_to_kiosk(self, reply: impl Into<SessionReply>) -> bool {
+        let remote = self.remote;
+        self.deliver(reply) && !remote
     }
 
     pub(crate) fn send(self, reply: impl Into<SessionReply>) {
@@ -34,7 +48,7 @@ impl ReplyTo {
     /// `send`, answering whether the requester still waited for the answer (`false`:
     /// it gave up, and its kiosk may have been told `503` or nothing instead).
     pub(crate) fn deliver(self, reply: impl Into<SessionReply>) -> bool {
-        self.0.send(Ok(reply.into())).is_ok()
+        self.tx.send(Ok(reply.into())).is_ok()
     }
 
     pub(crate) fn moved(self) {
@@ -42,12 +56,12 @@ impl ReplyTo {
     }
 
     pub(crate) fn answer(self, answer: Answer) {
-        let _ = self.0.send(answer);
+        let _ = self.tx.send(answer);
     }
 
     /// The requester stopped waiting (a long poll that timed out).
     pub(crate) fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.tx.is_closed()
     }
 }
 

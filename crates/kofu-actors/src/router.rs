@@ -277,6 +277,7 @@ impl Router {
     fn post<M>(
         &self,
         shard: u32,
+        remote: bool,
         make: impl FnOnce(ReplyTo) -> M,
     ) -> Option<oneshot::Receiver<Answer>>
     where
@@ -291,7 +292,7 @@ impl Router {
         if !deps.coordinator.holds(host.fence) {
             return None;
         }
-        let (tx, rx) = ReplyTo::channel();
+        let (tx, rx) = ReplyTo::channel(remote);
         if host.backlog.fetch_add(1, Ordering::AcqRel) >= deps.config.host_mailbox {
             host.backlog.fetch_sub(1, Ordering::AcqRel);
             deps.metrics.mailbox_rejections.inc();
@@ -306,12 +307,13 @@ impl Router {
 
     /// One attempt on this node's own host: `None` when the shard is not served here,
     /// `Again` when it stopped being served here meanwhile. `wait` bounds a long poll,
-    /// which answers `Rendering` when it runs out.
+    /// which answers `Rendering` when it runs out. `remote`: another node forwarded it.
     pub(crate) async fn attempt_local(
         &self,
         shard: u32,
         req: &Request,
         wait: Option<Duration>,
+        remote: bool,
     ) -> Option<Attempt> {
         let rx = match req.clone() {
             Request::Create {
@@ -319,19 +321,21 @@ impl Router {
                 card_key,
                 record,
                 kiosk,
-            } => self.post(shard, |reply| CreateSession {
+            } => self.post(shard, remote, |reply| CreateSession {
                 card,
                 card_key,
                 record,
                 kiosk,
                 reply,
             })?,
-            Request::Call { session, kiosk, op } => self.post(shard, |reply| SessionCall {
-                session,
-                kiosk,
-                op,
-                reply,
-            })?,
+            Request::Call { session, kiosk, op } => {
+                self.post(shard, remote, |reply| SessionCall {
+                    session,
+                    kiosk,
+                    op,
+                    reply,
+                })?
+            }
         };
         let answer = match wait {
             None => rx.await,
@@ -358,7 +362,7 @@ impl Router {
         let mut pause = RETRY_PAUSE;
         loop {
             let left = wait.map(|w| w.saturating_sub(started.elapsed()));
-            let attempt = match self.attempt_local(shard, &req, left).await {
+            let attempt = match self.attempt_local(shard, &req, left, false).await {
                 Some(a) => a,
                 None => match &self.inner.remote {
                     Some(remote) => remote.attempt(self, shard, &req, left).await,

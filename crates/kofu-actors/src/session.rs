@@ -60,7 +60,6 @@ pub(crate) enum CommitOp {
     Start,
     Auth,
     Job,
-    Render,
     Deliver,
     Refuse,
     Print,
@@ -73,11 +72,10 @@ pub(crate) enum CommitOp {
 }
 
 impl CommitOp {
-    pub(crate) const ALL: [CommitOp; 11] = [
+    pub(crate) const ALL: [CommitOp; 10] = [
         CommitOp::Start,
         CommitOp::Auth,
         CommitOp::Job,
-        CommitOp::Render,
         CommitOp::Deliver,
         CommitOp::Refuse,
         CommitOp::Print,
@@ -92,7 +90,6 @@ impl CommitOp {
             CommitOp::Start => "start",
             CommitOp::Auth => "auth",
             CommitOp::Job => "job",
-            CommitOp::Render => "render",
             CommitOp::Deliver => "deliver",
             CommitOp::Refuse => "refuse",
             CommitOp::Print => "print",
@@ -313,6 +310,8 @@ impl Session {
                 SessionOp::Close => {
                     act.end(ctx, CloseReason::Removed, Some(reply), SessionReply::Closed)
                 }
+                // Taken up by the `SessionCall` handler before anything waits.
+                SessionOp::AuthDelivered => reply.send(SessionReply::Noted),
             }
         });
     }
@@ -436,6 +435,12 @@ impl Handler<SessionCall> for Session {
             // kiosk was told `503` (or nothing) and may be repeating it already.
             self.deps.metrics.abandoned.inc();
             return;
+        }
+        if msg.op == SessionOp::AuthDelivered {
+            // The forwarding node's word that the kiosk has the authentication's answer:
+            // no request of the kiosk, so the idle timer does not restart.
+            self.auth_answered |= self.phase == Phase::Authenticated;
+            return msg.reply.send(SessionReply::Noted);
         }
         self.last_activity = Instant::now();
         self.serve(ctx, msg.op, msg.reply);

@@ -30,6 +30,12 @@ pub enum SessionOp {
         job: JobId,
     },
     Close,
+    /// Node-internal, never from a kiosk: the node that forwarded an authentication got
+    /// its `200` back while the kiosk's request still waited for it, so the kiosk has
+    /// it, and a repeat is the usual `409 already_authenticated`. Until this notice
+    /// arrives the owner answers a repeat as done (the answer may have been lost on the
+    /// link or left behind by a forwarding node that gave up).
+    AuthDelivered,
 }
 
 /// A session's answer, ready to be turned into the kiosk's HTTP response.
@@ -43,6 +49,8 @@ pub enum SessionReply {
     Rendering,
     Printed(PrintedResponse),
     Closed,
+    /// The answer to `AuthDelivered`, which no kiosk sends.
+    Noted,
     Error(ApiError),
 }
 

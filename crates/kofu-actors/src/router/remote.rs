@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kofu_coord::NodeInfo;
-use kofu_proto::ErrorCode;
 use kofu_proto::wire::Body;
+use kofu_proto::{ErrorCode, KioskId, SessionId, SessionOp, SessionReply};
 use kofu_wire::{CallHandler, LinkAuth, LinkError, WireClient};
 use parking_lot::Mutex;
 
@@ -117,6 +117,11 @@ impl Remote {
         match result {
             Ok(Body::Reply(reply)) => {
                 cluster.forwarded(ForwardResult::Ok);
+                if let (Request::Call { session, kiosk, .. }, SessionReply::Authenticated(_)) =
+                    (req, &reply)
+                {
+                    delivered(&client, session, kiosk).await;
+                }
                 Attempt::Done(reply)
             }
             Ok(Body::Moved { .. }) => {
@@ -129,6 +134,23 @@ impl Remote {
                 Attempt::Done(ErrorCode::Unavailable.into())
             }
         }
+    }
+}
+
+/// Tells the owner that an authentication's answer reached the kiosk's request, which
+/// still waits for it here, before the kiosk gets it: so a repeat the kiosk sends next
+/// (to any node) is the usual `409`, and only an answer lost between the nodes leaves
+/// the owner answering a repeat as done. Without the notice (a failed link) the owner
+/// keeps doing so until the session's first job; nothing else depends on it.
+async fn delivered(client: &WireClient, session: &SessionId, kiosk: &KioskId) {
+    let notice = Body::Call {
+        session: *session,
+        kiosk: kiosk.clone(),
+        op: SessionOp::AuthDelivered,
+        wait_ms: 0,
+    };
+    if let Err(e) = client.call(notice, CALL_TIMEOUT).await {
+        tracing::debug!(error = %e, "authentication delivery notice not sent");
     }
 }
 
@@ -189,7 +211,7 @@ async fn serve(router: &Router, body: Body, age: Duration) -> Body {
         Request::Call { .. } => "session",
     };
     let (answer, outcome) =
-        match tokio::time::timeout(limit, router.attempt_local(shard, &req, wait)).await {
+        match tokio::time::timeout(limit, router.attempt_local(shard, &req, wait, true)).await {
             Ok(None | Some(Attempt::Again)) => (Body::Moved { shard }, "moved"),
             Ok(Some(Attempt::Done(reply))) => (Body::Reply(reply), "answered"),
             // Outcome unknown (the session may still act on it): the caller answers `503`.

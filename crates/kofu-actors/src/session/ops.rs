@@ -102,7 +102,7 @@ impl Session {
             return self.with_fresh_record(ctx, reply, |act, _, rec, reply| match rec {
                 Some(rec) => {
                     act.auth_answered =
-                        reply.deliver(SessionReply::Authenticated(auth_response(&rec)));
+                        reply.deliver_to_kiosk(SessionReply::Authenticated(auth_response(&rec)));
                 }
                 None => reply.send(ErrorCode::UnknownCard),
             });
@@ -123,7 +123,7 @@ impl Session {
                         move |act, _, res| match res {
                             Ok(_) => {
                                 let answer = SessionReply::Authenticated(auth_response(&rec));
-                                act.auth_answered = reply.deliver(answer);
+                                act.auth_answered = reply.deliver_to_kiosk(answer);
                             }
                             Err(e) => reply.answer(e.answer()),
                         },

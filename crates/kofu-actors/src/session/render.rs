@@ -1,6 +1,6 @@
 //! Rendering a job: from the record it was created from or a fresh read, with its
 //! persisted serial (taken anew for a job resumed before its serial came back), then
-//! persisted as ready so parked fetches are answered.
+//! kept ready (persisted with its delivery) so parked fetches are answered.
 
 use std::sync::Arc;
 
@@ -13,7 +13,6 @@ use kofu_render::RenderRequest;
 
 use super::ops::snapshot_only;
 use super::{CommitOp, Session};
-use crate::messages::NotApplied;
 
 impl Session {
     /// Renders job `i` from `rec` with its serial and issue time, keeping the document
@@ -75,7 +74,11 @@ impl Session {
         }));
     }
 
-    /// Renders job `i` from `rec` and persists it as ready; parked fetches then get it.
+    /// Renders job `i` from `rec`; parked fetches then get it. Being ready is not
+    /// persisted on its own: nobody was told anything yet, and the delivery that follows
+    /// stores it with the serial, issue time and record version the bytes were made of
+    /// (one fenced write per job fewer). A new owner that finds the job still rendering
+    /// renders it again from its persisted serial, before anyone saw these bytes.
     fn render_from(
         &mut self,
         ctx: &mut Context<Self>,
@@ -90,35 +93,18 @@ impl Session {
         let mut next = self.machine();
         self.render_into(i, &rec, &mut next.jobs[i].meta);
         next.apply(Command::RenderDone { job });
-        self.commit(
-            ctx,
-            CommitOp::Render,
-            next,
-            snapshot_only(),
-            move |act, ctx, res| {
-                match res {
-                    Ok(_) => {}
-                    Err(NotApplied::Unavailable) => {
-                        // Not known to be ready: render again (after reading the state
-                        // back); parked fetches stay parked for it.
-                        return act.schedule_render_retry(ctx, job);
-                    }
-                    // Detached: parked fetches go to the next owner.
-                    Err(NotApplied::Moved) => return,
-                }
-                let waiters = std::mem::take(&mut act.jobs[i].waiters);
-                // Released only while this node may act for the shard (I2); the router
-                // finds the owner for the others.
-                let holds = act.deps.coordinator.holds(act.fence);
-                for w in waiters {
-                    if holds {
-                        act.fetch(ctx, job, false, w);
-                    } else {
-                        w.moved();
-                    }
-                }
-            },
-        );
+        self.adopt(next);
+        let waiters = std::mem::take(&mut self.jobs[i].waiters);
+        // Released only while this node may act for the shard (I2); the router finds
+        // the owner for the others.
+        let holds = self.deps.coordinator.holds(self.fence);
+        for w in waiters {
+            if holds {
+                self.fetch(ctx, job, false, w);
+            } else {
+                w.moved();
+            }
+        }
     }
 
     /// Takes a fresh serial for job `i` (a job resumed mid-render on a new owner), then

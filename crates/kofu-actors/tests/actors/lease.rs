@@ -110,14 +110,15 @@ fn a_lease_in_doubt_while_a_fetch_waits_on_its_render_never_answers_gone() {
     });
 }
 
-/// The render's write is refused because another node took the shard; the fetch parked
-/// on it must not hear that the session is gone. The shard comes back in time.
+/// The render's delivery (the write that persists it) is refused because another node
+/// took the shard; the fetch parked on the render must not hear that the session is
+/// gone. The shard comes back in time.
 #[test]
 fn a_render_fenced_by_a_takeover_never_answers_gone() {
     run(Config::render_late(RENDER_DELAY), |w| async move {
         let (s, job, parked) = parked_on_a_render(&w, 0).await;
         w.steal(0);
-        // The render runs and its write is refused; then the shard comes back.
+        // The render runs and its delivery's write is refused; then the shard comes back.
         tokio::time::sleep(Duration::from_millis(600)).await;
         w.reacquire(0);
         let answer = parked.await.expect("task");

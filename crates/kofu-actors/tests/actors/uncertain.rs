@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use kofu_proto::{CertKind, ErrorCode, JobId};
+use kofu_proto::{CertKind, ErrorCode, JobId, SessionOp};
 
 use crate::harness::{Answer, Config, Open, World, beside, in_flight, run, wait_until};
 
@@ -157,6 +157,28 @@ fn an_authentication_whose_answer_found_no_requester_is_answered_200_on_repeat()
         w.gate.open();
         wait_until("the authentication is stored", || w.gate.held() == 0).await;
         answered_once_then_409(&w, &s).await;
+    });
+}
+
+/// Forwarded by another node: the answer left this node while the forwarding node still
+/// waited, but the link may fail (or that node give up) before the kiosk has it. The
+/// owner answers a repeat as done until the forwarding node's notice says the kiosk's
+/// request got it; after the notice, a repeat (from any node) is the usual `409`.
+#[test]
+fn a_forwarded_authentication_is_answered_200_on_repeat_until_its_delivery_is_confirmed() {
+    run(Config::default(), |w| async move {
+        let s = w.created(&w.card_in(1, 3), &w.kiosk(0)).await;
+        assert_eq!(w.forwarded(&s, w.auth_op(&s)).await, Answer::Authenticated);
+        // No notice came (the link failed after the answer): a repeat is answered as done.
+        assert_eq!(w.forwarded(&s, w.auth_op(&s)).await, Answer::Authenticated);
+        assert_eq!(
+            w.forwarded(&s, SessionOp::AuthDelivered).await,
+            Answer::Noted
+        );
+        assert_eq!(
+            w.forwarded(&s, w.auth_op(&s)).await,
+            Answer::Error(ErrorCode::AlreadyAuthenticated)
+        );
     });
 }
 

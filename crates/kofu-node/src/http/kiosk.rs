@@ -100,6 +100,8 @@ fn respond(reply: SessionReply) -> HttpResponse {
         SessionReply::Rendering => rendering(),
         SessionReply::Printed(r) => HttpResponse::Ok().json(r),
         SessionReply::Closed => HttpResponse::NoContent().finish(),
+        // Answers a node-internal notice that no kiosk request carries.
+        SessionReply::Noted => error_response(ErrorCode::Internal.into()),
         SessionReply::Error(e) => error_response(e),
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ed25519_dalek::{Signer as _, SigningKey};
 use kofu_core::records::ResidentRecord;
 use kofu_proto::verify::{Expected, IssuerKeys, verify_release};
+use kofu_proto::wire::Body;
 use kofu_proto::{
     Binding, CardId, CertKind, ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply,
 };
@@ -67,6 +68,8 @@ pub enum Answer {
         charged_yen: u32,
     },
     Closed,
+    /// The owner took note of a node-internal notice.
+    Noted,
     Error(ErrorCode),
 }
 
@@ -77,6 +80,7 @@ impl Answer {
             Answer::Authenticated | Answer::Document(_) | Answer::Printed { .. } => 200,
             Answer::JobCreated(_) | Answer::Rendering => 202,
             Answer::Closed => 204,
+            Answer::Noted => 0,
             Answer::Error(code) => code.status(),
         }
     }
@@ -124,6 +128,7 @@ fn answer(reply: SessionReply) -> Answer {
             charged_yen: r.charged_yen,
         },
         SessionReply::Closed => Answer::Closed,
+        SessionReply::Noted => Answer::Noted,
         SessionReply::Error(e) => Answer::Error(e.code),
     }
 }
@@ -210,11 +215,30 @@ impl World {
         answer(self.router.call(s.id, s.kiosk.clone(), op, wait).await)
     }
 
+    /// `op` as another node forwards it here: through the handler of the node-to-node
+    /// link, as its frame arrives (the link itself is kofu-wire's to test).
+    pub async fn forwarded(&self, s: &Open, op: SessionOp) -> Answer {
+        let call = Body::Call {
+            session: s.id,
+            kiosk: s.kiosk.clone(),
+            op,
+            wait_ms: 0,
+        };
+        match (self.router.wire_handler())(call, Duration::ZERO).await {
+            Body::Reply(reply) => answer(reply),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
     /// `POST .../auth` with the card's signature over the challenge.
     pub async fn auth(&self, s: &Open) -> Answer {
+        self.call(s, self.auth_op(s), None).await
+    }
+
+    pub fn auth_op(&self, s: &Open) -> SessionOp {
         let msg = kofu_proto::auth_message(&s.id.to_string(), s.kiosk.as_str(), &s.challenge);
         let signature = s.card.key.sign(&msg).to_bytes();
-        self.call(s, SessionOp::Auth { signature }, None).await
+        SessionOp::Auth { signature }
     }
 
     /// `POST .../jobs` for one copy of `kind`.
