@@ -82,6 +82,39 @@ async fn an_embedded_node_is_ready_until_it_drains() {
     assert_eq!(body["reasons"], json!(["draining"]), "{body}");
 }
 
+/// A scraper or an admin client keeps its connection between calls, and common pools
+/// idle out after 30-90 s: the admin listener must not close an idle connection first
+/// (a request sent as the server closes it fails on the client's side, unanswered).
+/// Six idle seconds outlast actix-web's default keep-alive of five.
+#[test]
+fn the_admin_listener_keeps_an_idle_connection_open_as_long_as_the_kiosk_listener() {
+    use std::io::{Read, Write};
+    let d = Deployment::start(DeploymentOptions::default());
+    for base in [&d.node(0).admin, &d.node(0).api] {
+        let addr = base.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let mut answer = |conn: &mut std::net::TcpStream| {
+            conn.write_all(request.as_bytes()).expect("write");
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        assert!(
+            answer(&mut conn).starts_with("HTTP/1.1 "),
+            "{base}: no answer"
+        );
+        std::thread::sleep(Duration::from_secs(6));
+        let again = answer(&mut conn);
+        assert!(
+            again.starts_with("HTTP/1.1 "),
+            "{base}: the idle connection was closed: {again:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_node_is_not_ready_without_redis_and_ready_again_after() {
     // One node on its own Redis: a cluster node, not an embedded one.

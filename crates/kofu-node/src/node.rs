@@ -45,6 +45,11 @@ const CLOSE_REST: Duration = Duration::from_secs(5);
 /// Pending connections the kiosk listener queues: kiosks reconnect in bursts.
 const KIOSK_BACKLOG: u32 = 4096;
 const ADMIN_BACKLOG: u32 = 1024;
+/// How long both listeners keep an idle connection. Kiosks keep theirs between steps of
+/// a session, scrapers and admin clients between calls; a client's pool must idle out
+/// before the server does (a request sent as the server closes the connection is lost),
+/// and common pools use 30-60 s.
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 pub struct Node {
     pub kiosk_addr: SocketAddr,
@@ -250,9 +255,7 @@ impl Node {
         .client_request_timeout(cfg.admission.header_timeout())
         .client_disconnect_timeout(cfg.admission.disconnect_timeout())
         .max_connections(cfg.admission.connections_per_worker(workers))
-        // Kiosks keep connections between steps of a session; a client pool must idle
-        // out before the server does, and common pools use 30-60 s.
-        .keep_alive(Duration::from_secs(75))
+        .keep_alive(KEEP_ALIVE)
         .disable_signals()
         .shutdown_timeout(1)
         .on_connect(crate::tls::on_connect(
@@ -271,6 +274,7 @@ impl Node {
                 .client_request_timeout(cfg.admission.header_timeout())
                 .client_disconnect_timeout(cfg.admission.disconnect_timeout())
                 .max_connections(cfg.admission.connections_per_worker(1))
+                .keep_alive(KEEP_ALIVE)
                 .disable_signals()
                 .shutdown_timeout(1);
         let admin_server = match tls.admin {
