@@ -96,7 +96,7 @@ fn the_admin_listener_keeps_an_idle_connection_open_as_long_as_the_kiosk_listene
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("read timeout");
         let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-        let mut answer = |conn: &mut std::net::TcpStream| {
+        let answer = |conn: &mut std::net::TcpStream| {
             conn.write_all(request.as_bytes()).expect("write");
             let mut buf = [0u8; 4096];
             let n = conn.read(&mut buf).unwrap_or(0);
