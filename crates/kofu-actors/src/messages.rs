@@ -120,6 +120,17 @@ pub(crate) struct SessionStopped {
     pub card_digest: [u8; 32],
 }
 
+/// A new session took the card's lock over from this older session of the same kiosk
+/// (the kiosk inserted the card again): end it in the store too, reading it first if
+/// this host has not met it (it may live only in the store, a start answered `503`
+/// before a takeover), so that no later takeover resumes it as the card's holder.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct EndReplaced {
+    pub session: SessionId,
+    pub kiosk: KioskId,
+}
+
 /// Stop acting for the session without ending it (its shard moves or was lost): the
 /// snapshot and card lock stay for the next owner. Handled after any transition in
 /// flight, since a session waits for its store writes before reading its mailbox.

@@ -26,7 +26,7 @@ use kofu_render::Rendered;
 use tokio::time::Instant;
 
 use crate::Deps;
-use crate::messages::{Detach, NotApplied, ReplyTo, SessionCall, SessionStopped};
+use crate::messages::{Detach, EndReplaced, NotApplied, ReplyTo, SessionCall, SessionStopped};
 use crate::shard_host::ShardHost;
 use crate::snapshot::{SNAPSHOT_V, Snapshot};
 
@@ -372,7 +372,15 @@ impl Actor for Session {
                     reply.send(ErrorCode::CardInUse);
                     act.stop_ended(ctx);
                 }
-                Ok(_) => {
+                Ok(applied) => {
+                    if let Some(older) = applied.replaced {
+                        // The kiosk's older session of this card, which this host may
+                        // not have met (the host ends the one it knows itself).
+                        act.host.do_send(EndReplaced {
+                            session: older,
+                            kiosk: act.kiosk.clone(),
+                        });
+                    }
                     let delivered = reply.deliver(SessionReply::Created(CreateSessionResponse {
                         session_id: act.id.to_string(),
                         challenge: kofu_proto::b64url(&act.challenge),

@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use actix::prelude::*;
 use kofu_coord::Fence;
 use kofu_core::session::CloseReason;
-use kofu_proto::{ErrorCode, KioskId, SessionId};
+use kofu_proto::{ErrorCode, KioskId, SessionId, SessionOp};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
-use crate::messages::{CreateSession, Detach, SessionCall, SessionStopped};
+use crate::messages::{CreateSession, Detach, EndReplaced, ReplyTo, SessionCall, SessionStopped};
 use crate::session::timers::CloseSession;
 use crate::session::{Session, SessionInit};
 use crate::{Deps, SessionSlot};
@@ -232,6 +233,35 @@ impl Handler<SessionStopped> for ShardHost {
             self.cards.remove(&msg.card_digest);
         }
         self.sessions.remove(&msg.session);
+    }
+}
+
+impl Handler<EndReplaced> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndReplaced, ctx: &mut Context<Self>) {
+        if let Some(e) = self.sessions.get(&msg.session) {
+            return e.addr.do_send(CloseSession(CloseReason::Replaced));
+        }
+        // Closed as its kiosk would close it. The answer has no requester, but someone
+        // must wait for it, or the call counts as given up on and is never acted on.
+        let (reply, answer) = ReplyTo::channel(false);
+        actix::spawn(
+            async move {
+                let _ = answer.await;
+            }
+            .instrument(tracing::debug_span!(
+                "end_replaced",
+                shard = self.fence.shard
+            )),
+        );
+        let close = SessionCall {
+            session: msg.session,
+            kiosk: msg.kiosk,
+            op: SessionOp::Close,
+            reply,
+        };
+        self.route(close, ctx);
     }
 }
 

@@ -132,6 +132,10 @@ pub struct Applied {
     pub serial: Option<u64>,
     pub lock: Option<LockOutcome>,
     pub audit: Option<AuditOutcome>,
+    /// The lock was taken over from this older session of the same kiosk and card (the
+    /// kiosk inserted the card again): that session is over, and its owner must end it
+    /// in the store too, or a later takeover would resume it as the card's holder.
+    pub replaced: Option<SessionId>,
 }
 
 /// Where a listing of a shard's open sessions goes on: `SessionCursor::default()` starts

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kofu_proto::{CertKind, ErrorCode};
 
-use crate::harness::{Answer, Config, run};
+use crate::harness::{Answer, Config, run, wait_until};
 
 const IN_USE: Answer = Answer::Error(ErrorCode::CardInUse);
 
@@ -66,5 +66,30 @@ fn a_call_during_the_sweep_waits_for_the_same_resume() {
         assert_eq!(w.fetch(&b, job).await.document(), doc);
         assert_eq!(w.close(&a).await, Answer::Closed);
         assert_eq!(w.counter("kofu_sessions_resumed_total"), resumed + 2.0);
+    });
+}
+
+/// A start answered `503` left a session in the store that no host met (the shard moved
+/// meanwhile); the kiosk inserted the card again, which takes that session's lock over,
+/// and closed its new session. The older one must be over in the store too: a later
+/// takeover must not resume it as the card's holder, keeping every other kiosk out for
+/// a fresh idle timeout at every move of the shard.
+#[test]
+fn a_session_its_kiosk_replaced_before_any_host_met_it_is_not_resumed_later() {
+    run(Config::default(), |w| async move {
+        let card = w.card_in(2, 1);
+        w.gate.crash_after_apply();
+        assert!(w.create(&card, &w.kiosk(0)).await.is_unavailable());
+        w.take_over(2).await;
+        w.gate.set_down(false);
+        let ended = || w.counter("kofu_sessions_ended_total");
+        let before = ended();
+        let s = w.created(&card, &w.kiosk(0)).await;
+        wait_until("the replaced session ended", || ended() > before).await;
+        assert_eq!(w.close(&s).await, Answer::Closed);
+        w.take_over(2).await;
+        // Whatever the next owner's sweep resumes, nothing holds the card.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        w.assert_free(&card).await;
     });
 }

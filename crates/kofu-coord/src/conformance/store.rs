@@ -73,6 +73,7 @@ pub async fn a_change_with_the_current_fence_writes_everything<B: Backend>(b: B)
             serial: Some(1),
             lock: Some(LockOutcome::Acquired),
             audit: Some(AuditOutcome::Recorded),
+            replaced: None,
         })
     );
     let snap = store.load_snapshot(fence, s).await;
@@ -80,7 +81,25 @@ pub async fn a_change_with_the_current_fence_writes_everything<B: Backend>(b: B)
     assert_eq!(b.audit_records().await, vec![audit(&s, "j1", &c)]);
     let other = store.apply(fence, session(4, 2), acquire(&c, "K-2")).await;
     assert_eq!(other.expect("apply").lock, Some(LockOutcome::InUse));
-    let mine = store.apply(fence, s, release(&c)).await;
+    // The same kiosk inserts the card again: the new session takes the lock over, and
+    // learns which session it replaced (its owner ends that one in the store too).
+    let again = store
+        .apply(fence, session(4, 3), acquire(&c, "SEJ-1"))
+        .await;
+    let again = again.expect("apply");
+    assert_eq!(again.lock, Some(LockOutcome::Acquired));
+    assert_eq!(again.replaced, Some(s));
+    let repeat = store
+        .apply(fence, session(4, 3), acquire(&c, "SEJ-1"))
+        .await;
+    assert_eq!(
+        repeat.expect("apply").replaced,
+        None,
+        "a session replaces no one by repeating"
+    );
+    let old = store.apply(fence, s, release(&c)).await;
+    assert_eq!(old.expect("apply").lock, Some(LockOutcome::NotHeld));
+    let mine = store.apply(fence, session(4, 3), release(&c)).await;
     assert_eq!(mine.expect("apply").lock, Some(LockOutcome::Released));
 }
 
@@ -203,7 +222,8 @@ pub async fn a_card_lock_is_released_only_by_its_holder<B: Backend>(b: B) {
         Ok(Applied {
             serial: None,
             lock: Some(LockOutcome::InUse),
-            audit: None
+            audit: None,
+            replaced: None,
         })
     );
     assert_eq!(store.load_snapshot(fence, two).await, Ok(None));

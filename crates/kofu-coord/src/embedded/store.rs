@@ -149,7 +149,8 @@ impl EmbeddedStore {
                 card_digest,
                 kiosk_id,
             } => {
-                s.card_locks.insert(card_digest, (session, kiosk_id));
+                let before = s.card_locks.insert(card_digest, (session, kiosk_id));
+                applied.replaced = before.map(|(held, _)| held).filter(|h| *h != session);
                 applied.lock = Some(LockOutcome::Acquired);
             }
             CardLockOp::Release { card_digest } => {

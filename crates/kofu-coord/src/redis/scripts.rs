@@ -74,9 +74,10 @@ end
 /// (`session/job`, empty for none), 12 the writer's clock in ms (the index entry's score,
 /// informational: nothing reads it), 13.. audit fields and values.
 ///
-/// Returns `{0}` when fenced, else `{1, serial or -1, lock, audit}` with lock 0 none,
-/// 1 acquired, 2 released, 3 not held, 4 in use by another kiosk (nothing written), and
-/// audit 0 none, 1 recorded, 2 duplicate.
+/// Returns `{0}` when fenced, else `{1, serial or -1, lock, audit, replaced}` with lock 0
+/// none, 1 acquired, 2 released, 3 not held, 4 in use by another kiosk (nothing
+/// written), audit 0 none, 1 recorded, 2 duplicate, and replaced the id of the same
+/// kiosk's older session whose lock an acquire took over (empty for none).
 ///
 /// Every command counts (this runs several times per session): the common paths use one
 /// command per effect. A lock is taken with `SET NX` (a free card, the common case) and
@@ -100,12 +101,16 @@ const APPLY: &str = concat!(
     r"
 local ttl = tonumber(ARGV[6])
 local lock = 0
+local replaced = ''
 if ARGV[4] == 'A' then
   local mine = ARGV[2] .. '|' .. ARGV[5]
   if not redis.call('SET', KEYS[8], mine, 'NX', 'PX', ttl) then
     local held = redis.call('GET', KEYS[8])
     if held and string.match(held, '|(.*)$') ~= ARGV[5] then
-      return {1, -1, 4, 0}
+      return {1, -1, 4, 0, ''}
+    end
+    if held and string.match(held, '^(.-)|') ~= ARGV[2] then
+      replaced = string.match(held, '^(.-)|')
     end
     redis.call('SET', KEYS[8], mine, 'PX', ttl)
   end
@@ -169,7 +174,7 @@ end
 if #gone > 0 then
   redis.call('DEL', unpack(gone))
 end
-return {1, serial, lock, audit}
+return {1, serial, lock, audit, replaced}
 "
 );
 

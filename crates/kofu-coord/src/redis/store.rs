@@ -263,7 +263,8 @@ fn parse_applied(fence: Fence, reply: &Value) -> Result<Applied, StoreError> {
     let Value::Array(items) = reply else {
         return Err(bad_reply("apply"));
     };
-    let ints: Option<Vec<i64>> = items.iter().map(reply_int).collect();
+    let (head, rest) = items.split_at(items.len().min(4));
+    let ints: Option<Vec<i64>> = head.iter().map(reply_int).collect();
     let ints = ints.ok_or_else(|| bad_reply("apply"))?;
     let [1, serial, lock, audit] = ints.as_slice() else {
         return match ints.as_slice() {
@@ -289,10 +290,20 @@ fn parse_applied(fence: Fence, reply: &Value) -> Result<Applied, StoreError> {
         2 => Some(AuditOutcome::Duplicate),
         _ => return Err(bad_reply("apply")),
     };
+    let replaced = match rest.first() {
+        Some(Value::BulkString(b)) if !b.is_empty() => Some(
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| SessionId::parse(s).ok())
+                .ok_or_else(|| bad_reply("apply"))?,
+        ),
+        _ => None,
+    };
     Ok(Applied {
         serial,
         lock,
         audit,
+        replaced,
     })
 }
 
