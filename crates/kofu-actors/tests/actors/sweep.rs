@@ -42,9 +42,7 @@ fn an_orphaned_session_is_resumed_on_takeover_and_ends_after_its_idle_timeout() 
 fn a_create_answered_503_before_a_takeover_is_swept_by_the_next_owner() {
     run(Config::default(), |w| async move {
         let idle = w.config.session.idle_timeout;
-        let card = w.card_in(2, 0);
-        w.gate.crash_after_apply();
-        assert!(w.create(&card, &w.kiosk(0)).await.is_unavailable());
+        let card = w.start_lost_with_the_store(2, 0).await;
         w.take_over(2).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         w.gate.set_down(false);
@@ -77,9 +75,7 @@ fn a_call_during_the_sweep_waits_for_the_same_resume() {
 #[test]
 fn a_session_its_kiosk_replaced_before_any_host_met_it_is_not_resumed_later() {
     run(Config::default(), |w| async move {
-        let card = w.card_in(2, 1);
-        w.gate.crash_after_apply();
-        assert!(w.create(&card, &w.kiosk(0)).await.is_unavailable());
+        let card = w.start_lost_with_the_store(2, 1).await;
         w.take_over(2).await;
         w.gate.set_down(false);
         let ended = || w.counter("kofu_sessions_ended_total");

@@ -70,9 +70,7 @@ fn a_create_answered_503_leaves_no_card_lock_behind() {
 #[test]
 fn a_create_answered_503_frees_its_card_once_the_store_is_back() {
     run(Config::default(), |w| async move {
-        let card = w.card_in(3, 0);
-        w.gate.crash_after_apply();
-        assert!(w.create(&card, &w.kiosk(0)).await.is_unavailable());
+        let card = w.start_lost_with_the_store(3, 0).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         w.gate.set_down(false);
         tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -202,6 +202,16 @@ impl World {
         (a, self.delivered_in(shard, 1, 1).await)
     }
 
+    /// Kiosk 0 inserts the `n`-th card of `shard`; the store applies the start (card
+    /// lock, snapshot) and goes down before it acknowledges: the kiosk is told `503`.
+    pub async fn start_lost_with_the_store(&self, shard: u32, n: usize) -> Card {
+        let card = self.card_in(shard, n);
+        self.gate.crash_after_apply();
+        let answer = self.create(&card, &self.kiosk(0)).await;
+        assert!(answer.is_unavailable(), "{answer:?}");
+        card
+    }
+
     /// Asserts that `card` is free: another kiosk opens a session with it.
     pub async fn assert_free(&self, card: &Card) {
         let other = self.create(card, &self.kiosk(1)).await;
