@@ -123,14 +123,15 @@ async fn every_503_carries_a_jittered_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kiosk_listener_refuses_beyond_its_in_flight_cap() {
-    // Every document renders 4 s late: a long poll holds its request in flight.
+    // Every document renders 20 s late: a long poll (the longest the API allows, 10 s)
+    // holds its request in flight, long enough for a busy machine to see the cap.
     let env = Env::start(&[
         "--max-in-flight",
         "2",
         "--render-delay-ms",
-        "4000",
+        "20000",
         "--render-deadline-ms",
-        "30000",
+        "60000",
     ])
     .await;
     let api = env.node().api.clone();
@@ -140,11 +141,11 @@ async fn the_kiosk_listener_refuses_beyond_its_in_flight_cap() {
         let sid = authed(&k, full_card(env.fx, i)).await;
         let jid = job(&k, &sid, "residence", 1).await;
         polls.push(tokio::spawn(async move {
-            k.raw().document(&sid, &jid, 3000).await.status
+            k.raw().document(&sid, &jid, 10_000).await.status
         }));
     }
     let issuer_key = || async { get(&format!("{api}/v1/issuer-key")).await };
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(8);
     while issuer_key().await.status != 503 {
         assert!(Instant::now() < deadline, "never over the in-flight cap");
         tokio::time::sleep(Duration::from_millis(10)).await;
