@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use kofu_kiosk::{Client, Method};
@@ -23,8 +23,6 @@ const SECRET: &str = "kofu-chaos-cluster-secret-0123456789";
 const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// A node's ports inside its own namespace (its address is its own, so they are fixed).
 const NS_PORTS: (u16, u16, u16) = (8080, 9090, 7070);
-/// How long a registry load refused at the start is tried again.
-const REGISTRY_LOAD_WITHIN: Duration = Duration::from_secs(30);
 
 /// The node settings a run uses.
 #[derive(Debug, Clone, Copy)]
@@ -208,26 +206,13 @@ impl Cluster {
         let host = net.as_ref().map_or(Ipv4Addr::LOCALHOST, Net::redis_ip);
         let redis = Redis::start(&launcher, host).await?;
         let primary = format!("redis://{host}:{}/", redis.data[0].port);
-        // The primary counts its replica for `min-replicas-to-write` only after the
-        // replica's first acknowledgement, a moment after the sync the start waited for:
-        // a load refused meanwhile (`NOREPLICAS`) is tried again (it is idempotent).
-        let deadline = Instant::now() + REGISTRY_LOAD_WITHIN;
-        loop {
-            let load = crate::procs::registry_load(
-                &kofu,
-                &primary,
-                settings.seed,
-                settings.residents,
-                settings.shards,
-            );
-            match load {
-                Ok(()) => break,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        crate::procs::registry_load(
+            &kofu,
+            &primary,
+            settings.seed,
+            settings.residents,
+            settings.shards,
+        )?;
         let delays = Delays::new(settings.nodes);
         let mut relays = Relays::new();
         let mut nodes = Vec::new();

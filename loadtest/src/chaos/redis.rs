@@ -89,6 +89,13 @@ impl Redis {
             r.in_sync(1).await
         })
         .await?;
+        // The primary counts its replica for `min-replicas-to-write` only after the
+        // replica's first acknowledgement, a moment after the sync: until then it refuses
+        // writes (`NOREPLICAS`), the registry load's first of all.
+        r.wait("the primary takes writes", || async {
+            r.takes_writes(0).await
+        })
+        .await?;
         for i in 0..3 {
             let s = &r.sentinels[i];
             let conf = s.dir.join("sentinel.conf");
@@ -204,6 +211,14 @@ impl Redis {
         query(self.host, self.data[i].port, &["INFO", "replication"])
             .await
             .is_ok_and(|v| text(&v).contains("master_link_status:up"))
+    }
+
+    /// Whether data server `i`, a primary, counts a replica as good for
+    /// `min-replicas-to-write`, so that it takes writes.
+    pub async fn takes_writes(&self, i: usize) -> bool {
+        query(self.host, self.data[i].port, &["INFO", "replication"])
+            .await
+            .is_ok_and(|v| !text(&v).contains("min_slaves_good_slaves:0"))
     }
 
     /// Whether the Sentinels name a primary and the other data server replicates it.
