@@ -21,6 +21,13 @@ pub struct SessionConfig {
     /// How long a closed session's tombstone stays in the store, so that a repeated
     /// DELETE stays `204` (on whichever node owns the shard by then).
     pub tombstone_ttl: Duration,
+    /// How much later than its stored state's last write a session's last request may
+    /// be: a request that changes nothing writes the state again once the last write is
+    /// older (`Touch`). A new owner counts a resumed session quiet since that write less
+    /// this grain, so its kiosk's card is free within the idle timeout plus the grain of
+    /// its last request, however often the shard moves (a lease TTL keeps that within
+    /// DESIGN.md's idle timeout + 2 x TTL).
+    pub activity_grain: Duration,
 }
 
 impl Default for SessionConfig {
@@ -32,6 +39,7 @@ impl Default for SessionConfig {
             session_mailbox: 16,
             host_mailbox: 4096,
             tombstone_ttl: Duration::from_secs(60),
+            activity_grain: Duration::from_secs(5),
         }
     }
 }

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use kofu_coord::{CardLockOp, Change, Fence, LockOutcome, SnapshotOp};
 use kofu_core::records::ResidentRecord;
 use kofu_core::session::{CloseReason, Phase, Session as Machine};
-use kofu_proto::api::CreateSessionResponse;
+use kofu_proto::api::{CreateSessionResponse, PrintedResponse};
 use kofu_proto::{ErrorCode, JobId, KioskId, SessionId, SessionOp, SessionReply};
 use kofu_render::Rendered;
 // Tokio's clock, not std's: the same instant in production, and virtual time in tests
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::Deps;
 use crate::messages::{Detach, EndReplaced, NotApplied, ReplyTo, SessionCall, SessionStopped};
 use crate::shard_host::ShardHost;
-use crate::snapshot::{SNAPSHOT_V, Snapshot};
+use crate::snapshot::{PrintedJob, SNAPSHOT_V, Snapshot, printed_jobs};
 
 /// How soon a close that the store did not confirm is tried again.
 const CLOSE_RETRY: Duration = Duration::from_secs(1);
@@ -65,6 +65,9 @@ pub(crate) enum CommitOp {
     Print,
     Void,
     Close,
+    /// A write of the unchanged state, so that the store's age of it tells how long
+    /// the session has been quiet (a kiosk polling a document changes nothing).
+    Touch,
     /// The fenced read before a delivered document is released again.
     Recheck,
     /// The read back of the stored state after a change with an unknown outcome.
@@ -72,7 +75,7 @@ pub(crate) enum CommitOp {
 }
 
 impl CommitOp {
-    pub(crate) const ALL: [CommitOp; 10] = [
+    pub(crate) const ALL: [CommitOp; 11] = [
         CommitOp::Start,
         CommitOp::Auth,
         CommitOp::Job,
@@ -81,6 +84,7 @@ impl CommitOp {
         CommitOp::Print,
         CommitOp::Void,
         CommitOp::Close,
+        CommitOp::Touch,
         CommitOp::Recheck,
         CommitOp::Reconcile,
     ];
@@ -95,6 +99,7 @@ impl CommitOp {
             CommitOp::Print => "print",
             CommitOp::Void => "void",
             CommitOp::Close => "close",
+            CommitOp::Touch => "touch",
             CommitOp::Recheck => "recheck",
             CommitOp::Reconcile => "reconcile",
         }
@@ -132,6 +137,10 @@ pub struct Session {
     started_ms: u64,
     started: Instant,
     last_activity: Instant,
+    /// When the store last acknowledged a write of the state: a kiosk's request more
+    /// than the config's `activity_grain` after it writes again (`Touch`), so that the
+    /// stored state is never older than the session's quiet time plus that grain.
+    last_write: Instant,
     /// Changes written so far (the snapshot's `seq`).
     seq: u64,
     unsure: Unsure,
@@ -189,6 +198,7 @@ impl Session {
             started_ms,
             started: Instant::now(),
             last_activity: Instant::now(),
+            last_write: Instant::now(),
             seq: 0,
             unsure: Unsure::No,
             closing: None,
@@ -202,9 +212,12 @@ impl Session {
 
     /// A session as its last snapshot left it, on the shard's new owner. Document bytes
     /// are re-rendered on demand from the persisted serial, issue time and record. Its
-    /// idle time counts from now, so a session orphaned by a crash ends on its own.
+    /// idle time counts from its last request as the stored state's age (`written_ago`,
+    /// by the store's clock) bounds it, so a session orphaned by a crash ends on its
+    /// own, and a shard that moves again and again does not keep it open.
     pub fn resume(
         snap: Snapshot,
+        written_ago: Duration,
         fence: Fence,
         deps: Arc<Deps>,
         host: Addr<ShardHost>,
@@ -213,6 +226,7 @@ impl Session {
         let now_ms = crate::clock::now_ms();
         let age = Duration::from_millis(now_ms.saturating_sub(snap.started_ms));
         let now = Instant::now();
+        let quiet = quiet_before_resume(&deps.config, written_ago);
         Session {
             card_digest: snap.card_digest,
             id: snap.session,
@@ -226,7 +240,8 @@ impl Session {
             host,
             started_ms: snap.started_ms,
             started: now.checked_sub(age).unwrap_or(now),
-            last_activity: now,
+            last_activity: now.checked_sub(quiet).unwrap_or(now),
+            last_write: now.checked_sub(written_ago).unwrap_or(now),
             seq: snap.seq,
             unsure: Unsure::No,
             closing: None,
@@ -291,7 +306,7 @@ impl Session {
                 return reply.answer(e.answer());
             }
             if act.is_closed() {
-                return reply.send(gone(&op));
+                return reply.send(gone(&op, &printed_jobs(&act.machine())));
             }
             let redo = match act.unsure {
                 Unsure::Applied(op) => {
@@ -305,7 +320,11 @@ impl Session {
                 SessionOp::CreateJob { kind, copies } => {
                     act.create_job(ctx, kind, copies, reply, redo)
                 }
-                SessionOp::Fetch { job, wait } => act.fetch(ctx, job, wait, reply),
+                SessionOp::Fetch { job, wait } => {
+                    act.touched(ctx, reply, move |act, ctx, reply| {
+                        act.fetch(ctx, job, wait, reply)
+                    })
+                }
                 SessionOp::Printed { job } => act.printed(ctx, job, reply),
                 SessionOp::Close => {
                     act.end(ctx, CloseReason::Removed, Some(reply), SessionReply::Closed)
@@ -317,11 +336,34 @@ impl Session {
     }
 }
 
-/// What a closed session answers its kiosk: a repeated DELETE is `204` (idempotent),
-/// anything else finds no session.
-pub(crate) fn gone(op: &SessionOp) -> SessionReply {
+/// How long a resumed session counts as quiet already, from its stored state's age: a
+/// request may have come up to the grain after the last write without writing, so that
+/// much is not counted; and the session stays for at least the grain after the resume
+/// (the kiosk of a session whose owner failed mid-flow is retrying just then).
+fn quiet_before_resume(config: &crate::SessionConfig, written_ago: Duration) -> Duration {
+    let grain = config.activity_grain;
+    written_ago
+        .saturating_sub(grain)
+        .min(config.idle_timeout.saturating_sub(grain))
+}
+
+/// What a closed session answers its kiosk: a repeated DELETE is `204`, a repeated
+/// `printed` of a job whose print it confirmed the same answer as before (both
+/// idempotent, API.md), anything else `unknown_session`.
+pub(crate) fn gone(op: &SessionOp, printed: &[PrintedJob]) -> SessionReply {
     match op {
         SessionOp::Close => SessionReply::Closed,
+        SessionOp::Printed { job } => {
+            printed
+                .iter()
+                .find(|p| p.job == *job)
+                .map_or(ErrorCode::UnknownSession.into(), |p| {
+                    SessionReply::Printed(PrintedResponse {
+                        serial: p.serial.clone(),
+                        charged_yen: p.charged_yen,
+                    })
+                })
+        }
         _ => ErrorCode::UnknownSession.into(),
     }
 }
@@ -343,7 +385,8 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.deps.config.session_mailbox);
         self.deps.metrics.sessions_open.opened();
-        self.schedule_idle_check(ctx, self.deps.config.idle_timeout);
+        let quiet = self.last_activity.elapsed();
+        self.schedule_idle_check(ctx, self.deps.config.idle_timeout.saturating_sub(quiet));
         if self.resumed {
             self.deps.cluster.sessions_resumed.inc();
             self.resume_renders(ctx, 0);
@@ -430,7 +473,9 @@ impl Handler<SessionCall> for Session {
 
     fn handle(&mut self, msg: SessionCall, ctx: &mut Context<Self>) {
         if self.is_closed() {
-            return msg.reply.send(gone(&msg.op));
+            return msg
+                .reply
+                .send(gone(&msg.op, &printed_jobs(&self.machine())));
         }
         // Checked per request: a node that could not renew its lease in time must not
         // act for the shard, not even to re-send a rendered document (I2). Nothing is

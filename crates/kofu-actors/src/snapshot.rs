@@ -5,8 +5,8 @@
 //! deterministically from each job's serial, issue time and record version. Neither
 //! holds the card id, only its digest (I6).
 
-use kofu_core::session::Session as Machine;
-use kofu_proto::{CardId, KioskId, SessionId};
+use kofu_core::session::{JobPhase, Session as Machine};
+use kofu_proto::{CardId, JobId, KioskId, SessionId};
 use serde::{Deserialize, Serialize};
 
 /// The format of an open session's snapshot.
@@ -43,8 +43,36 @@ pub struct Snapshot {
 pub struct Tombstone {
     pub v: u8,
     pub session: SessionId,
-    /// Only this kiosk's DELETE is answered `204`; anything else is `unknown_session`.
+    /// Only this kiosk's calls are answered from it; another kiosk's are `unknown_session`.
     pub kiosk: KioskId,
+    /// Absent in tombstones written before it was kept.
+    #[serde(default)]
+    pub printed: Vec<PrintedJob>,
+}
+
+/// A job whose print the session confirmed: a `printed` repeated after its answer was
+/// lost (a `503`, a dropped connection) gets the same answer even once the session is
+/// over (API.md: repeating it returns the same answer), not `unknown_session` for a
+/// print that was charged and audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrintedJob {
+    pub job: JobId,
+    pub serial: String,
+    pub charged_yen: u32,
+}
+
+/// The jobs of `machine` whose print was confirmed.
+pub fn printed_jobs(machine: &Machine) -> Vec<PrintedJob> {
+    machine
+        .jobs
+        .iter()
+        .filter(|j| j.phase == JobPhase::Printed)
+        .map(|j| PrintedJob {
+            job: j.id,
+            serial: j.meta.serial.clone().unwrap_or_default(),
+            charged_yen: j.fee_yen(),
+        })
+        .collect()
 }
 
 /// The format before issue 10 (card id instead of its digest, no sequence number), read
@@ -99,11 +127,13 @@ impl Snapshot {
 }
 
 impl Tombstone {
-    pub fn new(session: SessionId, kiosk: KioskId) -> Tombstone {
+    /// The tombstone of `session`, closed as `machine` says.
+    pub fn new(session: SessionId, kiosk: KioskId, machine: &Machine) -> Tombstone {
         Tombstone {
             v: TOMBSTONE_V,
             session,
             kiosk,
+            printed: printed_jobs(machine),
         }
     }
 
@@ -202,13 +232,60 @@ mod tests {
     #[test]
     fn a_tombstone_is_small_and_tells_itself_apart() {
         let snap = snapshot();
-        let t = Tombstone::new(snap.session, snap.kiosk.clone());
+        let t = Tombstone::new(snap.session, snap.kiosk.clone(), &Machine::new());
         let bytes = t.encode();
         assert!(
             bytes.len() < 64,
             "tombstones are small: {} bytes",
             bytes.len()
         );
+        assert_eq!(Stored::decode(&bytes, snap.session), Ok(Stored::Closed(t)));
+    }
+
+    /// A tombstone keeps the confirmed prints (and only those) with their answer.
+    #[test]
+    fn a_tombstone_keeps_what_its_confirmed_prints_were_answered() {
+        let snap = snapshot();
+        let mut machine = snap.machine.clone();
+        machine.jobs[0].phase = JobPhase::Printed;
+        machine.apply(Command::CreateJob {
+            id: JobId::new(0, [2; 8]),
+            kind: CertKind::Residence,
+            copies: 1,
+            issuable: Ok(()),
+        });
+        let t = Tombstone::new(snap.session, snap.kiosk.clone(), &machine);
+        assert_eq!(
+            t.printed,
+            vec![PrintedJob {
+                job: JobId::new(0, [1; 8]),
+                serial: "0012-1-00000001".into(),
+                charged_yen: CertKind::Seal.fee_yen() * 2,
+            }]
+        );
+        assert_eq!(
+            Stored::decode(&t.encode(), snap.session),
+            Ok(Stored::Closed(t))
+        );
+    }
+
+    /// A tombstone written before confirmed prints were kept still reads, with none.
+    #[test]
+    fn a_tombstone_without_prints_reads_as_one_with_none() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            v: u8,
+            session: SessionId,
+            kiosk: &'a KioskId,
+        }
+        let snap = snapshot();
+        let old = Before {
+            v: TOMBSTONE_V,
+            session: snap.session,
+            kiosk: &snap.kiosk,
+        };
+        let bytes = rmp_serde::to_vec(&old).expect("encode");
+        let t = Tombstone::new(snap.session, snap.kiosk.clone(), &Machine::new());
         assert_eq!(Stored::decode(&bytes, snap.session), Ok(Stored::Closed(t)));
     }
 

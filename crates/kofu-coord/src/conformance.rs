@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             sessions::open_sessions_are_listed_until_they_end,
             sessions::a_tombstone_answers_for_a_closed_session_until_it_expires,
             sessions::audit_keys_end_with_their_session,
+            sessions::a_loaded_session_tells_how_long_ago_it_was_written,
             registry::records_read_revoke_and_update,
             registry::concurrent_updates_lose_nothing,
             registry::superseded_versions_stay_readable,

@@ -12,7 +12,7 @@ mod types;
 
 pub use types::{
     Applied, AuditOutcome, AuditRecord, CardLockOp, Change, ClusterView, Coordinator,
-    DEFAULT_HISTORY_TTL, Fence, FencedStore, HandoffHook, ImportStats, LockOutcome, NodeInfo,
-    Registry, RevokeOutcome, SessionCursor, SessionPage, ShardLease, SnapshotOp, StoreError,
-    StoreFuture, all_sessions,
+    DEFAULT_HISTORY_TTL, Fence, FencedStore, HandoffHook, ImportStats, Loaded, LockOutcome,
+    NodeInfo, Registry, RevokeOutcome, SessionCursor, SessionPage, ShardLease, SnapshotOp,
+    StoreError, StoreFuture, all_sessions,
 };

@@ -154,12 +154,31 @@ pub struct SessionPage {
     pub next: Option<SessionCursor>,
 }
 
+/// What the store holds for a session, with its age by the store's own clock: one
+/// clock for every node, so a node whose wall clock is off still learns how long a
+/// session was quiet before it took the shard over (a resumed idle timer counts on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub bytes: Vec<u8>,
+    /// Since the last write of an open session's state (a tombstone's age is not kept).
+    pub written_ago: Duration,
+}
+
 /// Where every session side effect goes. Implementations check the fence first and
 /// apply a `Change` all-or-nothing.
 pub trait FencedStore: Send + Sync + 'static {
     fn apply(&self, fence: Fence, session: SessionId, change: Change) -> StoreFuture<Applied>;
 
-    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>>;
+    /// The session's stored bytes and how long ago they were written.
+    fn load_session(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Loaded>>;
+
+    /// `load_session` without the age.
+    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
+        use futures::{FutureExt as _, TryFutureExt as _};
+        self.load_session(fence, session)
+            .map_ok(|loaded| loaded.map(|l| l.bytes))
+            .boxed()
+    }
 
     /// A page of the shard's open sessions (fenced like a write), about `n` of them
     /// (Redis may return somewhat more or fewer; never a page without a `next` before

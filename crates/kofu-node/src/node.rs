@@ -144,6 +144,7 @@ fn session_config(cfg: &ServeConfig) -> SessionConfig {
         idle_timeout: cfg.idle_timeout(),
         hard_limit: Duration::from_millis(cfg.hard_limit_ms),
         render_deadline: Duration::from_millis(cfg.render_deadline_ms),
+        activity_grain: (cfg.idle_timeout() / 4).min(cfg.lease_ttl()),
         ..SessionConfig::default()
     }
 }

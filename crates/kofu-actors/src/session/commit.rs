@@ -29,19 +29,21 @@ impl Session {
         let seq = self.seq + 1;
         change.snapshot = if next.is_closed() {
             SnapshotOp::Tombstone {
-                bytes: Tombstone::new(self.id, self.kiosk.clone()).encode(),
+                bytes: Tombstone::new(self.id, self.kiosk.clone(), &next).encode(),
                 ttl: self.deps.config.tombstone_ttl,
             }
         } else {
             SnapshotOp::Put(self.snapshot_bytes(&next, seq))
         };
         let timer = self.deps.metrics.store_op(op);
+        let sent = tokio::time::Instant::now();
         let fut = self.deps.store.apply(self.fence, self.id, change);
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
             timer.observe_duration();
             match res {
                 Ok(applied) => {
                     act.seq = seq;
+                    act.last_write = sent;
                     act.adopt(next);
                     done(act, ctx, Ok(applied));
                 }
@@ -73,6 +75,30 @@ impl Session {
             Ok(applied) => reply.send(ok(act, applied)),
             Err(e) => reply.answer(e.answer()),
         });
+    }
+
+    /// Writes the unchanged state if the last write is older than the activity grain,
+    /// then runs `then` (at once if not): a request that changes nothing keeps the
+    /// stored state's age within the grain of the session's quiet time.
+    pub(super) fn touched<F>(&mut self, ctx: &mut Context<Self>, reply: ReplyTo, then: F)
+    where
+        F: FnOnce(&mut Self, &mut Context<Self>, ReplyTo) + 'static,
+    {
+        if self.last_write.elapsed() <= self.deps.config.activity_grain {
+            return then(self, ctx, reply);
+        }
+        let next = self.machine();
+        let change = super::ops::snapshot_only();
+        self.commit(
+            ctx,
+            CommitOp::Touch,
+            next,
+            change,
+            move |act, ctx, res| match res {
+                Ok(_) => then(act, ctx, reply),
+                Err(e) => reply.answer(e.answer()),
+            },
+        );
     }
 
     /// A fenced operation means another node owns the shard now: this session must not

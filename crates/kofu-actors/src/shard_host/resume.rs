@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use actix::prelude::*;
-use kofu_coord::StoreError;
+use kofu_coord::{Loaded, StoreError};
 use kofu_proto::{ErrorCode, SessionId};
 
 use super::{Entry, ShardHost};
 use crate::messages::{Answer, Moved, SessionCall};
 use crate::session::{Session, gone};
-use crate::snapshot::Stored;
+use crate::snapshot::{Stored, printed_jobs};
 
 /// Calls one session may have waiting on its snapshot; a kiosk has one request in
 /// flight, so more is a misbehaving client.
@@ -31,7 +31,7 @@ impl ShardHost {
             return;
         }
         self.loading.insert(id, vec![msg]);
-        let read = self.deps.store.load_snapshot(self.fence, id);
+        let read = self.deps.store.load_session(self.fence, id);
         ctx.spawn(
             read.into_actor(self)
                 .map(move |res, act, ctx| act.loaded(id, res, ctx)),
@@ -43,7 +43,7 @@ impl ShardHost {
     pub(super) fn loaded(
         &mut self,
         id: SessionId,
-        res: Result<Option<Vec<u8>>, StoreError>,
+        res: Result<Option<Loaded>, StoreError>,
         ctx: &mut Context<Self>,
     ) {
         let calls = self.loading.remove(&id).unwrap_or_default();
@@ -55,8 +55,8 @@ impl ShardHost {
         if self.moving {
             return answer_all(calls, Err(Moved));
         }
-        let bytes = match res {
-            Ok(Some(bytes)) => bytes,
+        let (bytes, written_ago) = match res {
+            Ok(Some(loaded)) => (loaded.bytes, loaded.written_ago),
             Ok(None) => {
                 tracing::debug!(shard = self.fence.shard, session = %id, "no stored state: unknown session");
                 return answer_all(calls, Ok(ErrorCode::UnknownSession.into()));
@@ -70,8 +70,8 @@ impl ShardHost {
         };
         let (closed_by, snap) = match Stored::decode(&bytes, id) {
             Ok(Stored::Open(snap)) if !snap.machine.is_closed() => (None, Some(snap)),
-            Ok(Stored::Open(snap)) => (Some(snap.kiosk), None),
-            Ok(Stored::Closed(tombstone)) => (Some(tombstone.kiosk), None),
+            Ok(Stored::Open(snap)) => (Some((snap.kiosk, printed_jobs(&snap.machine))), None),
+            Ok(Stored::Closed(tombstone)) => (Some((tombstone.kiosk, tombstone.printed)), None),
             Err(_) => {
                 // Unreadable state is not guessed at (I7); a fixed text names no data.
                 tracing::error!(
@@ -84,10 +84,11 @@ impl ShardHost {
         let Some(snap) = snap else {
             tracing::debug!(shard = self.fence.shard, session = %id, "stored state is closed");
             for c in calls {
-                if Some(&c.kiosk) == closed_by.as_ref() {
-                    c.reply.send(gone(&c.op));
-                } else {
-                    c.reply.send(ErrorCode::UnknownSession);
+                match closed_by.as_ref() {
+                    Some((kiosk, printed)) if *kiosk == c.kiosk => {
+                        c.reply.send(gone(&c.op, printed));
+                    }
+                    _ => c.reply.send(ErrorCode::UnknownSession),
                 }
             }
             return;
@@ -97,6 +98,7 @@ impl ShardHost {
         let ended = Arc::new(AtomicBool::new(false));
         let addr = Session::resume(
             snap,
+            written_ago,
             self.fence,
             self.deps.clone(),
             ctx.address(),

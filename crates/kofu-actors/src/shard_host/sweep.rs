@@ -91,7 +91,7 @@ impl ShardHost {
         let (store, fence) = (self.deps.store.clone(), self.fence);
         let reads = futures::stream::iter(ids)
             .map(move |id| {
-                let read = store.load_snapshot(fence, id);
+                let read = store.load_session(fence, id);
                 async move { (id, read.await) }
             })
             .buffer_unordered(READS_IN_FLIGHT);

@@ -89,3 +89,46 @@ fn a_session_its_kiosk_replaced_before_any_host_met_it_is_not_resumed_later() {
         w.assert_free(&card).await;
     });
 }
+
+/// The shard moves again and again after the kiosk walked away (lease churn, a node
+/// that keeps coming back): each new owner counts the session quiet since its stored
+/// state was written, so the card is free within the idle timeout (plus the activity
+/// grain) of the kiosk's last request, not an idle timeout after the last move.
+#[test]
+fn a_session_the_shard_keeps_moving_under_still_ends_its_idle_timeout_after_its_last_request() {
+    run(Config::default(), |w| async move {
+        let (idle, grain) = (
+            w.config.session.idle_timeout,
+            w.config.session.activity_grain,
+        );
+        let card = w.card_in(3, 5);
+        let s = w.open(&card, &w.kiosk(0)).await;
+        w.delivered(&s, CertKind::Residence).await;
+        let last_request = tokio::time::Instant::now();
+        for _ in 0..3 {
+            tokio::time::sleep(idle / 3).await;
+            w.take_over(3).await;
+        }
+        tokio::time::sleep_until(last_request + idle + grain + Duration::from_secs(1)).await;
+        w.assert_free(&card).await;
+    });
+}
+
+/// The other side of it: a kiosk that only polls its document writes nothing, yet it is
+/// active. Its polls keep the stored state young enough that a new owner does not end
+/// the session while its kiosk is still within the idle timeout.
+#[test]
+fn a_session_whose_kiosk_only_polls_is_not_ended_early_by_a_new_owner() {
+    run(Config::default(), |w| async move {
+        let idle = w.config.session.idle_timeout;
+        let (s, job, doc) = w.delivered_in(0, 5, 0).await;
+        // Polls for longer than the idle timeout since the last change.
+        for _ in 0..5 {
+            tokio::time::sleep(idle / 4).await;
+            assert_eq!(w.fetch(&s, job).await.document(), doc);
+        }
+        w.take_over(0).await;
+        tokio::time::sleep(idle / 2).await;
+        assert_eq!(w.fetch(&s, job).await.document(), doc, "ended early");
+    });
+}

@@ -10,6 +10,8 @@ use kofu_proto::{CertKind, ErrorCode, JobId, SessionOp};
 
 use crate::harness::{Answer, Config, Open, World, beside, in_flight, run, wait_until};
 
+const GONE: Answer = Answer::Error(ErrorCode::UnknownSession);
+
 #[test]
 fn a_print_recorded_but_answered_503_is_charged_once_and_never_voided() {
     run(Config::default(), |w| async move {
@@ -255,4 +257,34 @@ async fn answered_once_then_409(w: &World, s: &Open) {
         w.auth(s).await,
         Answer::Error(ErrorCode::AlreadyAuthenticated)
     );
+}
+
+/// A print recorded but answered `503`, and the session ended before the kiosk's
+/// repeat reached it (its idle timeout ran out while the kiosk saw `503`s): the repeat
+/// is answered what was done, from the closed session and then from its tombstone on
+/// another owner, not `unknown_session` for a print that was charged and audited.
+#[test]
+fn a_print_answered_503_is_confirmed_on_repeat_after_the_session_ended() {
+    run(Config::default(), |w| async move {
+        let idle = w.config.session.idle_timeout;
+        let (s, job, doc) = w.delivered_in(2, 3, 0).await;
+        let printed = Answer::Printed {
+            serial: w.verify(&s, CertKind::Residence, &doc).serial,
+            charged_yen: CertKind::Residence.fee_yen(),
+        };
+        w.gate.lose_acks(1);
+        assert!(w.printed(&s, job).await.is_unavailable());
+        let ended = || w.counter("kofu_sessions_ended_total");
+        let before = ended();
+        tokio::time::sleep(idle + Duration::from_secs(1)).await;
+        wait_until("the session ended on its idle timeout", || ended() > before).await;
+        assert_eq!(w.printed(&s, job).await, printed);
+        w.take_over(2).await;
+        assert_eq!(w.printed(&s, job).await, printed);
+        // Only that call: anything else about the session is over, for anyone else too.
+        assert_eq!(w.printed(&s.at(w.kiosk(1)), job).await, GONE);
+        assert_eq!(w.fetch(&s, job).await, GONE);
+        assert_eq!(w.store.audit_records().len(), 1);
+        assert_eq!(w.counter("kofu_jobs_voided_total"), 0.0);
+    });
 }

@@ -163,3 +163,50 @@ pub async fn audit_keys_end_with_their_session<B: Backend>(b: B) {
     let again = store.apply(fence, other, print(&other)).await;
     assert_eq!(again.expect("apply").audit, Some(AuditOutcome::Duplicate));
 }
+
+/// A session's state is loaded with its age by the store's clock, and every put makes
+/// it young again: a new owner counts a resumed session's quiet time on it, whatever
+/// its own clock says.
+pub async fn a_loaded_session_tells_how_long_ago_it_was_written<B: Backend>(b: B) {
+    const PAUSE: Duration = Duration::from_millis(600);
+    let store = b.store();
+    let fence = b.fence(14).await;
+    let s = session(14, 1);
+    store
+        .apply(fence, s, Change::snapshot(vec![1]))
+        .await
+        .expect("apply");
+    let put_at = Instant::now();
+    sleep(PAUSE).await;
+    let first = store.load_session(fence, s).await.expect("load");
+    let first = first.expect("a snapshot");
+    assert_eq!(first.bytes, vec![1]);
+    // Redis counts whole milliseconds of the ttl left.
+    assert!(
+        first.written_ago + Duration::from_millis(2) >= PAUSE
+            && first.written_ago <= put_at.elapsed() + Duration::from_millis(2),
+        "age {:?} for a put {:?} ago",
+        first.written_ago,
+        put_at.elapsed()
+    );
+    store
+        .apply(fence, s, Change::snapshot(vec![2]))
+        .await
+        .expect("apply");
+    let put_at = Instant::now();
+    let second = store.load_session(fence, s).await.expect("load");
+    let second = second.expect("a snapshot");
+    assert_eq!(second.bytes, vec![2]);
+    assert!(
+        second.written_ago <= put_at.elapsed() + Duration::from_millis(2),
+        "age {:?} right after a put",
+        second.written_ago
+    );
+    assert_eq!(
+        store
+            .load_session(fence, session(14, 2))
+            .await
+            .expect("load"),
+        None
+    );
+}

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 pub use sink::AuditSink;
 
 use crate::{
-    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
-    SessionCursor, SessionPage, SnapshotOp, StoreError, StoreFuture,
+    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, Loaded,
+    LockOutcome, SessionCursor, SessionPage, SnapshotOp, StoreError, StoreFuture,
 };
 use shard::ShardState;
 
@@ -198,8 +198,10 @@ impl FencedStore for EmbeddedStore {
         futures::future::ready(self.apply_now(fence, session, change)).boxed()
     }
 
-    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
-        let res = self.shard(fence).map(|s| s.snapshot(&session));
+    fn load_session(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Loaded>> {
+        let res = self
+            .shard(fence)
+            .map(|s| s.snapshot(&session, Instant::now()));
         futures::future::ready(res).boxed()
     }
 

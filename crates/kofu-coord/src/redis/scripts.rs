@@ -179,7 +179,8 @@ return {1, serial, lock, audit, replaced}
 );
 
 /// KEYS: 1 lease, 2 snapshot. ARGV: 1 `node:epoch`. Returns `{0}` when fenced, `{1}`
-/// when there is no snapshot, `{1, bytes}` otherwise.
+/// when there is no snapshot, `{1, bytes, ms to live}` otherwise: every put sets the
+/// same ttl, so what is left of it tells the snapshot's age by Redis's clock.
 const LOAD_SNAPSHOT: &str = concat!(
     fence_check!(),
     r"
@@ -187,7 +188,7 @@ local snap = redis.call('GET', KEYS[2])
 if not snap then
   return {1}
 end
-return {1, snap}
+return {1, snap, redis.call('PTTL', KEYS[2])}
 "
 );
 

@@ -13,8 +13,8 @@ use kofu_proto::SessionId;
 use super::call::{Call, not_replicated};
 use super::{RedisConn, bad_reply, keys, millis, reply_int, scripts, unavailable};
 use crate::{
-    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, LockOutcome,
-    SessionCursor, SessionPage, SnapshotOp, StoreError, StoreFuture,
+    Applied, AuditOutcome, AuditRecord, CardLockOp, Change, Fence, FencedStore, Loaded,
+    LockOutcome, SessionCursor, SessionPage, SnapshotOp, StoreError, StoreFuture,
 };
 
 /// How long the audit stream keeps a confirmed print by default. The stream is the
@@ -158,11 +158,11 @@ impl RedisStore {
         Ok(applied)
     }
 
-    pub async fn load_snapshot_now(
+    pub async fn load_session_now(
         &self,
         fence: Fence,
         session: SessionId,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<Loaded>, StoreError> {
         let mut conn = self.conn.manager();
         let mut call = Call::new(&scripts::LOAD_SNAPSHOT_SCRIPT);
         call.key(keys::lease(fence.shard))
@@ -175,8 +175,17 @@ impl RedisStore {
         match items.as_slice() {
             [status] if reply_int(status) == Some(0) => Err(fenced(fence)),
             [status] if reply_int(status) == Some(1) => Ok(None),
-            [status, Value::BulkString(bytes)] if reply_int(status) == Some(1) => {
-                Ok(Some(bytes.clone()))
+            [status, Value::BulkString(bytes), ttl] if reply_int(status) == Some(1) => {
+                // A missing or negative ttl (none set) counts as written just now: the
+                // age only ever delays an idle timeout, never brings it forward.
+                let left = reply_int(ttl).and_then(|ms| u64::try_from(ms).ok());
+                let written_ago = left.map_or(Duration::ZERO, |ms| {
+                    self.state_ttl.saturating_sub(Duration::from_millis(ms))
+                });
+                Ok(Some(Loaded {
+                    bytes: bytes.clone(),
+                    written_ago,
+                }))
             }
             _ => Err(bad_reply("snapshot load")),
         }
@@ -313,9 +322,9 @@ impl FencedStore for RedisStore {
         async move { store.apply_now(fence, session, change).await }.boxed()
     }
 
-    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
+    fn load_session(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Loaded>> {
         let store = self.clone();
-        async move { store.load_snapshot_now(fence, session).await }.boxed()
+        async move { store.load_session_now(fence, session).await }.boxed()
     }
 
     fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage> {

@@ -12,7 +12,7 @@ use kofu_coord::conformance::Backend;
 use kofu_coord::conformance::fixtures::SHARDS;
 use kofu_coord::redis::{RedisConn, RedisLeases, RedisRegistry, RedisStore, connect};
 use kofu_coord::{
-    Applied, AuditRecord, Change, Fence, FencedStore, Registry, SessionCursor, SessionPage,
+    Applied, AuditRecord, Change, Fence, FencedStore, Loaded, Registry, SessionCursor, SessionPage,
     StoreFuture,
 };
 use kofu_core::records::ResidentRecord;
@@ -63,8 +63,8 @@ impl FencedStore for Nodes {
         self.of(fence).apply(fence, session, change)
     }
 
-    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
-        self.of(fence).load_snapshot(fence, session)
+    fn load_session(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Loaded>> {
+        self.of(fence).load_session(fence, session)
     }
 
     fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage> {

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use futures::FutureExt as _;
 use kofu_coord::embedded::EmbeddedStore;
 use kofu_coord::{
-    Applied, Change, Fence, FencedStore, SessionCursor, SessionPage, StoreError, StoreFuture,
+    Applied, Change, Fence, FencedStore, Loaded, SessionCursor, SessionPage, StoreError,
+    StoreFuture,
 };
 use kofu_proto::SessionId;
 use tokio::sync::watch;
@@ -109,11 +110,11 @@ impl FencedStore for GatedStore {
         .boxed()
     }
 
-    fn load_snapshot(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Vec<u8>>> {
+    fn load_session(&self, fence: Fence, session: SessionId) -> StoreFuture<Option<Loaded>> {
         if self.down.load(Ordering::SeqCst) {
             return futures::future::ready(Err(unreachable_store())).boxed();
         }
-        self.store.load_snapshot(fence, session)
+        self.store.load_session(fence, session)
     }
 
     fn list_sessions(&self, fence: Fence, at: SessionCursor, n: usize) -> StoreFuture<SessionPage> {

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kofu_proto::SessionId;
+
+use crate::Loaded;
 use tokio::time::Instant;
 
 /// When an entry expires; the counter keeps two entries of one instant apart.
@@ -17,6 +19,7 @@ struct Snapshot {
     /// Listed among the shard's open sessions (a put, not a tombstone).
     open: bool,
     expiry: Option<ExpiryKey>,
+    written: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -56,8 +59,11 @@ impl ShardState {
         }
     }
 
-    pub(super) fn snapshot(&self, session: &SessionId) -> Option<Vec<u8>> {
-        self.snapshots.get(session).map(|s| s.bytes.clone())
+    pub(super) fn snapshot(&self, session: &SessionId, now: Instant) -> Option<Loaded> {
+        self.snapshots.get(session).map(|s| Loaded {
+            bytes: s.bytes.clone(),
+            written_ago: now.saturating_duration_since(s.written),
+        })
     }
 
     /// Stores `bytes`, listed as open or as a tombstone, until `until` (or forever).
@@ -82,6 +88,7 @@ impl ShardState {
                 bytes,
                 open,
                 expiry,
+                written: Instant::now(),
             },
         );
         if let Some(key) = old.and_then(|s| s.expiry) {
