@@ -18,4 +18,4 @@ pub use cluster_metrics::ClusterMetrics;
 pub use deps::{Deps, RenderFaults, SessionConfig};
 pub use kiosk_sessions::{KioskSessions, SessionSlot};
 pub use metrics::{ActorMetrics, OpenSessions};
-pub use router::{Remote, Router, RouterConfig, ShardStart};
+pub use router::{Receipt, Remote, Router, RouterConfig, ShardStart};

@@ -27,18 +27,30 @@ pub(crate) struct ReplyTo {
     remote: bool,
 }
 
+/// Where an answer for a kiosk went (`ReplyTo::deliver_to_kiosk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    ToKiosk,
+    ToPeer,
+    Lost,
+}
+
 impl ReplyTo {
     pub(crate) fn channel(remote: bool) -> (ReplyTo, oneshot::Receiver<Answer>) {
         let (tx, rx) = oneshot::channel();
         (ReplyTo { tx, remote }, rx)
     }
 
-    /// `send`, answering whether the kiosk surely has the answer now: its own request
-    /// on this node still waited for it. A remote requester confirms separately
-    /// (`SessionOp::AuthDelivered`).
-    pub(crate) fn deliver_to_kiosk(self, reply: impl Into<SessionReply>) -> bool {
+    /// `send`, answering where the answer went: to the kiosk's own request on this node,
+    /// which still waited for it (the kiosk surely has it), to another node relaying it
+    /// (which confirms separately, `SessionOp::AuthDelivered`), or nowhere.
+    pub(crate) fn deliver_to_kiosk(self, reply: impl Into<SessionReply>) -> Delivery {
         let remote = self.remote;
-        self.deliver(reply) && !remote
+        match self.deliver(reply) {
+            true if remote => Delivery::ToPeer,
+            true => Delivery::ToKiosk,
+            false => Delivery::Lost,
+        }
     }
 
     pub(crate) fn send(self, reply: impl Into<SessionReply>) {

@@ -93,8 +93,17 @@ pub(crate) enum Request {
 /// One routing attempt: an answer, or "try again" (nothing happened anywhere).
 pub(crate) enum Attempt {
     Done(SessionReply),
+    /// An authentication answered by another node, which must be told once the kiosk
+    /// has the answer: the receipt tells it.
+    Receipted(SessionReply, Receipt),
     Again,
 }
+
+/// Tells a session's owner on another node that the kiosk has its authentication's
+/// answer (`SessionOp::AuthDelivered`). Run it once the answer has left this node for
+/// the kiosk, and not if it never did: until the owner hears it, a repeat of the
+/// authentication is answered as done (`200`), never `409` for an answer the kiosk lacks.
+pub type Receipt = futures::future::BoxFuture<'static, ()>;
 
 struct Inner {
     slots: Vec<RwLock<Slot>>,
@@ -355,7 +364,12 @@ impl Router {
 
     /// Routes `req` for `shard` until it is answered, waiting out moves up to the
     /// configured bound.
-    async fn route(&self, shard: u32, req: Request, wait: Option<Duration>) -> SessionReply {
+    async fn route(
+        &self,
+        shard: u32,
+        req: Request,
+        wait: Option<Duration>,
+    ) -> (SessionReply, Option<Receipt>) {
         let started = Instant::now();
         let deadline = started + self.inner.config.move_wait;
         let mut waiting: Option<Waiting<'_>> = None;
@@ -370,13 +384,14 @@ impl Router {
                 },
             };
             match attempt {
-                Attempt::Done(reply) => return reply,
+                Attempt::Done(reply) => return (reply, None),
+                Attempt::Receipted(reply, receipt) => return (reply, Some(receipt)),
                 Attempt::Again => {}
             }
             let cluster = &self.inner.deps.cluster;
             if Instant::now() + pause > deadline {
                 cluster.dropped(DropReason::Deadline);
-                return ErrorCode::Unavailable.into();
+                return (ErrorCode::Unavailable.into(), None);
             }
             if waiting.is_none() {
                 let n = self.inner.waiting.fetch_add(1, Ordering::AcqRel);
@@ -384,7 +399,7 @@ impl Router {
                 let guard = Waiting(self);
                 if n >= self.inner.config.max_waiting {
                     cluster.dropped(DropReason::Full);
-                    return ErrorCode::Unavailable.into();
+                    return (ErrorCode::Unavailable.into(), None);
                 }
                 waiting = Some(guard);
             }
@@ -408,11 +423,13 @@ impl Router {
             record: Some(record),
             kiosk,
         };
-        self.route(shard, req, None).await
+        self.route(shard, req, None).await.0
     }
 
     /// Sends `op` to a session. With `wait`, a pending document is awaited up to `wait`,
-    /// and the answer is `Rendering` if it was not ready by then.
+    /// and the answer is `Rendering` if it was not ready by then. A receipt that comes
+    /// with the answer is run before it is returned: for callers that hand the answer
+    /// on at once (the HTTP layer runs it after the answer left, `call_receipted`).
     pub async fn call(
         &self,
         session: SessionId,
@@ -420,9 +437,24 @@ impl Router {
         op: SessionOp,
         wait: Option<Duration>,
     ) -> SessionReply {
+        let (reply, receipt) = self.call_receipted(session, kiosk, op, wait).await;
+        if let Some(receipt) = receipt {
+            receipt.await;
+        }
+        reply
+    }
+
+    /// `call`, with the receipt to run once the answer has reached the kiosk.
+    pub async fn call_receipted(
+        &self,
+        session: SessionId,
+        kiosk: KioskId,
+        op: SessionOp,
+        wait: Option<Duration>,
+    ) -> (SessionReply, Option<Receipt>) {
         if session.shard() >= self.shard_count() {
             // No session of this cluster can carry that shard: it never existed.
-            return ErrorCode::UnknownSession.into();
+            return (ErrorCode::UnknownSession.into(), None);
         }
         let req = Request::Call { session, kiosk, op };
         self.route(session.shard(), req, wait).await

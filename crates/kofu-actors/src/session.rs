@@ -26,12 +26,19 @@ use kofu_render::Rendered;
 use tokio::time::Instant;
 
 use crate::Deps;
-use crate::messages::{Detach, EndReplaced, NotApplied, ReplyTo, SessionCall, SessionStopped};
+use crate::messages::{
+    Delivery, Detach, EndReplaced, NotApplied, ReplyTo, SessionCall, SessionStopped,
+};
 use crate::shard_host::ShardHost;
 use crate::snapshot::{PrintedJob, SNAPSHOT_V, Snapshot, printed_jobs};
 
 /// How soon a close that the store did not confirm is tried again.
 const CLOSE_RETRY: Duration = Duration::from_secs(1);
+/// How long after its answer went to another node a repeated authentication waits for
+/// that node's notice, and how often it looks: the notice follows the answer at once
+/// (one link hop), so only a lost answer waits the whole time.
+const AUTH_NOTICE_WAIT: Duration = Duration::from_millis(500);
+const AUTH_NOTICE_POLL: Duration = Duration::from_millis(20);
 
 /// One job of the session: the persisted part (the state machine's job with its
 /// issuance metadata, as in the snapshot) and, beside it, the document bytes and the
@@ -157,6 +164,10 @@ pub struct Session {
     /// or the session resumed elsewhere) a repeat of it is answered as done, `200` with
     /// the same offer, not `409` (API.md: repeating a call after `503` converges).
     auth_answered: bool,
+    /// Until when a repeated authentication waits for the notice of the node its answer
+    /// went to (which sends it once the answer left for its kiosk), before it is answered
+    /// as done: a kiosk repeating it at once gets `409`, one whose answer was lost `200`.
+    auth_notice_due: Option<Instant>,
     /// Set once the session is over (closed, or never reached the store), before its
     /// last answer leaves, not when it detaches from a shard that moves: parked requests
     /// learn it is gone, and the host (which shares the flag) no longer counts it as
@@ -206,6 +217,7 @@ impl Session {
             fresh: init.record,
             resumed: false,
             auth_answered: false,
+            auth_notice_due: None,
             ended: init.ended,
         }
     }
@@ -249,6 +261,7 @@ impl Session {
             fresh: None,
             resumed: true,
             auth_answered: false,
+            auth_notice_due: None,
             ended,
         }
     }
@@ -293,6 +306,12 @@ impl Session {
             seq,
         }
         .encode()
+    }
+
+    /// Notes where an authentication's answer went.
+    fn auth_delivered(&mut self, to: Delivery) {
+        self.auth_answered = to == Delivery::ToKiosk;
+        self.auth_notice_due = (to == Delivery::ToPeer).then(|| Instant::now() + AUTH_NOTICE_WAIT);
     }
 
     fn job_index(&self, job: JobId) -> Option<usize> {
@@ -493,6 +512,7 @@ impl Handler<SessionCall> for Session {
             // The forwarding node's word that the kiosk has the authentication's answer:
             // no request of the kiosk, so the idle timer does not restart.
             self.auth_answered |= self.phase == Phase::Authenticated;
+            self.auth_notice_due = None;
             return msg.reply.send(SessionReply::Noted);
         }
         self.last_activity = Instant::now();

@@ -120,7 +120,9 @@ impl Remote {
                 if let (Request::Call { session, kiosk, .. }, SessionReply::Authenticated(_)) =
                     (req, &reply)
                 {
-                    delivered(&client, session, kiosk).await;
+                    let (session, kiosk) = (*session, kiosk.clone());
+                    let receipt = async move { delivered(&client, &session, &kiosk).await };
+                    return Attempt::Receipted(reply, Box::pin(receipt));
                 }
                 Attempt::Done(reply)
             }
@@ -137,11 +139,11 @@ impl Remote {
     }
 }
 
-/// Tells the owner that an authentication's answer reached the kiosk's request, which
-/// still waits for it here, before the kiosk gets it: so a repeat the kiosk sends next
-/// (to any node) is the usual `409`, and only an answer lost between the nodes leaves
-/// the owner answering a repeat as done. Without the notice (a failed link) the owner
-/// keeps doing so until the session's first job; nothing else depends on it.
+/// Tells the owner that an authentication's answer reached the kiosk (the `Receipt`, run
+/// once the answer has left this node): so a repeat the kiosk sends next (to any node)
+/// is the usual `409`, and an answer lost on its way, or with this node, leaves the
+/// owner answering a repeat as done. Without the notice (a failed link) the owner keeps
+/// doing so until the session's first job; nothing else depends on it.
 async fn delivered(client: &WireClient, session: &SessionId, kiosk: &KioskId) {
     let notice = Body::Call {
         session: *session,
@@ -213,7 +215,9 @@ async fn serve(router: &Router, body: Body, age: Duration) -> Body {
     let (answer, outcome) =
         match tokio::time::timeout(limit, router.attempt_local(shard, &req, wait, true)).await {
             Ok(None | Some(Attempt::Again)) => (Body::Moved { shard }, "moved"),
-            Ok(Some(Attempt::Done(reply))) => (Body::Reply(reply), "answered"),
+            Ok(Some(Attempt::Done(reply) | Attempt::Receipted(reply, _))) => {
+                (Body::Reply(reply), "answered")
+            }
             // Outcome unknown (the session may still act on it): the caller answers `503`.
             Err(_) => (Body::Reply(ErrorCode::Unavailable.into()), "timed_out"),
         };

@@ -15,12 +15,12 @@ use kofu_core::session::{
 use kofu_proto::api::{
     AuthResponse, Holder, JobResponse, KindOffer, MunicipalityInfo, PrintedResponse,
 };
-use kofu_proto::{ApiError, CertKind, ErrorCode, JobId, NotIssuable, SessionReply};
+use kofu_proto::{ApiError, CertKind, ErrorCode, JobId, NotIssuable, SessionOp, SessionReply};
 use kofu_render::Rendered;
 use sha2::{Digest as _, Sha256};
 
 use super::{CommitOp, Session, hex};
-use crate::messages::ReplyTo;
+use crate::messages::{ReplyTo, SessionCall};
 use crate::snapshot::Stored;
 
 fn rejected(r: Rejection) -> ApiError {
@@ -99,10 +99,26 @@ impl Session {
         let unanswered =
             redo == Some(CommitOp::Auth) || (!self.auth_answered && self.jobs.is_empty());
         if valid && unanswered && self.phase == Phase::Authenticated {
+            if redo.is_none()
+                && self
+                    .auth_notice_due
+                    .is_some_and(|due| tokio::time::Instant::now() < due)
+            {
+                // The answer went to another node, whose word that its kiosk has it may
+                // be on its way: the repeat waits a moment for it (then `409`).
+                let again = SessionCall {
+                    session: self.id,
+                    kiosk: self.kiosk.clone(),
+                    op: SessionOp::Auth { signature },
+                    reply,
+                };
+                ctx.notify_later(again, super::AUTH_NOTICE_POLL);
+                return;
+            }
             return self.with_fresh_record(ctx, reply, |act, _, rec, reply| match rec {
                 Some(rec) => {
-                    act.auth_answered =
-                        reply.deliver_to_kiosk(SessionReply::Authenticated(auth_response(&rec)));
+                    let answer = SessionReply::Authenticated(auth_response(&rec));
+                    act.auth_delivered(reply.deliver_to_kiosk(answer));
                 }
                 None => reply.send(ErrorCode::UnknownCard),
             });
@@ -123,7 +139,7 @@ impl Session {
                         move |act, _, res| match res {
                             Ok(_) => {
                                 let answer = SessionReply::Authenticated(auth_response(&rec));
-                                act.auth_answered = reply.deliver_to_kiosk(answer);
+                                act.auth_delivered(reply.deliver_to_kiosk(answer));
                             }
                             Err(e) => reply.answer(e.answer()),
                         },

@@ -182,6 +182,30 @@ fn a_forwarded_authentication_is_answered_200_on_repeat_until_its_delivery_is_co
     });
 }
 
+/// The forwarding node tells the owner only once the answer has left it for the kiosk,
+/// so a kiosk that repeats its authentication at once (through another node) may reach
+/// the owner before that notice: the repeat waits a moment for it and is the usual
+/// `409`, not a `200` for an answer the kiosk already has.
+#[test]
+fn a_repeat_that_overtakes_the_forwarding_nodes_notice_waits_for_it() {
+    run(Config::default(), |w| async move {
+        let s = w.created(&w.card_in(2, 4), &w.kiosk(0)).await;
+        assert_eq!(w.forwarded(&s, w.auth_op(&s)).await, Answer::Authenticated);
+        let repeat = beside(&w, &s, |w, s| async move {
+            w.forwarded(&s, w.auth_op(&s)).await
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            w.forwarded(&s, SessionOp::AuthDelivered).await,
+            Answer::Noted
+        );
+        assert_eq!(
+            repeat.await.expect("the repeat"),
+            Answer::Error(ErrorCode::AlreadyAuthenticated)
+        );
+    });
+}
+
 /// Authenticated on a node that then lost the shard (crashed, partitioned) before its
 /// answer reached the kiosk: the new owner cannot know whether it did, and answers the
 /// kiosk's repeat as done until the kiosk moves on to a job.

@@ -148,9 +148,9 @@ async fn call(
 ) -> HttpResponse {
     let span = tracing::debug_span!("session_call", session_id = %session, shard = session.shard());
     let recorded = state.recorder.as_ref().map(|r| (r, op.clone()));
-    let reply = state
+    let (reply, receipt) = state
         .router
-        .call(session, kiosk, op, wait)
+        .call_receipted(session, kiosk, op, wait)
         .instrument(span)
         .await;
     if let Some((recorder, op)) = recorded
@@ -158,7 +158,7 @@ async fn call(
     {
         recorder.call(session, action);
     }
-    respond(reply)
+    super::receipt::with_receipt(respond(reply), receipt)
 }
 
 /// The trace step a successful answer stands for (failed answers are not replayed).

@@ -10,6 +10,7 @@ pub mod error;
 mod fault;
 mod kiosk;
 pub mod metrics;
+mod receipt;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
