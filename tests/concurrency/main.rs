@@ -1,8 +1,8 @@
 //! Issue acceptance 3: 2,000 sessions from 200 kiosks, all opened within a few
 //! milliseconds, every document verified end to end (I1 no cross-delivery, I3
 //! isolation: signature, binding, the names in its bytes; one session in ten's also as
-//! `pdftotext` reads them) — once with healthy rendering, once with every third render forced past
-//! its deadline so that voided jobs and released documents interleave.
+//! `pdftotext` reads them) — once with healthy rendering, once with every third render
+//! forced past its deadline so that voided jobs and released documents interleave.
 
 mod blast;
 mod report;

@@ -94,14 +94,13 @@ pub(crate) async fn session(
     // for every resident's name. One session in ten also through `pdftotext`, which
     // costs most of the test's CPU when done for all 3,000 documents and checks the
     // same rendering code each time.
-    let verifier = if i % 10 == 0 {
-        kofu_testkit::strict(ctx.fx, &ctx.issuer)
-    } else {
-        kofu_kiosk::Verifier {
-            fixtures: ctx.fx,
-            issuer: &ctx.issuer,
-            text: kofu_kiosk::TextCheck::Bytes,
-        }
+    let verifier = kofu_kiosk::Verifier {
+        text: if i % 10 == 0 {
+            kofu_kiosk::TextCheck::Pdftotext
+        } else {
+            kofu_kiosk::TextCheck::Bytes
+        },
+        ..kofu_testkit::strict(ctx.fx, &ctx.issuer)
     };
     let mut voided = Vec::new();
     for (job_id, kind, copies, created_at) in &jobs {
