@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::swap::SwapProxy;
 use common::{
     ALL_BEHAVIOURS, LOAD, NO_BEHAVIOURS, fixtures, load, replay_args, report, synth, utf8,
 };
@@ -133,16 +133,12 @@ fn a_paused_target_shows_in_the_latency() {
 
 #[test]
 fn a_node_that_swaps_documents_is_caught() {
-    // A kofu built with the test-only switch that hands each released document to the
-    // next release: every kiosk but the first gets someone else's, correctly signed.
+    // The kiosks reach a real node through a proxy that hands each released document to
+    // the next release: every kiosk but the first gets someone else's, correctly signed.
     let dir = tempfile::tempdir().expect("tempdir");
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-swap-documents");
-    let faulty = kofu_testkit::kofu_bin_with_features("fault-swap-documents", &target);
-    let opts = NodeOptions {
-        binary: Some(faulty),
-        ..NodeOptions::default()
-    };
+    let opts = NodeOptions::default();
     let node = KofuNode::start(opts.clone());
+    let proxy = SwapProxy::start(&node.api);
     let fx = fixtures(dir.path(), &opts);
     let model = [
         &["--sessions-per-day", "30000", "--think", "0.02"][..],
@@ -154,7 +150,7 @@ fn a_node_that_swaps_documents_is_caught() {
     let out = load(&replay_args(
         &trace,
         &fx,
-        &node.api,
+        &proxy.url,
         "10",
         &["--report-json", utf8(&json)],
     ));

@@ -32,27 +32,9 @@ fn is_release() -> bool {
         .unwrap_or(false)
 }
 
-/// A `kofu` built with extra cargo `features` into its own `target_dir`, so it never
-/// replaces the binary other tests run (the test-only fault switches). `.ci/test`
-/// builds it beforehand in the shared target directory, which costs one crate instead
-/// of a second dependency tree, and names it in `KOFU_BIN_<FEATURES>` (upper case,
-/// `-` as `_`): then that binary is used.
-pub fn kofu_bin_with_features(features: &str, target_dir: &Path) -> PathBuf {
-    let var = format!(
-        "KOFU_BIN_{}",
-        features.to_uppercase().replace(['-', ','], "_")
-    );
-    if let Some(path) = std::env::var_os(var) {
-        return PathBuf::from(path);
-    }
-    build(Some((features, target_dir)))
-}
-
+/// `cargo build -p kofu-node --bin kofu` in this workspace and profile (a no-op when
+/// it is up to date); the path is the one cargo reports.
 fn build_kofu() -> PathBuf {
-    build(None)
-}
-
-fn build(features: Option<(&str, &Path)>) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     // Cargo (and nextest) give a test process the variables of *its* package; a build
@@ -82,11 +64,6 @@ fn build(features: Option<(&str, &Path)>) -> PathBuf {
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if let Some((features, dir)) = features {
-        cmd.args(["--features", features])
-            .arg("--target-dir")
-            .arg(dir);
-    }
     if is_release() {
         cmd.arg("--release");
     }

@@ -16,7 +16,7 @@ mod resp;
 mod sentinel;
 pub mod suite;
 
-pub use bin::{file_args, free_port, kofu_bin, kofu_bin_with_features, signal};
+pub use bin::{file_args, free_port, kofu_bin, signal};
 pub use certs::{CLUSTER_SERVER_NAME, CertFiles, Issued, TestCa};
 pub use deployment::{Deployment, DeploymentOptions, LinkSecurity, NodeHook};
 pub use kiosk::{RespExt, SessionReport, admin_post, full_session, get, request, strict};

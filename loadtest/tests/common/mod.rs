@@ -2,6 +2,8 @@
 //! `kofu-load`, a synthesized trace, the replay command line, the JSON report.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod swap;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -108,8 +108,6 @@ fn respond(reply: SessionReply) -> HttpResponse {
 
 /// `200` with a released document and its binding and signature headers.
 fn released(doc: Document) -> HttpResponse {
-    #[cfg(feature = "fault-swap-documents")]
-    let doc = super::fault::swap(doc);
     HttpResponse::Ok()
         .content_type("application/pdf")
         .insert_header((kofu_proto::api::BINDING_HEADER, doc.binding_b64))

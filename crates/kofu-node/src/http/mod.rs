@@ -6,8 +6,6 @@ mod admin;
 pub mod admission;
 mod body;
 pub mod error;
-#[cfg(feature = "fault-swap-documents")]
-mod fault;
 mod kiosk;
 pub mod metrics;
 mod receipt;
