@@ -20,7 +20,7 @@ mod verify;
 pub use client::{BuildError, Client, ClientBuilder, Route};
 pub use fixtures::{Card, FixtureError, Fixtures, KioskCred};
 pub use kiosk::{Fetched, Kiosk, LongPoll, MAX_WAIT_MS, Raw, Released};
-pub use names::{contains_name, normalize_spaces};
+pub use names::{contains_name, names_in, normalize_spaces};
 pub use outcome::{CallError, ErrorAnswer, NoAnswer, Observer, Record, Step};
 pub use pdftotext::pdf_text;
 pub use raw::Resp;
