@@ -35,9 +35,12 @@ const TEST_BUDGET: Duration = Duration::from_secs(240);
 const FETCH_BUDGET: Duration = Duration::from_secs(30);
 /// The creates are released together; their send instants must fall within this window.
 /// 6–17 ms is measured on the 2-core machine (see `run`), up to 49 ms while builds ran
-/// beside the test (load average 10); the node is paused meanwhile, so from its side
-/// all creates arrive at once whatever this span is. The span is always printed.
-const MAX_CREATE_SPAN: Duration = Duration::from_millis(50);
+/// beside the test (load average 10), 68 ms beside a `kofu-load bench` loop (the two
+/// blaster threads preempted by its processes); the node is paused meanwhile, so from
+/// its side all creates arrive at once whatever this span is. The bound still fails a
+/// harness that sends through a client per session (~150 ms on a quiet machine). The
+/// span is always printed.
+const MAX_CREATE_SPAN: Duration = Duration::from_millis(120);
 
 /// A voided job is fetched again this long after its creation: by then the injected
 /// delay has elapsed and a late render would have finished, so a document here would
