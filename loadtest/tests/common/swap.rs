@@ -13,6 +13,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use kofu_proto::api::{BINDING_HEADER, SIGNATURE_HEADER};
 
 /// A released document as it travels: the PDF and its two headers.
+#[derive(Clone)]
 struct Release {
     pdf: Vec<u8>,
     binding: String,
@@ -131,13 +132,9 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
         _ => None,
     };
     for (name, value) in &headers {
-        let swapped = release.is_some()
-            && (name.eq_ignore_ascii_case(BINDING_HEADER)
-                || name.eq_ignore_ascii_case(SIGNATURE_HEADER));
-        if !swapped {
-            answer.append_header((name.as_str(), value.as_slice()));
-        }
+        answer.append_header((name.as_str(), value.as_slice()));
     }
+    // `insert_header` replaces the node's binding and signature with the swapped ones.
     match release {
         Some(r) => answer
             .insert_header((BINDING_HEADER, r.binding))
@@ -150,17 +147,9 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
 /// Returns the previous release (this one, for the very first) and keeps this one.
 fn swap(state: &State, this: Release) -> Release {
     let mut previous = state.previous.lock().unwrap_or_else(|e| e.into_inner());
-    match previous.replace(this) {
-        Some(before) => before,
-        None => {
-            let first = previous.as_ref().expect("just kept");
-            Release {
-                pdf: first.pdf.clone(),
-                binding: first.binding.clone(),
-                signature: first.signature.clone(),
-            }
-        }
-    }
+    let out = previous.take().unwrap_or_else(|| this.clone());
+    *previous = Some(this);
+    out
 }
 
 fn hop_by_hop(name: &str) -> bool {
