@@ -1,5 +1,5 @@
 //! The connection to the Redis primary every component shares. With `redis://` it is one
-//! self-reconnecting connection; with `redis+sentinel://h:p[,h:p...]/<name>` the primary
+//! self-reconnecting connection (and one more per worker thread, `local.rs`); with `redis+sentinel://h:p[,h:p...]/<name>` the primary
 //! is looked up through the Sentinels and followed across failovers: a watcher asks the
 //! Sentinels again every `FOLLOW_EVERY` and switches every later command to the new
 //! primary. Commands in flight during a failover fail (the callers answer `503`, I7).
@@ -7,6 +7,9 @@
 //! verified against the CA given in `ConnectOptions` (else the system roots); the
 //! `user:password@` of the URL authenticates to the primary and to every Sentinel.
 
+mod local;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -41,7 +44,21 @@ struct Current {
 
 struct Inner {
     current: RwLock<Current>,
+    /// Bumped whenever `current` names another primary, after it does.
+    generation: AtomicU64,
     watcher: RwLock<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Another connection to the current primary, configured as the shared one.
+    async fn open_manager(&self) -> Result<ConnectionManager, RedisError> {
+        let client = self.current.read().client.clone();
+        ConnectionManager::new_with_config(client, manager_config()).await
+    }
 }
 
 impl Drop for Inner {
@@ -67,8 +84,13 @@ impl std::fmt::Debug for RedisConn {
 }
 
 impl RedisConn {
-    /// The connection to use for the next command.
+    /// The connection to use for the next command: this thread's own when it runs a
+    /// single-threaded runtime (an actix worker), else the shared one. A `WAIT` must go
+    /// on the connection of the writes it waits for: use one manager for both.
     pub fn manager(&self) -> ConnectionManager {
+        if let Some(own) = local::manager(&self.inner) {
+            return own;
+        }
         self.inner.current.read().manager.clone()
     }
 
@@ -200,6 +222,7 @@ fn wrap(current: Current) -> RedisConn {
     RedisConn {
         inner: Arc::new(Inner {
             current: RwLock::new(current),
+            generation: AtomicU64::new(0),
             watcher: RwLock::new(None),
         }),
     }
@@ -208,12 +231,7 @@ fn wrap(current: Current) -> RedisConn {
 async fn open(access: &Access, url: &str, addr: String) -> Result<Current, StoreError> {
     // The url may carry a password: never echo it.
     let client = access.client(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-        .set_number_of_retries(RECONNECT_ATTEMPTS)
-        .set_max_delay(RECONNECT_MAX_DELAY);
-    let manager = ConnectionManager::new_with_config(client.clone(), config)
+    let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
         .await
         .map_err(|e| unavailable(&e))?;
     Ok(Current {
@@ -221,6 +239,14 @@ async fn open(access: &Access, url: &str, addr: String) -> Result<Current, Store
         client,
         addr,
     })
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_number_of_retries(RECONNECT_ATTEMPTS)
+        .set_max_delay(RECONNECT_MAX_DELAY)
 }
 
 /// The Sentinels of one monitored primary, and how to reach them and the primary.
@@ -309,6 +335,7 @@ async fn follow(inner: Weak<Inner>, sentinels: Sentinels) {
                     return;
                 };
                 *strong.current.write() = current;
+                strong.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(primary = %primary, "redis primary changed; following it");
             }
             Err(e) => tracing::warn!(primary = %primary, "new primary not reachable yet: {e}"),

@@ -11,6 +11,7 @@ mod import;
 mod memory;
 mod registry;
 mod store;
+mod threads;
 
 use std::time::Duration;
 
