@@ -195,6 +195,15 @@ impl Router {
         }
     }
 
+    /// The arbiter of worker `turn` (modulo the workers), once it has registered.
+    pub(crate) fn worker_arbiter(&self, turn: usize) -> Option<ArbiterHandle> {
+        let arbiters = self.inner.arbiters.lock();
+        arbiters
+            .get(turn % arbiters.len().max(1))
+            .cloned()
+            .flatten()
+    }
+
     pub fn shard_count(&self) -> u32 {
         self.inner.slots.len() as u32
     }

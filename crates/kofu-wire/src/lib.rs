@@ -35,6 +35,13 @@ pub type CallHandler = Arc<
     dyn Fn(Body, Duration) -> Pin<Box<dyn Future<Output = Body> + Send + 'static>> + Send + Sync,
 >;
 
+/// Runs an accepted connection's task somewhere other than the listener's runtime (a
+/// node hands in its HTTP workers, so that forwarded calls are read, served and answered
+/// on the thread of the sessions they reach). The future registers the connection with
+/// the runtime it is polled on; it must be polled on a tokio runtime.
+pub type ConnSpawner =
+    Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send + 'static>>) + Send + Sync>;
+
 /// Connect plus handshakes (TLS, then HMAC) must finish within this on the calling side.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An accepted connection must complete both handshakes (TLS, then HMAC) within this,

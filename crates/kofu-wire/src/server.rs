@@ -21,7 +21,10 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::frame::{FrameReader, encode_frame, run_writer};
-use crate::{CallHandler, LinkAuth, LinkError, PRE_AUTH_TIMEOUT, Secrets, WRITE_QUEUE, handshake};
+use crate::{
+    CallHandler, ConnSpawner, LinkAuth, LinkError, PRE_AUTH_TIMEOUT, Secrets, WRITE_QUEUE,
+    handshake,
+};
 
 /// Requests one connection may have in the handler at once; past it the server stops
 /// reading that connection, which pushes back on the sender through TCP.
@@ -86,6 +89,19 @@ impl WireServer {
         auth: impl Into<LinkAuth>,
         handler: CallHandler,
     ) -> Result<WireServer, LinkError> {
+        Self::serve_on(listener, node_id, auth, handler, None)
+    }
+
+    /// As [`WireServer::serve`], but each accepted connection runs where `spawn` puts
+    /// it (its socket moves to that runtime); the listener stays on the current one.
+    /// Dropping the server still ends every connection.
+    pub fn serve_on(
+        listener: TcpListener,
+        node_id: impl Into<String>,
+        auth: impl Into<LinkAuth>,
+        handler: CallHandler,
+        spawn: Option<ConnSpawner>,
+    ) -> Result<WireServer, LinkError> {
         let auth: LinkAuth = auth.into();
         if auth.secrets.is_empty() {
             return Err(LinkError::EmptySecret);
@@ -93,7 +109,8 @@ impl WireServer {
         let node_id: Arc<str> = node_id.into().into();
         let local_addr = listener.local_addr()?;
         let span = tracing::info_span!("wire_server", node = %node_id, addr = %local_addr, tls = auth.is_tls());
-        let accept = tokio::spawn(accept_loop(listener, node_id, auth, handler).instrument(span));
+        let accept =
+            tokio::spawn(accept_loop(listener, node_id, auth, handler, spawn).instrument(span));
         Ok(WireServer { local_addr, accept })
     }
 
@@ -115,6 +132,7 @@ async fn accept_loop(
     node_id: Arc<str>,
     auth: LinkAuth,
     handler: CallHandler,
+    spawn: Option<ConnSpawner>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
@@ -150,20 +168,52 @@ async fn accept_loop(
         let state = Arc::new(AtomicU8::new(PRE_AUTH));
         let span = tracing::info_span!("wire_conn", %peer, peer_node = tracing::field::Empty);
         let conn_state = state.clone();
-        let task = conns.spawn(
-            async move {
-                let served = serve_stream(stream, &node_id, &auth, handler, &conn_state, deadline);
-                match served.await {
-                    Ok(()) => tracing::debug!("connection closed by peer"),
-                    Err(e) => tracing::warn!(error = %e, "connection dropped"),
-                }
-                conn_state.store(ENDED, Ordering::Release);
-                drop(slot);
+        // Handed over as a std socket: it registers with the runtime that serves it.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepted connection unusable");
+                continue;
             }
-            .instrument(span),
-        );
+        };
+        let serve = async move {
+            let served = async {
+                let stream = TcpStream::from_std(stream)?;
+                serve_stream(stream, &node_id, &auth, handler, &conn_state, deadline).await
+            };
+            match served.await {
+                Ok(()) => tracing::debug!("connection closed by peer"),
+                Err(e) => tracing::warn!(error = %e, "connection dropped"),
+            }
+            conn_state.store(ENDED, Ordering::Release);
+            drop(slot);
+        }
+        .instrument(span);
+        let task = match &spawn {
+            None => conns.spawn(serve),
+            Some(spawn) => conns.spawn(elsewhere(spawn.clone(), serve)),
+        };
         unproven.push_back(Unproven { state, task });
     }
+}
+
+/// Runs `serve` through `spawn` and waits for it to end; dropping (aborting) this task
+/// ends it too, so the accept loop's eviction and the server's drop reach it wherever
+/// it runs.
+async fn elsewhere(spawn: ConnSpawner, serve: impl Future<Output = ()> + Send + 'static) {
+    // Dropping `stop` (with this task) ends `serve`; `serve` ending, or never running
+    // (the spawner dropped it), drops `done` and ends this task.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (done, ended) = tokio::sync::oneshot::channel::<()>();
+    spawn(Box::pin(async move {
+        tokio::select! {
+            () = serve => {}
+            _ = stopped => {}
+        }
+        drop(done);
+    }));
+    let _ = ended.await;
+    drop(stop);
 }
 
 /// One accepted connection: TLS first when the cluster has a CA, then the link.

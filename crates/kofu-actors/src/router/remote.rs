@@ -10,7 +10,7 @@ use std::time::Duration;
 use kofu_coord::NodeInfo;
 use kofu_proto::wire::Body;
 use kofu_proto::{ErrorCode, KioskId, SessionId, SessionOp, SessionReply};
-use kofu_wire::{CallHandler, LinkAuth, LinkError, WireClient};
+use kofu_wire::{CallHandler, ConnSpawner, LinkAuth, LinkError, WireClient};
 use parking_lot::Mutex;
 
 use super::{Attempt, Request, Router};
@@ -30,12 +30,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 type Link = Arc<tokio::sync::Mutex<Option<Arc<WireClient>>>>;
 
-/// This node's connections to its peers, one multiplexed link per peer address.
+/// This node's connections to its peers: one multiplexed link per peer address and
+/// calling thread. A link's tasks run on the thread that opened it (an HTTP worker,
+/// where the request and its session are), so a forwarded call and its reply do not
+/// cross to another thread on this side.
 #[derive(Clone)]
 pub struct Remote {
     node_id: Arc<str>,
     auth: LinkAuth,
-    links: Arc<Mutex<HashMap<String, Link>>>,
+    links: Arc<Mutex<HashMap<(String, std::thread::ThreadId), Link>>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -55,14 +58,11 @@ impl Remote {
         }
     }
 
-    /// The live link to `peer`, connecting (once, for all callers) when there is none.
+    /// This thread's live link to `peer`, connecting (once, for all its callers) when
+    /// there is none.
     async fn client(&self, peer: &NodeInfo) -> Result<Arc<WireClient>, LinkError> {
-        let link = self
-            .links
-            .lock()
-            .entry(peer.internal_addr.clone())
-            .or_default()
-            .clone();
+        let key = (peer.internal_addr.clone(), std::thread::current().id());
+        let link = self.links.lock().entry(key).or_default().clone();
         let mut link = link.lock().await;
         if let Some(c) = link.as_ref()
             && !c.is_closed()
@@ -157,6 +157,28 @@ async fn delivered(client: &WireClient, session: &SessionId, kiosk: &KioskId) {
 }
 
 impl Router {
+    /// Places the connections other nodes open to this one on the HTTP workers in turn
+    /// (where shard hosts run), so that a forwarded call reaches its session without a
+    /// hop through the thread that accepted the connection; before the workers have
+    /// registered, on the accepting runtime.
+    pub fn conn_spawner(&self) -> ConnSpawner {
+        let router = self.clone();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        Arc::new(move |conn| {
+            let turn = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match router.worker_arbiter(turn) {
+                Some(arbiter) => {
+                    // Refused only by an arbiter that stopped (shutdown): the connection
+                    // is dropped and its peer reconnects.
+                    let _ = arbiter.spawn(conn);
+                }
+                None => {
+                    tokio::spawn(conn);
+                }
+            }
+        })
+    }
+
     /// Serves the calls other nodes forward here, on this node's own hosts only.
     pub fn wire_handler(&self) -> CallHandler {
         let router = self.clone();

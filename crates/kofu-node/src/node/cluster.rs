@@ -64,7 +64,8 @@ impl Plane {
         let handler = router.wire_handler();
         #[cfg(feature = "otlp")]
         let handler = crate::telemetry::traced_handler(handler);
-        let wire = WireServer::serve(self.internal, self.node_id, self.auth, handler)
+        let spawn = Some(router.conn_spawner());
+        let wire = WireServer::serve_on(self.internal, self.node_id, self.auth, handler, spawn)
             .context("serving the internal listener")?;
         let mut handoffs = self.handoffs;
         let drains = router.clone();
