@@ -181,7 +181,10 @@ pub fn run(a: ConventionalArgs) -> anyhow::Result<std::process::ExitCode> {
         a.fixture_residents,
         a.fixture_kiosks,
     )?);
-    let client = redis::Client::open(a.redis_url.as_str())?;
+    // TCP_NODELAY, as kofu's own Redis connections: the yardstick gets the same setting.
+    let info = redis::IntoConnectionInfo::into_connection_info(a.redis_url.as_str())?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    let client = redis::Client::open(info)?;
     let workers = a
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

@@ -144,16 +144,22 @@ impl Access {
     /// a password).
     fn client(&self, url: &str) -> Result<Client, StoreError> {
         let invalid = |_| StoreError::Unavailable("invalid redis url".into());
+        // Without TCP_NODELAY a command written while the previous one is unacknowledged
+        // waits for the peer's delayed ACK (tens of ms): commands here are small and
+        // many, from concurrent sessions on one connection.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(invalid)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         match (&self.ca_pem, self.tls) {
             (Some(ca), true) => Client::build_with_tls(
-                url,
+                info,
                 TlsCertificates {
                     client_tls: None,
                     root_cert: Some(ca.clone()),
                 },
             )
             .map_err(invalid),
-            _ => Client::open(url).map_err(invalid),
+            _ => Client::open(info).map_err(invalid),
         }
     }
 }
