@@ -1,9 +1,11 @@
 //! Loopback tests of the inter-node link: the handshake, multiplexing of many calls
 //! over one connection, and that every failure ends calls promptly instead of hanging.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use kofu_proto::wire::{Body, Frame, HANDSHAKE_ID};
@@ -184,17 +186,7 @@ async fn dropping_the_server_fails_pending_calls_promptly() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let dropped = Instant::now();
-    drop(server);
-    for task in calls {
-        let result = task.await.expect("task");
-        assert!(matches!(result, Err(LinkError::Closed)), "{result:?}");
-    }
-    assert!(
-        dropped.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        dropped.elapsed()
-    );
+    common::dropping_fails_them_promptly(server, calls).await;
     assert!(client.is_closed());
     let after = client.call(call(99, 0), LONG).await;
     assert!(matches!(after, Err(LinkError::Closed)), "{after:?}");

@@ -1,4 +1,5 @@
-//! What the link's test binaries share: the cluster secret, a call, and the two checks
+//! What the link's test binaries share: the cluster secret, a call, the check that a
+//! dropped server fails its pending calls at once, and the two checks
 //! of the pre-authentication limits (a peer gets a call through a flood of idle
 //! connections; a stalled connection is hung up on after about a second).
 
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kofu_proto::wire::Body;
 use kofu_proto::{KioskId, SessionId, SessionOp};
-use kofu_wire::{LinkAuth, WireClient};
+use kofu_wire::{LinkAuth, LinkError, WireClient, WireServer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -78,5 +79,24 @@ pub fn about_a_second(waited: Duration) {
     assert!(
         waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
         "closed after {waited:?}"
+    );
+}
+
+/// Drops `server` and checks that each of `calls` (pending on it) failed with `Closed`,
+/// all within a second: a server going away never leaves a caller hanging.
+pub async fn dropping_fails_them_promptly(
+    server: WireServer,
+    calls: Vec<tokio::task::JoinHandle<Result<Body, LinkError>>>,
+) {
+    let dropped = Instant::now();
+    drop(server);
+    for task in calls {
+        let result = task.await.expect("task");
+        assert!(matches!(result, Err(LinkError::Closed)), "{result:?}");
+    }
+    assert!(
+        dropped.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        dropped.elapsed()
     );
 }
