@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::procs::{
     Certs, NodeSpec, Proc, fixtures, kofu_path, registry_load, start_conventional, start_node,
-    start_redis,
+    start_redis, wait_shards_settled,
 };
 use table::{CEILING, CONVENTIONAL, Row};
 
@@ -208,8 +208,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 ..spec(name)
             })?);
         }
-        // Until every shard has an owner, requests would only wait.
-        std::thread::sleep(Duration::from_secs(2));
+        // Until every shard has one owner and the joins' handoffs are over: requests
+        // would only wait, and the measurement would include the handoffs.
+        let admins: Vec<String> = nodes.iter().map(|n| n.admin.clone()).collect();
+        wait_shards_settled(&admins, u64::from(SHARDS))?;
         let apis = nodes.iter().map(|n| n.api.clone()).collect();
         let procs: Vec<&Proc> = nodes.iter().map(|n| &n.proc).collect();
         rows.push(bench.measure(row, apis, Tls::default(), &procs, Some(&url))?);

@@ -230,20 +230,57 @@ fn wait_ready(url: &str) -> anyhow::Result<()> {
 
 /// A blocking HTTP/1.0 GET of `http://host:port/path`: whether it answered 200.
 fn answers_200(url: &str) -> bool {
+    get(url).is_some()
+}
+
+/// A blocking HTTP/1.0 GET of `http://host:port/path`: the body of a 200 answer.
+fn get(url: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
+    let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
-        return false;
-    };
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
-        return false;
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_owned())
+}
+
+/// Waits until the nodes at `admins` own `shards` shards between them and that has held
+/// for a second: the joins' handoffs are over, so a measurement that starts now does
+/// not include them.
+pub fn wait_shards_settled(admins: &[String], shards: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut settled_since: Option<Instant> = None;
+    loop {
+        let owned: Option<u64> = admins
+            .iter()
+            .map(|a| get(&format!("{a}/metrics")).and_then(|m| owned_in(&m)))
+            .sum();
+        match (owned == Some(shards), settled_since) {
+            (true, Some(since)) if since.elapsed() >= Duration::from_secs(1) => return Ok(()),
+            (true, None) => settled_since = Some(Instant::now()),
+            (true, Some(_)) => {}
+            (false, _) => settled_since = None,
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the nodes did not settle on {shards} owned shards within 60 s (last: {owned:?})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+/// `kofu_shards_owned` in a Prometheus text exposition.
+fn owned_in(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kofu_shards_owned "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 pub fn start_redis(dir: &Path) -> anyhow::Result<(Proc, String)> {
