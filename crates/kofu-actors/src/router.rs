@@ -217,14 +217,7 @@ impl Router {
         let Some(slot) = self.inner.slots.get(fence.shard as usize) else {
             return;
         };
-        let arbiter = {
-            let arbiters = self.inner.arbiters.lock();
-            arbiters
-                .get(fence.shard as usize % arbiters.len())
-                .cloned()
-                .flatten()
-        };
-        let Some(arbiter) = arbiter else {
+        let Some(arbiter) = self.worker_arbiter(fence.shard as usize) else {
             tracing::error!(
                 shard = fence.shard,
                 "no worker arbiter to place the shard on"

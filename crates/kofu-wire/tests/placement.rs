@@ -15,7 +15,8 @@ use kofu_wire::{CallHandler, ConnSpawner, WireClient, WireServer};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
-const SECRET: &[u8] = b"test cluster secret";
+use common::SECRET;
+
 const LONG: Duration = Duration::from_secs(30);
 const PLACED: &str = "placed-runtime";
 

@@ -5,27 +5,13 @@
 
 use std::sync::Arc;
 
-use kofu_coord::redis::{ConnectOptions, RedisConn, connect, connect_with};
+use kofu_coord::redis::{ConnectOptions, connect, connect_with};
+
+use crate::round_trip;
 use kofu_testkit::{CertFiles, RedisOptions, RedisServer, SentinelSetup};
 
 fn acl() -> Option<(String, String)> {
     Some(("kofu".to_owned(), "s3cret-acl-pass".to_owned()))
-}
-
-async fn round_trip(conn: &RedisConn) {
-    let mut m = conn.manager();
-    let _: () = redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query_async(&mut m)
-        .await
-        .expect("set");
-    let v: String = redis::cmd("GET")
-        .arg("k")
-        .query_async(&mut m)
-        .await
-        .expect("get");
-    assert_eq!(v, "v");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,23 @@ const STATE_TTL: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_millis(20);
 const WITHIN: Duration = Duration::from_secs(60);
 
+/// A SET and a GET of one key on the connection `conn` hands out here.
+async fn round_trip(conn: &RedisConn) {
+    let mut m = conn.manager();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut m)
+        .await
+        .expect("set");
+    let v: String = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut m)
+        .await
+        .expect("get");
+    assert_eq!(v, "v");
+}
+
 /// Polls `done` until it holds; fails the test after `WITHIN`.
 async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WITHIN;

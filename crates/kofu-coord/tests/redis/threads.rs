@@ -7,6 +7,8 @@ use std::time::Duration;
 use kofu_coord::redis::{RedisConn, connect};
 use kofu_testkit::RedisServer;
 
+use crate::round_trip;
+
 /// Redis's id of the connection `conn` hands out here.
 async fn client_id(conn: &RedisConn) -> i64 {
     let mut m = conn.manager();
@@ -19,7 +21,7 @@ async fn client_id(conn: &RedisConn) -> i64 {
 
 /// On a fresh single-threaded runtime of its own thread: the id commands go on once
 /// the thread's own connection is open (it opens in the background; until then the
-/// shared one serves), and the id of the command after that.
+/// shared one serves), then a SET and GET on it, and the id of the command after that.
 fn on_a_worker_thread(conn: &RedisConn, shared: i64) -> (i64, i64) {
     let conn = conn.clone();
     std::thread::spawn(move || {
@@ -40,6 +42,7 @@ fn on_a_worker_thread(conn: &RedisConn, shared: i64) -> (i64, i64) {
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             };
+            round_trip(&conn).await;
             (own, client_id(&conn).await)
         })
     })
@@ -55,38 +58,20 @@ async fn each_worker_thread_keeps_its_own_connection() {
     assert_eq!(client_id(&conn).await, shared, "one shared connection");
     let (a1, a2) = tokio::task::block_in_place(|| on_a_worker_thread(&conn, shared));
     let (b1, b2) = tokio::task::block_in_place(|| on_a_worker_thread(&conn, shared));
-    assert_eq!(a1, a2, "a thread reuses its connection");
-    assert_eq!(b1, b2, "a thread reuses its connection");
+    assert_eq!(
+        a1, a2,
+        "a thread reuses its connection, across a SET and GET"
+    );
+    assert_eq!(
+        b1, b2,
+        "a thread reuses its connection, across a SET and GET"
+    );
     assert_ne!(a1, b1, "threads do not share one");
     assert!(a1 != shared && b1 != shared, "nor use the shared one");
     // A connection of its own answers like the shared one: the same keyspace.
-    let own = conn.clone();
-    let seen: Option<String> = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                let mut m = own.manager();
-                let _: () = redis::cmd("SET")
-                    .arg("threads:k")
-                    .arg("v")
-                    .query_async(&mut m)
-                    .await
-                    .expect("set");
-                redis::cmd("GET")
-                    .arg("threads:k")
-                    .query_async(&mut m)
-                    .await
-                    .expect("get")
-            })
-    })
-    .join()
-    .expect("thread");
-    assert_eq!(seen.as_deref(), Some("v"));
     let mut m = conn.manager();
     let shared_view: Option<String> = redis::cmd("GET")
-        .arg("threads:k")
+        .arg("k")
         .query_async(&mut m)
         .await
         .expect("get");
