@@ -140,8 +140,16 @@ async fn the_kiosk_listener_refuses_beyond_its_in_flight_cap() {
         let k = env.kiosk(i);
         let sid = authed(&k, full_card(env.fx, i)).await;
         let jid = job(&k, &sid, "residence", 1).await;
+        // A poll that arrives while a probe below holds the other place is itself
+        // refused (`503`); it asks again, as a kiosk would, until it holds a place.
         polls.push(tokio::spawn(async move {
-            k.raw().document(&sid, &jid, 10_000).await.status
+            let until = Instant::now() + Duration::from_secs(8);
+            loop {
+                let status = k.raw().document(&sid, &jid, 10_000).await.status;
+                if status != 503 || Instant::now() >= until {
+                    return status;
+                }
+            }
         }));
     }
     let issuer_key = || async { get(&format!("{api}/v1/issuer-key")).await };
