@@ -9,7 +9,7 @@
 //! spread over the owners of their cards' shards, so the limit holds per node (never
 //! refusing a kiosk that is within it cluster-wide).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 use std::hash::{BuildHasher as _, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -6,7 +6,7 @@
 
 mod files;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 use std::path::{Path, PathBuf};
 
 use arc_swap::ArcSwap;

@@ -3,7 +3,9 @@
 //! versions stay readable for the history TTL, so a delivered document re-renders byte
 //! for byte after the record changed (I3, I4).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 

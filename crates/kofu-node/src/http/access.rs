@@ -99,16 +99,25 @@ pub async fn log(
         crate::telemetry::continue_trace(&span, incoming).unwrap_or_else(|| own_trace(incoming));
     #[cfg(not(feature = "otlp"))]
     let trace = own_trace(incoming);
-    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
-    span.record("span_id", tracing::field::display(trace.parent_id_hex()));
+    // The ids in hex only for a span that is recorded (the log level may leave it out).
+    if !span.is_disabled() {
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        span.record("span_id", tracing::field::display(trace.parent_id_hex()));
+    }
     let result = kofu_wire::traced(Some(trace), next.call(req))
         .instrument(span.clone())
         .await;
     let (route, status) = match &result {
-        Ok(res) => (res.request().match_pattern(), res.status().as_u16()),
-        Err(e) => (None, e.as_response_error().status_code().as_u16()),
+        Ok(res) => (
+            super::error::route_pattern(res.request()),
+            res.status().as_u16(),
+        ),
+        Err(e) => (
+            "unmatched".into(),
+            e.as_response_error().status_code().as_u16(),
+        ),
     };
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = &*route;
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.in_scope(|| {
         tracing::info!(listener, method = %method, route, status, micros, "request");

@@ -6,7 +6,7 @@
 //! refusals are counted here. Memory for the buckets stays bounded: only authenticated
 //! kiosks get one, and a bucket that has refilled is dropped (it is the same as none).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

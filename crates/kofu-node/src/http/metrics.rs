@@ -66,11 +66,10 @@ pub async fn track(
     let metrics = req.app_data::<actix_web::web::Data<HttpMetrics>>().cloned();
     let res = next.call(req).await?;
     if let Some(m) = metrics {
-        let route = res.request().match_pattern();
-        let route = route.as_deref().unwrap_or("unmatched");
+        let route = super::error::route_pattern(res.request());
         let status = res.status().as_u16();
         // The route pattern, never the path: paths carry session ids and card ids.
-        m.observe(route, status, started);
+        m.observe(&route, status, started);
     }
     Ok(res)
 }

@@ -3,7 +3,9 @@
 //! print count once. Everything a session leaves behind goes when its snapshot does, so
 //! memory follows the sessions open, not those served.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet};
 
 use kofu_proto::SessionId;
 
