@@ -19,6 +19,8 @@ fn histogram(sigfig: u8) -> Histogram<u64> {
 pub struct Collector {
     steps: BTreeMap<&'static str, Histogram<u64>>,
     all: Histogram<u64>,
+    /// How late the generator woke for a step or session it had to wait for.
+    woke: Histogram<u64>,
     seconds: Vec<Second>,
     pub counts: Counts,
 }
@@ -49,6 +51,7 @@ impl Default for Collector {
         Collector {
             steps: BTreeMap::new(),
             all: histogram(3),
+            woke: histogram(3),
             seconds: Vec::new(),
             counts: Counts::default(),
         }
@@ -97,6 +100,10 @@ impl Collector {
         let _ = s.latency.record(us);
     }
 
+    pub fn woke_late(&mut self, late: Duration) {
+        let _ = self.woke.record((late.as_micros() as u64).max(1));
+    }
+
     pub fn completed(&mut self, at: Duration) {
         self.counts.sessions_completed += 1;
         self.second(at).completed += 1;
@@ -119,6 +126,7 @@ impl Collector {
             sessions_per_s: self.counts.sessions_completed as f64 / secs,
             requests_per_s: self.counts.requests as f64 / secs,
             latency: Percentiles::of(&self.all),
+            generator_late: Percentiles::of(&self.woke),
             steps: self
                 .steps
                 .iter()
@@ -196,6 +204,9 @@ pub struct Report {
     pub sessions_per_s: f64,
     pub requests_per_s: f64,
     pub latency: Percentiles,
+    /// The generator's own lateness: how long after a step's or session's intended time
+    /// it woke to send it (part of `latency`, which runs from the intended time).
+    pub generator_late: Percentiles,
     pub steps: BTreeMap<String, Percentiles>,
     pub series: Vec<SecondReport>,
 }
@@ -239,6 +250,12 @@ impl Report {
                 p.count, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
             );
         }
+        let g = &self.generator_late;
+        println!(
+            "  the generator woke after the intended time (ms, part of the latency above): \
+             p50 {:.2}, p99 {:.2}, max {:.2}",
+            g.p50_ms, g.p99_ms, g.max_ms
+        );
     }
 }
 
@@ -391,6 +408,36 @@ mod tests {
                 speed: 1.0,
             },
         )
+    }
+
+    #[test]
+    fn the_generators_lateness_is_reported_apart() {
+        let mut c = Collector::default();
+        for ms in [1u64, 1, 1, 2, 9] {
+            c.woke_late(Duration::from_millis(ms));
+        }
+        let r = c.report(
+            1,
+            Duration::from_secs(1),
+            ReportMeta {
+                trace: String::new(),
+                targets: Vec::new(),
+                speed: 1.0,
+            },
+        );
+        assert_eq!(r.generator_late.count, 5);
+        assert!(
+            (r.generator_late.p50_ms - 1.0).abs() < 0.01,
+            "{:?}",
+            r.generator_late
+        );
+        assert!(
+            (r.generator_late.max_ms - 9.0).abs() < 0.01,
+            "{:?}",
+            r.generator_late
+        );
+        // Not requests: the request latencies stay empty.
+        assert_eq!(r.latency.count, 0);
     }
 
     #[test]

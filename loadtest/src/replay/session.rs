@@ -79,7 +79,7 @@ pub(crate) async fn run(shared: &Shared, index: usize, s: &SessionTrace) -> Ende
     };
     for step in &s.steps {
         let intended = shared.at(s.start_us + step.at_us);
-        tokio::time::sleep_until(intended).await;
+        shared.wait_until(intended).await;
         let action = match step.action {
             Action::Retry => match st.last {
                 Some(a) => a,
