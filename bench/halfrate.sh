@@ -25,6 +25,7 @@ port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)
 common=(--fixture-seed 1 --fixture-residents 20000 --fixture-kiosks 200 --drain-timeout-ms 1000
   --log-level warn --kiosk-rate 0 --kiosk-max-sessions 0)
 targets=""
+admins=""
 start() { # name, extra args
   local api adm; api=$(port); adm=$(port)
   "$K" serve --listen "127.0.0.1:$api" --admin-listen "127.0.0.1:$adm" "${common[@]}" "${@:2}" > "$1.log" 2>&1 &
@@ -32,6 +33,7 @@ start() { # name, extra args
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$adm/readyz" > /dev/null && break; sleep 0.1; done
   curl -sf "http://127.0.0.1:$adm/readyz" > /dev/null || { echo "$1 never became ready" >&2; exit 1; }
   targets="$targets${targets:+,}http://127.0.0.1:$api"
+  admins="$admins $adm"
 }
 case $MODE in
   embedded) start embedded ;;
@@ -61,3 +63,25 @@ case $MODE in
 esac
 echo "$MODE at $RATE sessions/s: $N sessions, replay speed $SPEED, targets $targets"
 "$L" replay --fixtures fx.jsonl --target "$targets" --speed "$SPEED" --quiet trace.msgpack
+# The nodes' own view: kiosk requests by the time from reading the request to writing
+# the answer (kofu_http_request_duration_seconds, every node's kiosk listener; a
+# forwarded request is timed once, by the node the kiosk called), without the
+# generator's lateness and the kernel's queues. Buckets are coarse; 5 ms is one.
+for a in $admins; do curl -sf "http://127.0.0.1:$a/metrics"; done | python3 -c '
+import sys, collections
+b = collections.Counter()
+for line in sys.stdin:
+    if line.startswith("kofu_http_request_duration_seconds_bucket{"):
+        le = line.split("le=\"")[1].split("\"")[0]
+        b[float("inf") if le == "+Inf" else float(le)] += float(line.split()[-1])
+les = sorted(b); n = b[float("inf")] or 1
+def q(p):
+    lo, prev = 0.0, 0.0
+    for le in les:
+        if b[le] >= p * n:
+            if le == float("inf"): return lo
+            return lo + (le - lo) * (p * n - prev) / max(b[le] - prev, 1)
+        lo, prev = le, b[le]
+    return lo
+print("  the nodes answered %d kiosk requests: %.1f %% within 1 ms, %.1f %% within 5 ms; p50 %.2f ms, p99 %.2f ms (interpolated in buckets)"
+      % (n, 100 * b[0.001] / n, 100 * b[0.005] / n, 1e3 * q(0.5), 1e3 * q(0.99)))'
