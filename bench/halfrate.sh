@@ -8,20 +8,17 @@
 # `kofu-load bench` measured for the mode in the same session.
 set -euo pipefail
 MODE=$1; RATE=$2
-BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${BIN:-$HERE/../target/release}
 K=$BIN/kofu; L=$BIN/kofu-load
 D=$(mktemp -d /tmp/kofu-halfrate.XXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT
 cd "$D"
-"$K" fixtures --seed 1 --residents 20000 --kiosks 200 > fx.jsonl
-"$L" synth --fixtures fx.jsonl --out trace.msgpack --sessions-per-day 2000000 --think 0.1 \
-  --from 11:00 --to 11:10 --abandon 0 --wrong-signature 0 --retry 0 --duplicate-card 0 > synth.txt 2>&1
-# "wrote N sessions over ..."; they start within the 600 s window.
-N=$(grep -oE "wrote [0-9]+ sessions" synth.txt | grep -oE "[0-9]+")
-SPEED=$(python3 -c "print(round($RATE / ($N / 600.0), 3))")
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$HERE/trace.sh"
+make_trace 20000 2000000
+SPEED=$(speed_for "$RATE")
 common=(--fixture-seed 1 --fixture-residents 20000 --fixture-kiosks 200 --drain-timeout-ms 1000
   --log-level warn --kiosk-rate 0 --kiosk-max-sessions 0)
 targets=""

@@ -13,7 +13,8 @@
 # the callgrind profile is kept for `callgrind_annotate`.
 set -euo pipefail
 RATE=${1:-15}
-BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${BIN:-$HERE/../target/release}
 K=$BIN/kofu; L=$BIN/kofu-load
 command -v valgrind > /dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 2; }
 D=$(mktemp -d /tmp/kofu-instructions.XXXX)
@@ -21,12 +22,9 @@ node=
 cleanup() { [ -n "$node" ] && kill "$node" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT
 cd "$D"
-"$K" fixtures --seed 1 --residents 2000 --kiosks 200 > fx.jsonl
-"$L" synth --fixtures fx.jsonl --out trace.msgpack --sessions-per-day 200000 --think 0.1 \
-  --from 11:00 --to 11:10 --abandon 0 --wrong-signature 0 --retry 0 --duplicate-card 0 > synth.txt 2>&1
-N=$(grep -oE "wrote [0-9]+ sessions" synth.txt | grep -oE "[0-9]+")
-SPEED=$(python3 -c "print(round($RATE / ($N / 600.0), 3))")
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$HERE/trace.sh"
+make_trace 2000 200000
+SPEED=$(speed_for "$RATE")
 api=$(port); adm=$(port)
 valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$K" serve \
   --listen "127.0.0.1:$api" --admin-listen "127.0.0.1:$adm" --fixture-seed 1 \
