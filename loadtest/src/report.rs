@@ -10,6 +10,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+/// A duration as the histograms keep it: whole µs, at least 1 (their lowest value).
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
 fn histogram(sigfig: u8) -> Histogram<u64> {
     // 1 µs .. 1 h; constant bounds, so this cannot fail.
     Histogram::new_with_bounds(1, 3_600_000_000, sigfig).expect("constant histogram bounds")
@@ -81,7 +86,7 @@ impl Collector {
         at: Duration,
         error: Option<String>,
     ) {
-        let us = (latency.as_micros() as u64).max(1);
+        let us = micros(latency);
         self.counts.requests += 1;
         let _ = self.all.record(us);
         let _ = self
@@ -101,7 +106,7 @@ impl Collector {
     }
 
     pub fn woke_late(&mut self, late: Duration) {
-        let _ = self.woke.record((late.as_micros() as u64).max(1));
+        let _ = self.woke.record(micros(late));
     }
 
     pub fn completed(&mut self, at: Duration) {
@@ -399,6 +404,10 @@ mod tests {
             let err = (i < errors).then(|| "job 503 unavailable".to_owned());
             c.request("job", Duration::from_micros(p99_us), Duration::ZERO, err);
         }
+        one_second_of(&c)
+    }
+
+    fn one_second_of(c: &Collector) -> Report {
         c.report(
             1,
             Duration::from_secs(1),
@@ -416,15 +425,7 @@ mod tests {
         for ms in [1u64, 1, 1, 2, 9] {
             c.woke_late(Duration::from_millis(ms));
         }
-        let r = c.report(
-            1,
-            Duration::from_secs(1),
-            ReportMeta {
-                trace: String::new(),
-                targets: Vec::new(),
-                speed: 1.0,
-            },
-        );
+        let r = one_second_of(&c);
         assert_eq!(r.generator_late.count, 5);
         assert!(
             (r.generator_late.p50_ms - 1.0).abs() < 0.01,
